@@ -1,0 +1,30 @@
+//! keysentinel's domain: the plain types an exchange's API-key inventory is made of, and the
+//! decisions taken on them (key policy, lifecycle transitions).
+//!
+//! Nothing here performs I/O or reads the wall clock: every decision that depends on time takes
+//! `now` as an argument, so the same inputs always give the same answer (and replay is exact).
+
+pub mod account;
+pub mod allowlist;
+pub mod error;
+pub mod ids;
+pub mod key;
+pub mod policy;
+pub mod scope;
+
+pub use account::{Account, CountryCode, Segment, Verification};
+pub use allowlist::IpAllowlist;
+pub use error::ValidationError;
+pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
+pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
+pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
+pub use scope::{Scope, ScopeSet};
+
+/// Timestamps are UTC instants; they serialise as RFC 3339.
+pub type Timestamp = time::OffsetDateTime;
+
+/// Where domain callers get "now" from. Implementations live at the edges (the system clock in
+/// the server, an event-time clock in replay); the domain itself only ever receives a value.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}

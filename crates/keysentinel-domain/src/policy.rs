@@ -1,0 +1,376 @@
+//! Key policy per segment: the rules every key must satisfy at creation and change.
+//! The policy is a versioned TOML document (see `docs/policy.md`); every refusal names the rule.
+
+use crate::account::{Account, Segment, Verification};
+use crate::key::{ApiKey, SensitiveGrant};
+use crate::scope::Scope;
+use crate::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use thiserror::Error;
+use time::Duration;
+
+/// The rules, by stable name. The names appear in API errors, CLI output and audit entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    AccountNotVerified,
+    TermsNotAccepted,
+    MaxLifetime,
+    MaxKeysPerAccount,
+    AllowlistRequired,
+    AllowlistTooLarge,
+    VendorKeySensitiveScope,
+    SensitiveGrantTtl,
+    SensitiveGrantSelfApproval,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::AccountNotVerified => "account_not_verified",
+            Rule::TermsNotAccepted => "terms_not_accepted",
+            Rule::MaxLifetime => "max_lifetime",
+            Rule::MaxKeysPerAccount => "max_keys_per_account",
+            Rule::AllowlistRequired => "allowlist_required",
+            Rule::AllowlistTooLarge => "allowlist_too_large",
+            Rule::VendorKeySensitiveScope => "vendor_key_sensitive_scope",
+            Rule::SensitiveGrantTtl => "sensitive_grant_ttl",
+            Rule::SensitiveGrantSelfApproval => "sensitive_grant_self_approval",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("policy rule {rule} (policy {policy_version}): {message}")]
+pub struct PolicyViolation {
+    pub rule: Rule,
+    pub policy_version: String,
+    pub message: String,
+}
+
+/// Limits for one segment. In the file every field is optional and falls back to `[defaults]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentPolicy {
+    /// Longest lifetime a key may be created with. Keys are never extended: rotate instead.
+    pub max_lifetime_days: i64,
+    /// Live (active or suspended) keys one account may hold.
+    pub max_keys_per_account: u32,
+    /// Every key of this segment must carry an IP allowlist.
+    pub allowlist_required: bool,
+    pub max_allowlist_entries: u32,
+    /// Longest a withdraw or transfer grant may last once approved.
+    pub sensitive_grant_max_hours: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentOverrides {
+    max_lifetime_days: Option<i64>,
+    max_keys_per_account: Option<u32>,
+    allowlist_required: Option<bool>,
+    max_allowlist_entries: Option<u32>,
+    sensitive_grant_max_hours: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    schema: u32,
+    version: String,
+    terms_version: String,
+    defaults: SegmentPolicy,
+    #[serde(default)]
+    segments: BTreeMap<String, SegmentOverrides>,
+}
+
+/// The effective policy: defaults merged with each segment's overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct KeyPolicy {
+    /// The policy's own version, recorded with every decision it made.
+    pub version: String,
+    /// The no-sharing terms a key owner must have accepted.
+    pub terms_version: String,
+    pub retail: SegmentPolicy,
+    pub corporate: SegmentPolicy,
+    pub broker: SegmentPolicy,
+    pub market_maker: SegmentPolicy,
+}
+
+#[derive(Debug, Error)]
+pub enum PolicyFileError {
+    #[error("policy file is not valid TOML or has unknown fields: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("policy file schema {0} is not supported (this build reads schema 1)")]
+    Schema(u32),
+    #[error("policy file: {0}")]
+    Invalid(String),
+}
+
+/// The default policy, shipped with the binary and documented field by field.
+pub const DEFAULT_POLICY_TOML: &str = include_str!("../default-policy.toml");
+
+impl KeyPolicy {
+    pub fn from_toml(text: &str) -> Result<Self, PolicyFileError> {
+        let file: PolicyFile = toml::from_str(text)?;
+        if file.schema != 1 {
+            return Err(PolicyFileError::Schema(file.schema));
+        }
+        if file.version.trim().is_empty() || file.terms_version.trim().is_empty() {
+            return Err(PolicyFileError::Invalid("version and terms_version must not be empty".into()));
+        }
+        let merge = |name: &str| -> Result<SegmentPolicy, PolicyFileError> {
+            let o = file.segments.get(name).cloned().unwrap_or_default();
+            let d = &file.defaults;
+            let p = SegmentPolicy {
+                max_lifetime_days: o.max_lifetime_days.unwrap_or(d.max_lifetime_days),
+                max_keys_per_account: o.max_keys_per_account.unwrap_or(d.max_keys_per_account),
+                allowlist_required: o.allowlist_required.unwrap_or(d.allowlist_required),
+                max_allowlist_entries: o.max_allowlist_entries.unwrap_or(d.max_allowlist_entries),
+                sensitive_grant_max_hours: o.sensitive_grant_max_hours.unwrap_or(d.sensitive_grant_max_hours),
+            };
+            if p.max_lifetime_days < 1 || p.max_lifetime_days > 3650 {
+                return Err(PolicyFileError::Invalid(format!("{name}: max_lifetime_days must be 1..=3650")));
+            }
+            if p.sensitive_grant_max_hours < 1 || p.sensitive_grant_max_hours > 24 * 90 {
+                return Err(PolicyFileError::Invalid(format!("{name}: sensitive_grant_max_hours must be 1..=2160")));
+            }
+            if p.max_keys_per_account == 0 || p.max_allowlist_entries == 0 {
+                return Err(PolicyFileError::Invalid(format!("{name}: limits must be at least 1")));
+            }
+            Ok(p)
+        };
+        for name in file.segments.keys() {
+            if name.parse::<Segment>().is_err() {
+                return Err(PolicyFileError::Invalid(format!(
+                    "unknown segment [segments.{name}]; expected retail, corporate, broker or market_maker"
+                )));
+            }
+        }
+        Ok(KeyPolicy {
+            retail: merge("retail")?,
+            corporate: merge("corporate")?,
+            broker: merge("broker")?,
+            market_maker: merge("market_maker")?,
+            version: file.version,
+            terms_version: file.terms_version,
+        })
+    }
+
+    pub fn default_policy() -> Result<Self, PolicyFileError> {
+        Self::from_toml(DEFAULT_POLICY_TOML)
+    }
+
+    pub fn for_segment(&self, segment: Segment) -> &SegmentPolicy {
+        match segment {
+            Segment::Retail => &self.retail,
+            Segment::Corporate => &self.corporate,
+            Segment::Broker => &self.broker,
+            Segment::MarketMaker => &self.market_maker,
+        }
+    }
+
+    fn violation(&self, rule: Rule, message: impl Into<String>) -> PolicyViolation {
+        PolicyViolation { rule, policy_version: self.version.clone(), message: message.into() }
+    }
+
+    /// Every rule a new key (created, rotated in or imported) must satisfy, given the number of
+    /// live keys the account already holds. Returns the first violation.
+    pub fn check_new_key(&self, account: &Account, key: &ApiKey, live_keys: u32, now: Timestamp) -> Result<(), PolicyViolation> {
+        self.violations(account, key, live_keys, now).into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// All violations, for reports (import) that list everything wrong with a key at once.
+    pub fn violations(&self, account: &Account, key: &ApiKey, live_keys: u32, now: Timestamp) -> Vec<PolicyViolation> {
+        let seg = self.for_segment(account.segment);
+        let mut out = Vec::new();
+        if account.verification != Verification::Verified {
+            out.push(self.violation(
+                Rule::AccountNotVerified,
+                format!("account {} is {}; keys are issued only to verified customers", account.account_id, account.verification.as_str()),
+            ));
+        }
+        if key.terms_version != self.terms_version {
+            out.push(self.violation(
+                Rule::TermsNotAccepted,
+                format!("the owner must accept the no-sharing terms version {} (got {:?})", self.terms_version, key.terms_version),
+            ));
+        }
+        let max_expiry = key.created_at.min(now) + Duration::days(seg.max_lifetime_days);
+        if key.expires_at > max_expiry {
+            out.push(self.violation(
+                Rule::MaxLifetime,
+                format!("{} keys may live at most {} days", account.segment, seg.max_lifetime_days),
+            ));
+        }
+        if live_keys >= seg.max_keys_per_account {
+            out.push(self.violation(
+                Rule::MaxKeysPerAccount,
+                format!("account {} already holds {live_keys} live keys; the {} limit is {}", account.account_id, account.segment, seg.max_keys_per_account),
+            ));
+        }
+        let sensitive = key.requested_scopes().has_sensitive();
+        if key.ip_allowlist.is_empty() && (seg.allowlist_required || sensitive) {
+            let why = if seg.allowlist_required { format!("{} keys", account.segment) } else { "keys that can withdraw or transfer".to_owned() };
+            out.push(self.violation(Rule::AllowlistRequired, format!("{why} must have an IP allowlist")));
+        }
+        if key.ip_allowlist.len() > seg.max_allowlist_entries as usize {
+            out.push(self.violation(
+                Rule::AllowlistTooLarge,
+                format!("{} entries given; at most {} are allowed", key.ip_allowlist.len(), seg.max_allowlist_entries),
+            ));
+        }
+        if key.vendor_id.is_some() && sensitive {
+            out.push(self.violation(
+                Rule::VendorKeySensitiveScope,
+                "third-party tool (vendor) keys may never hold withdraw or transfer",
+            ));
+        }
+        for grant in &key.grants {
+            if let Err(v) = self.check_grant_ttl(account.segment, grant) {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    pub fn check_grant_ttl(&self, segment: Segment, grant: &SensitiveGrant) -> Result<(), PolicyViolation> {
+        let max = self.for_segment(segment).sensitive_grant_max_hours;
+        if grant.ttl_seconds < 60 || grant.ttl_seconds > max * 3600 {
+            return Err(self.violation(
+                Rule::SensitiveGrantTtl,
+                format!("{} grants last from 1 minute to {max} hours for {segment} keys", grant.scope),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The four-eyes rule: a sensitive grant is approved by someone other than its requester.
+    pub fn check_grant_approval(&self, grant: &SensitiveGrant, approver: &str) -> Result<(), PolicyViolation> {
+        if grant.requested_by == approver {
+            return Err(self.violation(
+                Rule::SensitiveGrantSelfApproval,
+                format!("{} grants need an approver other than the requester ({approver})", grant.scope),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a key would be allowed to hold `scope` at all (vendor keys never hold sensitive scopes).
+    pub fn check_scope_for_key(&self, key: &ApiKey, scope: Scope) -> Result<(), PolicyViolation> {
+        if key.vendor_id.is_some() && scope.is_sensitive() {
+            return Err(self.violation(Rule::VendorKeySensitiveScope, "third-party tool (vendor) keys may never hold withdraw or transfer"));
+        }
+        if scope.is_sensitive() && key.ip_allowlist.is_empty() {
+            return Err(self.violation(Rule::AllowlistRequired, "keys that can withdraw or transfer must have an IP allowlist"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::tests::sample_key;
+    use crate::{AccountId, IpAllowlist, OperatorId, VendorId};
+    use time::macros::datetime;
+
+    const T0: Timestamp = datetime!(2026-11-28 00:00 UTC);
+
+    fn account(segment: Segment) -> Account {
+        Account {
+            account_id: AccountId::parse("acct-1").unwrap(),
+            segment,
+            verification: Verification::Verified,
+            declared_purpose: "trading".into(),
+            declared_countries: vec![],
+            created_at: T0,
+            updated_at: T0,
+        }
+    }
+
+    fn rule_of(policy: &KeyPolicy, acct: &Account, key: &ApiKey, live: u32) -> Option<Rule> {
+        policy.check_new_key(acct, key, live, T0).err().map(|v| v.rule)
+    }
+
+    #[test]
+    fn default_policy_parses_with_documented_defaults() {
+        let p = KeyPolicy::default_policy().unwrap();
+        assert_eq!(p.retail.max_lifetime_days, 365);
+        assert_eq!(p.retail.max_keys_per_account, 10);
+        assert!(!p.retail.allowlist_required);
+        assert!(p.corporate.allowlist_required && p.broker.allowlist_required && p.market_maker.allowlist_required);
+        assert_eq!(p.retail.sensitive_grant_max_hours, 24);
+    }
+
+    #[test]
+    fn each_rule_fires_and_names_itself() {
+        let p = KeyPolicy::default_policy().unwrap();
+        let retail = account(Segment::Retail);
+        let key = sample_key(T0);
+        assert_eq!(rule_of(&p, &retail, &key, 0), None);
+        assert_eq!(rule_of(&p, &retail, &key, 10), Some(Rule::MaxKeysPerAccount));
+        assert_eq!(rule_of(&p, &account(Segment::Corporate), &key, 0), Some(Rule::AllowlistRequired));
+
+        let mut unverified = retail.clone();
+        unverified.verification = Verification::Unverified;
+        assert_eq!(rule_of(&p, &unverified, &key, 0), Some(Rule::AccountNotVerified));
+
+        let mut old_terms = key.clone();
+        old_terms.terms_version = "2020-01".into();
+        assert_eq!(rule_of(&p, &retail, &old_terms, 0), Some(Rule::TermsNotAccepted));
+
+        let mut long = key.clone();
+        long.expires_at = T0 + Duration::days(366);
+        assert_eq!(rule_of(&p, &retail, &long, 0), Some(Rule::MaxLifetime));
+
+        let mut wide = key.clone();
+        let many: Vec<String> = (0..11).map(|i| format!("198.51.100.{i}")).collect();
+        wide.ip_allowlist = IpAllowlist::parse(&many).unwrap();
+        assert_eq!(rule_of(&p, &retail, &wide, 0), Some(Rule::AllowlistTooLarge));
+
+        let mut vendor = key.clone();
+        vendor.vendor_id = Some(VendorId::parse("3commas").unwrap());
+        vendor.ip_allowlist = IpAllowlist::parse(&["198.51.100.0/24"]).unwrap();
+        vendor.request_grant(Scope::Withdraw, Duration::hours(1), &OperatorId::parse("op").unwrap(), T0).unwrap();
+        assert_eq!(rule_of(&p, &retail, &vendor, 0), Some(Rule::VendorKeySensitiveScope));
+
+        let mut withdraw = key.clone();
+        withdraw.request_grant(Scope::Withdraw, Duration::hours(1), &OperatorId::parse("op").unwrap(), T0).unwrap();
+        assert_eq!(rule_of(&p, &retail, &withdraw, 0), Some(Rule::AllowlistRequired));
+
+        let mut too_long = key;
+        too_long.ip_allowlist = IpAllowlist::parse(&["198.51.100.0/24"]).unwrap();
+        too_long.request_grant(Scope::Transfer, Duration::hours(25), &OperatorId::parse("op").unwrap(), T0).unwrap();
+        assert_eq!(rule_of(&p, &retail, &too_long, 0), Some(Rule::SensitiveGrantTtl));
+    }
+
+    #[test]
+    fn four_eyes_on_sensitive_grants() {
+        let p = KeyPolicy::default_policy().unwrap();
+        let mut key = sample_key(T0);
+        key.request_grant(Scope::Withdraw, Duration::hours(1), &OperatorId::parse("alice").unwrap(), T0).unwrap();
+        let grant = key.pending_grant(Scope::Withdraw).unwrap();
+        assert_eq!(p.check_grant_approval(grant, "alice").map_err(|v| v.rule), Err(Rule::SensitiveGrantSelfApproval));
+        assert!(p.check_grant_approval(grant, "bob").is_ok());
+    }
+
+    #[test]
+    fn bad_policy_files_are_refused_with_reasons() {
+        let bad_schema = DEFAULT_POLICY_TOML.replace("schema = 1", "schema = 2");
+        assert!(matches!(KeyPolicy::from_toml(&bad_schema), Err(PolicyFileError::Schema(2))));
+        let typo = format!("{DEFAULT_POLICY_TOML}\n[segments.whale]\nmax_keys_per_account = 3\n");
+        assert!(matches!(KeyPolicy::from_toml(&typo), Err(PolicyFileError::Invalid(_))));
+        let unknown_field = DEFAULT_POLICY_TOML.replace("max_keys_per_account = 10", "max_keys_per_acount = 10");
+        assert!(matches!(KeyPolicy::from_toml(&unknown_field), Err(PolicyFileError::Parse(_))));
+        assert!(KeyPolicy::from_toml("not toml [").is_err());
+    }
+}
