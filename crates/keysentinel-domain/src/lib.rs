@@ -9,6 +9,7 @@ pub mod allowlist;
 pub mod error;
 pub mod ids;
 pub mod key;
+pub mod operator;
 pub mod policy;
 pub mod scope;
 
@@ -16,6 +17,7 @@ pub use account::{Account, CountryCode, Segment, Verification};
 pub use allowlist::IpAllowlist;
 pub use error::ValidationError;
 pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
+pub use operator::{Operator, Permission, Role};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use scope::{Scope, ScopeSet};

@@ -71,6 +71,9 @@ impl ScopeSet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
     pub fn iter(self) -> impl Iterator<Item = Scope> {
         Scope::ALL.into_iter().filter(move |s| self.contains(*s))
     }

@@ -1,0 +1,109 @@
+//! Operators of keysentinel itself, their roles and what each role may do (least privilege).
+
+use crate::error::ValidationError;
+use crate::ids::OperatorId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Manages operators, accounts and keys.
+    Admin,
+    /// Investigates and contains: reads everything, suspends, resumes and revokes keys.
+    Analyst,
+    /// Approves sensitive grants requested by someone else.
+    Approver,
+    /// Reads everything, changes nothing.
+    Auditor,
+    /// An API gateway: may only call verify.
+    Gateway,
+}
+
+/// Everything the admin API lets an operator do, grouped by risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ReadInventory,
+    ManageAccounts,
+    IssueKeys,
+    ContainKeys,
+    RevokeKeys,
+    RequestGrant,
+    ApproveGrant,
+    ReadAudit,
+    ManageOperators,
+    Verify,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Analyst => "analyst",
+            Role::Approver => "approver",
+            Role::Auditor => "auditor",
+            Role::Gateway => "gateway",
+        }
+    }
+
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => !matches!(permission, ApproveGrant | Verify),
+            Role::Analyst => matches!(permission, ReadInventory | ContainKeys | RevokeKeys | ReadAudit),
+            Role::Approver => matches!(permission, ReadInventory | ApproveGrant),
+            Role::Auditor => matches!(permission, ReadInventory | ReadAudit),
+            Role::Gateway => matches!(permission, Verify),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, ValidationError> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            ValidationError::new("role", format!("unknown role {s:?}; expected admin, analyst, approver, auditor or gateway"))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Operator {
+    pub operator_id: OperatorId,
+    pub role: Role,
+    /// Who this is ("Kim Minji, compliance" or "gateway-seoul-1").
+    pub description: String,
+    pub created_by: String,
+    pub created_at: time::OffsetDateTime,
+    pub disabled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_privilege_matrix() {
+        use Permission::*;
+        assert!(Role::Admin.allows(IssueKeys) && Role::Admin.allows(ManageOperators));
+        assert!(!Role::Admin.allows(ApproveGrant), "separation of duties: admins request, approvers approve");
+        assert!(Role::Analyst.allows(RevokeKeys) && !Role::Analyst.allows(IssueKeys));
+        assert!(Role::Approver.allows(ApproveGrant) && !Role::Approver.allows(ContainKeys));
+        for p in [ManageAccounts, IssueKeys, ContainKeys, RevokeKeys, RequestGrant, ApproveGrant, ManageOperators, Verify] {
+            assert!(!Role::Auditor.allows(p), "auditors are read-only");
+        }
+        for p in [ReadInventory, ReadAudit, IssueKeys, ManageOperators] {
+            assert!(!Role::Gateway.allows(p), "gateways may only verify");
+        }
+        assert!(Role::Gateway.allows(Verify));
+        assert!("root".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,53 @@
+use keysentinel_domain::{PolicyViolation, TransitionError, ValidationError};
+use keysentinel_store::StoreError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("invalid input: {0}")]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
+    #[error("not allowed: {0}")]
+    Transition(#[from] TransitionError),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{what} {id} already exists")]
+    Conflict { what: &'static str, id: String },
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("storage: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { what, id } => RegistryError::Conflict { what, id },
+            StoreError::Missing { what, id } => RegistryError::NotFound { what, id },
+            other => RegistryError::Store(other),
+        }
+    }
+}
+
+impl From<keysentinel_secrets::SecretsError> for RegistryError {
+    fn from(e: keysentinel_secrets::SecretsError) -> Self {
+        RegistryError::Store(StoreError::Secrets(e))
+    }
+}
+
+impl RegistryError {
+    /// Stable machine-readable code for API errors and CLI output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::Validation(_) => "invalid_input",
+            RegistryError::Policy(_) => "policy_violation",
+            RegistryError::Transition(_) => "invalid_transition",
+            RegistryError::NotFound { .. } => "not_found",
+            RegistryError::Conflict { .. } => "conflict",
+            RegistryError::Forbidden(_) => "forbidden",
+            RegistryError::Store(StoreError::Unaudited) => "unaudited_change",
+            RegistryError::Store(_) => "storage_error",
+        }
+    }
+}

@@ -1,0 +1,424 @@
+use crate::{actor_label, check_reason, Registry, RegistryError};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::VerifyingKey;
+use keysentinel_audit::{Actor, AuditDraft};
+use keysentinel_domain::{
+    AccessKey, Account, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyPolicy, KeyStatus, OperatorId, Scope, ScopeSet,
+    ValidationError, VendorId,
+};
+use keysentinel_secrets::{generate_api_secret, Keyring};
+use keysentinel_store::{KeyFilter, StoredKey, WriteTx};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+/// How the new key signs.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NewKeyAlgorithm {
+    /// keysentinel generates the secret and returns it once.
+    Hmac,
+    /// The customer's Ed25519 public key: base64 of the 32 raw bytes, or a PEM public key.
+    Ed25519 { public_key: String },
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub account_id: AccountId,
+    pub algorithm: NewKeyAlgorithm,
+    /// read and trade are granted at once; withdraw and transfer become pending grants that a
+    /// different operator (an approver) must approve.
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub ip_allowlist: IpAllowlist,
+    /// Lifetime in days; defaults to the segment's maximum.
+    pub lifetime_days: Option<i64>,
+    pub vendor_id: Option<VendorId>,
+    #[serde(default)]
+    pub purpose: String,
+    /// The version of the no-sharing terms the owner accepted.
+    pub terms_version: String,
+    /// How long sensitive grants last once approved; defaults to the segment's maximum.
+    pub sensitive_grant_hours: Option<i64>,
+}
+
+/// A key as issued: the secret is present only in the response that created it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    /// The HMAC secret. Shown once; keysentinel cannot show it again.
+    #[schema(value_type = Option<String>)]
+    #[serde(serialize_with = "ser_secret")]
+    pub secret: Option<Zeroizing<String>>,
+}
+
+fn ser_secret<S: serde::Serializer>(secret: &Option<Zeroizing<String>>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(v) => s.serialize_some(v.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+pub(crate) fn secret_context(access_key: &AccessKey) -> Vec<u8> {
+    format!("api-key-secret:{access_key}").into_bytes()
+}
+
+/// Accepts base64 (standard or URL-safe) of the raw 32 bytes, or a PEM SPKI public key.
+pub(crate) fn parse_ed25519(text: &str) -> Result<String, ValidationError> {
+    let text = text.trim();
+    let key = if text.starts_with("-----BEGIN") {
+        VerifyingKey::from_public_key_pem(text).map_err(|_| ValidationError::new("public_key", "not a valid Ed25519 PEM public key"))?
+    } else {
+        let raw = B64
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|_| ValidationError::new("public_key", "must be base64 of 32 bytes or a PEM public key"))?;
+        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| ValidationError::new("public_key", "an Ed25519 public key is 32 bytes"))?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| ValidationError::new("public_key", "not a valid Ed25519 public key"))?
+    };
+    if key.is_weak() {
+        return Err(ValidationError::new("public_key", "weak (small-order) Ed25519 key refused"));
+    }
+    Ok(B64.encode(key.as_bytes()))
+}
+
+pub(crate) fn load_account(tx: &mut dyn WriteTx, id: &AccountId) -> Result<Account, RegistryError> {
+    tx.account(id)?.ok_or_else(|| RegistryError::NotFound { what: "account", id: id.to_string() })
+}
+
+pub(crate) fn load_key(tx: &mut dyn WriteTx, access_key: &AccessKey) -> Result<StoredKey, RegistryError> {
+    tx.key(access_key)?.ok_or_else(|| RegistryError::NotFound { what: "key", id: access_key.to_string() })
+}
+
+/// Audit details describing a key's grants; nothing secret.
+pub(crate) fn key_details(key: &ApiKey) -> serde_json::Value {
+    json!({
+        "account_id": key.account_id,
+        "algorithm": match &key.algorithm { KeyAlgorithm::Hmac => "hmac", KeyAlgorithm::Ed25519 { .. } => "ed25519" },
+        "public_key": match &key.algorithm { KeyAlgorithm::Ed25519 { public_key } => Some(public_key), KeyAlgorithm::Hmac => None },
+        "scopes": key.scopes,
+        "pending_grants": key.grants.iter().map(|g| g.scope).collect::<Vec<_>>(),
+        "ip_allowlist": key.ip_allowlist,
+        "vendor_id": key.vendor_id,
+        "purpose": key.purpose,
+        "terms_version": key.terms_version,
+        "expires_at": key.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "origin": key.origin,
+    })
+}
+
+struct Material {
+    algorithm: KeyAlgorithm,
+    secret: Option<Zeroizing<String>>,
+}
+
+fn material(algorithm: &NewKeyAlgorithm) -> Result<Material, RegistryError> {
+    Ok(match algorithm {
+        NewKeyAlgorithm::Hmac => Material { algorithm: KeyAlgorithm::Hmac, secret: Some(generate_api_secret()) },
+        NewKeyAlgorithm::Ed25519 { public_key } => {
+            Material { algorithm: KeyAlgorithm::Ed25519 { public_key: parse_ed25519(public_key)? }, secret: None }
+        }
+    })
+}
+
+/// Seals a secret for storage, and a keyed fingerprint of it for the audit log (so a dispute can
+/// establish which secret was issued without the log ever holding it).
+fn seal(tx: &dyn WriteTx, keyring: &Keyring, key: &AccessKey, secret: &Option<Zeroizing<String>>) -> (Option<Vec<u8>>, Option<String>) {
+    match secret {
+        Some(s) => (Some(keyring.seal(s.as_bytes(), &secret_context(key))), Some(tx.pseudonym("api-secret", s.as_bytes()))),
+        None => (None, None),
+    }
+}
+
+impl Registry {
+    pub async fn create_key(&self, actor: Actor, new: NewKey) -> Result<IssuedKey, RegistryError> {
+        keysentinel_domain::account::check_text("purpose", &new.purpose, 500)?;
+        let scopes: ScopeSet = new.scopes.iter().copied().collect();
+        if scopes.is_empty() {
+            return Err(ValidationError::new("scopes", "at least one scope is required").into());
+        }
+        if scopes.len() != new.scopes.len() {
+            return Err(ValidationError::new("scopes", "a scope is listed twice").into());
+        }
+        let mat = material(&new.algorithm)?;
+        let policy = self.policy.clone();
+        let keyring = self.keyring.clone();
+        self.transact(move |tx| {
+            let now = tx.now();
+            let account = load_account(tx, &new.account_id)?;
+            let seg = policy.for_segment(account.segment);
+            let lifetime = new.lifetime_days.unwrap_or(seg.max_lifetime_days);
+            if lifetime < 1 {
+                return Err(ValidationError::new("lifetime_days", "must be at least 1").into());
+            }
+            let access_key = AccessKey::generate(&mut rand::rngs::OsRng);
+            let actor_name = actor_label(&actor);
+            let mut key = ApiKey {
+                access_key: access_key.clone(),
+                account_id: account.account_id.clone(),
+                algorithm: mat.algorithm,
+                scopes: scopes.iter().filter(|s| !s.is_sensitive()).collect(),
+                grants: vec![],
+                ip_allowlist: new.ip_allowlist,
+                vendor_id: new.vendor_id,
+                purpose: new.purpose,
+                terms_version: new.terms_version,
+                origin: KeyOrigin::Generated,
+                created_at: now,
+                expires_at: now + Duration::days(lifetime.min(3650)),
+                status: KeyStatus::Active,
+                status_reason: "issued".into(),
+                status_changed_by: actor_name.clone(),
+                status_changed_at: now,
+                rotated_from: None,
+                rotated_to: None,
+            };
+            let ttl = Duration::hours(new.sensitive_grant_hours.unwrap_or(seg.sensitive_grant_max_hours));
+            if scopes.has_sensitive() {
+                let requester = operator_id(&actor)?;
+                for scope in scopes.iter().filter(|s| s.is_sensitive()) {
+                    key.request_grant(scope, ttl, &requester, now)?;
+                }
+            }
+            let live = tx.live_key_count(&account.account_id, now)?;
+            policy.check_new_key(&account, &key, live, now)?;
+            let (sealed_secret, fingerprint) = seal(tx, &keyring, &access_key, &mat.secret);
+            tx.insert_key(&StoredKey { key: key.clone(), sealed_secret })?;
+            let mut details = key_details(&key);
+            details["secret_fingerprint"] = json!(fingerprint);
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "key.create".into(),
+                target: access_key.to_string(),
+                reason: "key issued".into(),
+                policy_version: Some(policy.version.clone()),
+                details,
+            })?;
+            Ok(IssuedKey { key, secret: mat.secret })
+        })
+        .await
+    }
+
+    /// Issues a successor with the same grants, and retires `access_key` after `overlap`.
+    /// Ed25519 keys need the customer's new public key.
+    pub async fn rotate_key(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        overlap: Duration,
+        new_public_key: Option<String>,
+        reason: String,
+    ) -> Result<IssuedKey, RegistryError> {
+        check_reason(&reason)?;
+        if overlap < Duration::ZERO || overlap > Duration::days(30) {
+            return Err(ValidationError::new("overlap_seconds", "must be between 0 and 30 days").into());
+        }
+        let policy = self.policy.clone();
+        let keyring = self.keyring.clone();
+        self.transact(move |tx| {
+            let now = tx.now();
+            let StoredKey { key: mut old, .. } = load_key(tx, &access_key)?;
+            let account = load_account(tx, &old.account_id)?;
+            let algorithm = match (&old.algorithm, new_public_key) {
+                (KeyAlgorithm::Hmac, None) => NewKeyAlgorithm::Hmac,
+                (KeyAlgorithm::Hmac, Some(_)) => {
+                    return Err(ValidationError::new("public_key", "an HMAC key rotates to a new generated secret; omit public_key").into())
+                }
+                (KeyAlgorithm::Ed25519 { .. }, Some(pk)) => NewKeyAlgorithm::Ed25519 { public_key: pk },
+                (KeyAlgorithm::Ed25519 { .. }, None) => {
+                    return Err(ValidationError::new("public_key", "rotating an Ed25519 key needs the customer's new public key").into())
+                }
+            };
+            let mat = material(&algorithm)?;
+            let successor = AccessKey::generate(&mut rand::rngs::OsRng);
+            let actor_name = actor_label(&actor);
+            let lifetime = policy.for_segment(account.segment).max_lifetime_days;
+            let new = ApiKey {
+                access_key: successor.clone(),
+                algorithm: mat.algorithm,
+                // Grants carry over as they are: an approved withdraw grant keeps its own expiry,
+                // it is not renewed by rotation.
+                grants: old.grants.iter().filter(|g| g.is_active(now) || g.status == keysentinel_domain::GrantStatus::Pending).cloned().collect(),
+                origin: KeyOrigin::Generated,
+                created_at: now,
+                expires_at: now + Duration::days(lifetime),
+                status: KeyStatus::Active,
+                status_reason: format!("rotated from {access_key}"),
+                status_changed_by: actor_name.clone(),
+                status_changed_at: now,
+                rotated_from: Some(access_key.clone()),
+                rotated_to: None,
+                ..old.clone()
+            };
+            old.retire_after(overlap, &successor, &actor_name, now)?;
+            // The key being retired does not count against the limit for its own successor.
+            let live = tx.live_key_count(&account.account_id, now)?.saturating_sub(1);
+            policy.check_new_key(&account, &new, live, now)?;
+            let (sealed_secret, fingerprint) = seal(tx, &keyring, &successor, &mat.secret);
+            tx.update_key(&old)?;
+            tx.insert_key(&StoredKey { key: new.clone(), sealed_secret })?;
+            let mut details = key_details(&new);
+            details["secret_fingerprint"] = json!(fingerprint);
+            details["rotated_from"] = json!(access_key);
+            tx.append_audit(AuditDraft {
+                actor: actor.clone(),
+                action: "key.create".into(),
+                target: successor.to_string(),
+                reason: reason.clone(),
+                policy_version: Some(policy.version.clone()),
+                details,
+            })?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "key.rotate".into(),
+                target: access_key.to_string(),
+                reason,
+                policy_version: Some(policy.version.clone()),
+                details: json!({ "successor": successor, "overlap_seconds": overlap.whole_seconds(),
+                    "expires_at": old.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }),
+            })?;
+            Ok(IssuedKey { key: new, secret: mat.secret })
+        })
+        .await
+    }
+
+    pub async fn suspend_key(&self, actor: Actor, access_key: AccessKey, reason: String) -> Result<ApiKey, RegistryError> {
+        self.change_status(actor, access_key, reason, "key.suspend", |k, r, a, now| k.suspend(r, a, now)).await
+    }
+
+    pub async fn resume_key(&self, actor: Actor, access_key: AccessKey, reason: String) -> Result<ApiKey, RegistryError> {
+        self.change_status(actor, access_key, reason, "key.resume", |k, r, a, now| k.resume(r, a, now)).await
+    }
+
+    pub async fn revoke_key(&self, actor: Actor, access_key: AccessKey, reason: String) -> Result<ApiKey, RegistryError> {
+        self.change_status(actor, access_key, reason, "key.revoke", |k, r, a, now| k.revoke(r, a, now)).await
+    }
+
+    async fn change_status<F>(&self, actor: Actor, access_key: AccessKey, reason: String, action: &'static str, apply: F) -> Result<ApiKey, RegistryError>
+    where
+        F: FnOnce(&mut ApiKey, &str, &str, OffsetDateTime) -> Result<(), keysentinel_domain::TransitionError> + Send + 'static,
+    {
+        check_reason(&reason)?;
+        self.transact(move |tx| {
+            let now = tx.now();
+            let StoredKey { mut key, .. } = load_key(tx, &access_key)?;
+            let from = key.effective_status(now);
+            apply(&mut key, &reason, &actor_label(&actor), now)?;
+            tx.update_key(&key)?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: action.into(),
+                target: access_key.to_string(),
+                reason,
+                policy_version: None,
+                details: json!({ "from": from, "to": key.status, "account_id": key.account_id }),
+            })?;
+            Ok(key)
+        })
+        .await
+    }
+
+    /// Asks for a time-limited withdraw or transfer grant; it stays pending until approved.
+    pub async fn request_grant(&self, actor: Actor, access_key: AccessKey, scope: Scope, hours: Option<i64>, reason: String) -> Result<ApiKey, RegistryError> {
+        check_reason(&reason)?;
+        let policy = self.policy.clone();
+        self.transact(move |tx| {
+            let now = tx.now();
+            let StoredKey { mut key, .. } = load_key(tx, &access_key)?;
+            let account = load_account(tx, &key.account_id)?;
+            policy.check_scope_for_key(&key, scope)?;
+            let hours = hours.unwrap_or(policy.for_segment(account.segment).sensitive_grant_max_hours);
+            let requester = operator_id(&actor)?;
+            key.request_grant(scope, Duration::hours(hours), &requester, now)?;
+            if let Some(grant) = key.pending_grant(scope) {
+                policy.check_grant_ttl(account.segment, grant)?;
+            }
+            tx.update_key(&key)?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "key.grant.request".into(),
+                target: access_key.to_string(),
+                reason,
+                policy_version: Some(policy.version.clone()),
+                details: json!({ "scope": scope, "hours": hours, "account_id": key.account_id }),
+            })?;
+            Ok(key)
+        })
+        .await
+    }
+
+    /// Approves a pending grant. The approver must not be its requester.
+    pub async fn approve_grant(&self, actor: Actor, access_key: AccessKey, scope: Scope, reason: String) -> Result<ApiKey, RegistryError> {
+        check_reason(&reason)?;
+        let policy = self.policy.clone();
+        self.transact(move |tx| {
+            let now = tx.now();
+            let StoredKey { mut key, .. } = load_key(tx, &access_key)?;
+            let approver = operator_id(&actor)?;
+            let grant = key.pending_grant(scope).ok_or(keysentinel_domain::TransitionError::NoPendingGrant { scope })?;
+            policy.check_grant_approval(grant, approver.as_str())?;
+            let requested_by = grant.requested_by.clone();
+            let expires = key.approve_grant(scope, &approver, now)?.expires_at;
+            tx.update_key(&key)?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "key.grant.approve".into(),
+                target: access_key.to_string(),
+                reason,
+                policy_version: Some(policy.version.clone()),
+                details: json!({ "scope": scope, "requested_by": requested_by,
+                    "expires_at": expires.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()) }),
+            })?;
+            Ok(key)
+        })
+        .await
+    }
+
+    /// Records the expiry of keys past their time (they are already refused: effective status).
+    pub async fn expire_due(&self) -> Result<usize, RegistryError> {
+        self.transact(move |tx| {
+            let now = tx.now();
+            let due = tx.keys_past_expiry(now, 500)?;
+            for mut key in due.iter().cloned() {
+                if key.record_expiry(now) {
+                    tx.update_key(&key)?;
+                    tx.append_audit(AuditDraft {
+                        actor: Actor::System { component: "expiry".into() },
+                        action: "key.expire".into(),
+                        target: key.access_key.to_string(),
+                        reason: "reached its expiry time".into(),
+                        policy_version: None,
+                        details: json!({ "account_id": key.account_id, "expires_at":
+                            key.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }),
+                    })?;
+                }
+            }
+            Ok(due.len())
+        })
+        .await
+    }
+
+    pub fn key(&self, access_key: &AccessKey) -> Result<ApiKey, RegistryError> {
+        self.store.key(access_key)?.map(|s| s.key).ok_or_else(|| RegistryError::NotFound { what: "key", id: access_key.to_string() })
+    }
+
+    pub fn keys(&self, mut filter: KeyFilter) -> Result<Vec<ApiKey>, RegistryError> {
+        filter.limit = filter.limit.clamp(1, 1000);
+        Ok(self.store.keys(&filter, self.now())?)
+    }
+
+    pub fn key_policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+}
+
+fn operator_id(actor: &Actor) -> Result<OperatorId, RegistryError> {
+    match actor {
+        Actor::Operator { id, .. } => Ok(OperatorId::parse(id)?),
+        other => Err(RegistryError::Forbidden(format!("{} cannot request or approve grants; an operator must", other.label()))),
+    }
+}

@@ -1,0 +1,119 @@
+//! The key inventory's operations. Each mutating call is one store transaction that reads the
+//! current state, takes the decision with the pure domain code, writes the result and appends
+//! its audit entry; if any step fails, nothing is written.
+
+mod accounts;
+mod audit;
+mod error;
+mod import;
+mod keys;
+mod operators;
+mod rewrap;
+
+use keysentinel_audit::Actor;
+use keysentinel_domain::{Clock, KeyPolicy, Timestamp};
+use keysentinel_secrets::Keyring;
+use keysentinel_store::{Outcome, Store, WriteOp, WriteTx};
+use std::sync::Arc;
+
+pub use accounts::{AccountPatch, NewAccount};
+pub use error::RegistryError;
+pub use import::{ImportIssue, ImportOptions, ImportReport};
+pub use keys::{IssuedKey, NewKey, NewKeyAlgorithm};
+pub use operators::IssuedToken;
+
+/// The system clock, for the server and CLI edges.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one sanctioned reader of the wall clock
+    fn now(&self) -> Timestamp {
+        time::OffsetDateTime::now_utc()
+    }
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    policy: Arc<KeyPolicy>,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, policy: Arc<KeyPolicy>, keyring: Arc<Keyring>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, policy, keyring, clock }
+    }
+
+    pub fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Runs `f` as one write operation and waits for its commit.
+    pub async fn transact<T, F>(&self, f: F) -> Result<T, RegistryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<T, RegistryError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.store.submit(op(f, move |r| {
+            let _ = tx.send(r);
+        }))?;
+        rx.await.map_err(|_| RegistryError::Store(keysentinel_store::StoreError::Closed))?
+    }
+
+    /// The same for callers outside an async runtime (offline CLI commands).
+    pub fn transact_blocking<T, F>(&self, f: F) -> Result<T, RegistryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<T, RegistryError> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.store.submit(op(f, move |r| {
+            let _ = tx.send(r);
+        }))?;
+        rx.recv().map_err(|_| RegistryError::Store(keysentinel_store::StoreError::Closed))?
+    }
+}
+
+fn op<T, F, R>(f: F, reply: R) -> WriteOp
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn WriteTx) -> Result<T, RegistryError> + Send + 'static,
+    R: FnOnce(Result<T, RegistryError>) + Send + 'static,
+{
+    Box::new(move |wtx: &mut dyn WriteTx| {
+        let result = f(wtx);
+        let keep = result.is_ok();
+        Outcome {
+            keep,
+            finish: Box::new(move |commit| {
+                reply(match (result, commit) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(e.into()),
+                    (Ok(v), Ok(())) => Ok(v),
+                })
+            }),
+        }
+    })
+}
+
+/// A reason is required for every state change, and bounded like any free text.
+pub(crate) fn check_reason(reason: &str) -> Result<(), RegistryError> {
+    if reason.trim().is_empty() {
+        return Err(keysentinel_domain::ValidationError::new("reason", "a reason is required for every change").into());
+    }
+    keysentinel_domain::account::check_text("reason", reason, 1000)?;
+    Ok(())
+}
+
+pub(crate) fn actor_label(actor: &Actor) -> String {
+    actor.label()
+}

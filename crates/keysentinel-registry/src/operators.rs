@@ -1,0 +1,110 @@
+use crate::{check_reason, Registry, RegistryError};
+use keysentinel_audit::{Actor, AuditDraft};
+use keysentinel_domain::ids::has_valid_checksum;
+use keysentinel_domain::{Operator, OperatorId, Role};
+use keysentinel_secrets::{generate_operator_token, hash_token};
+use serde::Serialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+/// An operator with the token it authenticates with, shown once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuedToken {
+    pub operator: Operator,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "ser_token")]
+    pub token: Zeroizing<String>,
+}
+
+fn ser_token<S: serde::Serializer>(t: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.as_str())
+}
+
+impl Registry {
+    /// Creates the first admin. Refused once any operator exists, so it cannot be used to mint
+    /// a second admin behind the existing ones' backs.
+    pub async fn bootstrap_admin(&self, actor: Actor, id: OperatorId) -> Result<IssuedToken, RegistryError> {
+        self.transact(move |tx| {
+            if tx.operator_count()? > 0 {
+                return Err(RegistryError::Forbidden(
+                    "operators already exist; the bootstrap admin can be created only in an empty store".into(),
+                ));
+            }
+            insert_operator(tx, actor, id, Role::Admin, "bootstrap administrator".into())
+        })
+        .await
+    }
+
+    pub async fn create_operator(&self, actor: Actor, id: OperatorId, role: Role, description: String) -> Result<IssuedToken, RegistryError> {
+        keysentinel_domain::account::check_text("description", &description, 200)?;
+        self.transact(move |tx| insert_operator(tx, actor, id, role, description)).await
+    }
+
+    pub async fn disable_operator(&self, actor: Actor, id: OperatorId, reason: String) -> Result<Operator, RegistryError> {
+        check_reason(&reason)?;
+        self.transact(move |tx| {
+            let mut op = tx.operator(&id)?.ok_or_else(|| RegistryError::NotFound { what: "operator", id: id.to_string() })?;
+            if let Actor::Operator { id: me, .. } = &actor {
+                if me == id.as_str() {
+                    return Err(RegistryError::Forbidden("an operator cannot disable itself".into()));
+                }
+            }
+            op.disabled = true;
+            tx.update_operator(&op)?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "operator.disable".into(),
+                target: id.to_string(),
+                reason,
+                policy_version: None,
+                details: json!({ "role": op.role }),
+            })?;
+            Ok(op)
+        })
+        .await
+    }
+
+    /// The operator holding `token`, if it is valid and enabled. Malformed tokens are refused
+    /// before any lookup; the lookup is by hash, so timing reveals nothing of stored tokens.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Operator>, RegistryError> {
+        if !has_valid_checksum("kso_", token) {
+            return Ok(None);
+        }
+        let op = self.store.operator_by_token_hash(&hash_token(token))?;
+        Ok(op.filter(|o| !o.disabled))
+    }
+
+    pub fn operators(&self) -> Result<Vec<Operator>, RegistryError> {
+        Ok(self.store.operators()?)
+    }
+}
+
+fn insert_operator(
+    tx: &mut dyn keysentinel_store::WriteTx,
+    actor: Actor,
+    id: OperatorId,
+    role: Role,
+    description: String,
+) -> Result<IssuedToken, RegistryError> {
+    let token = generate_operator_token();
+    let operator = Operator {
+        operator_id: id.clone(),
+        role,
+        description,
+        created_by: actor.label(),
+        created_at: tx.now(),
+        disabled: false,
+    };
+    let hash = hash_token(&token);
+    tx.insert_operator(&operator, &hash)?;
+    tx.append_audit(AuditDraft {
+        actor,
+        action: "operator.create".into(),
+        target: id.to_string(),
+        reason: "operator created".into(),
+        policy_version: None,
+        // The token itself never enters the log; its keyed fingerprint identifies it.
+        details: json!({ "role": role, "description": operator.description, "token_fingerprint": tx.pseudonym("operator-token", token.as_bytes()) }),
+    })?;
+    Ok(IssuedToken { operator, token })
+}

@@ -1,0 +1,302 @@
+//! The embedded store: SQLite in WAL mode, `synchronous = FULL` (a commit is on disk when it
+//! returns), one writer thread and a small pool of reader connections.
+//!
+//! The writer takes every queued operation it finds, runs each in its own savepoint inside one
+//! transaction, signs one checkpoint for the batch, and commits once: group commit, so many
+//! concurrent changes share one fsync while each still commits or fails on its own.
+
+mod rows;
+mod verify;
+mod writer;
+
+use keysentinel_audit::Hash;
+use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Clock, KeyStatus, Operator};
+use keysentinel_secrets::Keyring;
+use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
+use keysentinel_store::{
+    AccountFilter, KeyFilter, LogKeys, ReadStore, Store, StoreError, StoredKey, WriteOp, META_LOG_ORIGIN,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+pub use verify::{verify_file, FileVerifyOptions};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+/// Most operations one commit takes; bounds how long one slow batch holds the write lock.
+const MAX_BATCH: usize = 512;
+/// Queue depth before `submit` blocks the caller (back-pressure rather than unbounded memory).
+const QUEUE_DEPTH: usize = 4096;
+
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(ref f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Backend(format!("constraint violated: {e}"))
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(db_err)?;
+    Ok(conn)
+}
+
+/// Applies pending migrations, one transaction each, tracked in `PRAGMA user_version`.
+/// (A dozen lines; a migration crate would add more than it saves here.)
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_err)?;
+    if current as usize > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema {current} is newer than this build understands ({}); upgrade keysentinel",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(())
+}
+
+struct ConnMeta<'a>(&'a Connection);
+
+impl Meta for ConnMeta<'_> {
+    fn get(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0
+            .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(db_err)
+    }
+    fn put(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0
+            .execute("INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value", params![name, value])
+            .map(|_| ())
+            .map_err(db_err)
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    queue: Mutex<Option<mpsc::SyncSender<WriteOp>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`. The bool is true when
+    /// the audit log keys were created now, i.e. the store is new.
+    pub fn open(path: &Path, keyring: &Keyring, clock: Arc<dyn Clock>) -> Result<(Self, bool), StoreError> {
+        let mut conn = open_connection(path, false)?;
+        migrate(&mut conn)?;
+        let created = {
+            let tx = conn.transaction().map_err(db_err)?;
+            let (_, created) = LogKeys::load_or_create(&mut ConnMeta(&tx), keyring)?;
+            tx.commit().map_err(db_err)?;
+            created
+        };
+        let (keys, _) = LogKeys::load_or_create(&mut ConnMeta(&conn), keyring)?;
+        let state = writer::load_log_state(&conn)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let handle = std::thread::Builder::new()
+            .name("keysentinel-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, keys, state, clock))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok((
+            Self {
+                path: path.to_owned(),
+                queue: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                readers: Mutex::new(Vec::new()),
+            },
+            created,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.take();
+        }
+        if let Ok(mut w) = self.writer.lock() {
+            if let Some(handle) = w.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.readers.lock().map_err(|_| StoreError::Closed)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path, true)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+        }
+        result
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Store for SqliteStore {
+    fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
+        let sender = self.queue.lock().map_err(|_| StoreError::Closed)?.clone().ok_or(StoreError::Closed)?;
+        sender.send(op).map_err(|_| StoreError::Closed)
+    }
+}
+
+impl ReadStore for SqliteStore {
+    fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        self.with_reader(|c| rows::account(c, id))
+    }
+
+    fn accounts(&self, filter: &AccountFilter) -> Result<Vec<Account>, StoreError> {
+        self.with_reader(|c| {
+            let after = filter.after.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
+            let mut stmt = c
+                .prepare_cached("SELECT doc FROM accounts WHERE account_id > ?1 ORDER BY account_id LIMIT ?2")
+                .map_err(db_err)?;
+            let docs = stmt
+                .query_map(params![after, filter.limit], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            docs.iter().map(|d| rows::from_doc(d)).collect()
+        })
+    }
+
+    fn key(&self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError> {
+        self.with_reader(|c| rows::key(c, access_key))
+    }
+
+    fn keys(&self, filter: &KeyFilter, now: time::OffsetDateTime) -> Result<Vec<ApiKey>, StoreError> {
+        self.with_reader(|c| {
+            let now_ms = rows::ms(now);
+            // Effective status: stored active/suspended keys past expiry count as expired.
+            let status_sql = match filter.status {
+                None => "1",
+                Some(KeyStatus::Active) => "(status = 'active' AND expires_ms > ?4)",
+                Some(KeyStatus::Suspended) => "(status = 'suspended' AND expires_ms > ?4)",
+                Some(KeyStatus::Expired) => "(status = 'expired' OR (status IN ('active','suspended') AND expires_ms <= ?4))",
+                Some(KeyStatus::Revoked) => "(status = 'revoked')",
+            };
+            let sql = format!(
+                "SELECT doc FROM api_keys WHERE access_key > ?1 AND (?2 IS NULL OR account_id = ?2) \
+                 AND (?3 IS NULL OR vendor_id = ?3) AND {status_sql} ORDER BY access_key LIMIT ?5"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
+            let after = filter.after.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
+            let docs = stmt
+                .query_map(
+                    params![
+                        after,
+                        filter.account_id.as_ref().map(|a| a.as_str()),
+                        filter.vendor_id.as_ref().map(|v| v.as_str()),
+                        now_ms,
+                        filter.limit
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            docs.iter().map(|d| rows::from_doc(d)).collect()
+        })
+    }
+
+    fn operator_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<Operator>, StoreError> {
+        self.with_reader(|c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM operators WHERE token_hash = ?1", [hash.as_slice()], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            doc.map(|d| rows::from_doc(&d)).transpose()
+        })
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM operators ORDER BY operator_id").map_err(db_err)?;
+            let docs = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            docs.iter().map(|d| rows::from_doc(d)).collect()
+        })
+    }
+
+    fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<(u64, String)>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT seq, entry FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+                .map_err(db_err)?;
+            let out = stmt
+                .query_map(params![from as i64, limit], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            Ok(out)
+        })
+    }
+
+    fn audit_leaves(&self, size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached("SELECT leaf FROM audit_log WHERE seq < ?1 ORDER BY seq").map_err(db_err)?;
+            let leaves = stmt
+                .query_map([size as i64], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(db_err)?
+                .map(|r| {
+                    r.map_err(db_err)
+                        .and_then(|v| Hash::try_from(v.as_slice()).map_err(|_| StoreError::Corrupt("leaf hash length".into())))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(leaves)
+        })
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.with_reader(|c| {
+            c.query_row("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            })
+            .optional()
+            .map_err(db_err)
+        })
+    }
+
+    fn log_identity(&self) -> Result<(String, String), StoreError> {
+        self.with_reader(|c| {
+            let mut meta = ConnMeta(c);
+            let origin = meta.get(META_LOG_ORIGIN)?.ok_or_else(|| StoreError::Corrupt("no audit origin".into()))?;
+            let verifier = meta.get(META_LOG_VERIFIER)?.ok_or_else(|| StoreError::Corrupt("no audit verifier key".into()))?;
+            Ok((String::from_utf8_lossy(&origin).into_owned(), String::from_utf8_lossy(&verifier).into_owned()))
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! Row encoding: each entity is stored as its JSON document plus indexed columns.
+
+use crate::db_err;
+use keysentinel_domain::{AccessKey, Account, AccountId};
+use keysentinel_store::{StoreError, StoredKey};
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::Value;
+
+pub fn ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn to_doc<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode row: {e}")))
+}
+
+pub fn from_doc<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("cannot decode row: {e}")))
+}
+
+/// The document's string field, for indexed columns.
+pub fn field(doc: &Value, name: &str) -> Option<String> {
+    doc.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+pub fn account(c: &Connection, id: &AccountId) -> Result<Option<Account>, StoreError> {
+    let doc: Option<String> = c
+        .prepare_cached("SELECT doc FROM accounts WHERE account_id = ?1")
+        .map_err(db_err)?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    doc.map(|d| from_doc(&d)).transpose()
+}
+
+pub fn key(c: &Connection, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError> {
+    let row: Option<(String, Option<Vec<u8>>)> = c
+        .prepare_cached("SELECT doc, sealed_secret FROM api_keys WHERE access_key = ?1")
+        .map_err(db_err)?
+        .query_row([access_key.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db_err)?;
+    row.map(|(doc, sealed_secret)| Ok(StoredKey { key: from_doc(&doc)?, sealed_secret })).transpose()
+}

@@ -1,0 +1,71 @@
+//! `keysentinel audit verify` on a database file: read-only, and needs no master key.
+
+use crate::{db_err, open_connection, ConnMeta};
+use keysentinel_audit::{LogAuditor, LogError, LogVerifier, StoredCheckpoint, StoredEntry, VerifyReport};
+use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
+use keysentinel_store::{StoreError, META_LOG_ORIGIN};
+use std::path::Path;
+
+#[derive(Default)]
+pub struct FileVerifyOptions {
+    /// The verifier key to trust (`name+id+key`). Without it the key recorded in the file is
+    /// used, which shows the file is self-consistent; pin the key for assurance against someone
+    /// who could rewrite the whole file.
+    pub pinned_verifier: Option<String>,
+    /// Checkpoints exported earlier and kept elsewhere (notes); each must match the log.
+    pub external: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileVerifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<VerifyReport, FileVerifyError> {
+    if !path.exists() {
+        return Err(FileVerifyError::Setup(format!("no database at {}", path.display())));
+    }
+    let conn = open_connection(path, true)?;
+    let mut meta = ConnMeta(&conn);
+    let origin = meta
+        .get(META_LOG_ORIGIN)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .ok_or_else(|| FileVerifyError::Setup("the database has no audit log identity (not a keysentinel store?)".into()))?;
+    let recorded = meta.get(META_LOG_VERIFIER)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+    let key_text = options
+        .pinned_verifier
+        .clone()
+        .or(recorded)
+        .ok_or_else(|| FileVerifyError::Setup("no verifier key recorded; pass one with --log-key".into()))?;
+    let verifier = LogVerifier::parse(&key_text).map_err(|e| FileVerifyError::Setup(format!("verifier key: {e}")))?;
+    let mut external = Vec::new();
+    for note in &options.external {
+        let cp = verifier
+            .open_for(&origin, note)
+            .map_err(|e| FileVerifyError::Setup(format!("external checkpoint: {e}")))?;
+        external.push(cp);
+    }
+
+    let mut stmt = conn.prepare("SELECT size, note FROM audit_checkpoints ORDER BY size").map_err(db_err)?;
+    let checkpoints = stmt
+        .query_map([], |r| Ok(StoredCheckpoint { size: r.get(0)?, note: r.get(1)? }))
+        .map_err(db_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)?;
+    let mut auditor = LogAuditor::new(&verifier, &origin, checkpoints, external)?;
+    let mut stmt = conn.prepare("SELECT seq, entry, leaf FROM audit_log ORDER BY seq").map_err(db_err)?;
+    let mut rows = stmt.query([]).map_err(db_err)?;
+    while let Some(row) = rows.next().map_err(db_err)? {
+        // A value of the wrong type (someone stored a number as the entry) is a bad entry, too.
+        let seq: i64 = row.get(0).map_err(db_err)?;
+        let text: String = row.get(1).unwrap_or_default();
+        let leaf: Vec<u8> = row.get(2).unwrap_or_default();
+        auditor.push(StoredEntry { seq, text, leaf })?;
+    }
+    Ok(auditor.finish()?)
+}

@@ -1,0 +1,134 @@
+//! Storage ports. Domain and application code talk to these traits; each backend is an adapter
+//! crate (`keysentinel-sqlite` now, PostgreSQL next) that implements them.
+//!
+//! Writes go through [`Store::submit`]: an operation runs inside the backend's transaction with a
+//! [`WriteTx`], reads and writes rows, and appends audit entries. The backend guarantees:
+//! - an operation's rows and its audit entries commit together or not at all;
+//! - an operation that changes state without appending an audit entry is rolled back
+//!   ("if it cannot be audited it does not happen");
+//! - every commit that appends entries also stores a signed checkpoint of the new tree head.
+
+pub mod keys;
+
+use keysentinel_audit::{AuditDraft, Hash};
+use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, KeyStatus, Operator, OperatorId, VendorId};
+use thiserror::Error;
+use time::OffsetDateTime;
+
+pub use keys::{LogKeys, META_LOG_KEY, META_LOG_ORIGIN, META_PSEUDONYM_KEY};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{what} {id} already exists")]
+    Conflict { what: &'static str, id: String },
+    #[error("{what} {id} does not exist")]
+    Missing { what: &'static str, id: String },
+    #[error("refused: the operation changed state without an audit entry")]
+    Unaudited,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("secrets: {0}")]
+    Secrets(#[from] keysentinel_secrets::SecretsError),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// A key row: the key and, for HMAC keys, its sealed secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key: ApiKey,
+    pub sealed_secret: Option<Vec<u8>>,
+}
+
+/// Filters for listing keys. `status` is the effective status at `now` (a key past its expiry
+/// is listed as expired even before the sweeper records it).
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub account_id: Option<AccountId>,
+    pub status: Option<KeyStatus>,
+    pub vendor_id: Option<VendorId>,
+    /// Return keys whose access key sorts after this one (pagination cursor).
+    pub after: Option<AccessKey>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    pub after: Option<AccountId>,
+    pub limit: u32,
+}
+
+/// What an operation can do inside a write transaction.
+pub trait WriteTx {
+    /// The transaction's time, read once per operation from the store's clock.
+    fn now(&self) -> OffsetDateTime;
+
+    fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+    fn insert_account(&mut self, account: &Account) -> Result<(), StoreError>;
+    fn update_account(&mut self, account: &Account) -> Result<(), StoreError>;
+
+    fn key(&mut self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
+    fn insert_key(&mut self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Updates everything but the sealed secret.
+    fn update_key(&mut self, key: &ApiKey) -> Result<(), StoreError>;
+    fn update_sealed_secret(&mut self, access_key: &AccessKey, sealed: &[u8]) -> Result<(), StoreError>;
+    /// Keys counting against the per-account limit at `now`.
+    fn live_key_count(&mut self, account: &AccountId, now: OffsetDateTime) -> Result<u32, StoreError>;
+    /// Keys whose expiry has passed but whose stored status is still active or suspended.
+    fn keys_past_expiry(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
+    /// Every sealed value (key secrets), for rewrapping under a new master key.
+    fn sealed_secrets(&mut self) -> Result<Vec<(AccessKey, Vec<u8>)>, StoreError>;
+
+    fn operator(&mut self, id: &OperatorId) -> Result<Option<Operator>, StoreError>;
+    fn insert_operator(&mut self, operator: &Operator, token_hash: &[u8; 32]) -> Result<(), StoreError>;
+    fn update_operator(&mut self, operator: &Operator) -> Result<(), StoreError>;
+    fn operator_count(&mut self) -> Result<u64, StoreError>;
+
+    fn meta(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// A keyed hash of a sensitive value, for audit details (`kind` separates uses).
+    fn pseudonym(&self, kind: &str, value: &[u8]) -> String;
+
+    /// Appends an entry to the audit log; returns its position.
+    fn append_audit(&mut self, draft: AuditDraft) -> Result<u64, StoreError>;
+}
+
+/// What the writer does after committing (or failing to commit) an operation's batch.
+pub type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// The result of running an operation: whether to keep its writes, and how to report back.
+pub struct Outcome {
+    pub keep: bool,
+    pub finish: Finish,
+}
+
+pub type WriteOp = Box<dyn FnOnce(&mut dyn WriteTx) -> Outcome + Send>;
+
+/// Reads. Implementations are safe to call from many threads at once.
+pub trait ReadStore: Send + Sync {
+    fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+    fn accounts(&self, filter: &AccountFilter) -> Result<Vec<Account>, StoreError>;
+    fn key(&self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
+    fn keys(&self, filter: &KeyFilter, now: OffsetDateTime) -> Result<Vec<ApiKey>, StoreError>;
+    fn operator_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<Operator>, StoreError>;
+    fn operators(&self) -> Result<Vec<Operator>, StoreError>;
+
+    /// Entries `[from, from + limit)` as stored text.
+    fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<(u64, String)>, StoreError>;
+    /// Leaf hashes of the first `size` entries.
+    fn audit_leaves(&self, size: u64) -> Result<Vec<Hash>, StoreError>;
+    /// The newest signed checkpoint: (tree size, note).
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+    /// The log's origin and verifier key (`name+id+key`) as recorded at initialisation.
+    fn log_identity(&self) -> Result<(String, String), StoreError>;
+}
+
+/// A complete backend.
+pub trait Store: ReadStore {
+    /// Queues a write operation. It runs on the backend's writer, possibly batched with others
+    /// into one durable commit (group commit); `Outcome::finish` reports the commit's result.
+    fn submit(&self, op: WriteOp) -> Result<(), StoreError>;
+}
