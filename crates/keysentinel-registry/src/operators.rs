@@ -108,3 +108,22 @@ fn insert_operator(
     })?;
     Ok(IssuedToken { operator, token })
 }
+
+impl Registry {
+    /// Records that an authenticated operator tried something its role does not allow.
+    pub async fn record_denied(&self, actor: Actor, what: &str, message: &str) -> Result<(), RegistryError> {
+        let (what, message) = (what.to_owned(), message.to_owned());
+        self.transact(move |tx| {
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "access.denied".into(),
+                target: what,
+                reason: message,
+                policy_version: None,
+                details: json!({}),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-pub use verify::{verify_file, FileVerifyOptions};
+pub use verify::{export_checkpoint, verify_file, ExportedCheckpoint, FileVerifyError, FileVerifyOptions};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
 /// Most operations one commit takes; bounds how long one slow batch holds the write lock.
@@ -91,6 +91,9 @@ impl Meta for ConnMeta<'_> {
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// Held for the store's life: one writer process per database, because the writer keeps the
+    /// audit tree's state in memory and another process appending would fork it.
+    _lock: std::fs::File,
     queue: Mutex<Option<mpsc::SyncSender<WriteOp>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
@@ -100,6 +103,19 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`. The bool is true when
     /// the audit log keys were created now, i.e. the store is new.
     pub fn open(path: &Path, keyring: &Keyring, clock: Arc<dyn Clock>) -> Result<(Self, bool), StoreError> {
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Backend(format!(
+                "{} is in use by another keysentinel process (stop it, or use the API of the running server)",
+                path.display()
+            ))
+        })?;
         let mut conn = open_connection(path, false)?;
         migrate(&mut conn)?;
         let created = {
@@ -118,6 +134,7 @@ impl SqliteStore {
         Ok((
             Self {
                 path: path.to_owned(),
+                _lock: lock,
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
                 readers: Mutex::new(Vec::new()),

@@ -69,3 +69,31 @@ pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<VerifyRep
     }
     Ok(auditor.finish()?)
 }
+
+/// The newest checkpoint and the log's identity, read from a database file (no master key needed).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ExportedCheckpoint {
+    pub origin: String,
+    pub verifier_key: String,
+    pub size: u64,
+    pub checkpoint: String,
+}
+
+pub fn export_checkpoint(path: &Path) -> Result<ExportedCheckpoint, FileVerifyError> {
+    if !path.exists() {
+        return Err(FileVerifyError::Setup(format!("no database at {}", path.display())));
+    }
+    let conn = open_connection(path, true)?;
+    let mut meta = ConnMeta(&conn);
+    let get = |m: &mut ConnMeta, name: &str| -> Result<String, FileVerifyError> {
+        m.get(name)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .ok_or_else(|| FileVerifyError::Setup(format!("the database has no {name} (not a keysentinel store?)")))
+    };
+    let origin = get(&mut meta, META_LOG_ORIGIN)?;
+    let verifier_key = get(&mut meta, META_LOG_VERIFIER)?;
+    let (size, checkpoint): (i64, String) = conn
+        .query_row("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|_| FileVerifyError::Setup("the log has no checkpoint yet".into()))?;
+    Ok(ExportedCheckpoint { origin, verifier_key, size: size as u64, checkpoint })
+}

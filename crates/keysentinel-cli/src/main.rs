@@ -1,0 +1,558 @@
+//! The `keysentinel` command: the server, the admin CLI (over the admin API), and offline tools
+//! that work on the data directory (audit verification, master-key rotation).
+
+mod client;
+mod exit;
+mod local;
+mod offline;
+mod output;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use client::{seg, Client};
+use exit::{Exit, Failure};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYSENTINEL_COMMIT"), ")");
+
+#[derive(Parser)]
+#[command(name = "keysentinel", version = VERSION, about = "Issue, enforce, watch, revoke and account for every API key an exchange has.")]
+struct Cli {
+    /// Data directory of the embedded store (database, master key file, first admin token).
+    #[arg(long, global = true, env = "KEYSENTINEL_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Admin API address for remote commands.
+    #[arg(long, global = true, env = "KEYSENTINEL_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Operator bearer token (prefer the environment variable: arguments show in `ps`).
+    #[arg(long, global = true, env = "KEYSENTINEL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the operator token (default: DATA_DIR/admin.token when it exists).
+    #[arg(long, global = true, env = "KEYSENTINEL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the admin API on the embedded store (initialising the data directory on first run).
+    Serve(ServeArgs),
+    /// Initialise the data directory and print the first admin's token (once).
+    Init {
+        #[arg(long, default_value = "admin")]
+        admin_id: String,
+    },
+    /// Print the OpenAPI document of the admin API.
+    Openapi,
+    /// API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Customer accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Operators of keysentinel and their roles.
+    #[command(subcommand)]
+    Operators(OperatorsCmd),
+    /// The key policy.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(offline::AuditCmd),
+    /// Master keys.
+    #[command(subcommand)]
+    Secrets(offline::SecretsCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KEYSENTINEL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Key policy file (TOML); the built-in default policy otherwise.
+    #[arg(long, env = "KEYSENTINEL_POLICY")]
+    policy: Option<PathBuf>,
+    /// How often expiries are recorded, in seconds (expired keys are refused regardless).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    sweep_seconds: u64,
+    /// Log format.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Issue a key. HMAC keys print their secret once.
+    Create {
+        #[arg(long)]
+        account: String,
+        /// Comma-separated: read, trade, withdraw, transfer (withdraw/transfer become pending grants).
+        #[arg(long)]
+        scopes: String,
+        /// Allowed network (CIDR or address); repeat for several.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// Customer's Ed25519 public key (base64, or @FILE for a PEM file); HMAC when absent.
+        #[arg(long)]
+        ed25519_public_key: Option<String>,
+        #[arg(long)]
+        lifetime_days: Option<i64>,
+        /// Third-party tool vendor id.
+        #[arg(long)]
+        vendor: Option<String>,
+        #[arg(long, default_value = "")]
+        purpose: String,
+        /// Version of the no-sharing terms the owner accepted.
+        #[arg(long)]
+        terms_version: String,
+        /// How long sensitive grants last once approved.
+        #[arg(long)]
+        grant_hours: Option<i64>,
+    },
+    /// Import existing keys from an NDJSON file (see docs/import.md).
+    Import {
+        file: PathBuf,
+        /// Refuse keys that break the key policy instead of importing them with a warning.
+        #[arg(long)]
+        enforce_policy: bool,
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
+    /// List keys.
+    List {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, value_parser = ["active", "suspended", "expired", "revoked"])]
+        status: Option<String>,
+        #[arg(long)]
+        vendor: Option<String>,
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one key.
+    Show { access_key: String },
+    /// Issue a successor with the same grants; the old key expires after the overlap.
+    Rotate {
+        access_key: String,
+        /// Seconds the old key keeps working (0 = at once).
+        #[arg(long, default_value_t = 0)]
+        overlap_seconds: i64,
+        /// For Ed25519 keys, the customer's new public key (base64 or @FILE).
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    Suspend {
+        access_key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Resume {
+        access_key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Permanent.
+    Revoke {
+        access_key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Request a time-limited withdraw or transfer grant.
+    Grant {
+        access_key: String,
+        #[arg(long, value_parser = ["withdraw", "transfer"])]
+        scope: String,
+        #[arg(long)]
+        hours: Option<i64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Approve a pending grant (approver role; not the requester).
+    Approve {
+        access_key: String,
+        #[arg(long, value_parser = ["withdraw", "transfer"])]
+        scope: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCmd {
+    Create {
+        account_id: String,
+        #[arg(long, value_parser = ["retail", "corporate", "broker", "market_maker"])]
+        segment: String,
+        #[arg(long, value_parser = ["unverified", "verified", "reverification_required"], default_value = "unverified")]
+        verification: String,
+        #[arg(long, default_value = "")]
+        purpose: String,
+        /// Comma-separated ISO country codes, e.g. KR,SG.
+        #[arg(long, default_value = "")]
+        countries: String,
+    },
+    List {
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    Show { account_id: String },
+    Update {
+        account_id: String,
+        #[arg(long, value_parser = ["retail", "corporate", "broker", "market_maker"])]
+        segment: Option<String>,
+        #[arg(long, value_parser = ["unverified", "verified", "reverification_required"])]
+        verification: Option<String>,
+        #[arg(long)]
+        purpose: Option<String>,
+        #[arg(long)]
+        countries: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorsCmd {
+    /// Create an operator and print its token (once).
+    Create {
+        operator_id: String,
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway"])]
+        role: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Disable {
+        operator_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Who the current token belongs to.
+    Whoami,
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Show the policy in force on the server.
+    Show,
+    /// Check a policy file offline and print its effective limits.
+    Check { file: PathBuf },
+    /// Print the built-in default policy file.
+    Default,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { Exit::Usage as u8 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code_of(&e)
+        }
+    }
+}
+
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read token file {}", f.display()))?.trim().to_owned()),
+        (None, None) => std::fs::read_to_string(cli.data_dir.join(local::ADMIN_TOKEN_FILE)).ok().map(|t| t.trim().to_owned()),
+    };
+    Client::new(&cli.server, token)
+}
+
+fn arg_file_or_value(v: &str) -> anyhow::Result<String> {
+    match v.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(v.to_owned()),
+    }
+}
+
+fn countries(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => serve(&cli, args),
+        Command::Init { admin_id } => init(&cli, admin_id),
+        Command::Openapi => {
+            print!("{}", keysentinel_server::openapi_json());
+            Ok(())
+        }
+        Command::Keys(cmd) => keys(&cli, cmd),
+        Command::Accounts(cmd) => accounts(&cli, cmd),
+        Command::Operators(cmd) => operators(&cli, cmd),
+        Command::Policy(cmd) => policy(&cli, cmd),
+        Command::Audit(cmd) => offline::audit(&cli.data_dir, cli.json, cmd, || client(&cli)),
+        Command::Secrets(cmd) => offline::secrets(&cli.data_dir, cli.json, cmd),
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYSENTINEL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let opened = local::open(&cli.data_dir, args.policy.as_deref())?;
+        if let Some(token) = local::bootstrap(&opened.registry, "admin", "serve (first start)").await? {
+            let path = cli.data_dir.join(local::ADMIN_TOKEN_FILE);
+            local::write_private(&path, &format!("{}\n", token.as_str()))?;
+            tracing::warn!(path = %path.display(), "created the first admin; its token is in this file (owner-only). Move it to your secrets manager and delete the file");
+        }
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| Failure::new(Exit::Usage, format!("cannot listen on {}: {e}", args.listen)))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, data_dir = %cli.data_dir.display(), policy = %opened.registry.policy().version, version = VERSION, "keysentinel admin API listening");
+        println!("keysentinel listening on http://{addr}");
+        let sweeper = keysentinel_server::spawn_expiry_sweeper(opened.registry.clone(), std::time::Duration::from_secs(args.sweep_seconds));
+        let app = keysentinel_server::router(std::sync::Arc::new(keysentinel_server::AppState { registry: opened.registry.clone() }));
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        sweeper.abort();
+        opened.store.close();
+        tracing::info!("keysentinel stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn init(cli: &Cli, admin_id: &str) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let opened = local::open(&cli.data_dir, None)?;
+        let token = local::bootstrap(&opened.registry, admin_id, "init").await?;
+        opened.store.close();
+        match token {
+            Some(token) => {
+                if cli.json {
+                    output::json(&json!({ "operator_id": admin_id, "role": "admin", "token": token.as_str() }));
+                } else {
+                    println!("Initialised {}.\nFirst admin: {admin_id}\nToken (shown once, store it in your secrets manager):\n{}", cli.data_dir.display(), token.as_str());
+                }
+                Ok(())
+            }
+            None => Err(Failure::new(Exit::Conflict, format!("{} is already initialised: operators exist", cli.data_dir.display())).into()),
+        }
+    })
+}
+
+fn print_or(cli: &Cli, v: &Value, human: fn(&Value)) {
+    if cli.json {
+        output::json(v)
+    } else {
+        human(v)
+    }
+}
+
+fn issued(cli: &Cli, v: &Value) {
+    if cli.json {
+        return output::json(v);
+    }
+    output::key(&v["key"]);
+    if let Some(secret) = v["secret"].as_str() {
+        println!("\nsecret             {secret}\n(The secret is shown this once. keysentinel stores it only encrypted and cannot show it again.)");
+    }
+}
+
+fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
+    let c = client(cli)?;
+    match cmd {
+        KeysCmd::Create { account, scopes, allow, ed25519_public_key, lifetime_days, vendor, purpose, terms_version, grant_hours } => {
+            let algorithm = match ed25519_public_key {
+                Some(pk) => json!({ "kind": "ed25519", "public_key": arg_file_or_value(pk)? }),
+                None => json!({ "kind": "hmac" }),
+            };
+            let scopes: Vec<&str> = scopes.split(',').map(str::trim).collect();
+            let body = json!({
+                "account_id": account, "algorithm": algorithm, "scopes": scopes, "ip_allowlist": allow,
+                "lifetime_days": lifetime_days, "vendor_id": vendor, "purpose": purpose,
+                "terms_version": terms_version, "sensitive_grant_hours": grant_hours,
+            });
+            issued(cli, &c.post("/v1/keys", &body)?);
+        }
+        KeysCmd::Import { file, enforce_policy, batch_size } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report = c.post_ndjson("/v1/keys/import", &[("enforce_policy", enforce_policy.to_string()), ("batch_size", batch_size.to_string())], text)?;
+            if cli.json {
+                output::json(&report);
+            } else {
+                println!("{} lines: {} imported, {} already present, {} errors, {} warnings", report["lines"], report["imported"], report["unchanged"],
+                    report["errors"].as_array().map_or(0, Vec::len), report["warnings"].as_array().map_or(0, Vec::len));
+                for (kind, list) in [("error", &report["errors"]), ("warning", &report["warnings"])] {
+                    for i in list.as_array().map(|a| a.as_slice()).unwrap_or_default() {
+                        println!("line {}: {kind} {}: {}", i["line"], i["code"].as_str().unwrap_or("-"), i["message"].as_str().unwrap_or("-"));
+                    }
+                }
+            }
+            if report["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+                return Err(Failure::new(Exit::Invalid, "some lines were not imported (see above); the others were").into());
+            }
+        }
+        KeysCmd::List { account, status, vendor, after, limit } => {
+            let mut q = vec![("limit", limit.to_string())];
+            for (k, v) in [("account_id", account), ("status", status), ("vendor_id", vendor), ("after", after)] {
+                if let Some(v) = v {
+                    q.push((k, v.clone()));
+                }
+            }
+            print_or(cli, &c.get("/v1/keys", &q)?, output::keys);
+        }
+        KeysCmd::Show { access_key } => print_or(cli, &c.get(&format!("/v1/keys/{}", seg(access_key)), &[])?, output::key),
+        KeysCmd::Rotate { access_key, overlap_seconds, public_key, reason } => {
+            let pk = public_key.as_deref().map(arg_file_or_value).transpose()?;
+            let body = json!({ "overlap_seconds": overlap_seconds, "public_key": pk, "reason": reason });
+            issued(cli, &c.post(&format!("/v1/keys/{}/rotate", seg(access_key)), &body)?);
+        }
+        KeysCmd::Suspend { access_key, reason } => key_action(cli, &c, access_key, "suspend", reason)?,
+        KeysCmd::Resume { access_key, reason } => key_action(cli, &c, access_key, "resume", reason)?,
+        KeysCmd::Revoke { access_key, reason } => key_action(cli, &c, access_key, "revoke", reason)?,
+        KeysCmd::Grant { access_key, scope, hours, reason } => {
+            let body = json!({ "scope": scope, "hours": hours, "reason": reason });
+            print_or(cli, &c.post(&format!("/v1/keys/{}/grants", seg(access_key)), &body)?, output::key);
+        }
+        KeysCmd::Approve { access_key, scope, reason } => {
+            let v = c.post(&format!("/v1/keys/{}/grants/{}/approve", seg(access_key), seg(scope)), &json!({ "reason": reason }))?;
+            print_or(cli, &v, output::key);
+        }
+    }
+    Ok(())
+}
+
+fn key_action(cli: &Cli, c: &Client, access_key: &str, action: &str, reason: &str) -> anyhow::Result<()> {
+    let v = c.post(&format!("/v1/keys/{}/{action}", seg(access_key)), &json!({ "reason": reason }))?;
+    print_or(cli, &v, output::key);
+    Ok(())
+}
+
+fn accounts(cli: &Cli, cmd: &AccountsCmd) -> anyhow::Result<()> {
+    let c = client(cli)?;
+    match cmd {
+        AccountsCmd::Create { account_id, segment, verification, purpose, countries: list } => {
+            let body = json!({ "account_id": account_id, "segment": segment, "verification": verification,
+                "declared_purpose": purpose, "declared_countries": countries(list) });
+            print_or(cli, &c.post("/v1/accounts", &body)?, output::account);
+        }
+        AccountsCmd::List { after, limit } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(a) = after {
+                q.push(("after", a.clone()));
+            }
+            print_or(cli, &c.get("/v1/accounts", &q)?, output::accounts);
+        }
+        AccountsCmd::Show { account_id } => print_or(cli, &c.get(&format!("/v1/accounts/{}", seg(account_id)), &[])?, output::account),
+        AccountsCmd::Update { account_id, segment, verification, purpose, countries: list, reason } => {
+            let mut body = json!({ "reason": reason });
+            if let Some(s) = segment {
+                body["segment"] = json!(s);
+            }
+            if let Some(v) = verification {
+                body["verification"] = json!(v);
+            }
+            if let Some(p) = purpose {
+                body["declared_purpose"] = json!(p);
+            }
+            if let Some(l) = list {
+                body["declared_countries"] = json!(countries(l));
+            }
+            print_or(cli, &c.patch(&format!("/v1/accounts/{}", seg(account_id)), &body)?, output::account);
+        }
+    }
+    Ok(())
+}
+
+fn operators(cli: &Cli, cmd: &OperatorsCmd) -> anyhow::Result<()> {
+    let c = client(cli)?;
+    match cmd {
+        OperatorsCmd::Create { operator_id, role, description } => {
+            let v = c.post("/v1/operators", &json!({ "operator_id": operator_id, "role": role, "description": description }))?;
+            if cli.json {
+                output::json(&v);
+            } else {
+                println!("Operator {operator_id} ({role}) created.\nToken (shown once):\n{}", v["token"].as_str().unwrap_or_default());
+            }
+        }
+        OperatorsCmd::List => print_or(cli, &c.get("/v1/operators", &[])?, output::operators),
+        OperatorsCmd::Disable { operator_id, reason } => {
+            let v = c.post(&format!("/v1/operators/{}/disable", seg(operator_id)), &json!({ "reason": reason }))?;
+            print_or(cli, &v, |o| println!("{} disabled", o["operator_id"].as_str().unwrap_or_default()));
+        }
+        OperatorsCmd::Whoami => print_or(cli, &c.get("/v1/operators/me", &[])?, |o| {
+            println!("{} ({})", o["operator_id"].as_str().unwrap_or_default(), o["role"].as_str().unwrap_or_default())
+        }),
+    }
+    Ok(())
+}
+
+fn policy(cli: &Cli, cmd: &PolicyCmd) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCmd::Show => output::json(&client(cli)?.get("/v1/policy", &[])?),
+        PolicyCmd::Check { file } => {
+            let p = local::policy(Some(file))?;
+            if cli.json {
+                output::json(&serde_json::to_value(&p)?);
+            } else {
+                println!("{} is valid: policy version {}, terms version {}", file.display(), p.version, p.terms_version);
+                let rows: Vec<Vec<String>> = keysentinel_domain::Segment::ALL
+                    .iter()
+                    .map(|s| {
+                        let sp = p.for_segment(*s);
+                        vec![s.to_string(), sp.max_lifetime_days.to_string(), sp.max_keys_per_account.to_string(),
+                            sp.allowlist_required.to_string(), sp.max_allowlist_entries.to_string(), sp.sensitive_grant_max_hours.to_string()]
+                    })
+                    .collect();
+                output::table(&["SEGMENT", "MAX DAYS", "MAX KEYS", "ALLOWLIST REQUIRED", "MAX ALLOWLIST", "GRANT HOURS"], &rows);
+            }
+        }
+        PolicyCmd::Default => print!("{}", keysentinel_domain::policy::DEFAULT_POLICY_TOML),
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Commands that work on files, not on the server: audit verification and export, proof
+//! checking, master-key tools.
+
+use crate::client::Client;
+use crate::exit::{Exit, Failure};
+use crate::{local, output};
+use anyhow::Context;
+use clap::Subcommand;
+use keysentinel_audit::proof::InclusionProof;
+use keysentinel_audit::LogVerifier;
+use keysentinel_sqlite::{export_checkpoint, verify_file, ExportedCheckpoint, FileVerifyError, FileVerifyOptions};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Re-verify the whole log in the database file (offline; the server may be running).
+    Verify {
+        /// Database file (default: DATA_DIR/keysentinel.db).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Pin the log's verifier key (`name+id+key`, or @FILE) instead of trusting the file's.
+        #[arg(long)]
+        log_key: Option<String>,
+        /// An exported checkpoint the log must still contain (repeatable).
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
+    },
+    /// Export the newest signed checkpoint with the log's verifier key (offline), to keep elsewhere.
+    Export {
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show audit entries (from the server).
+    List {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Fetch an inclusion proof for one entry (from the server).
+    Proof { seq: u64 },
+    /// Check an inclusion proof offline against a pinned verifier key.
+    VerifyProof {
+        file: PathBuf,
+        /// The log's verifier key (`name+id+key`, or @FILE).
+        #[arg(long)]
+        log_key: String,
+        /// The log's origin line (as exported).
+        #[arg(long)]
+        origin: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCmd {
+    /// Print a new random master key (base64) for KEYSENTINEL_MASTER_KEY.
+    NewMasterKey,
+    /// Re-encrypt every stored secret under the current master key (server stopped). Load the
+    /// old key with KEYSENTINEL_MASTER_KEY_PREVIOUS and the new one with KEYSENTINEL_MASTER_KEY.
+    Rewrap,
+}
+
+fn value_or_file(v: &str) -> anyhow::Result<String> {
+    match v.strip_prefix('@') {
+        Some(p) => Ok(std::fs::read_to_string(p).with_context(|| format!("cannot read {p}"))?.trim().to_owned()),
+        None => Ok(v.to_owned()),
+    }
+}
+
+fn db_path(data_dir: &Path, db: &Option<PathBuf>) -> PathBuf {
+    db.clone().unwrap_or_else(|| data_dir.join(local::DB_FILE))
+}
+
+/// Reads an exported checkpoint: the JSON written by `audit export`, or a bare note.
+fn read_checkpoint(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(match serde_json::from_str::<ExportedCheckpoint>(&text) {
+        Ok(e) => e.checkpoint,
+        Err(_) => text,
+    })
+}
+
+pub fn audit(data_dir: &Path, as_json: bool, cmd: &AuditCmd, client: impl Fn() -> anyhow::Result<Client>) -> anyhow::Result<()> {
+    match cmd {
+        AuditCmd::Verify { db, log_key, checkpoints } => {
+            let path = db_path(data_dir, db);
+            let options = FileVerifyOptions {
+                pinned_verifier: log_key.as_deref().map(value_or_file).transpose()?,
+                external: checkpoints.iter().map(|p| read_checkpoint(p)).collect::<anyhow::Result<_>>()?,
+            };
+            match verify_file(&path, &options) {
+                Ok(report) => {
+                    if as_json {
+                        output::json(&json!({ "ok": true, "entries": report.entries, "checkpoints_checked": report.checkpoints,
+                            "root": hex_root(&report.root), "pinned_key": options.pinned_verifier.is_some() }));
+                    } else {
+                        println!("audit log OK: {} entries, {} signed checkpoints verified, root {}", report.entries, report.checkpoints, hex_root(&report.root));
+                        if options.pinned_verifier.is_none() {
+                            println!("note: verified against the key recorded in the file; pass --log-key to pin it");
+                        }
+                    }
+                    Ok(())
+                }
+                Err(FileVerifyError::Log(e)) => {
+                    if as_json {
+                        output::json(&json!({ "ok": false, "first_bad_entry": e.first_bad_entry(), "error": e.to_string() }));
+                    }
+                    Err(Failure::new(Exit::AuditFailed, format!("audit log verification FAILED: {e}")).into())
+                }
+                Err(FileVerifyError::Setup(m)) => Err(Failure::new(Exit::Usage, m).into()),
+                Err(FileVerifyError::Store(e)) => Err(Failure::new(Exit::AuditFailed, format!("audit log verification FAILED: {e}")).into()),
+            }
+        }
+        AuditCmd::Export { db, out } => {
+            let exported = export_checkpoint(&db_path(data_dir, db)).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+            let text = serde_json::to_string_pretty(&exported)? + "\n";
+            match out {
+                Some(p) => {
+                    std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+                    eprintln!("checkpoint of {} entries written to {}", exported.size, p.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        AuditCmd::List { from, limit } => {
+            let v = client()?.get("/v1/audit/entries", &[("from", from.to_string()), ("limit", limit.to_string())])?;
+            if as_json {
+                output::json(&v)
+            } else {
+                output::audit(&v)
+            }
+            Ok(())
+        }
+        AuditCmd::Proof { seq } => {
+            output::json(&client()?.get(&format!("/v1/audit/entries/{seq}/proof"), &[])?);
+            Ok(())
+        }
+        AuditCmd::VerifyProof { file, log_key, origin } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let proof: InclusionProof = serde_json::from_str(&text).map_err(|e| Failure::new(Exit::Invalid, format!("not an inclusion proof: {e}")))?;
+            let verifier = LogVerifier::parse(&value_or_file(log_key)?).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+            match proof.verify(&verifier, origin) {
+                Ok(entry) => {
+                    println!("proof OK: entry {} ({} on {}) is in the signed log of {} entries", entry.seq, entry.action, entry.target, proof.tree_size);
+                    Ok(())
+                }
+                Err(e) => Err(Failure::new(Exit::AuditFailed, format!("proof verification FAILED: {e}")).into()),
+            }
+        }
+    }
+}
+
+fn hex_root(root: &[u8; 32]) -> String {
+    root.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn secrets(data_dir: &Path, as_json: bool, cmd: &SecretsCmd) -> anyhow::Result<()> {
+    match cmd {
+        SecretsCmd::NewMasterKey => {
+            println!("{}", keysentinel_secrets::MasterKey::generate().to_base64().as_str());
+            Ok(())
+        }
+        SecretsCmd::Rewrap => {
+            if !data_dir.join(local::DB_FILE).exists() {
+                return Err(Failure::new(Exit::Usage, format!("no store in {}", data_dir.display())).into());
+            }
+            let opened = local::open(data_dir, None)?;
+            let n = opened.registry.rewrap_secrets(keysentinel_audit::Actor::Local { command: "secrets rewrap".into() })?;
+            opened.store.close();
+            if as_json {
+                output::json(&json!({ "rewrapped": n }));
+            } else {
+                println!("rewrapped {n} sealed values under the current master key; the previous key is no longer needed");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! HTTP wiring for keysentinel: the admin REST API (axum) and its OpenAPI document (utoipa).
+//! Handlers only authenticate, authorise, translate and delegate to the registry.
+
+pub mod error;
+pub mod extract;
+pub mod routes;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use keysentinel_registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub struct AppState {
+    pub registry: Arc<Registry>,
+}
+
+/// JSON bodies are small; key imports may be large.
+const JSON_LIMIT: usize = 1024 * 1024;
+const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "keysentinel admin API", description = "Issue, govern, revoke and account for exchange API keys. \
+        Every change is recorded in a tamper-evident audit log. Authenticate with `Authorization: Bearer <operator token>`."),
+    paths(
+        routes::healthz,
+        routes::create_account, routes::list_accounts, routes::get_account, routes::update_account,
+        routes::create_key, routes::list_keys, routes::get_key, routes::rotate_key, routes::suspend_key,
+        routes::resume_key, routes::revoke_key, routes::request_grant, routes::approve_grant, routes::import_keys,
+        routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator,
+        routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "keys", description = "API key lifecycle"),
+        (name = "accounts", description = "Customer accounts"),
+        (name = "operators", description = "Who may operate keysentinel"),
+        (name = "audit", description = "The tamper-evident audit log"),
+        (name = "policy", description = "The key policy in force"),
+        (name = "service", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        }
+    }
+}
+
+/// The OpenAPI document as committed in `openapi.json`.
+pub fn openapi_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.to_pretty_json().unwrap_or_default() + "\n"
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    use routes::*;
+    let import = Router::new().route("/v1/keys/import", post(import_keys)).layer(DefaultBodyLimit::max(IMPORT_LIMIT));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }))
+        .route("/v1/accounts", post(create_account).get(list_accounts))
+        .route("/v1/accounts/{account_id}", get(get_account).patch(update_account))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{access_key}", get(get_key))
+        .route("/v1/keys/{access_key}/rotate", post(rotate_key))
+        .route("/v1/keys/{access_key}/suspend", post(suspend_key))
+        .route("/v1/keys/{access_key}/resume", post(resume_key))
+        .route("/v1/keys/{access_key}/revoke", post(revoke_key))
+        .route("/v1/keys/{access_key}/grants", post(request_grant))
+        .route("/v1/keys/{access_key}/grants/{scope}/approve", post(approve_grant))
+        .route("/v1/operators", post(create_operator).get(list_operators))
+        .route("/v1/operators/me", get(whoami))
+        .route("/v1/operators/{operator_id}/disable", post(disable_operator))
+        .route("/v1/policy", get(get_policy))
+        .route("/v1/audit/entries", get(audit_entries))
+        .route("/v1/audit/checkpoint", get(audit_checkpoint))
+        .route("/v1/audit/entries/{seq}/proof", get(audit_proof))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .merge(import)
+        .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint; see /openapi.json")
+        })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Records expiries as they happen (enforcement does not wait for this: an expired key is
+/// refused from the moment it expires).
+pub fn spawn_expiry_sweeper(registry: Arc<Registry>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match registry.expire_due().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "recorded key expiries"),
+                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+            }
+        }
+    })
+}

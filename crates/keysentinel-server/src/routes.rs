@@ -1,0 +1,328 @@
+//! Admin API handlers. Each checks the caller's role, calls the registry, and maps the result.
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{require, Authed, Json, Query};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use keysentinel_audit::proof::InclusionProof;
+use keysentinel_audit::AuditEntry;
+use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, KeyPolicy, KeyStatus, Operator, OperatorId, Permission, Role, Scope, VendorId};
+use keysentinel_registry::{AccountPatch, ImportOptions, ImportReport, IssuedKey, IssuedToken, NewAccount, NewKey, Registry, RegistryError};
+use keysentinel_store::KeyFilter;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+type S = State<Arc<AppState>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs a blocking registry read off the async workers.
+async fn read<T: Send + 'static>(state: &AppState, f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static) -> ApiResult<T> {
+    let reg = state.registry.clone();
+    tokio::task::spawn_blocking(move || f(&reg))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed"))?
+        .map_err(ApiError::from)
+}
+
+fn access_key(raw: &str) -> ApiResult<AccessKey> {
+    AccessKey::parse(raw).map_err(|e| ApiError::invalid("access_key", e.to_string()))
+}
+
+fn account_id(raw: &str) -> ApiResult<AccountId> {
+    AccountId::parse(raw).map_err(|e| ApiError::invalid("account_id", e.to_string()))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Liveness: answers without authentication.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+// ---- accounts ----
+
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccount, security(("bearer" = [])),
+    responses((status = 201, body = Account), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_account(State(st): S, who: Authed, Json(body): Json<NewAccount>) -> ApiResult<(StatusCode, axum::Json<Account>)> {
+    require(&st, &who, Permission::ManageAccounts, "create accounts").await?;
+    Ok((StatusCode::CREATED, axum::Json(st.registry.create_account(who.actor(), body).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Return items after this id (the last id of the previous page).
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(Page), security(("bearer" = [])),
+    responses((status = 200, body = Vec<Account>), (status = 403, body = ErrorBody)))]
+pub async fn list_accounts(State(st): S, who: Authed, Query(page): Query<Page>) -> ApiResult<axum::Json<Vec<Account>>> {
+    require(&st, &who, Permission::ReadInventory, "read accounts").await?;
+    let after = page.after.as_deref().map(account_id).transpose()?;
+    let limit = page.limit.unwrap_or(100);
+    Ok(axum::Json(read(&st, move |r| r.accounts(after, limit)).await?))
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}", tag = "accounts", params(("account_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Account), (status = 404, body = ErrorBody)))]
+pub async fn get_account(State(st): S, who: Authed, Path(id): Path<String>) -> ApiResult<axum::Json<Account>> {
+    require(&st, &who, Permission::ReadInventory, "read accounts").await?;
+    let id = account_id(&id)?;
+    Ok(axum::Json(read(&st, move |r| r.account(&id)).await?))
+}
+
+#[utoipa::path(patch, path = "/v1/accounts/{account_id}", tag = "accounts", params(("account_id" = String, Path)), request_body = AccountPatch,
+    security(("bearer" = [])), responses((status = 200, body = Account), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_account(State(st): S, who: Authed, Path(id): Path<String>, Json(patch): Json<AccountPatch>) -> ApiResult<axum::Json<Account>> {
+    require(&st, &who, Permission::ManageAccounts, "change accounts").await?;
+    Ok(axum::Json(st.registry.update_account(who.actor(), account_id(&id)?, patch).await?))
+}
+
+// ---- keys ----
+
+/// Issues a key. For HMAC keys the response carries the secret: it is shown this once.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey, security(("bearer" = [])),
+    responses((status = 201, body = IssuedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_key(State(st): S, who: Authed, Json(body): Json<NewKey>) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
+    require(&st, &who, Permission::IssueKeys, "issue keys").await?;
+    Ok((StatusCode::CREATED, axum::Json(st.registry.create_key(who.actor(), body).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    pub account_id: Option<String>,
+    /// Effective status: a key past its expiry is `expired`.
+    pub status: Option<KeyStatus>,
+    pub vendor_id: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(KeyQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<ApiKey>), (status = 400, body = ErrorBody)))]
+pub async fn list_keys(State(st): S, who: Authed, Query(q): Query<KeyQuery>) -> ApiResult<axum::Json<Vec<ApiKey>>> {
+    require(&st, &who, Permission::ReadInventory, "read keys").await?;
+    let filter = KeyFilter {
+        account_id: q.account_id.as_deref().map(account_id).transpose()?,
+        status: q.status,
+        vendor_id: q.vendor_id.as_deref().map(VendorId::parse).transpose().map_err(|e| ApiError::invalid("vendor_id", e.to_string()))?,
+        after: q.after.as_deref().map(access_key).transpose()?,
+        limit: q.limit.unwrap_or(100),
+    };
+    Ok(axum::Json(read(&st, move |r| r.keys(filter)).await?))
+}
+
+#[utoipa::path(get, path = "/v1/keys/{access_key}", tag = "keys", params(("access_key" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody)))]
+pub async fn get_key(State(st): S, who: Authed, Path(ak): Path<String>) -> ApiResult<axum::Json<ApiKey>> {
+    require(&st, &who, Permission::ReadInventory, "read keys").await?;
+    let ak = access_key(&ak)?;
+    Ok(axum::Json(read(&st, move |r| r.key(&ak)).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    /// Why (required; recorded in the audit log).
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old key keeps working beside the new one (0 = expire at once, max 30 days).
+    #[serde(default)]
+    pub overlap_seconds: i64,
+    /// For Ed25519 keys: the customer's new public key.
+    pub public_key: Option<String>,
+    pub reason: String,
+}
+
+/// Issues a successor with the same grants; the old key expires after the overlap.
+#[utoipa::path(post, path = "/v1/keys/{access_key}/rotate", tag = "keys", params(("access_key" = String, Path)), request_body = RotateRequest,
+    security(("bearer" = [])), responses((status = 201, body = IssuedKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rotate_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<RotateRequest>) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
+    require(&st, &who, Permission::IssueKeys, "rotate keys").await?;
+    let issued = st
+        .registry
+        .rotate_key(who.actor(), access_key(&ak)?, time::Duration::seconds(body.overlap_seconds), body.public_key, body.reason)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(issued)))
+}
+
+#[utoipa::path(post, path = "/v1/keys/{access_key}/suspend", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn suspend_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+    require(&st, &who, Permission::ContainKeys, "suspend keys").await?;
+    Ok(axum::Json(st.registry.suspend_key(who.actor(), access_key(&ak)?, body.reason).await?))
+}
+
+#[utoipa::path(post, path = "/v1/keys/{access_key}/resume", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn resume_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+    require(&st, &who, Permission::ContainKeys, "resume keys").await?;
+    Ok(axum::Json(st.registry.resume_key(who.actor(), access_key(&ak)?, body.reason).await?))
+}
+
+/// Permanent: a revoked key is never reactivated.
+#[utoipa::path(post, path = "/v1/keys/{access_key}/revoke", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn revoke_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+    require(&st, &who, Permission::RevokeKeys, "revoke keys").await?;
+    Ok(axum::Json(st.registry.revoke_key(who.actor(), access_key(&ak)?, body.reason).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// withdraw or transfer.
+    pub scope: Scope,
+    /// How long the grant lasts once approved (default and maximum: the segment's limit).
+    pub hours: Option<i64>,
+    pub reason: String,
+}
+
+/// Requests a time-limited sensitive grant; an approver (not the requester) must approve it.
+#[utoipa::path(post, path = "/v1/keys/{access_key}/grants", tag = "keys", params(("access_key" = String, Path)), request_body = GrantRequest,
+    security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn request_grant(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<GrantRequest>) -> ApiResult<axum::Json<ApiKey>> {
+    require(&st, &who, Permission::RequestGrant, "request sensitive grants").await?;
+    Ok(axum::Json(st.registry.request_grant(who.actor(), access_key(&ak)?, body.scope, body.hours, body.reason).await?))
+}
+
+#[utoipa::path(post, path = "/v1/keys/{access_key}/grants/{scope}/approve", tag = "keys",
+    params(("access_key" = String, Path), ("scope" = Scope, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn approve_grant(State(st): S, who: Authed, Path((ak, scope)): Path<(String, String)>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+    require(&st, &who, Permission::ApproveGrant, "approve sensitive grants").await?;
+    let scope: Scope = scope.parse().map_err(|e: keysentinel_domain::ValidationError| ApiError::invalid("scope", e.to_string()))?;
+    Ok(axum::Json(st.registry.approve_grant(who.actor(), access_key(&ak)?, scope, body.reason).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// Refuse keys that break the key policy instead of importing them with a warning.
+    #[serde(default)]
+    pub enforce_policy: bool,
+    /// Lines per transaction (default 500).
+    pub batch_size: Option<usize>,
+}
+
+/// Imports existing keys from NDJSON (one key per line; see docs/import.md).
+#[utoipa::path(post, path = "/v1/keys/import", tag = "keys", params(ImportQuery),
+    request_body(content = String, content_type = "application/x-ndjson"), security(("bearer" = [])),
+    responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn import_keys(State(st): S, who: Authed, Query(q): Query<ImportQuery>, body: String) -> ApiResult<axum::Json<ImportReport>> {
+    require(&st, &who, Permission::IssueKeys, "import keys").await?;
+    let options = ImportOptions { enforce_policy: q.enforce_policy, batch_size: q.batch_size.unwrap_or(500) };
+    Ok(axum::Json(st.registry.import_keys(who.actor(), body, options).await?))
+}
+
+// ---- operators ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOperator {
+    pub operator_id: OperatorId,
+    pub role: Role,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Creates an operator; the response carries its bearer token, shown this once.
+#[utoipa::path(post, path = "/v1/operators", tag = "operators", request_body = NewOperator, security(("bearer" = [])),
+    responses((status = 201, body = IssuedToken), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_operator(State(st): S, who: Authed, Json(body): Json<NewOperator>) -> ApiResult<(StatusCode, axum::Json<IssuedToken>)> {
+    require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let issued = st.registry.create_operator(who.actor(), body.operator_id, body.role, body.description).await?;
+    Ok((StatusCode::CREATED, axum::Json(issued)))
+}
+
+#[utoipa::path(get, path = "/v1/operators", tag = "operators", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Operator>), (status = 403, body = ErrorBody)))]
+pub async fn list_operators(State(st): S, who: Authed) -> ApiResult<axum::Json<Vec<Operator>>> {
+    require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    Ok(axum::Json(read(&st, |r| r.operators()).await?))
+}
+
+/// The calling operator.
+#[utoipa::path(get, path = "/v1/operators/me", tag = "operators", security(("bearer" = [])), responses((status = 200, body = Operator), (status = 401, body = ErrorBody)))]
+pub async fn whoami(who: Authed) -> axum::Json<Operator> {
+    axum::Json(who.0)
+}
+
+#[utoipa::path(post, path = "/v1/operators/{operator_id}/disable", tag = "operators", params(("operator_id" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = Operator), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn disable_operator(State(st): S, who: Authed, Path(id): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<Operator>> {
+    require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let id = OperatorId::parse(&id).map_err(|e| ApiError::invalid("operator_id", e.to_string()))?;
+    Ok(axum::Json(st.registry.disable_operator(who.actor(), id, body.reason).await?))
+}
+
+// ---- policy and audit ----
+
+/// The key policy in force.
+#[utoipa::path(get, path = "/v1/policy", tag = "policy", security(("bearer" = [])), responses((status = 200, body = KeyPolicy)))]
+pub async fn get_policy(State(st): S, who: Authed) -> ApiResult<axum::Json<KeyPolicy>> {
+    require(&st, &who, Permission::ReadInventory, "read the policy").await?;
+    Ok(axum::Json(st.registry.policy().clone()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// First position to return (default 0).
+    pub from: Option<u64>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = ErrorBody)))]
+pub async fn audit_entries(State(st): S, who: Authed, Query(q): Query<AuditQuery>) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
+    require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
+    let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100));
+    Ok(axum::Json(read(&st, move |r| r.audit_entries(from, limit)).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointResponse {
+    /// The signed checkpoint (signed-note text).
+    pub checkpoint: String,
+    /// The log's origin line.
+    pub origin: String,
+    /// The verifier key to pin: `name+keyid+base64key`.
+    pub verifier_key: String,
+}
+
+/// The newest signed checkpoint. Keep copies elsewhere: `audit verify --checkpoint` checks the
+/// log still contains what they signed.
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = CheckpointResponse), (status = 404, body = ErrorBody)))]
+pub async fn audit_checkpoint(State(st): S, who: Authed) -> ApiResult<axum::Json<CheckpointResponse>> {
+    require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
+    let cp = read(&st, |r| r.audit_checkpoint()).await?;
+    let (checkpoint, origin, verifier_key) = cp.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "the log has no checkpoint yet"))?;
+    Ok(axum::Json(CheckpointResponse { checkpoint, origin, verifier_key }))
+}
+
+/// Inclusion proof of one entry against the newest checkpoint, checkable offline.
+#[utoipa::path(get, path = "/v1/audit/entries/{seq}/proof", tag = "audit", params(("seq" = u64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = InclusionProof), (status = 404, body = ErrorBody)))]
+pub async fn audit_proof(State(st): S, who: Authed, Path(seq): Path<String>) -> ApiResult<axum::Json<InclusionProof>> {
+    require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
+    let seq: u64 = seq.parse().map_err(|_| ApiError::invalid("seq", "must be a non-negative integer"))?;
+    Ok(axum::Json(read(&st, move |r| r.audit_proof(seq)).await?))
+}
