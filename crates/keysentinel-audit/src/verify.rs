@@ -28,7 +28,7 @@ pub enum LogError {
     ContentMismatch { seq: u64 },
     #[error("entry {seq} was modified, removed or inserted: entry {next} does not link to it")]
     BrokenChain { seq: u64, next: u64 },
-    #[error("entries {from}..{size} were rewritten: they do not match the root signed in checkpoint {size}")]
+    #[error("{}", root_mismatch(*from, *size))]
     RootMismatch { from: u64, size: u64 },
     #[error("checkpoint {size} is not valid: {source}")]
     BadCheckpoint { size: u64, source: CheckpointError },
@@ -38,6 +38,14 @@ pub enum LogError {
     Truncated { seq: u64, size: u64 },
     #[error("entry {seq} is not covered by any signed checkpoint (appended outside keysentinel?)")]
     Unsigned { seq: u64 },
+}
+
+fn root_mismatch(from: u64, size: u64) -> String {
+    if size == from + 1 {
+        format!("entry {from} was modified: it does not match the root signed in checkpoint {size}")
+    } else {
+        format!("entries {from} to {} were rewritten (the first bad one is at or after {from}): they do not match the root signed in checkpoint {size}", size - 1)
+    }
 }
 
 impl LogError {

@@ -1,0 +1,220 @@
+//! End to end: the real `keysentinel` binary serving on the embedded store, driven by the real
+//! CLI; then the database file is tampered with directly and `audit verify` must name the entry.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keysentinel");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("KEYSENTINEL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start keysentinel serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("keysentinel listening on ").expect("listening line").to_owned();
+    Server { child, url }
+}
+
+fn ks(data: &Path, url: &str, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).arg("--data-dir").arg(data).env("KEYSENTINEL_URL", url).env_remove("KEYSENTINEL_TOKEN").output().unwrap()
+}
+
+fn ok_json(data: &Path, url: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = ks(data, url, &all);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs a scripted lifecycle and returns the data directory (server stopped).
+fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(&data);
+    let u = server.url.as_str();
+    ok_json(&data, u, &["accounts", "create", "retail-1", "--segment", "retail", "--verification", "verified", "--countries", "KR"]);
+    ok_json(&data, u, &["accounts", "create", "corp-1", "--segment", "corporate", "--verification", "verified"]);
+    let key = ok_json(&data, u, &["keys", "create", "--account", "retail-1", "--scopes", "read,trade", "--terms-version", "2026-05"]);
+    let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
+    assert!(key["secret"].as_str().unwrap().starts_with("kss_"));
+    ok_json(&data, u, &["keys", "suspend", &ak, "--reason", "suspected sharing"]);
+    ok_json(&data, u, &["keys", "resume", &ak, "--reason", "cleared"]);
+    let rotated = ok_json(&data, u, &["keys", "rotate", &ak, "--overlap-seconds", "0", "--reason", "scheduled rotation"]);
+    let new_ak = rotated["key"]["access_key"].as_str().unwrap().to_owned();
+    ok_json(&data, u, &["keys", "revoke", &new_ak, "--reason", "customer request"]);
+    let shown = ok_json(&data, u, &["keys", "show", &ak]);
+    assert_eq!(shown["status"], "expired");
+    assert_eq!(shown["rotated_to"], new_ak.as_str());
+
+    // Policy violations: refused with the rule's name and exit code 7.
+    let corp = ks(&data, u, &["keys", "create", "--account", "corp-1", "--scopes", "read", "--terms-version", "2026-05"]);
+    assert_eq!(code(&corp), 7, "{}", stderr(&corp));
+    assert!(stderr(&corp).contains("allowlist_required"));
+    let vendor = ks(&data, u, &["keys", "create", "--account", "retail-1", "--scopes", "read,withdraw", "--allow", "203.0.113.0/24", "--vendor", "bot-vendor", "--terms-version", "2026-05"]);
+    assert_eq!(code(&vendor), 7);
+    assert!(stderr(&vendor).contains("vendor_key_sensitive_scope"), "{}", stderr(&vendor));
+    // Illegal transition and bad input have their own exit codes.
+    let resume = ks(&data, u, &["keys", "resume", &new_ak, "--reason", "undo"]);
+    assert_eq!(code(&resume), 6, "{}", stderr(&resume));
+    let bad_cidr = ks(&data, u, &["keys", "create", "--account", "retail-1", "--scopes", "read", "--allow", "10.0.0.1/8", "--terms-version", "2026-05"]);
+    assert_eq!(code(&bad_cidr), 3);
+    assert!(stderr(&bad_cidr).contains("host bits"), "{}", stderr(&bad_cidr));
+    let missing = ks(&data, u, &["keys", "show", "ksk_doesnotexist0000000000000000000000"]);
+    assert_eq!(code(&missing), 5);
+    drop(server);
+    (dir, data)
+}
+
+fn verify(db: &Path) -> Output {
+    Command::new(BIN).args(["audit", "verify", "--db"]).arg(db).output().unwrap()
+}
+
+/// Copies the database and applies `sql` to the copy, as an attacker with the file would
+/// (dropping the append-only triggers first).
+fn tampered(data: &Path, name: &str, sql: &str) -> PathBuf {
+    let copy = data.join(format!("{name}.db"));
+    std::fs::copy(data.join("keysentinel.db"), &copy).unwrap();
+    // After a kill the newest commits live in the write-ahead log: copy it with the file.
+    let wal = data.join("keysentinel.db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, data.join(format!("{name}.db-wal"))).unwrap();
+    }
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; \
+         DROP TRIGGER audit_checkpoints_no_update; DROP TRIGGER audit_checkpoints_no_delete;",
+    )
+    .unwrap();
+    conn.execute_batch(sql).unwrap();
+    copy
+}
+
+#[test]
+fn lifecycle_then_every_kind_of_tampering_is_detected_and_named() {
+    let (_dir, data) = scripted_lifecycle();
+    // Server stopped with SIGKILL: every acknowledged change was already durable.
+    let clean = verify(&data.join("keysentinel.db"));
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("audit log OK: 9 entries"), "{}", String::from_utf8_lossy(&clean.stdout));
+
+    let leaf = |text: &str| keysentinel_audit::merkle::leaf_hash(text.as_bytes());
+    // Rewrites entry 4 and fixes its stored hash, as a careful attacker would.
+    let rewritten = {
+        let copy = tampered(&data, "rehashed", "SELECT 1");
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        let text: String = conn.query_row("SELECT entry FROM audit_log WHERE seq = 4", [], |r| r.get(0)).unwrap();
+        let forged = text.replace("suspected sharing", "routine check");
+        assert_ne!(forged, text);
+        conn.execute("UPDATE audit_log SET entry = ?1, leaf = ?2 WHERE seq = 4", rusqlite::params![forged, leaf(&forged).to_vec()]).unwrap();
+        copy
+    };
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (tampered(&data, "update", "UPDATE audit_log SET entry = replace(entry, 'cleared', 'CLEARED') WHERE seq = 5"), "entry 5 was modified"),
+        (rewritten, "entry 4 was modified"),
+        (tampered(&data, "delete", "DELETE FROM audit_log WHERE seq = 3"), "entry 3 is missing"),
+        (
+            tampered(
+                &data,
+                "insert",
+                "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 3; UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1000; \
+                 INSERT INTO audit_log(seq, entry, leaf) SELECT 3, replace(entry, 'key issued', 'forged entry'), leaf FROM audit_log WHERE seq = 4;",
+            ),
+            "entry 3 was modified",
+        ),
+        (
+            tampered(
+                &data,
+                "reorder",
+                "UPDATE audit_log SET seq = -1 WHERE seq = 6; UPDATE audit_log SET seq = 6 WHERE seq = 7; UPDATE audit_log SET seq = 7 WHERE seq = -1;",
+            ),
+            "entry 6",
+        ),
+        (tampered(&data, "truncate", "DELETE FROM audit_log WHERE seq >= 7"), "entry 7 is missing"),
+    ];
+    for (db, needle) in cases {
+        let out = verify(&db);
+        let err = stderr(&out);
+        println!("{}: {}", db.file_name().unwrap_or_default().to_string_lossy(), err.trim());
+        assert_eq!(code(&out), 8, "{}: expected failure, got: {err}", db.display());
+        assert!(err.contains(needle), "{}: {needle:?} not in {err}", db.display());
+        assert!(err.contains("entry"), "names the entry: {err}");
+    }
+}
+
+#[test]
+fn exported_checkpoints_catch_a_rollback_of_the_whole_tail() {
+    let (_dir, data) = scripted_lifecycle();
+    let export = data.join("export.json");
+    let out = Command::new(BIN).args(["audit", "export", "--db"]).arg(data.join("keysentinel.db")).arg("--out").arg(&export).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let key = exported["verifier_key"].as_str().unwrap().to_owned();
+    // An attacker removes the last entries and their checkpoints: the file alone looks fine...
+    let rolled_back = tampered(&data, "rollback", "DELETE FROM audit_log WHERE seq >= 6; DELETE FROM audit_checkpoints WHERE size > 6;");
+    assert!(verify(&rolled_back).status.success());
+    // ...but not against the checkpoint exported earlier.
+    let out = Command::new(BIN).args(["audit", "verify", "--log-key", &key, "--checkpoint"]).arg(&export).arg("--db").arg(&rolled_back).output().unwrap();
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(stderr(&out).contains("entry 6 is missing"), "{}", stderr(&out));
+    // A pinned key that is not the log's refuses every checkpoint.
+    let other = "keysentinel/audit/other+00000000+AQ==";
+    let out = Command::new(BIN).args(["audit", "verify", "--log-key", other, "--db"]).arg(data.join("keysentinel.db")).output().unwrap();
+    assert_ne!(code(&out), 0);
+}
+
+#[test]
+fn init_is_one_time_and_tokens_gate_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(BIN).args(["init", "--json", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = serde_json::from_slice::<Value>(&out.stdout).unwrap()["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("kso_"));
+    let again = Command::new(BIN).args(["init", "--data-dir"]).arg(&data).output().unwrap();
+    assert_eq!(code(&again), 6, "a second bootstrap is refused: {}", stderr(&again));
+
+    let server = serve(&data);
+    assert!(!data.join("admin.token").exists(), "serve does not mint a second admin on an initialised store");
+    let who = Command::new(BIN).args(["operators", "whoami", "--data-dir"]).arg(&data).env("KEYSENTINEL_URL", &server.url).env("KEYSENTINEL_TOKEN", &token).output().unwrap();
+    assert!(String::from_utf8_lossy(&who.stdout).contains("admin (admin)"), "{}", stderr(&who));
+    let anon = ks(&data, &server.url, &["keys", "list"]);
+    assert_eq!(code(&anon), 4, "{}", stderr(&anon));
+    // The data directory is locked while the server runs.
+    let second = Command::new(BIN).args(["secrets", "rewrap", "--data-dir"]).arg(&data).output().unwrap();
+    assert_ne!(code(&second), 0);
+    assert!(stderr(&second).contains("in use by another keysentinel process"), "{}", stderr(&second));
+    drop(server);
+    let unreachable = ks(&data, "http://127.0.0.1:9", &["keys", "list"]);
+    assert_eq!(code(&unreachable), 9);
+    let usage = Command::new(BIN).args(["keys", "list", "--status", "sleeping"]).output().unwrap();
+    assert_eq!(code(&usage), 2);
+}
