@@ -108,8 +108,10 @@ impl LogVerifier {
         if *alg != ED25519_ALG {
             return Err(CheckpointError::BadVerifierKey("not an Ed25519 key"));
         }
-        let bytes: [u8; 32] = key_bytes.try_into().map_err(|_| CheckpointError::BadVerifierKey("key is not 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| CheckpointError::BadVerifierKey("not a valid Ed25519 point"))?;
+        let bytes: [u8; 32] =
+            key_bytes.try_into().map_err(|_| CheckpointError::BadVerifierKey("key is not 32 bytes"))?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| CheckpointError::BadVerifierKey("not a valid Ed25519 point"))?;
         if hex::encode(key_id(name, &key)) != id_hex {
             return Err(CheckpointError::BadVerifierKey("key id does not match name and key"));
         }
@@ -128,7 +130,8 @@ impl LogVerifier {
 
     /// Checks the note's signature and returns its content.
     pub fn open(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
-        let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed("no blank line before signatures"))?;
+        let (body, sigs) =
+            note.split_once("\n\n").ok_or(CheckpointError::Malformed("no blank line before signatures"))?;
         let body = format!("{body}\n");
         let wanted_id = key_id(&self.name, &self.key);
         for line in sigs.lines() {
@@ -141,7 +144,8 @@ impl LogVerifier {
             if blob.len() != 68 || blob[..4] != wanted_id {
                 continue;
             }
-            let sig = Signature::from_slice(&blob[4..]).map_err(|_| CheckpointError::BadSignature(self.name.clone()))?;
+            let sig =
+                Signature::from_slice(&blob[4..]).map_err(|_| CheckpointError::BadSignature(self.name.clone()))?;
             self.key.verify(body.as_bytes(), &sig).map_err(|_| CheckpointError::BadSignature(self.name.clone()))?;
             return parse_body(&body);
         }
@@ -165,10 +169,8 @@ fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
         .next()
         .and_then(|l| l.parse::<u64>().ok())
         .ok_or(CheckpointError::Malformed("tree size is not a number"))?;
-    let root_raw = lines
-        .next()
-        .and_then(|l| B64.decode(l).ok())
-        .ok_or(CheckpointError::Malformed("root hash is not base64"))?;
+    let root_raw =
+        lines.next().and_then(|l| B64.decode(l).ok()).ok_or(CheckpointError::Malformed("root hash is not base64"))?;
     let root: Hash = root_raw.try_into().map_err(|_| CheckpointError::Malformed("root hash is not 32 bytes"))?;
     let time = lines
         .find_map(|l| l.strip_prefix("time "))
@@ -187,7 +189,12 @@ mod tests {
     }
 
     fn cp() -> Checkpoint {
-        Checkpoint { origin: "keysentinel.test/log".into(), size: 42, root: [7u8; 32], time: datetime!(2026-11-28 01:02:03 UTC) }
+        Checkpoint {
+            origin: "keysentinel.test/log".into(),
+            size: 42,
+            root: [7u8; 32],
+            time: datetime!(2026-11-28 01:02:03 UTC),
+        }
     }
 
     #[test]

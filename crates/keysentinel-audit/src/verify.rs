@@ -142,8 +142,8 @@ impl<'a> LogAuditor<'a> {
             return Err(LogError::Missing { seq, before: seq as i64 - 1, found: row.seq });
         }
         let leaf = leaf_hash(row.text.as_bytes());
-        let entry: AuditEntry = serde_json::from_str(&row.text)
-            .map_err(|e| LogError::Unreadable { seq, reason: e.to_string() })?;
+        let entry: AuditEntry =
+            serde_json::from_str(&row.text).map_err(|e| LogError::Unreadable { seq, reason: e.to_string() })?;
         if entry.seq != seq {
             return Err(LogError::WrongPosition { seq, claimed: entry.seq });
         }
@@ -187,7 +187,8 @@ impl<'a> LogAuditor<'a> {
 
     pub fn finish(self) -> Result<VerifyReport, LogError> {
         let size = self.frontier.size();
-        let signed_beyond = self.pending.back().map(|(s, _)| *s).into_iter().chain(self.external.back().map(|c| c.size)).max();
+        let signed_beyond =
+            self.pending.back().map(|(s, _)| *s).into_iter().chain(self.external.back().map(|c| c.size)).max();
         if let Some(cp_size) = signed_beyond {
             return Err(LogError::Truncated { seq: size, size: cp_size });
         }

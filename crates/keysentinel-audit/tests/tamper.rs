@@ -1,6 +1,9 @@
 //! Property tests: any single mutation of a stored log is detected, and the first bad entry is
 //! named correctly.
 
+// Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use ed25519_dalek::SigningKey;
 use keysentinel_audit::merkle::{inclusion_proof, root};
 use keysentinel_audit::proof::InclusionProof;
@@ -33,7 +36,12 @@ fn build(n: usize, batch: usize) -> Log {
         let sealed = state.append(draft, datetime!(2026-11-28 00:00 UTC) + time::Duration::seconds(i as i64)).unwrap();
         entries.push((sealed.seq as i64, sealed.text, sealed.leaf.to_vec()));
         if (i + 1) % batch == 0 || i + 1 == n {
-            let cp = Checkpoint { origin: ORIGIN.into(), size: state.size(), root: state.root(), time: datetime!(2026-11-28 01:00 UTC) };
+            let cp = Checkpoint {
+                origin: ORIGIN.into(),
+                size: state.size(),
+                root: state.root(),
+                time: datetime!(2026-11-28 01:00 UTC),
+            };
             checkpoints.push((state.size() as i64, signer.sign(&cp).unwrap()));
         }
     }

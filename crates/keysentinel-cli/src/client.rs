@@ -34,7 +34,11 @@ impl Client {
             return Ok(body);
         }
         let err = &body["error"];
-        let mut message = format!("{} ({})", err["message"].as_str().unwrap_or("request failed"), err["code"].as_str().unwrap_or("error"));
+        let mut message = format!(
+            "{} ({})",
+            err["message"].as_str().unwrap_or("request failed"),
+            err["code"].as_str().unwrap_or("error")
+        );
         if let Some(rule) = err["rule"].as_str() {
             message = format!(
                 "refused by policy rule {rule} (policy {}): {}",
@@ -43,7 +47,9 @@ impl Client {
             );
         }
         let exit = match status {
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => Exit::Invalid,
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Exit::Invalid
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Exit::Denied,
             StatusCode::NOT_FOUND => Exit::NotFound,
             StatusCode::CONFLICT => Exit::Conflict,

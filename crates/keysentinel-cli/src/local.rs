@@ -36,9 +36,13 @@ fn keyring(data_dir: &Path, db_exists: bool) -> anyhow::Result<Keyring> {
     let current = if let Ok(b64) = std::env::var("KEYSENTINEL_MASTER_KEY") {
         MasterKey::from_base64(&b64).map_err(|e| Failure::new(Exit::Usage, format!("KEYSENTINEL_MASTER_KEY: {e}")))?
     } else {
-        let file = std::env::var_os("KEYSENTINEL_MASTER_KEY_FILE").map(PathBuf::from).unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
+        let file = std::env::var_os("KEYSENTINEL_MASTER_KEY_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
         if file.exists() {
-            let text = zeroize::Zeroizing::new(std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?);
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?,
+            );
             MasterKey::from_base64(&text).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", file.display())))?
         } else if !db_exists {
             let key = MasterKey::generate();
@@ -59,7 +63,9 @@ fn keyring(data_dir: &Path, db_exists: bool) -> anyhow::Result<Keyring> {
     let mut previous = Vec::new();
     if let Ok(list) = std::env::var("KEYSENTINEL_MASTER_KEY_PREVIOUS") {
         for (i, b64) in list.split(',').filter(|s| !s.trim().is_empty()).enumerate() {
-            previous.push(MasterKey::from_base64(b64).map_err(|e| Failure::new(Exit::Usage, format!("KEYSENTINEL_MASTER_KEY_PREVIOUS item {}: {e}", i + 1)))?);
+            previous.push(MasterKey::from_base64(b64).map_err(|e| {
+                Failure::new(Exit::Usage, format!("KEYSENTINEL_MASTER_KEY_PREVIOUS item {}: {e}", i + 1))
+            })?);
         }
     }
     Ok(Keyring::new(current, previous))
@@ -68,7 +74,8 @@ fn keyring(data_dir: &Path, db_exists: bool) -> anyhow::Result<Keyring> {
 pub fn policy(path: Option<&Path>) -> anyhow::Result<KeyPolicy> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read policy file {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("cannot read policy file {}", p.display()))?;
             KeyPolicy::from_toml(&text).map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", p.display())).into())
         }
         None => Ok(KeyPolicy::default_policy()?),
@@ -76,7 +83,8 @@ pub fn policy(path: Option<&Path>) -> anyhow::Result<KeyPolicy> {
 }
 
 pub fn open(data_dir: &Path, policy_path: Option<&Path>) -> anyhow::Result<Opened> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -86,14 +94,19 @@ pub fn open(data_dir: &Path, policy_path: Option<&Path>) -> anyhow::Result<Opene
     let keyring = Arc::new(keyring(data_dir, db.exists())?);
     let policy = Arc::new(policy(policy_path)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, _created) = SqliteStore::open(&db, &keyring, clock.clone()).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    let (store, _created) =
+        SqliteStore::open(&db, &keyring, clock.clone()).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let store = Arc::new(store);
     let registry = Arc::new(Registry::new(store.clone(), policy, keyring, clock));
     Ok(Opened { registry, store })
 }
 
 /// Creates the first admin when the store has no operator. Returns its token.
-pub async fn bootstrap(registry: &Registry, admin_id: &str, command: &str) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+pub async fn bootstrap(
+    registry: &Registry,
+    admin_id: &str,
+    command: &str,
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
     let id = OperatorId::parse(admin_id).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
     match registry.bootstrap_admin(Actor::Local { command: command.into() }, id).await {
         Ok(issued) => Ok(Some(issued.token)),

@@ -207,7 +207,9 @@ enum AccountsCmd {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    Show { account_id: String },
+    Show {
+        account_id: String,
+    },
     Update {
         account_id: String,
         #[arg(long, value_parser = ["retail", "corporate", "broker", "market_maker"])]
@@ -273,8 +275,15 @@ fn main() -> ExitCode {
 fn client(cli: &Cli) -> anyhow::Result<Client> {
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read token file {}", f.display()))?.trim().to_owned()),
-        (None, None) => std::fs::read_to_string(cli.data_dir.join(local::ADMIN_TOKEN_FILE)).ok().map(|t| t.trim().to_owned()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read token file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => {
+            std::fs::read_to_string(cli.data_dir.join(local::ADMIN_TOKEN_FILE)).ok().map(|t| t.trim().to_owned())
+        }
     };
     Client::new(&cli.server, token)
 }
@@ -308,7 +317,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYSENTINEL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYSENTINEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -406,7 +416,17 @@ fn issued(cli: &Cli, v: &Value) {
 fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
     let c = client(cli)?;
     match cmd {
-        KeysCmd::Create { account, scopes, allow, ed25519_public_key, lifetime_days, vendor, purpose, terms_version, grant_hours } => {
+        KeysCmd::Create {
+            account,
+            scopes,
+            allow,
+            ed25519_public_key,
+            lifetime_days,
+            vendor,
+            purpose,
+            terms_version,
+            grant_hours,
+        } => {
             let algorithm = match ed25519_public_key {
                 Some(pk) => json!({ "kind": "ed25519", "public_key": arg_file_or_value(pk)? }),
                 None => json!({ "kind": "hmac" }),
@@ -421,20 +441,37 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::Import { file, enforce_policy, batch_size } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let report = c.post_ndjson("/v1/keys/import", &[("enforce_policy", enforce_policy.to_string()), ("batch_size", batch_size.to_string())], text)?;
+            let report = c.post_ndjson(
+                "/v1/keys/import",
+                &[("enforce_policy", enforce_policy.to_string()), ("batch_size", batch_size.to_string())],
+                text,
+            )?;
             if cli.json {
                 output::json(&report);
             } else {
-                println!("{} lines: {} imported, {} already present, {} errors, {} warnings", report["lines"], report["imported"], report["unchanged"],
-                    report["errors"].as_array().map_or(0, Vec::len), report["warnings"].as_array().map_or(0, Vec::len));
+                println!(
+                    "{} lines: {} imported, {} already present, {} errors, {} warnings",
+                    report["lines"],
+                    report["imported"],
+                    report["unchanged"],
+                    report["errors"].as_array().map_or(0, Vec::len),
+                    report["warnings"].as_array().map_or(0, Vec::len)
+                );
                 for (kind, list) in [("error", &report["errors"]), ("warning", &report["warnings"])] {
                     for i in list.as_array().map(|a| a.as_slice()).unwrap_or_default() {
-                        println!("line {}: {kind} {}: {}", i["line"], i["code"].as_str().unwrap_or("-"), i["message"].as_str().unwrap_or("-"));
+                        println!(
+                            "line {}: {kind} {}: {}",
+                            i["line"],
+                            i["code"].as_str().unwrap_or("-"),
+                            i["message"].as_str().unwrap_or("-")
+                        );
                     }
                 }
             }
             if report["errors"].as_array().is_some_and(|e| !e.is_empty()) {
-                return Err(Failure::new(Exit::Invalid, "some lines were not imported (see above); the others were").into());
+                return Err(
+                    Failure::new(Exit::Invalid, "some lines were not imported (see above); the others were").into()
+                );
             }
         }
         KeysCmd::List { account, status, vendor, after, limit } => {
@@ -446,7 +483,9 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             }
             print_or(cli, &c.get("/v1/keys", &q)?, output::keys);
         }
-        KeysCmd::Show { access_key } => print_or(cli, &c.get(&format!("/v1/keys/{}", seg(access_key)), &[])?, output::key),
+        KeysCmd::Show { access_key } => {
+            print_or(cli, &c.get(&format!("/v1/keys/{}", seg(access_key)), &[])?, output::key)
+        }
         KeysCmd::Rotate { access_key, overlap_seconds, public_key, reason } => {
             let pk = public_key.as_deref().map(arg_file_or_value).transpose()?;
             let body = json!({ "overlap_seconds": overlap_seconds, "public_key": pk, "reason": reason });
@@ -460,7 +499,10 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             print_or(cli, &c.post(&format!("/v1/keys/{}/grants", seg(access_key)), &body)?, output::key);
         }
         KeysCmd::Approve { access_key, scope, reason } => {
-            let v = c.post(&format!("/v1/keys/{}/grants/{}/approve", seg(access_key), seg(scope)), &json!({ "reason": reason }))?;
+            let v = c.post(
+                &format!("/v1/keys/{}/grants/{}/approve", seg(access_key), seg(scope)),
+                &json!({ "reason": reason }),
+            )?;
             print_or(cli, &v, output::key);
         }
     }
@@ -488,7 +530,9 @@ fn accounts(cli: &Cli, cmd: &AccountsCmd) -> anyhow::Result<()> {
             }
             print_or(cli, &c.get("/v1/accounts", &q)?, output::accounts);
         }
-        AccountsCmd::Show { account_id } => print_or(cli, &c.get(&format!("/v1/accounts/{}", seg(account_id)), &[])?, output::account),
+        AccountsCmd::Show { account_id } => {
+            print_or(cli, &c.get(&format!("/v1/accounts/{}", seg(account_id)), &[])?, output::account)
+        }
         AccountsCmd::Update { account_id, segment, verification, purpose, countries: list, reason } => {
             let mut body = json!({ "reason": reason });
             if let Some(s) = segment {
@@ -513,11 +557,17 @@ fn operators(cli: &Cli, cmd: &OperatorsCmd) -> anyhow::Result<()> {
     let c = client(cli)?;
     match cmd {
         OperatorsCmd::Create { operator_id, role, description } => {
-            let v = c.post("/v1/operators", &json!({ "operator_id": operator_id, "role": role, "description": description }))?;
+            let v = c.post(
+                "/v1/operators",
+                &json!({ "operator_id": operator_id, "role": role, "description": description }),
+            )?;
             if cli.json {
                 output::json(&v);
             } else {
-                println!("Operator {operator_id} ({role}) created.\nToken (shown once):\n{}", v["token"].as_str().unwrap_or_default());
+                println!(
+                    "Operator {operator_id} ({role}) created.\nToken (shown once):\n{}",
+                    v["token"].as_str().unwrap_or_default()
+                );
             }
         }
         OperatorsCmd::List => print_or(cli, &c.get("/v1/operators", &[])?, output::operators),
@@ -540,16 +590,30 @@ fn policy(cli: &Cli, cmd: &PolicyCmd) -> anyhow::Result<()> {
             if cli.json {
                 output::json(&serde_json::to_value(&p)?);
             } else {
-                println!("{} is valid: policy version {}, terms version {}", file.display(), p.version, p.terms_version);
+                println!(
+                    "{} is valid: policy version {}, terms version {}",
+                    file.display(),
+                    p.version,
+                    p.terms_version
+                );
                 let rows: Vec<Vec<String>> = keysentinel_domain::Segment::ALL
                     .iter()
                     .map(|s| {
                         let sp = p.for_segment(*s);
-                        vec![s.to_string(), sp.max_lifetime_days.to_string(), sp.max_keys_per_account.to_string(),
-                            sp.allowlist_required.to_string(), sp.max_allowlist_entries.to_string(), sp.sensitive_grant_max_hours.to_string()]
+                        vec![
+                            s.to_string(),
+                            sp.max_lifetime_days.to_string(),
+                            sp.max_keys_per_account.to_string(),
+                            sp.allowlist_required.to_string(),
+                            sp.max_allowlist_entries.to_string(),
+                            sp.sensitive_grant_max_hours.to_string(),
+                        ]
                     })
                     .collect();
-                output::table(&["SEGMENT", "MAX DAYS", "MAX KEYS", "ALLOWLIST REQUIRED", "MAX ALLOWLIST", "GRANT HOURS"], &rows);
+                output::table(
+                    &["SEGMENT", "MAX DAYS", "MAX KEYS", "ALLOWLIST REQUIRED", "MAX ALLOWLIST", "GRANT HOURS"],
+                    &rows,
+                );
             }
         }
         PolicyCmd::Default => print!("{}", keysentinel_domain::policy::DEFAULT_POLICY_TOML),

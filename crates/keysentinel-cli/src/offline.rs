@@ -84,7 +84,12 @@ fn read_checkpoint(path: &Path) -> anyhow::Result<String> {
     })
 }
 
-pub fn audit(data_dir: &Path, as_json: bool, cmd: &AuditCmd, client: impl Fn() -> anyhow::Result<Client>) -> anyhow::Result<()> {
+pub fn audit(
+    data_dir: &Path,
+    as_json: bool,
+    cmd: &AuditCmd,
+    client: impl Fn() -> anyhow::Result<Client>,
+) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Verify { db, log_key, checkpoints } => {
             let path = db_path(data_dir, db);
@@ -95,10 +100,17 @@ pub fn audit(data_dir: &Path, as_json: bool, cmd: &AuditCmd, client: impl Fn() -
             match verify_file(&path, &options) {
                 Ok(report) => {
                     if as_json {
-                        output::json(&json!({ "ok": true, "entries": report.entries, "checkpoints_checked": report.checkpoints,
-                            "root": hex_root(&report.root), "pinned_key": options.pinned_verifier.is_some() }));
+                        output::json(
+                            &json!({ "ok": true, "entries": report.entries, "checkpoints_checked": report.checkpoints,
+                            "root": hex_root(&report.root), "pinned_key": options.pinned_verifier.is_some() }),
+                        );
                     } else {
-                        println!("audit log OK: {} entries, {} signed checkpoints verified, root {}", report.entries, report.checkpoints, hex_root(&report.root));
+                        println!(
+                            "audit log OK: {} entries, {} signed checkpoints verified, root {}",
+                            report.entries,
+                            report.checkpoints,
+                            hex_root(&report.root)
+                        );
                         if options.pinned_verifier.is_none() {
                             println!("note: verified against the key recorded in the file; pass --log-key to pin it");
                         }
@@ -107,16 +119,21 @@ pub fn audit(data_dir: &Path, as_json: bool, cmd: &AuditCmd, client: impl Fn() -
                 }
                 Err(FileVerifyError::Log(e)) => {
                     if as_json {
-                        output::json(&json!({ "ok": false, "first_bad_entry": e.first_bad_entry(), "error": e.to_string() }));
+                        output::json(
+                            &json!({ "ok": false, "first_bad_entry": e.first_bad_entry(), "error": e.to_string() }),
+                        );
                     }
                     Err(Failure::new(Exit::AuditFailed, format!("audit log verification FAILED: {e}")).into())
                 }
                 Err(FileVerifyError::Setup(m)) => Err(Failure::new(Exit::Usage, m).into()),
-                Err(FileVerifyError::Store(e)) => Err(Failure::new(Exit::AuditFailed, format!("audit log verification FAILED: {e}")).into()),
+                Err(FileVerifyError::Store(e)) => {
+                    Err(Failure::new(Exit::AuditFailed, format!("audit log verification FAILED: {e}")).into())
+                }
             }
         }
         AuditCmd::Export { db, out } => {
-            let exported = export_checkpoint(&db_path(data_dir, db)).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+            let exported =
+                export_checkpoint(&db_path(data_dir, db)).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
             let text = serde_json::to_string_pretty(&exported)? + "\n";
             match out {
                 Some(p) => {
@@ -142,11 +159,16 @@ pub fn audit(data_dir: &Path, as_json: bool, cmd: &AuditCmd, client: impl Fn() -
         }
         AuditCmd::VerifyProof { file, log_key, origin } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let proof: InclusionProof = serde_json::from_str(&text).map_err(|e| Failure::new(Exit::Invalid, format!("not an inclusion proof: {e}")))?;
-            let verifier = LogVerifier::parse(&value_or_file(log_key)?).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+            let proof: InclusionProof = serde_json::from_str(&text)
+                .map_err(|e| Failure::new(Exit::Invalid, format!("not an inclusion proof: {e}")))?;
+            let verifier =
+                LogVerifier::parse(&value_or_file(log_key)?).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
             match proof.verify(&verifier, origin) {
                 Ok(entry) => {
-                    println!("proof OK: entry {} ({} on {}) is in the signed log of {} entries", entry.seq, entry.action, entry.target, proof.tree_size);
+                    println!(
+                        "proof OK: entry {} ({} on {}) is in the signed log of {} entries",
+                        entry.seq, entry.action, entry.target, proof.tree_size
+                    );
                     Ok(())
                 }
                 Err(e) => Err(Failure::new(Exit::AuditFailed, format!("proof verification FAILED: {e}")).into()),
@@ -170,12 +192,15 @@ pub fn secrets(data_dir: &Path, as_json: bool, cmd: &SecretsCmd) -> anyhow::Resu
                 return Err(Failure::new(Exit::Usage, format!("no store in {}", data_dir.display())).into());
             }
             let opened = local::open(data_dir, None)?;
-            let n = opened.registry.rewrap_secrets(keysentinel_audit::Actor::Local { command: "secrets rewrap".into() })?;
+            let n =
+                opened.registry.rewrap_secrets(keysentinel_audit::Actor::Local { command: "secrets rewrap".into() })?;
             opened.store.close();
             if as_json {
                 output::json(&json!({ "rewrapped": n }));
             } else {
-                println!("rewrapped {n} sealed values under the current master key; the previous key is no longer needed");
+                println!(
+                    "rewrapped {n} sealed values under the current master key; the previous key is no longer needed"
+                );
             }
             Ok(())
         }

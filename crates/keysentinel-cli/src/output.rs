@@ -32,7 +32,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0))).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
@@ -62,13 +66,37 @@ pub fn keys(list: &Value) {
 }
 
 pub fn key(k: &Value) {
-    for field in ["access_key", "account_id", "status", "status_reason", "status_changed_by", "scopes", "ip_allowlist", "vendor_id", "purpose", "terms_version", "origin", "created_at", "expires_at", "rotated_from", "rotated_to"] {
+    for field in [
+        "access_key",
+        "account_id",
+        "status",
+        "status_reason",
+        "status_changed_by",
+        "scopes",
+        "ip_allowlist",
+        "vendor_id",
+        "purpose",
+        "terms_version",
+        "origin",
+        "created_at",
+        "expires_at",
+        "rotated_from",
+        "rotated_to",
+    ] {
         println!("{field:<18} {}", s(&k[field]));
     }
     println!("{:<18} {}", "algorithm", s(&k["algorithm"]["kind"]));
     if let Some(grants) = k["grants"].as_array() {
         for g in grants {
-            println!("{:<18} {} {} (requested by {}, approved by {}, until {})", "grant", s(&g["scope"]), s(&g["status"]), s(&g["requested_by"]), s(&g["approved_by"]), s(&g["expires_at"]));
+            println!(
+                "{:<18} {} {} (requested by {}, approved by {}, until {})",
+                "grant",
+                s(&g["scope"]),
+                s(&g["status"]),
+                s(&g["requested_by"]),
+                s(&g["approved_by"]),
+                s(&g["expires_at"])
+            );
         }
     }
 }
@@ -79,13 +107,23 @@ pub fn accounts(list: &Value) {
         .map(|a| a.as_slice())
         .unwrap_or_default()
         .iter()
-        .map(|a| vec![s(&a["account_id"]), s(&a["segment"]), s(&a["verification"]), s(&a["declared_countries"]), s(&a["declared_purpose"])])
+        .map(|a| {
+            vec![
+                s(&a["account_id"]),
+                s(&a["segment"]),
+                s(&a["verification"]),
+                s(&a["declared_countries"]),
+                s(&a["declared_purpose"]),
+            ]
+        })
         .collect();
     table(&["ACCOUNT", "SEGMENT", "VERIFICATION", "COUNTRIES", "PURPOSE"], &rows);
 }
 
 pub fn account(a: &Value) {
-    for field in ["account_id", "segment", "verification", "declared_purpose", "declared_countries", "created_at", "updated_at"] {
+    for field in
+        ["account_id", "segment", "verification", "declared_purpose", "declared_countries", "created_at", "updated_at"]
+    {
         println!("{field:<20} {}", s(&a[field]));
     }
 }
@@ -96,7 +134,14 @@ pub fn operators(list: &Value) {
         .map(|a| a.as_slice())
         .unwrap_or_default()
         .iter()
-        .map(|o| vec![s(&o["operator_id"]), s(&o["role"]), if o["disabled"] == Value::Bool(true) { "disabled".into() } else { "enabled".into() }, s(&o["description"])])
+        .map(|o| {
+            vec![
+                s(&o["operator_id"]),
+                s(&o["role"]),
+                if o["disabled"] == Value::Bool(true) { "disabled".into() } else { "enabled".into() },
+                s(&o["description"]),
+            ]
+        })
         .collect();
     table(&["OPERATOR", "ROLE", "STATE", "DESCRIPTION"], &rows);
 }

@@ -1,6 +1,9 @@
 //! End to end: the real `keysentinel` binary serving on the embedded store, driven by the real
 //! CLI; then the database file is tampered with directly and `audit verify` must name the entry.
 
+// Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,7 +39,14 @@ fn serve(data: &Path) -> Server {
 }
 
 fn ks(data: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).arg("--data-dir").arg(data).env("KEYSENTINEL_URL", url).env_remove("KEYSENTINEL_TOKEN").output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("KEYSENTINEL_URL", url)
+        .env_remove("KEYSENTINEL_TOKEN")
+        .output()
+        .unwrap()
 }
 
 fn ok_json(data: &Path, url: &str, args: &[&str]) -> Value {
@@ -61,14 +71,23 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     let data = dir.path().join("data");
     let server = serve(&data);
     let u = server.url.as_str();
-    ok_json(&data, u, &["accounts", "create", "retail-1", "--segment", "retail", "--verification", "verified", "--countries", "KR"]);
+    ok_json(
+        &data,
+        u,
+        &["accounts", "create", "retail-1", "--segment", "retail", "--verification", "verified", "--countries", "KR"],
+    );
     ok_json(&data, u, &["accounts", "create", "corp-1", "--segment", "corporate", "--verification", "verified"]);
-    let key = ok_json(&data, u, &["keys", "create", "--account", "retail-1", "--scopes", "read,trade", "--terms-version", "2026-05"]);
+    let key = ok_json(
+        &data,
+        u,
+        &["keys", "create", "--account", "retail-1", "--scopes", "read,trade", "--terms-version", "2026-05"],
+    );
     let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
     assert!(key["secret"].as_str().unwrap().starts_with("kss_"));
     ok_json(&data, u, &["keys", "suspend", &ak, "--reason", "suspected sharing"]);
     ok_json(&data, u, &["keys", "resume", &ak, "--reason", "cleared"]);
-    let rotated = ok_json(&data, u, &["keys", "rotate", &ak, "--overlap-seconds", "0", "--reason", "scheduled rotation"]);
+    let rotated =
+        ok_json(&data, u, &["keys", "rotate", &ak, "--overlap-seconds", "0", "--reason", "scheduled rotation"]);
     let new_ak = rotated["key"]["access_key"].as_str().unwrap().to_owned();
     ok_json(&data, u, &["keys", "revoke", &new_ak, "--reason", "customer request"]);
     let shown = ok_json(&data, u, &["keys", "show", &ak]);
@@ -76,16 +95,49 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     assert_eq!(shown["rotated_to"], new_ak.as_str());
 
     // Policy violations: refused with the rule's name and exit code 7.
-    let corp = ks(&data, u, &["keys", "create", "--account", "corp-1", "--scopes", "read", "--terms-version", "2026-05"]);
+    let corp =
+        ks(&data, u, &["keys", "create", "--account", "corp-1", "--scopes", "read", "--terms-version", "2026-05"]);
     assert_eq!(code(&corp), 7, "{}", stderr(&corp));
     assert!(stderr(&corp).contains("allowlist_required"));
-    let vendor = ks(&data, u, &["keys", "create", "--account", "retail-1", "--scopes", "read,withdraw", "--allow", "203.0.113.0/24", "--vendor", "bot-vendor", "--terms-version", "2026-05"]);
+    let vendor = ks(
+        &data,
+        u,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "retail-1",
+            "--scopes",
+            "read,withdraw",
+            "--allow",
+            "203.0.113.0/24",
+            "--vendor",
+            "bot-vendor",
+            "--terms-version",
+            "2026-05",
+        ],
+    );
     assert_eq!(code(&vendor), 7);
     assert!(stderr(&vendor).contains("vendor_key_sensitive_scope"), "{}", stderr(&vendor));
     // Illegal transition and bad input have their own exit codes.
     let resume = ks(&data, u, &["keys", "resume", &new_ak, "--reason", "undo"]);
     assert_eq!(code(&resume), 6, "{}", stderr(&resume));
-    let bad_cidr = ks(&data, u, &["keys", "create", "--account", "retail-1", "--scopes", "read", "--allow", "10.0.0.1/8", "--terms-version", "2026-05"]);
+    let bad_cidr = ks(
+        &data,
+        u,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "retail-1",
+            "--scopes",
+            "read",
+            "--allow",
+            "10.0.0.1/8",
+            "--terms-version",
+            "2026-05",
+        ],
+    );
     assert_eq!(code(&bad_cidr), 3);
     assert!(stderr(&bad_cidr).contains("host bits"), "{}", stderr(&bad_cidr));
     let missing = ks(&data, u, &["keys", "show", "ksk_doesnotexist0000000000000000000000"]);
@@ -124,7 +176,11 @@ fn lifecycle_then_every_kind_of_tampering_is_detected_and_named() {
     // Server stopped with SIGKILL: every acknowledged change was already durable.
     let clean = verify(&data.join("keysentinel.db"));
     assert!(clean.status.success(), "{}", stderr(&clean));
-    assert!(String::from_utf8_lossy(&clean.stdout).contains("audit log OK: 9 entries"), "{}", String::from_utf8_lossy(&clean.stdout));
+    assert!(
+        String::from_utf8_lossy(&clean.stdout).contains("audit log OK: 9 entries"),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
 
     let leaf = |text: &str| keysentinel_audit::merkle::leaf_hash(text.as_bytes());
     // Rewrites entry 4 and fixes its stored hash, as a careful attacker would.
@@ -134,7 +190,11 @@ fn lifecycle_then_every_kind_of_tampering_is_detected_and_named() {
         let text: String = conn.query_row("SELECT entry FROM audit_log WHERE seq = 4", [], |r| r.get(0)).unwrap();
         let forged = text.replace("suspected sharing", "routine check");
         assert_ne!(forged, text);
-        conn.execute("UPDATE audit_log SET entry = ?1, leaf = ?2 WHERE seq = 4", rusqlite::params![forged, leaf(&forged).to_vec()]).unwrap();
+        conn.execute(
+            "UPDATE audit_log SET entry = ?1, leaf = ?2 WHERE seq = 4",
+            rusqlite::params![forged, leaf(&forged).to_vec()],
+        )
+        .unwrap();
         copy
     };
     let cases: Vec<(PathBuf, &str)> = vec![
@@ -174,20 +234,40 @@ fn lifecycle_then_every_kind_of_tampering_is_detected_and_named() {
 fn exported_checkpoints_catch_a_rollback_of_the_whole_tail() {
     let (_dir, data) = scripted_lifecycle();
     let export = data.join("export.json");
-    let out = Command::new(BIN).args(["audit", "export", "--db"]).arg(data.join("keysentinel.db")).arg("--out").arg(&export).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "export", "--db"])
+        .arg(data.join("keysentinel.db"))
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let exported: Value = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
     let key = exported["verifier_key"].as_str().unwrap().to_owned();
     // An attacker removes the last entries and their checkpoints: the file alone looks fine...
-    let rolled_back = tampered(&data, "rollback", "DELETE FROM audit_log WHERE seq >= 6; DELETE FROM audit_checkpoints WHERE size > 6;");
+    let rolled_back = tampered(
+        &data,
+        "rollback",
+        "DELETE FROM audit_log WHERE seq >= 6; DELETE FROM audit_checkpoints WHERE size > 6;",
+    );
     assert!(verify(&rolled_back).status.success());
     // ...but not against the checkpoint exported earlier.
-    let out = Command::new(BIN).args(["audit", "verify", "--log-key", &key, "--checkpoint"]).arg(&export).arg("--db").arg(&rolled_back).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--log-key", &key, "--checkpoint"])
+        .arg(&export)
+        .arg("--db")
+        .arg(&rolled_back)
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 8, "{}", stderr(&out));
     assert!(stderr(&out).contains("entry 6 is missing"), "{}", stderr(&out));
     // A pinned key that is not the log's refuses every checkpoint.
     let other = "keysentinel/audit/other+00000000+AQ==";
-    let out = Command::new(BIN).args(["audit", "verify", "--log-key", other, "--db"]).arg(data.join("keysentinel.db")).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--log-key", other, "--db"])
+        .arg(data.join("keysentinel.db"))
+        .output()
+        .unwrap();
     assert_ne!(code(&out), 0);
 }
 
@@ -204,7 +284,13 @@ fn init_is_one_time_and_tokens_gate_the_cli() {
 
     let server = serve(&data);
     assert!(!data.join("admin.token").exists(), "serve does not mint a second admin on an initialised store");
-    let who = Command::new(BIN).args(["operators", "whoami", "--data-dir"]).arg(&data).env("KEYSENTINEL_URL", &server.url).env("KEYSENTINEL_TOKEN", &token).output().unwrap();
+    let who = Command::new(BIN)
+        .args(["operators", "whoami", "--data-dir"])
+        .arg(&data)
+        .env("KEYSENTINEL_URL", &server.url)
+        .env("KEYSENTINEL_TOKEN", &token)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&who.stdout).contains("admin (admin)"), "{}", stderr(&who));
     let anon = ks(&data, &server.url, &["keys", "list"]);
     assert_eq!(code(&anon), 4, "{}", stderr(&anon));

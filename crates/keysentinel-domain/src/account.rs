@@ -37,7 +37,10 @@ impl std::str::FromStr for Segment {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, ValidationError> {
         Segment::ALL.into_iter().find(|seg| seg.as_str() == s).ok_or_else(|| {
-            ValidationError::new("segment", format!("unknown segment {s:?}; expected retail, corporate, broker or market_maker"))
+            ValidationError::new(
+                "segment",
+                format!("unknown segment {s:?}; expected retail, corporate, broker or market_maker"),
+            )
         })
     }
 }
@@ -88,7 +91,10 @@ impl CountryCode {
         if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ValidationError::new("declared_countries", format!("{s:?} is not an ISO 3166-1 alpha-2 code such as \"KR\"")))
+            Err(ValidationError::new(
+                "declared_countries",
+                format!("{s:?} is not an ISO 3166-1 alpha-2 code such as \"KR\""),
+            ))
         }
     }
     pub fn as_str(&self) -> &str {

@@ -21,9 +21,9 @@ impl IpAllowlist {
     pub fn parse_entry(raw: &str) -> Result<IpNet, ValidationError> {
         let text = raw.trim();
         let net = if text.contains('/') {
-            let net: IpNet = text
-                .parse()
-                .map_err(|_| ValidationError::new("ip_allowlist", format!("{raw:?} is not a valid CIDR (e.g. 203.0.113.0/24)")))?;
+            let net: IpNet = text.parse().map_err(|_| {
+                ValidationError::new("ip_allowlist", format!("{raw:?} is not a valid CIDR (e.g. 203.0.113.0/24)"))
+            })?;
             if net.network() != net.addr() {
                 return Err(ValidationError::new(
                     "ip_allowlist",
@@ -120,7 +120,8 @@ mod tests {
 
     #[test]
     fn refuses_malformed_and_ambiguous_entries() {
-        for bad in ["10.0.0.1/8", "300.1.1.1", "10.0.0.0/33", "abc", "", "1.2.3.4/", "0.0.0.0/0", "::/0", "10.0.0.0/8"] {
+        for bad in ["10.0.0.1/8", "300.1.1.1", "10.0.0.0/33", "abc", "", "1.2.3.4/", "0.0.0.0/0", "::/0", "10.0.0.0/8"]
+        {
             assert!(IpAllowlist::parse(&[bad]).is_err(), "{bad:?} should be refused");
         }
         let err = IpAllowlist::parse(&["10.1.2.3/16"]).err().map(|e| e.message);

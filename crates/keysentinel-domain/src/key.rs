@@ -245,11 +245,19 @@ impl ApiKey {
 
     /// Brings the expiry forward to `now + overlap` (never later than it already was): used
     /// when the key is rotated out. An overlap of zero expires it at once.
-    pub fn retire_after(&mut self, overlap: Duration, successor: &AccessKey, actor: &str, now: Timestamp) -> Result<(), TransitionError> {
+    pub fn retire_after(
+        &mut self,
+        overlap: Duration,
+        successor: &AccessKey,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), TransitionError> {
         match self.effective_status(now) {
             KeyStatus::Active | KeyStatus::Suspended => {}
             KeyStatus::Revoked => return Err(TransitionError::AlreadyRevoked),
-            actual => return Err(TransitionError::WrongStatus { action: "rotate", actual, needed: "active or suspended" }),
+            actual => {
+                return Err(TransitionError::WrongStatus { action: "rotate", actual, needed: "active or suspended" })
+            }
         }
         self.expires_at = self.expires_at.min(now + overlap);
         self.rotated_to = Some(successor.clone());
@@ -259,7 +267,13 @@ impl ApiKey {
         Ok(())
     }
 
-    pub fn request_grant(&mut self, scope: Scope, ttl: Duration, requested_by: &OperatorId, now: Timestamp) -> Result<(), TransitionError> {
+    pub fn request_grant(
+        &mut self,
+        scope: Scope,
+        ttl: Duration,
+        requested_by: &OperatorId,
+        now: Timestamp,
+    ) -> Result<(), TransitionError> {
         if !scope.is_sensitive() {
             return Err(TransitionError::NotSensitive { scope });
         }
@@ -288,11 +302,18 @@ impl ApiKey {
 
     /// Activates a pending grant. Whether `approver` may approve it (not the requester) is a
     /// policy question, checked by `KeyPolicy::check_grant_approval` before this is called.
-    pub fn approve_grant(&mut self, scope: Scope, approver: &OperatorId, now: Timestamp) -> Result<&SensitiveGrant, TransitionError> {
+    pub fn approve_grant(
+        &mut self,
+        scope: Scope,
+        approver: &OperatorId,
+        now: Timestamp,
+    ) -> Result<&SensitiveGrant, TransitionError> {
         match self.effective_status(now) {
             KeyStatus::Active => {}
             KeyStatus::Revoked => return Err(TransitionError::AlreadyRevoked),
-            actual => return Err(TransitionError::WrongStatus { action: "a grant approval", actual, needed: "active" }),
+            actual => {
+                return Err(TransitionError::WrongStatus { action: "a grant approval", actual, needed: "active" })
+            }
         }
         let grant = self
             .grants
@@ -376,7 +397,10 @@ pub(crate) mod tests {
         let mut key = sample_key(T0);
         let requester = OperatorId::parse("alice").unwrap();
         let approver = OperatorId::parse("bob").unwrap();
-        assert!(matches!(key.request_grant(Scope::Trade, Duration::hours(1), &requester, T0), Err(TransitionError::NotSensitive { .. })));
+        assert!(matches!(
+            key.request_grant(Scope::Trade, Duration::hours(1), &requester, T0),
+            Err(TransitionError::NotSensitive { .. })
+        ));
         key.request_grant(Scope::Withdraw, Duration::hours(24), &requester, T0).unwrap();
         assert!(!key.effective_scopes(T0).contains(Scope::Withdraw), "pending grants do not count");
         assert!(key.request_grant(Scope::Withdraw, Duration::hours(1), &requester, T0).is_err());
@@ -387,7 +411,10 @@ pub(crate) mod tests {
         assert!(!key.effective_scopes(lapsed).contains(Scope::Withdraw));
         assert!(key.effective_scopes(lapsed).contains(Scope::Trade));
         key.request_grant(Scope::Withdraw, Duration::hours(1), &requester, lapsed).unwrap();
-        assert!(matches!(key.approve_grant(Scope::Transfer, &approver, lapsed), Err(TransitionError::NoPendingGrant { .. })));
+        assert!(matches!(
+            key.approve_grant(Scope::Transfer, &approver, lapsed),
+            Err(TransitionError::NoPendingGrant { .. })
+        ));
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub use account::{Account, CountryCode, Segment, Verification};
 pub use allowlist::IpAllowlist;
 pub use error::ValidationError;
 pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
-pub use operator::{Operator, Permission, Role};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
+pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use scope::{Scope, ScopeSet};
 

@@ -70,7 +70,10 @@ impl std::str::FromStr for Role {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, ValidationError> {
         Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            ValidationError::new("role", format!("unknown role {s:?}; expected admin, analyst, approver, auditor or gateway"))
+            ValidationError::new(
+                "role",
+                format!("unknown role {s:?}; expected admin, analyst, approver, auditor or gateway"),
+            )
         })
     }
 }
@@ -97,7 +100,9 @@ mod tests {
         assert!(!Role::Admin.allows(ApproveGrant), "separation of duties: admins request, approvers approve");
         assert!(Role::Analyst.allows(RevokeKeys) && !Role::Analyst.allows(IssueKeys));
         assert!(Role::Approver.allows(ApproveGrant) && !Role::Approver.allows(ContainKeys));
-        for p in [ManageAccounts, IssueKeys, ContainKeys, RevokeKeys, RequestGrant, ApproveGrant, ManageOperators, Verify] {
+        for p in
+            [ManageAccounts, IssueKeys, ContainKeys, RevokeKeys, RequestGrant, ApproveGrant, ManageOperators, Verify]
+        {
             assert!(!Role::Auditor.allows(p), "auditors are read-only");
         }
         for p in [ReadInventory, ReadAudit, IssueKeys, ManageOperators] {

@@ -184,7 +184,13 @@ impl KeyPolicy {
 
     /// Every rule a new key (created, rotated in or imported) must satisfy, given the number of
     /// live keys the account already holds. Returns the first violation.
-    pub fn check_new_key(&self, account: &Account, key: &ApiKey, live_keys: u32, now: Timestamp) -> Result<(), PolicyViolation> {
+    pub fn check_new_key(
+        &self,
+        account: &Account,
+        key: &ApiKey,
+        live_keys: u32,
+        now: Timestamp,
+    ) -> Result<(), PolicyViolation> {
         self.violations(account, key, live_keys, now).into_iter().next().map_or(Ok(()), Err)
     }
 
@@ -195,13 +201,20 @@ impl KeyPolicy {
         if account.verification != Verification::Verified {
             out.push(self.violation(
                 Rule::AccountNotVerified,
-                format!("account {} is {}; keys are issued only to verified customers", account.account_id, account.verification.as_str()),
+                format!(
+                    "account {} is {}; keys are issued only to verified customers",
+                    account.account_id,
+                    account.verification.as_str()
+                ),
             ));
         }
         if key.terms_version != self.terms_version {
             out.push(self.violation(
                 Rule::TermsNotAccepted,
-                format!("the owner must accept the no-sharing terms version {} (got {:?})", self.terms_version, key.terms_version),
+                format!(
+                    "the owner must accept the no-sharing terms version {} (got {:?})",
+                    self.terms_version, key.terms_version
+                ),
             ));
         }
         let max_expiry = key.created_at.min(now) + Duration::days(seg.max_lifetime_days);
@@ -214,12 +227,19 @@ impl KeyPolicy {
         if live_keys >= seg.max_keys_per_account {
             out.push(self.violation(
                 Rule::MaxKeysPerAccount,
-                format!("account {} already holds {live_keys} live keys; the {} limit is {}", account.account_id, account.segment, seg.max_keys_per_account),
+                format!(
+                    "account {} already holds {live_keys} live keys; the {} limit is {}",
+                    account.account_id, account.segment, seg.max_keys_per_account
+                ),
             ));
         }
         let sensitive = key.requested_scopes().has_sensitive();
         if key.ip_allowlist.is_empty() && (seg.allowlist_required || sensitive) {
-            let why = if seg.allowlist_required { format!("{} keys", account.segment) } else { "keys that can withdraw or transfer".to_owned() };
+            let why = if seg.allowlist_required {
+                format!("{} keys", account.segment)
+            } else {
+                "keys that can withdraw or transfer".to_owned()
+            };
             out.push(self.violation(Rule::AllowlistRequired, format!("{why} must have an IP allowlist")));
         }
         if key.ip_allowlist.len() > seg.max_allowlist_entries as usize {
@@ -267,10 +287,15 @@ impl KeyPolicy {
     /// Whether a key would be allowed to hold `scope` at all (vendor keys never hold sensitive scopes).
     pub fn check_scope_for_key(&self, key: &ApiKey, scope: Scope) -> Result<(), PolicyViolation> {
         if key.vendor_id.is_some() && scope.is_sensitive() {
-            return Err(self.violation(Rule::VendorKeySensitiveScope, "third-party tool (vendor) keys may never hold withdraw or transfer"));
+            return Err(self.violation(
+                Rule::VendorKeySensitiveScope,
+                "third-party tool (vendor) keys may never hold withdraw or transfer",
+            ));
         }
         if scope.is_sensitive() && key.ip_allowlist.is_empty() {
-            return Err(self.violation(Rule::AllowlistRequired, "keys that can withdraw or transfer must have an IP allowlist"));
+            return Err(
+                self.violation(Rule::AllowlistRequired, "keys that can withdraw or transfer must have an IP allowlist")
+            );
         }
         Ok(())
     }

@@ -47,7 +47,10 @@ impl FromStr for Scope {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, ValidationError> {
         Scope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| {
-            ValidationError::new("scopes", format!("unknown scope {s:?}; expected one of read, trade, withdraw, transfer"))
+            ValidationError::new(
+                "scopes",
+                format!("unknown scope {s:?}; expected one of read, trade, withdraw, transfer"),
+            )
         })
     }
 }
@@ -121,6 +124,29 @@ impl fmt::Display for ScopeSet {
     }
 }
 
+impl Serialize for ScopeSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for ScopeSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(deserializer)?;
+        ScopeSet::from_names(names.iter().map(String::as_str)).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for ScopeSet {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(<Scope as utoipa::PartialSchema>::schema())
+            .unique_items(true)
+            .into()
+    }
+}
+impl utoipa::ToSchema for ScopeSet {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,26 +188,3 @@ mod tests {
         }
     }
 }
-
-impl Serialize for ScopeSet {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for ScopeSet {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let names = Vec::<String>::deserialize(deserializer)?;
-        ScopeSet::from_names(names.iter().map(String::as_str)).map_err(serde::de::Error::custom)
-    }
-}
-
-impl utoipa::PartialSchema for ScopeSet {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ArrayBuilder::new()
-            .items(<Scope as utoipa::PartialSchema>::schema())
-            .unique_items(true)
-            .into()
-    }
-}
-impl utoipa::ToSchema for ScopeSet {}

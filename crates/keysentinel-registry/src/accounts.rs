@@ -67,10 +67,16 @@ impl Registry {
         .await
     }
 
-    pub async fn update_account(&self, actor: Actor, id: AccountId, patch: AccountPatch) -> Result<Account, RegistryError> {
+    pub async fn update_account(
+        &self,
+        actor: Actor,
+        id: AccountId,
+        patch: AccountPatch,
+    ) -> Result<Account, RegistryError> {
         check_reason(&patch.reason)?;
         self.transact(move |tx| {
-            let mut account = tx.account(&id)?.ok_or_else(|| RegistryError::NotFound { what: "account", id: id.to_string() })?;
+            let mut account =
+                tx.account(&id)?.ok_or_else(|| RegistryError::NotFound { what: "account", id: id.to_string() })?;
             let before = serde_json::to_value(&account).unwrap_or_default();
             if let Some(s) = patch.segment {
                 account.segment = s;

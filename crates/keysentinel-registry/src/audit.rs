@@ -9,7 +9,9 @@ impl Registry {
         self.store
             .audit_entries(from, limit.clamp(1, 1000))?
             .into_iter()
-            .map(|(_, text)| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")).into()))
+            .map(|(_, text)| {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")).into())
+            })
             .collect()
     }
 
@@ -21,12 +23,16 @@ impl Registry {
 
     /// An inclusion proof for entry `seq` against the newest checkpoint.
     pub fn audit_proof(&self, seq: u64) -> Result<InclusionProof, RegistryError> {
-        let (size, note) = self.store.latest_checkpoint()?.ok_or(RegistryError::NotFound { what: "checkpoint", id: "latest".into() })?;
+        let (size, note) = self
+            .store
+            .latest_checkpoint()?
+            .ok_or(RegistryError::NotFound { what: "checkpoint", id: "latest".into() })?;
         if seq >= size {
             return Err(RegistryError::NotFound { what: "audit entry", id: seq.to_string() });
         }
         let leaves = self.store.audit_leaves(size)?;
-        let path = inclusion_proof(&leaves, seq as usize).ok_or(RegistryError::NotFound { what: "audit entry", id: seq.to_string() })?;
+        let path = inclusion_proof(&leaves, seq as usize)
+            .ok_or(RegistryError::NotFound { what: "audit entry", id: seq.to_string() })?;
         let (_, entry) = self
             .store
             .audit_entries(seq, 1)?

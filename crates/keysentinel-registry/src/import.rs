@@ -9,7 +9,8 @@ use crate::keys::{key_details, parse_ed25519, secret_context};
 use crate::{actor_label, Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
-    AccessKey, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyStatus, OperatorId, Scope, ScopeSet, ValidationError, VendorId,
+    AccessKey, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyStatus, OperatorId, Scope, ScopeSet,
+    ValidationError, VendorId,
 };
 use keysentinel_secrets::ct_eq;
 use keysentinel_store::{StoredKey, WriteTx};
@@ -89,11 +90,17 @@ struct Candidate {
 }
 
 fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTime) -> Result<Candidate, ImportIssue> {
-    let issue = |access_key: Option<String>, message: String| ImportIssue { line: line_no, access_key, code: "invalid_line".into(), message };
+    let issue = |access_key: Option<String>, message: String| ImportIssue {
+        line: line_no,
+        access_key,
+        code: "invalid_line".into(),
+        message,
+    };
     if text.len() > MAX_LINE {
         return Err(issue(None, format!("line is longer than {MAX_LINE} bytes")));
     }
-    let raw: ImportLine = serde_json::from_str(text).map_err(|e| issue(None, format!("not a valid import record: {e}")))?;
+    let raw: ImportLine =
+        serde_json::from_str(text).map_err(|e| issue(None, format!("not a valid import record: {e}")))?;
     let ak = Some(raw.access_key.clone());
     let v = |e: ValidationError| issue(ak.clone(), e.to_string());
     let access_key = AccessKey::parse(&raw.access_key).map_err(v)?;
@@ -119,12 +126,19 @@ fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTi
             (KeyAlgorithm::Hmac, Some(secret))
         }
         (None, Some(pk)) => (KeyAlgorithm::Ed25519 { public_key: parse_ed25519(&pk).map_err(v)? }, None),
-        _ => return Err(v(ValidationError::new("secret", "give exactly one of secret (HMAC) or public_key (Ed25519)"))),
+        _ => {
+            return Err(v(ValidationError::new("secret", "give exactly one of secret (HMAC) or public_key (Ed25519)")))
+        }
     };
     let status = match raw.status.as_deref() {
         None | Some("active") => KeyStatus::Active,
         Some("suspended") => KeyStatus::Suspended,
-        Some(other) => return Err(v(ValidationError::new("status", format!("{other:?}: only active or suspended keys are imported")))),
+        Some(other) => {
+            return Err(v(ValidationError::new(
+                "status",
+                format!("{other:?}: only active or suspended keys are imported"),
+            )))
+        }
     };
     let key = ApiKey {
         access_key,
@@ -146,11 +160,21 @@ fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTi
         rotated_from: None,
         rotated_to: None,
     };
-    Ok(Candidate { line: line_no, key, secret, requested_sensitive: scopes.iter().filter(|s| s.is_sensitive()).collect() })
+    Ok(Candidate {
+        line: line_no,
+        key,
+        secret,
+        requested_sensitive: scopes.iter().filter(|s| s.is_sensitive()).collect(),
+    })
 }
 
 impl Registry {
-    pub async fn import_keys(&self, actor: Actor, ndjson: String, options: ImportOptions) -> Result<ImportReport, RegistryError> {
+    pub async fn import_keys(
+        &self,
+        actor: Actor,
+        ndjson: String,
+        options: ImportOptions,
+    ) -> Result<ImportReport, RegistryError> {
         let now = self.now();
         let mut report = ImportReport::default();
         let mut candidates = Vec::new();
@@ -211,7 +235,11 @@ fn import_batch(
     };
     for mut c in batch {
         let Some(account) = tx.account(&c.key.account_id)? else {
-            report.errors.push(issue(&c, "unknown_account", format!("account {} does not exist; create it first", c.key.account_id)));
+            report.errors.push(issue(
+                &c,
+                "unknown_account",
+                format!("account {} does not exist; create it first", c.key.account_id),
+            ));
             continue;
         };
         if let Some(existing) = tx.key(&c.key.access_key)? {
@@ -226,7 +254,11 @@ fn import_batch(
             if same_material && existing.key.account_id == c.key.account_id {
                 report.unchanged += 1;
             } else {
-                report.errors.push(issue(&c, "conflict", "this access key already exists with a different owner or secret; not overwritten".into()));
+                report.errors.push(issue(
+                    &c,
+                    "conflict",
+                    "this access key already exists with a different owner or secret; not overwritten".into(),
+                ));
             }
             continue;
         }
@@ -234,7 +266,11 @@ fn import_batch(
         // Sensitive scopes arrive as pending grants: importing must not bypass the four-eyes rule.
         if !c.requested_sensitive.is_empty() {
             let Some(requester) = requester.as_ref() else {
-                report.errors.push(issue(&c, "invalid_line", "sensitive scopes can only be imported by an operator".into()));
+                report.errors.push(issue(
+                    &c,
+                    "invalid_line",
+                    "sensitive scopes can only be imported by an operator".into(),
+                ));
                 continue;
             };
             let hours = policy.for_segment(account.segment).sensitive_grant_max_hours;
@@ -242,7 +278,11 @@ fn import_batch(
                 c.key.request_grant(scope, Duration::hours(hours), requester, now)?;
             }
             let names: Vec<&str> = c.requested_sensitive.iter().map(Scope::as_str).collect();
-            report.warnings.push(issue(&c, "pending_grant", format!("{} imported as pending grants; an approver must approve them", names.join(", "))));
+            report.warnings.push(issue(
+                &c,
+                "pending_grant",
+                format!("{} imported as pending grants; an approver must approve them", names.join(", ")),
+            ));
         }
         let live = tx.live_key_count(&account.account_id, now)?;
         // Imported keys predate our policy, so the lifetime rule is judged from their own creation.

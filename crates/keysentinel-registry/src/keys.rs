@@ -5,8 +5,8 @@ use ed25519_dalek::pkcs8::DecodePublicKey;
 use ed25519_dalek::VerifyingKey;
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyPolicy, KeyStatus, OperatorId, Scope, ScopeSet,
-    ValidationError, VendorId,
+    AccessKey, Account, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyPolicy, KeyStatus, OperatorId,
+    Scope, ScopeSet, ValidationError, VendorId,
 };
 use keysentinel_secrets::{generate_api_secret, Keyring};
 use keysentinel_store::{KeyFilter, StoredKey, WriteTx};
@@ -71,14 +71,19 @@ pub(crate) fn secret_context(access_key: &AccessKey) -> Vec<u8> {
 pub(crate) fn parse_ed25519(text: &str) -> Result<String, ValidationError> {
     let text = text.trim();
     let key = if text.starts_with("-----BEGIN") {
-        VerifyingKey::from_public_key_pem(text).map_err(|_| ValidationError::new("public_key", "not a valid Ed25519 PEM public key"))?
+        VerifyingKey::from_public_key_pem(text)
+            .map_err(|_| ValidationError::new("public_key", "not a valid Ed25519 PEM public key"))?
     } else {
         let raw = B64
             .decode(text)
             .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
             .map_err(|_| ValidationError::new("public_key", "must be base64 of 32 bytes or a PEM public key"))?;
-        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| ValidationError::new("public_key", "an Ed25519 public key is 32 bytes"))?;
-        VerifyingKey::from_bytes(&bytes).map_err(|_| ValidationError::new("public_key", "not a valid Ed25519 public key"))?
+        let bytes: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| ValidationError::new("public_key", "an Ed25519 public key is 32 bytes"))?;
+        VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| ValidationError::new("public_key", "not a valid Ed25519 public key"))?
     };
     if key.is_weak() {
         return Err(ValidationError::new("public_key", "weak (small-order) Ed25519 key refused"));
@@ -127,9 +132,16 @@ fn material(algorithm: &NewKeyAlgorithm) -> Result<Material, RegistryError> {
 
 /// Seals a secret for storage, and a keyed fingerprint of it for the audit log (so a dispute can
 /// establish which secret was issued without the log ever holding it).
-fn seal(tx: &dyn WriteTx, keyring: &Keyring, key: &AccessKey, secret: &Option<Zeroizing<String>>) -> (Option<Vec<u8>>, Option<String>) {
+fn seal(
+    tx: &dyn WriteTx,
+    keyring: &Keyring,
+    key: &AccessKey,
+    secret: &Option<Zeroizing<String>>,
+) -> (Option<Vec<u8>>, Option<String>) {
     match secret {
-        Some(s) => (Some(keyring.seal(s.as_bytes(), &secret_context(key))), Some(tx.pseudonym("api-secret", s.as_bytes()))),
+        Some(s) => {
+            (Some(keyring.seal(s.as_bytes(), &secret_context(key))), Some(tx.pseudonym("api-secret", s.as_bytes())))
+        }
         None => (None, None),
     }
 }
@@ -286,21 +298,45 @@ impl Registry {
         .await
     }
 
-    pub async fn suspend_key(&self, actor: Actor, access_key: AccessKey, reason: String) -> Result<ApiKey, RegistryError> {
+    pub async fn suspend_key(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        reason: String,
+    ) -> Result<ApiKey, RegistryError> {
         self.change_status(actor, access_key, reason, "key.suspend", |k, r, a, now| k.suspend(r, a, now)).await
     }
 
-    pub async fn resume_key(&self, actor: Actor, access_key: AccessKey, reason: String) -> Result<ApiKey, RegistryError> {
+    pub async fn resume_key(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        reason: String,
+    ) -> Result<ApiKey, RegistryError> {
         self.change_status(actor, access_key, reason, "key.resume", |k, r, a, now| k.resume(r, a, now)).await
     }
 
-    pub async fn revoke_key(&self, actor: Actor, access_key: AccessKey, reason: String) -> Result<ApiKey, RegistryError> {
+    pub async fn revoke_key(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        reason: String,
+    ) -> Result<ApiKey, RegistryError> {
         self.change_status(actor, access_key, reason, "key.revoke", |k, r, a, now| k.revoke(r, a, now)).await
     }
 
-    async fn change_status<F>(&self, actor: Actor, access_key: AccessKey, reason: String, action: &'static str, apply: F) -> Result<ApiKey, RegistryError>
+    async fn change_status<F>(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        reason: String,
+        action: &'static str,
+        apply: F,
+    ) -> Result<ApiKey, RegistryError>
     where
-        F: FnOnce(&mut ApiKey, &str, &str, OffsetDateTime) -> Result<(), keysentinel_domain::TransitionError> + Send + 'static,
+        F: FnOnce(&mut ApiKey, &str, &str, OffsetDateTime) -> Result<(), keysentinel_domain::TransitionError>
+            + Send
+            + 'static,
     {
         check_reason(&reason)?;
         self.transact(move |tx| {
@@ -323,7 +359,14 @@ impl Registry {
     }
 
     /// Asks for a time-limited withdraw or transfer grant; it stays pending until approved.
-    pub async fn request_grant(&self, actor: Actor, access_key: AccessKey, scope: Scope, hours: Option<i64>, reason: String) -> Result<ApiKey, RegistryError> {
+    pub async fn request_grant(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        scope: Scope,
+        hours: Option<i64>,
+        reason: String,
+    ) -> Result<ApiKey, RegistryError> {
         check_reason(&reason)?;
         let policy = self.policy.clone();
         self.transact(move |tx| {
@@ -352,7 +395,13 @@ impl Registry {
     }
 
     /// Approves a pending grant. The approver must not be its requester.
-    pub async fn approve_grant(&self, actor: Actor, access_key: AccessKey, scope: Scope, reason: String) -> Result<ApiKey, RegistryError> {
+    pub async fn approve_grant(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        scope: Scope,
+        reason: String,
+    ) -> Result<ApiKey, RegistryError> {
         check_reason(&reason)?;
         let policy = self.policy.clone();
         self.transact(move |tx| {
@@ -403,7 +452,10 @@ impl Registry {
     }
 
     pub fn key(&self, access_key: &AccessKey) -> Result<ApiKey, RegistryError> {
-        self.store.key(access_key)?.map(|s| s.key).ok_or_else(|| RegistryError::NotFound { what: "key", id: access_key.to_string() })
+        self.store
+            .key(access_key)?
+            .map(|s| s.key)
+            .ok_or_else(|| RegistryError::NotFound { what: "key", id: access_key.to_string() })
     }
 
     pub fn keys(&self, mut filter: KeyFilter) -> Result<Vec<ApiKey>, RegistryError> {
@@ -419,6 +471,9 @@ impl Registry {
 fn operator_id(actor: &Actor) -> Result<OperatorId, RegistryError> {
     match actor {
         Actor::Operator { id, .. } => Ok(OperatorId::parse(id)?),
-        other => Err(RegistryError::Forbidden(format!("{} cannot request or approve grants; an operator must", other.label()))),
+        other => Err(RegistryError::Forbidden(format!(
+            "{} cannot request or approve grants; an operator must",
+            other.label()
+        ))),
     }
 }

@@ -35,15 +35,27 @@ impl Registry {
         .await
     }
 
-    pub async fn create_operator(&self, actor: Actor, id: OperatorId, role: Role, description: String) -> Result<IssuedToken, RegistryError> {
+    pub async fn create_operator(
+        &self,
+        actor: Actor,
+        id: OperatorId,
+        role: Role,
+        description: String,
+    ) -> Result<IssuedToken, RegistryError> {
         keysentinel_domain::account::check_text("description", &description, 200)?;
         self.transact(move |tx| insert_operator(tx, actor, id, role, description)).await
     }
 
-    pub async fn disable_operator(&self, actor: Actor, id: OperatorId, reason: String) -> Result<Operator, RegistryError> {
+    pub async fn disable_operator(
+        &self,
+        actor: Actor,
+        id: OperatorId,
+        reason: String,
+    ) -> Result<Operator, RegistryError> {
         check_reason(&reason)?;
         self.transact(move |tx| {
-            let mut op = tx.operator(&id)?.ok_or_else(|| RegistryError::NotFound { what: "operator", id: id.to_string() })?;
+            let mut op =
+                tx.operator(&id)?.ok_or_else(|| RegistryError::NotFound { what: "operator", id: id.to_string() })?;
             if let Actor::Operator { id: me, .. } = &actor {
                 if me == id.as_str() {
                     return Err(RegistryError::Forbidden("an operator cannot disable itself".into()));

@@ -1,5 +1,8 @@
 //! The registry against the real embedded store.
 
+// Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use keysentinel_audit::Actor;
 use keysentinel_domain::*;
 use keysentinel_registry::*;
@@ -106,11 +109,17 @@ async fn lifecycle_is_recorded_and_the_log_verifies() {
     // Secrets never reach the log; the store holds them only encrypted.
     let entries = e.reg.audit_entries(0, 100).unwrap();
     let actions: Vec<&str> = entries.iter().map(|x| x.action.as_str()).collect();
-    assert_eq!(actions, ["account.create", "key.create", "key.suspend", "key.resume", "key.create", "key.rotate", "key.revoke"]);
+    assert_eq!(
+        actions,
+        ["account.create", "key.create", "key.suspend", "key.resume", "key.create", "key.rotate", "key.revoke"]
+    );
     let raw = std::fs::read(&e.db).unwrap();
     let wal = std::fs::read(e.db.with_extension("db-wal")).unwrap_or_default();
     for bytes in [&raw, &wal] {
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret found in clear in the database files");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret found in clear in the database files"
+        );
     }
     assert!(entries[1].details["secret_fingerprint"].as_str().unwrap().starts_with("hmac-sha256:"));
 
@@ -132,7 +141,10 @@ async fn policy_violations_are_refused_by_rule_name_and_write_nothing() {
     let mut vendor = new_key("retail-1", &[Scope::Read, Scope::Withdraw], &["203.0.113.0/24"]);
     vendor.vendor_id = Some(VendorId::parse("tradebot-inc").unwrap());
     assert_eq!(rule(e.reg.create_key(admin(), vendor).await.unwrap_err()), Rule::VendorKeySensitiveScope);
-    assert_eq!(rule(e.reg.create_key(admin(), new_key("corp-1", &[Scope::Trade], &[])).await.unwrap_err()), Rule::AllowlistRequired);
+    assert_eq!(
+        rule(e.reg.create_key(admin(), new_key("corp-1", &[Scope::Trade], &[])).await.unwrap_err()),
+        Rule::AllowlistRequired
+    );
     assert_eq!(
         rule(e.reg.create_key(admin(), new_key("retail-1", &[Scope::Withdraw], &[])).await.unwrap_err()),
         Rule::AllowlistRequired
@@ -145,8 +157,14 @@ async fn policy_violations_are_refused_by_rule_name_and_write_nothing() {
     for _ in 0..10 {
         e.reg.create_key(admin(), new_key("retail-1", &[Scope::Read], &[])).await.unwrap();
     }
-    assert_eq!(rule(e.reg.create_key(admin(), new_key("retail-1", &[Scope::Read], &[])).await.unwrap_err()), Rule::MaxKeysPerAccount);
-    let keys = e.reg.keys(KeyFilter { account_id: Some(AccountId::parse("retail-1").unwrap()), limit: 100, ..Default::default() }).unwrap();
+    assert_eq!(
+        rule(e.reg.create_key(admin(), new_key("retail-1", &[Scope::Read], &[])).await.unwrap_err()),
+        Rule::MaxKeysPerAccount
+    );
+    let keys = e
+        .reg
+        .keys(KeyFilter { account_id: Some(AccountId::parse("retail-1").unwrap()), limit: 100, ..Default::default() })
+        .unwrap();
     assert_eq!(keys.len(), 10);
     // A revoked key frees its slot.
     e.reg.revoke_key(admin(), keys[0].access_key.clone(), "lost".into()).await.unwrap();
@@ -161,16 +179,32 @@ async fn policy_violations_are_refused_by_rule_name_and_write_nothing() {
 async fn sensitive_grants_need_a_second_person_and_expire() {
     let e = env();
     account(&e.reg, "acct", Segment::Retail).await;
-    let issued = e.reg.create_key(admin(), new_key("acct", &[Scope::Read, Scope::Withdraw], &["198.51.100.0/24"])).await.unwrap();
+    let issued = e
+        .reg
+        .create_key(admin(), new_key("acct", &[Scope::Read, Scope::Withdraw], &["198.51.100.0/24"]))
+        .await
+        .unwrap();
     let ak = issued.key.access_key.clone();
     assert!(!issued.key.effective_scopes(e.clock.now()).contains(Scope::Withdraw), "withdraw is pending at creation");
     // The requester (alice) cannot approve her own request.
-    let self_approval = e.reg.approve_grant(Actor::Operator { id: "alice".into(), role: "approver".into() }, ak.clone(), Scope::Withdraw, "ok".into()).await;
+    let self_approval = e
+        .reg
+        .approve_grant(
+            Actor::Operator { id: "alice".into(), role: "approver".into() },
+            ak.clone(),
+            Scope::Withdraw,
+            "ok".into(),
+        )
+        .await;
     assert_eq!(rule(self_approval.unwrap_err()), Rule::SensitiveGrantSelfApproval);
-    let key = e.reg.approve_grant(approver("bob"), ak.clone(), Scope::Withdraw, "customer called".into()).await.unwrap();
+    let key =
+        e.reg.approve_grant(approver("bob"), ak.clone(), Scope::Withdraw, "customer called".into()).await.unwrap();
     assert!(key.effective_scopes(e.clock.now()).contains(Scope::Withdraw));
     *e.clock.0.lock().unwrap() += Duration::hours(25);
-    assert!(!e.reg.key(&ak).unwrap().effective_scopes(e.clock.now()).contains(Scope::Withdraw), "grant lapsed after 24h");
+    assert!(
+        !e.reg.key(&ak).unwrap().effective_scopes(e.clock.now()).contains(Scope::Withdraw),
+        "grant lapsed after 24h"
+    );
     let too_long = e.reg.request_grant(admin(), ak.clone(), Scope::Transfer, Some(48), "big transfer".into()).await;
     assert_eq!(rule(too_long.unwrap_err()), Rule::SensitiveGrantTtl);
 }
@@ -211,9 +245,16 @@ async fn import_reports_by_line_is_atomic_per_batch_and_idempotent() {
     assert_eq!(report.imported, 2);
     let error_lines: Vec<(usize, &str)> = report.errors.iter().map(|i| (i.line, i.code.as_str())).collect();
     assert_eq!(error_lines, [(2, "invalid_line"), (4, "unknown_account"), (6, "invalid_line"), (7, "invalid_line")]);
-    assert!(report.errors[2].message.contains("ip_alowlist"), "an unknown field is named: {}", report.errors[2].message);
+    assert!(
+        report.errors[2].message.contains("ip_alowlist"),
+        "an unknown field is named: {}",
+        report.errors[2].message
+    );
     let warning_codes: Vec<(usize, &str)> = report.warnings.iter().map(|i| (i.line, i.code.as_str())).collect();
-    assert!(warning_codes.contains(&(5, "pending_grant")) && warning_codes.contains(&(5, "policy_violation")), "{warning_codes:?}");
+    assert!(
+        warning_codes.contains(&(5, "pending_grant")) && warning_codes.contains(&(5, "policy_violation")),
+        "{warning_codes:?}"
+    );
 
     let upbit = e.reg.key(&AccessKey::parse("xKnY2pS8hRbQw5C0mVtLz3JfA9gE6dUoNi4Ha1Bs").unwrap()).unwrap();
     assert_eq!(upbit.origin, KeyOrigin::Imported);
@@ -227,7 +268,11 @@ async fn import_reports_by_line_is_atomic_per_batch_and_idempotent() {
     assert_eq!(conflict.errors[0].code, "conflict");
 
     let strict = r#"{"access_key":"CorpKey0000000000000002","secret":"0123456789abcdef0123","account_id":"corp-9","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z","terms_version":"2026-05"}"#;
-    let refused = e.reg.import_keys(admin(), strict.into(), ImportOptions { enforce_policy: true, batch_size: 10 }).await.unwrap();
+    let refused = e
+        .reg
+        .import_keys(admin(), strict.into(), ImportOptions { enforce_policy: true, batch_size: 10 })
+        .await
+        .unwrap();
     assert_eq!((refused.imported, refused.errors[0].code.as_str()), (0, "policy_violation"));
     assert!(refused.errors[0].message.contains("allowlist_required"));
     verify_file(&e.db, &FileVerifyOptions::default()).unwrap();
@@ -249,7 +294,12 @@ async fn a_change_without_an_audit_entry_is_rolled_back() {
             updated_at: now,
         };
         let wrote = wtx.insert_account(&acct).is_ok();
-        Outcome { keep: true, finish: Box::new(move |r| { let _ = tx.send((wrote, r)); }) }
+        Outcome {
+            keep: true,
+            finish: Box::new(move |r| {
+                let _ = tx.send((wrote, r));
+            }),
+        }
     });
     e.reg.store().submit(op).unwrap();
     let (wrote, result) = rx.await.unwrap();
@@ -268,13 +318,16 @@ async fn concurrent_changes_group_commit_and_each_lands_once() {
         let reg = reg.clone();
         tasks.push(tokio::spawn(async move {
             let id = format!("acct-{i}");
-            reg.create_account(admin(), NewAccount {
-                account_id: AccountId::parse(&id).unwrap(),
-                segment: Segment::Retail,
-                verification: Verification::Verified,
-                declared_purpose: String::new(),
-                declared_countries: vec![],
-            })
+            reg.create_account(
+                admin(),
+                NewAccount {
+                    account_id: AccountId::parse(&id).unwrap(),
+                    segment: Segment::Retail,
+                    verification: Verification::Verified,
+                    declared_purpose: String::new(),
+                    declared_countries: vec![],
+                },
+            )
             .await
         }));
     }
@@ -282,13 +335,16 @@ async fn concurrent_changes_group_commit_and_each_lands_once() {
         t.await.unwrap().unwrap();
     }
     // A duplicate fails on its own without failing the others in its batch.
-    let dup = reg.create_account(admin(), NewAccount {
-        account_id: AccountId::parse("acct-3").unwrap(),
-        segment: Segment::Retail,
-        verification: Verification::Verified,
-        declared_purpose: String::new(),
-        declared_countries: vec![],
-    });
+    let dup = reg.create_account(
+        admin(),
+        NewAccount {
+            account_id: AccountId::parse("acct-3").unwrap(),
+            segment: Segment::Retail,
+            verification: Verification::Verified,
+            declared_purpose: String::new(),
+            declared_countries: vec![],
+        },
+    );
     assert!(matches!(dup.await, Err(RegistryError::Conflict { .. })));
     let report = verify_file(&e.db, &FileVerifyOptions::default()).unwrap();
     assert_eq!(report.entries, 41);
@@ -319,9 +375,11 @@ async fn master_key_rotation_rewraps_everything() {
         let (store, created) = SqliteStore::open(&db, &both, clock.clone()).unwrap();
         assert!(!created);
         let reg = Registry::new(Arc::new(store), policy.clone(), both, clock.clone());
-        let n = tokio::task::spawn_blocking(move || reg.rewrap_secrets(Actor::Local { command: "secrets rewrap".into() }).unwrap())
-            .await
-            .unwrap();
+        let n = tokio::task::spawn_blocking(move || {
+            reg.rewrap_secrets(Actor::Local { command: "secrets rewrap".into() }).unwrap()
+        })
+        .await
+        .unwrap();
         assert_eq!(n, 3, "one key secret and the two log keys");
     }
     // After the rewrap the new key alone opens everything: re-importing the key with its

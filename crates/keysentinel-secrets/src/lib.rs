@@ -50,7 +50,8 @@ pub struct MasterKey {
 
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let digest = Sha256::new().chain_update(b"keysentinel master key fingerprint v1").chain_update(bytes).finalize();
+        let digest =
+            Sha256::new().chain_update(b"keysentinel master key fingerprint v1").chain_update(bytes).finalize();
         let mut fingerprint = [0u8; FINGERPRINT_LEN];
         fingerprint.copy_from_slice(&digest[..FINGERPRINT_LEN]);
         Self { key: Zeroizing::new(bytes), fingerprint }

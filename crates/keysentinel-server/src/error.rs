@@ -32,12 +32,21 @@ pub struct ErrorDetail {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub detail: ErrorDetail,
+    pub detail: Box<ErrorDetail>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, detail: ErrorDetail { code: code.into(), message: message.into(), rule: None, policy_version: None, field: None } }
+        Self {
+            status,
+            detail: Box::new(ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                rule: None,
+                policy_version: None,
+                field: None,
+            }),
+        }
     }
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing, malformed, unknown or disabled bearer token")
@@ -80,7 +89,7 @@ impl From<RegistryError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
-        let mut resp = (self.status, axum::Json(ErrorBody { error: self.detail })).into_response();
+        let mut resp = (self.status, axum::Json(ErrorBody { error: *self.detail })).into_response();
         if unauthorized {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }

@@ -19,9 +19,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_json", "send the body as application/json"))
-            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_json",
+                "send the body as application/json",
+            )),
             Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text()))
             }
@@ -62,9 +64,9 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             .map(|t| t.trim().to_owned())
             .ok_or_else(ApiError::unauthorized)?;
         let reg = state.registry.clone();
-        let op = tokio::task::spawn_blocking(move || reg.authenticate(&token))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "authentication task failed"))??;
+        let op = tokio::task::spawn_blocking(move || reg.authenticate(&token)).await.map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "authentication task failed")
+        })??;
         op.map(Authed).ok_or_else(|| {
             tracing::warn!(path = %parts.uri.path(), "rejected bearer token");
             ApiError::unauthorized()

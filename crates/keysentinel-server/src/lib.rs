@@ -52,7 +52,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
-            components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
         }
     }
 }
@@ -69,7 +72,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let import = Router::new().route("/v1/keys/import", post(import_keys)).layer(DefaultBodyLimit::max(IMPORT_LIMIT));
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }),
+        )
         .route("/v1/accounts", post(create_account).get(list_accounts))
         .route("/v1/accounts/{account_id}", get(get_account).patch(update_account))
         .route("/v1/keys", post(create_key).get(list_keys))
@@ -89,9 +95,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/entries/{seq}/proof", get(audit_proof))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)
-        .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /openapi.json") })
+        .fallback(|| async {
+            error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /openapi.json")
+        })
         .method_not_allowed_fallback(|| async {
-            error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint; see /openapi.json")
+            error::ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint; see /openapi.json",
+            )
         })
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -7,8 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use keysentinel_audit::proof::InclusionProof;
 use keysentinel_audit::AuditEntry;
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, KeyPolicy, KeyStatus, Operator, OperatorId, Permission, Role, Scope, VendorId};
-use keysentinel_registry::{AccountPatch, ImportOptions, ImportReport, IssuedKey, IssuedToken, NewAccount, NewKey, Registry, RegistryError};
+use keysentinel_domain::{
+    AccessKey, Account, AccountId, ApiKey, KeyPolicy, KeyStatus, Operator, OperatorId, Permission, Role, Scope,
+    VendorId,
+};
+use keysentinel_registry::{
+    AccountPatch, ImportOptions, ImportReport, IssuedKey, IssuedToken, NewAccount, NewKey, Registry, RegistryError,
+};
 use keysentinel_store::KeyFilter;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -18,7 +23,10 @@ type S = State<Arc<AppState>>;
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Runs a blocking registry read off the async workers.
-async fn read<T: Send + 'static>(state: &AppState, f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static) -> ApiResult<T> {
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+) -> ApiResult<T> {
     let reg = state.registry.clone();
     tokio::task::spawn_blocking(move || f(&reg))
         .await
@@ -50,7 +58,11 @@ pub async fn healthz() -> axum::Json<Health> {
 
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccount, security(("bearer" = [])),
     responses((status = 201, body = Account), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create_account(State(st): S, who: Authed, Json(body): Json<NewAccount>) -> ApiResult<(StatusCode, axum::Json<Account>)> {
+pub async fn create_account(
+    State(st): S,
+    who: Authed,
+    Json(body): Json<NewAccount>,
+) -> ApiResult<(StatusCode, axum::Json<Account>)> {
     require(&st, &who, Permission::ManageAccounts, "create accounts").await?;
     Ok((StatusCode::CREATED, axum::Json(st.registry.create_account(who.actor(), body).await?)))
 }
@@ -83,7 +95,12 @@ pub async fn get_account(State(st): S, who: Authed, Path(id): Path<String>) -> A
 
 #[utoipa::path(patch, path = "/v1/accounts/{account_id}", tag = "accounts", params(("account_id" = String, Path)), request_body = AccountPatch,
     security(("bearer" = [])), responses((status = 200, body = Account), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn update_account(State(st): S, who: Authed, Path(id): Path<String>, Json(patch): Json<AccountPatch>) -> ApiResult<axum::Json<Account>> {
+pub async fn update_account(
+    State(st): S,
+    who: Authed,
+    Path(id): Path<String>,
+    Json(patch): Json<AccountPatch>,
+) -> ApiResult<axum::Json<Account>> {
     require(&st, &who, Permission::ManageAccounts, "change accounts").await?;
     Ok(axum::Json(st.registry.update_account(who.actor(), account_id(&id)?, patch).await?))
 }
@@ -93,7 +110,11 @@ pub async fn update_account(State(st): S, who: Authed, Path(id): Path<String>, J
 /// Issues a key. For HMAC keys the response carries the secret: it is shown this once.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey, security(("bearer" = [])),
     responses((status = 201, body = IssuedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_key(State(st): S, who: Authed, Json(body): Json<NewKey>) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
+pub async fn create_key(
+    State(st): S,
+    who: Authed,
+    Json(body): Json<NewKey>,
+) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
     require(&st, &who, Permission::IssueKeys, "issue keys").await?;
     Ok((StatusCode::CREATED, axum::Json(st.registry.create_key(who.actor(), body).await?)))
 }
@@ -116,7 +137,12 @@ pub async fn list_keys(State(st): S, who: Authed, Query(q): Query<KeyQuery>) -> 
     let filter = KeyFilter {
         account_id: q.account_id.as_deref().map(account_id).transpose()?,
         status: q.status,
-        vendor_id: q.vendor_id.as_deref().map(VendorId::parse).transpose().map_err(|e| ApiError::invalid("vendor_id", e.to_string()))?,
+        vendor_id: q
+            .vendor_id
+            .as_deref()
+            .map(VendorId::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid("vendor_id", e.to_string()))?,
         after: q.after.as_deref().map(access_key).transpose()?,
         limit: q.limit.unwrap_or(100),
     };
@@ -152,25 +178,46 @@ pub struct RotateRequest {
 /// Issues a successor with the same grants; the old key expires after the overlap.
 #[utoipa::path(post, path = "/v1/keys/{access_key}/rotate", tag = "keys", params(("access_key" = String, Path)), request_body = RotateRequest,
     security(("bearer" = [])), responses((status = 201, body = IssuedKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn rotate_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<RotateRequest>) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
+pub async fn rotate_key(
+    State(st): S,
+    who: Authed,
+    Path(ak): Path<String>,
+    Json(body): Json<RotateRequest>,
+) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
     require(&st, &who, Permission::IssueKeys, "rotate keys").await?;
     let issued = st
         .registry
-        .rotate_key(who.actor(), access_key(&ak)?, time::Duration::seconds(body.overlap_seconds), body.public_key, body.reason)
+        .rotate_key(
+            who.actor(),
+            access_key(&ak)?,
+            time::Duration::seconds(body.overlap_seconds),
+            body.public_key,
+            body.reason,
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(issued)))
 }
 
 #[utoipa::path(post, path = "/v1/keys/{access_key}/suspend", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
     security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn suspend_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+pub async fn suspend_key(
+    State(st): S,
+    who: Authed,
+    Path(ak): Path<String>,
+    Json(body): Json<Reason>,
+) -> ApiResult<axum::Json<ApiKey>> {
     require(&st, &who, Permission::ContainKeys, "suspend keys").await?;
     Ok(axum::Json(st.registry.suspend_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
 
 #[utoipa::path(post, path = "/v1/keys/{access_key}/resume", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
     security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn resume_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+pub async fn resume_key(
+    State(st): S,
+    who: Authed,
+    Path(ak): Path<String>,
+    Json(body): Json<Reason>,
+) -> ApiResult<axum::Json<ApiKey>> {
     require(&st, &who, Permission::ContainKeys, "resume keys").await?;
     Ok(axum::Json(st.registry.resume_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
@@ -178,7 +225,12 @@ pub async fn resume_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(
 /// Permanent: a revoked key is never reactivated.
 #[utoipa::path(post, path = "/v1/keys/{access_key}/revoke", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
     security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn revoke_key(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+pub async fn revoke_key(
+    State(st): S,
+    who: Authed,
+    Path(ak): Path<String>,
+    Json(body): Json<Reason>,
+) -> ApiResult<axum::Json<ApiKey>> {
     require(&st, &who, Permission::RevokeKeys, "revoke keys").await?;
     Ok(axum::Json(st.registry.revoke_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
@@ -196,7 +248,12 @@ pub struct GrantRequest {
 /// Requests a time-limited sensitive grant; an approver (not the requester) must approve it.
 #[utoipa::path(post, path = "/v1/keys/{access_key}/grants", tag = "keys", params(("access_key" = String, Path)), request_body = GrantRequest,
     security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn request_grant(State(st): S, who: Authed, Path(ak): Path<String>, Json(body): Json<GrantRequest>) -> ApiResult<axum::Json<ApiKey>> {
+pub async fn request_grant(
+    State(st): S,
+    who: Authed,
+    Path(ak): Path<String>,
+    Json(body): Json<GrantRequest>,
+) -> ApiResult<axum::Json<ApiKey>> {
     require(&st, &who, Permission::RequestGrant, "request sensitive grants").await?;
     Ok(axum::Json(st.registry.request_grant(who.actor(), access_key(&ak)?, body.scope, body.hours, body.reason).await?))
 }
@@ -204,9 +261,15 @@ pub async fn request_grant(State(st): S, who: Authed, Path(ak): Path<String>, Js
 #[utoipa::path(post, path = "/v1/keys/{access_key}/grants/{scope}/approve", tag = "keys",
     params(("access_key" = String, Path), ("scope" = Scope, Path)), request_body = Reason,
     security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn approve_grant(State(st): S, who: Authed, Path((ak, scope)): Path<(String, String)>, Json(body): Json<Reason>) -> ApiResult<axum::Json<ApiKey>> {
+pub async fn approve_grant(
+    State(st): S,
+    who: Authed,
+    Path((ak, scope)): Path<(String, String)>,
+    Json(body): Json<Reason>,
+) -> ApiResult<axum::Json<ApiKey>> {
     require(&st, &who, Permission::ApproveGrant, "approve sensitive grants").await?;
-    let scope: Scope = scope.parse().map_err(|e: keysentinel_domain::ValidationError| ApiError::invalid("scope", e.to_string()))?;
+    let scope: Scope =
+        scope.parse().map_err(|e: keysentinel_domain::ValidationError| ApiError::invalid("scope", e.to_string()))?;
     Ok(axum::Json(st.registry.approve_grant(who.actor(), access_key(&ak)?, scope, body.reason).await?))
 }
 
@@ -224,7 +287,12 @@ pub struct ImportQuery {
 #[utoipa::path(post, path = "/v1/keys/import", tag = "keys", params(ImportQuery),
     request_body(content = String, content_type = "application/x-ndjson"), security(("bearer" = [])),
     responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn import_keys(State(st): S, who: Authed, Query(q): Query<ImportQuery>, body: String) -> ApiResult<axum::Json<ImportReport>> {
+pub async fn import_keys(
+    State(st): S,
+    who: Authed,
+    Query(q): Query<ImportQuery>,
+    body: String,
+) -> ApiResult<axum::Json<ImportReport>> {
     require(&st, &who, Permission::IssueKeys, "import keys").await?;
     let options = ImportOptions { enforce_policy: q.enforce_policy, batch_size: q.batch_size.unwrap_or(500) };
     Ok(axum::Json(st.registry.import_keys(who.actor(), body, options).await?))
@@ -244,7 +312,11 @@ pub struct NewOperator {
 /// Creates an operator; the response carries its bearer token, shown this once.
 #[utoipa::path(post, path = "/v1/operators", tag = "operators", request_body = NewOperator, security(("bearer" = [])),
     responses((status = 201, body = IssuedToken), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create_operator(State(st): S, who: Authed, Json(body): Json<NewOperator>) -> ApiResult<(StatusCode, axum::Json<IssuedToken>)> {
+pub async fn create_operator(
+    State(st): S,
+    who: Authed,
+    Json(body): Json<NewOperator>,
+) -> ApiResult<(StatusCode, axum::Json<IssuedToken>)> {
     require(&st, &who, Permission::ManageOperators, "manage operators").await?;
     let issued = st.registry.create_operator(who.actor(), body.operator_id, body.role, body.description).await?;
     Ok((StatusCode::CREATED, axum::Json(issued)))
@@ -265,7 +337,12 @@ pub async fn whoami(who: Authed) -> axum::Json<Operator> {
 
 #[utoipa::path(post, path = "/v1/operators/{operator_id}/disable", tag = "operators", params(("operator_id" = String, Path)), request_body = Reason,
     security(("bearer" = [])), responses((status = 200, body = Operator), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn disable_operator(State(st): S, who: Authed, Path(id): Path<String>, Json(body): Json<Reason>) -> ApiResult<axum::Json<Operator>> {
+pub async fn disable_operator(
+    State(st): S,
+    who: Authed,
+    Path(id): Path<String>,
+    Json(body): Json<Reason>,
+) -> ApiResult<axum::Json<Operator>> {
     require(&st, &who, Permission::ManageOperators, "manage operators").await?;
     let id = OperatorId::parse(&id).map_err(|e| ApiError::invalid("operator_id", e.to_string()))?;
     Ok(axum::Json(st.registry.disable_operator(who.actor(), id, body.reason).await?))
@@ -291,7 +368,11 @@ pub struct AuditQuery {
 
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = ErrorBody)))]
-pub async fn audit_entries(State(st): S, who: Authed, Query(q): Query<AuditQuery>) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
+pub async fn audit_entries(
+    State(st): S,
+    who: Authed,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
     require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
     let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100));
     Ok(axum::Json(read(&st, move |r| r.audit_entries(from, limit)).await?))
@@ -314,7 +395,8 @@ pub struct CheckpointResponse {
 pub async fn audit_checkpoint(State(st): S, who: Authed) -> ApiResult<axum::Json<CheckpointResponse>> {
     require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
     let cp = read(&st, |r| r.audit_checkpoint()).await?;
-    let (checkpoint, origin, verifier_key) = cp.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "the log has no checkpoint yet"))?;
+    let (checkpoint, origin, verifier_key) =
+        cp.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "the log has no checkpoint yet"))?;
     Ok(axum::Json(CheckpointResponse { checkpoint, origin, verifier_key }))
 }
 

@@ -76,14 +76,14 @@ struct ConnMeta<'a>(&'a Connection);
 
 impl Meta for ConnMeta<'_> {
     fn get(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0
-            .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0))
-            .optional()
-            .map_err(db_err)
+        self.0.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(db_err)
     }
     fn put(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.0
-            .execute("INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value", params![name, value])
+            .execute(
+                "INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
             .map(|_| ())
             .map_err(db_err)
     }
@@ -220,7 +220,9 @@ impl ReadStore for SqliteStore {
                 None => "1",
                 Some(KeyStatus::Active) => "(status = 'active' AND expires_ms > ?4)",
                 Some(KeyStatus::Suspended) => "(status = 'suspended' AND expires_ms > ?4)",
-                Some(KeyStatus::Expired) => "(status = 'expired' OR (status IN ('active','suspended') AND expires_ms <= ?4))",
+                Some(KeyStatus::Expired) => {
+                    "(status = 'expired' OR (status IN ('active','suspended') AND expires_ms <= ?4))"
+                }
                 Some(KeyStatus::Revoked) => "(status = 'revoked')",
             };
             let sql = format!(
@@ -285,13 +287,15 @@ impl ReadStore for SqliteStore {
 
     fn audit_leaves(&self, size: u64) -> Result<Vec<Hash>, StoreError> {
         self.with_reader(|c| {
-            let mut stmt = c.prepare_cached("SELECT leaf FROM audit_log WHERE seq < ?1 ORDER BY seq").map_err(db_err)?;
+            let mut stmt =
+                c.prepare_cached("SELECT leaf FROM audit_log WHERE seq < ?1 ORDER BY seq").map_err(db_err)?;
             let leaves = stmt
                 .query_map([size as i64], |r| r.get::<_, Vec<u8>>(0))
                 .map_err(db_err)?
                 .map(|r| {
-                    r.map_err(db_err)
-                        .and_then(|v| Hash::try_from(v.as_slice()).map_err(|_| StoreError::Corrupt("leaf hash length".into())))
+                    r.map_err(db_err).and_then(|v| {
+                        Hash::try_from(v.as_slice()).map_err(|_| StoreError::Corrupt("leaf hash length".into()))
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(leaves)
@@ -312,7 +316,8 @@ impl ReadStore for SqliteStore {
         self.with_reader(|c| {
             let mut meta = ConnMeta(c);
             let origin = meta.get(META_LOG_ORIGIN)?.ok_or_else(|| StoreError::Corrupt("no audit origin".into()))?;
-            let verifier = meta.get(META_LOG_VERIFIER)?.ok_or_else(|| StoreError::Corrupt("no audit verifier key".into()))?;
+            let verifier =
+                meta.get(META_LOG_VERIFIER)?.ok_or_else(|| StoreError::Corrupt("no audit verifier key".into()))?;
             Ok((String::from_utf8_lossy(&origin).into_owned(), String::from_utf8_lossy(&verifier).into_owned()))
         })
     }

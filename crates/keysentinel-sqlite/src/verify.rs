@@ -32,10 +32,9 @@ pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<VerifyRep
     }
     let conn = open_connection(path, true)?;
     let mut meta = ConnMeta(&conn);
-    let origin = meta
-        .get(META_LOG_ORIGIN)?
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .ok_or_else(|| FileVerifyError::Setup("the database has no audit log identity (not a keysentinel store?)".into()))?;
+    let origin = meta.get(META_LOG_ORIGIN)?.map(|v| String::from_utf8_lossy(&v).into_owned()).ok_or_else(|| {
+        FileVerifyError::Setup("the database has no audit log identity (not a keysentinel store?)".into())
+    })?;
     let recorded = meta.get(META_LOG_VERIFIER)?.map(|v| String::from_utf8_lossy(&v).into_owned());
     let key_text = options
         .pinned_verifier
@@ -93,7 +92,9 @@ pub fn export_checkpoint(path: &Path) -> Result<ExportedCheckpoint, FileVerifyEr
     let origin = get(&mut meta, META_LOG_ORIGIN)?;
     let verifier_key = get(&mut meta, META_LOG_VERIFIER)?;
     let (size, checkpoint): (i64, String) = conn
-        .query_row("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(|_| FileVerifyError::Setup("the log has no checkpoint yet".into()))?;
     Ok(ExportedCheckpoint { origin, verifier_key, size: size as u64, checkpoint })
 }

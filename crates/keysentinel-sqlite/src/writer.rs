@@ -15,7 +15,10 @@ pub fn load_log_state(conn: &Connection) -> Result<LogState, StoreError> {
     let leaves = stmt
         .query_map([], |r| r.get::<_, Vec<u8>>(0))
         .map_err(db_err)?
-        .map(|r| r.map_err(db_err).and_then(|v| Hash::try_from(v.as_slice()).map_err(|_| StoreError::Corrupt("leaf hash length".into()))))
+        .map(|r| {
+            r.map_err(db_err)
+                .and_then(|v| Hash::try_from(v.as_slice()).map_err(|_| StoreError::Corrupt("leaf hash length".into())))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(LogState::from_leaves(leaves))
 }
@@ -58,7 +61,12 @@ impl WriteTx for Tx<'_> {
         }
         self.exec(
             "INSERT INTO accounts(account_id, segment, verification, doc) VALUES (?1, ?2, ?3, ?4)",
-            params![account.account_id.as_str(), account.segment.as_str(), account.verification.as_str(), to_doc(account)?],
+            params![
+                account.account_id.as_str(),
+                account.segment.as_str(),
+                account.verification.as_str(),
+                to_doc(account)?
+            ],
         )?;
         Ok(())
     }
@@ -66,7 +74,12 @@ impl WriteTx for Tx<'_> {
     fn update_account(&mut self, account: &Account) -> Result<(), StoreError> {
         let n = self.exec(
             "UPDATE accounts SET segment = ?2, verification = ?3, doc = ?4 WHERE account_id = ?1",
-            params![account.account_id.as_str(), account.segment.as_str(), account.verification.as_str(), to_doc(account)?],
+            params![
+                account.account_id.as_str(),
+                account.segment.as_str(),
+                account.verification.as_str(),
+                to_doc(account)?
+            ],
         )?;
         if n == 0 {
             return Err(StoreError::Missing { what: "account", id: account.account_id.to_string() });
@@ -111,7 +124,10 @@ impl WriteTx for Tx<'_> {
     }
 
     fn update_sealed_secret(&mut self, access_key: &AccessKey, sealed: &[u8]) -> Result<(), StoreError> {
-        self.exec("UPDATE api_keys SET sealed_secret = ?2 WHERE access_key = ?1", params![access_key.as_str(), sealed])?;
+        self.exec(
+            "UPDATE api_keys SET sealed_secret = ?2 WHERE access_key = ?1",
+            params![access_key.as_str(), sealed],
+        )?;
         Ok(())
     }
 
@@ -168,7 +184,13 @@ impl WriteTx for Tx<'_> {
         }
         self.exec(
             "INSERT INTO operators(operator_id, role, token_hash, disabled, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![operator.operator_id.as_str(), operator.role.as_str(), token_hash.as_slice(), operator.disabled, to_doc(operator)?],
+            params![
+                operator.operator_id.as_str(),
+                operator.role.as_str(),
+                token_hash.as_slice(),
+                operator.disabled,
+                to_doc(operator)?
+            ],
         )?;
         Ok(())
     }
@@ -185,7 +207,10 @@ impl WriteTx for Tx<'_> {
     }
 
     fn operator_count(&mut self) -> Result<u64, StoreError> {
-        self.conn.query_row("SELECT COUNT(*) FROM operators", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err)
+        self.conn
+            .query_row("SELECT COUNT(*) FROM operators", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(db_err)
     }
 
     fn meta(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -202,7 +227,10 @@ impl WriteTx for Tx<'_> {
     }
 
     fn append_audit(&mut self, draft: AuditDraft) -> Result<u64, StoreError> {
-        let sealed = self.state.append(draft, self.now).map_err(|e| StoreError::Corrupt(format!("cannot encode audit entry: {e}")))?;
+        let sealed = self
+            .state
+            .append(draft, self.now)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode audit entry: {e}")))?;
         self.conn
             .prepare_cached("INSERT INTO audit_log(seq, entry, leaf) VALUES (?1, ?2, ?3)")
             .map_err(db_err)?
@@ -214,7 +242,13 @@ impl WriteTx for Tx<'_> {
 }
 
 /// Runs one operation inside a savepoint. Returns whether its writes were kept, and its finish.
-fn run_op(conn: &Connection, keys: &LogKeys, state: &mut LogState, now: OffsetDateTime, op: WriteOp) -> (bool, keysentinel_store::Finish) {
+fn run_op(
+    conn: &Connection,
+    keys: &LogKeys,
+    state: &mut LogState,
+    now: OffsetDateTime,
+    op: WriteOp,
+) -> (bool, keysentinel_store::Finish) {
     let before = state.clone();
     let savepoint = conn.execute_batch("SAVEPOINT op");
     let mut tx = Tx { conn, keys, state, now, dirty: false, audited: false };
@@ -239,7 +273,13 @@ fn run_op(conn: &Connection, keys: &LogKeys, state: &mut LogState, now: OffsetDa
     (kept, finish)
 }
 
-pub fn run(conn: Connection, queue: mpsc::Receiver<WriteOp>, keys: LogKeys, mut state: LogState, clock: Arc<dyn Clock>) {
+pub fn run(
+    conn: Connection,
+    queue: mpsc::Receiver<WriteOp>,
+    keys: LogKeys,
+    mut state: LogState,
+    clock: Arc<dyn Clock>,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < crate::MAX_BATCH {
@@ -278,7 +318,13 @@ pub fn run(conn: Connection, queue: mpsc::Receiver<WriteOp>, keys: LogKeys, mut 
 }
 
 /// Signs a checkpoint for the new tree head (when entries were added) and commits.
-fn commit(conn: &Connection, keys: &LogKeys, state: &LogState, size_before: u64, now: OffsetDateTime) -> Result<(), StoreError> {
+fn commit(
+    conn: &Connection,
+    keys: &LogKeys,
+    state: &LogState,
+    size_before: u64,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
     if state.size() > size_before {
         let cp = Checkpoint { origin: keys.origin.clone(), size: state.size(), root: state.root(), time: now };
         let note = keys.signer.sign(&cp).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -31,11 +31,16 @@ impl LogKeys {
     pub fn load_or_create(meta: &mut dyn Meta, keyring: &Keyring) -> Result<(Self, bool), StoreError> {
         match (meta.get(META_LOG_ORIGIN)?, meta.get(META_LOG_KEY)?, meta.get(META_PSEUDONYM_KEY)?) {
             (Some(origin), Some(sealed_log), Some(sealed_pseudo)) => {
-                let origin = String::from_utf8(origin).map_err(|_| StoreError::Corrupt("audit origin is not UTF-8".into()))?;
+                let origin =
+                    String::from_utf8(origin).map_err(|_| StoreError::Corrupt("audit origin is not UTF-8".into()))?;
                 let log_bytes = keyring.open(&sealed_log, META_LOG_KEY.as_bytes())?;
-                let log: [u8; 32] = log_bytes.as_slice().try_into().map_err(|_| StoreError::Corrupt("log key length".into()))?;
+                let log: [u8; 32] =
+                    log_bytes.as_slice().try_into().map_err(|_| StoreError::Corrupt("log key length".into()))?;
                 let pseudo_bytes = keyring.open(&sealed_pseudo, META_PSEUDONYM_KEY.as_bytes())?;
-                let pseudo: [u8; 32] = pseudo_bytes.as_slice().try_into().map_err(|_| StoreError::Corrupt("pseudonym key length".into()))?;
+                let pseudo: [u8; 32] = pseudo_bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("pseudonym key length".into()))?;
                 let keys = LogKeys {
                     signer: LogSigner::new(origin.clone(), SigningKey::from_bytes(&log)),
                     pseudonymizer: Pseudonymizer::new(pseudo),
