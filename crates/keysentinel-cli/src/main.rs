@@ -92,6 +92,9 @@ enum KeysCmd {
     Create {
         #[arg(long)]
         account: String,
+        /// The exchange signing scheme the key's requests use.
+        #[arg(long, value_parser = ["binance", "upbit", "bithumb", "coinone", "korbit"])]
+        scheme: String,
         /// Comma-separated: read, trade, withdraw, transfer (withdraw/transfer become pending grants).
         #[arg(long)]
         scopes: String,
@@ -418,6 +421,7 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
     match cmd {
         KeysCmd::Create {
             account,
+            scheme,
             scopes,
             allow,
             ed25519_public_key,
@@ -433,7 +437,7 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             };
             let scopes: Vec<&str> = scopes.split(',').map(str::trim).collect();
             let body = json!({
-                "account_id": account, "algorithm": algorithm, "scopes": scopes, "ip_allowlist": allow,
+                "account_id": account, "algorithm": algorithm, "scheme": scheme, "scopes": scopes, "ip_allowlist": allow,
                 "lifetime_days": lifetime_days, "vendor_id": vendor, "purpose": purpose,
                 "terms_version": terms_version, "sensitive_grant_hours": grant_hours,
             });

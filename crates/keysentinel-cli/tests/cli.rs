@@ -80,7 +80,18 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     let key = ok_json(
         &data,
         u,
-        &["keys", "create", "--account", "retail-1", "--scopes", "read,trade", "--terms-version", "2026-05"],
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            "binance",
+            "--account",
+            "retail-1",
+            "--scopes",
+            "read,trade",
+            "--terms-version",
+            "2026-05",
+        ],
     );
     let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
     assert!(key["secret"].as_str().unwrap().starts_with("kss_"));
@@ -95,8 +106,22 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     assert_eq!(shown["rotated_to"], new_ak.as_str());
 
     // Policy violations: refused with the rule's name and exit code 7.
-    let corp =
-        ks(&data, u, &["keys", "create", "--account", "corp-1", "--scopes", "read", "--terms-version", "2026-05"]);
+    let corp = ks(
+        &data,
+        u,
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            "binance",
+            "--account",
+            "corp-1",
+            "--scopes",
+            "read",
+            "--terms-version",
+            "2026-05",
+        ],
+    );
     assert_eq!(code(&corp), 7, "{}", stderr(&corp));
     assert!(stderr(&corp).contains("allowlist_required"));
     let vendor = ks(
@@ -105,6 +130,8 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
         &[
             "keys",
             "create",
+            "--scheme",
+            "binance",
             "--account",
             "retail-1",
             "--scopes",
@@ -128,6 +155,8 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
         &[
             "keys",
             "create",
+            "--scheme",
+            "binance",
             "--account",
             "retail-1",
             "--scopes",

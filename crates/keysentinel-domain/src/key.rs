@@ -115,6 +115,8 @@ pub struct ApiKey {
     pub access_key: AccessKey,
     pub account_id: AccountId,
     pub algorithm: KeyAlgorithm,
+    /// How requests made with this key are signed; fixed at creation.
+    pub scheme: crate::SigningScheme,
     /// Non-sensitive scopes (read, trade), held for the key's life.
     pub scopes: ScopeSet,
     /// Sensitive scopes, each time-limited and approved.
@@ -343,6 +345,7 @@ pub(crate) mod tests {
             access_key: AccessKey::generate(&mut rand::rngs::OsRng),
             account_id: AccountId::parse("acct-1").unwrap(),
             algorithm: KeyAlgorithm::Hmac,
+            scheme: crate::SigningScheme::Binance,
             scopes: ScopeSet::parse_list("read,trade").unwrap(),
             grants: vec![],
             ip_allowlist: IpAllowlist::default(),

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod key;
 pub mod operator;
 pub mod policy;
+pub mod scheme;
 pub mod scope;
 
 pub use account::{Account, CountryCode, Segment, Verification};
@@ -20,6 +21,7 @@ pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
+pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};
 
 /// Timestamps are UTC instants; they serialise as RFC 3339.

@@ -10,7 +10,7 @@ use crate::{actor_label, Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
     AccessKey, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyStatus, OperatorId, Scope, ScopeSet,
-    ValidationError, VendorId,
+    SigningScheme, ValidationError, VendorId,
 };
 use keysentinel_secrets::ct_eq;
 use keysentinel_store::{StoredKey, WriteTx};
@@ -27,6 +27,7 @@ struct ImportLine {
     secret: Option<Zeroizing<String>>,
     public_key: Option<String>,
     account_id: String,
+    scheme: String,
     scopes: Vec<String>,
     #[serde(default)]
     ip_allowlist: Vec<String>,
@@ -130,6 +131,8 @@ fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTi
             return Err(v(ValidationError::new("secret", "give exactly one of secret (HMAC) or public_key (Ed25519)")))
         }
     };
+    let scheme: SigningScheme = raw.scheme.parse().map_err(v)?;
+    scheme.check(&algorithm).map_err(v)?;
     let status = match raw.status.as_deref() {
         None | Some("active") => KeyStatus::Active,
         Some("suspended") => KeyStatus::Suspended,
@@ -144,6 +147,7 @@ fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTi
         access_key,
         account_id,
         algorithm,
+        scheme,
         scopes: scopes.iter().filter(|s| !s.is_sensitive()).collect(),
         grants: vec![],
         ip_allowlist,

@@ -6,7 +6,7 @@ use ed25519_dalek::VerifyingKey;
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyPolicy, KeyStatus, OperatorId,
-    Scope, ScopeSet, ValidationError, VendorId,
+    Scope, ScopeSet, SigningScheme, ValidationError, VendorId,
 };
 use keysentinel_secrets::{generate_api_secret, Keyring};
 use keysentinel_store::{KeyFilter, StoredKey, WriteTx};
@@ -30,6 +30,8 @@ pub enum NewKeyAlgorithm {
 pub struct NewKey {
     pub account_id: AccountId,
     pub algorithm: NewKeyAlgorithm,
+    /// The exchange signing scheme the key's requests use.
+    pub scheme: SigningScheme,
     /// read and trade are granted at once; withdraw and transfer become pending grants that a
     /// different operator (an approver) must approve.
     pub scopes: Vec<Scope>,
@@ -103,6 +105,7 @@ pub(crate) fn load_key(tx: &mut dyn WriteTx, access_key: &AccessKey) -> Result<S
 pub(crate) fn key_details(key: &ApiKey) -> serde_json::Value {
     json!({
         "account_id": key.account_id,
+        "scheme": key.scheme,
         "algorithm": match &key.algorithm { KeyAlgorithm::Hmac => "hmac", KeyAlgorithm::Ed25519 { .. } => "ed25519" },
         "public_key": match &key.algorithm { KeyAlgorithm::Ed25519 { public_key } => Some(public_key), KeyAlgorithm::Hmac => None },
         "scopes": key.scopes,
@@ -157,6 +160,7 @@ impl Registry {
             return Err(ValidationError::new("scopes", "a scope is listed twice").into());
         }
         let mat = material(&new.algorithm)?;
+        new.scheme.check(&mat.algorithm)?;
         let policy = self.policy.clone();
         let keyring = self.keyring.clone();
         self.transact(move |tx| {
@@ -173,6 +177,7 @@ impl Registry {
                 access_key: access_key.clone(),
                 account_id: account.account_id.clone(),
                 algorithm: mat.algorithm,
+                scheme: new.scheme,
                 scopes: scopes.iter().filter(|s| !s.is_sensitive()).collect(),
                 grants: vec![],
                 ip_allowlist: new.ip_allowlist,

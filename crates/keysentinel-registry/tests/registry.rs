@@ -66,6 +66,7 @@ fn new_key(account: &str, scopes: &[Scope], allowlist: &[&str]) -> NewKey {
     NewKey {
         account_id: AccountId::parse(account).unwrap(),
         algorithm: NewKeyAlgorithm::Hmac,
+        scheme: SigningScheme::Binance,
         scopes: scopes.to_vec(),
         ip_allowlist: IpAllowlist::parse(allowlist).unwrap(),
         lifetime_days: None,
@@ -231,12 +232,12 @@ async fn import_reports_by_line_is_atomic_per_batch_and_idempotent() {
     account(&e.reg, "upbit-user-1", Segment::Retail).await;
     account(&e.reg, "corp-9", Segment::Corporate).await;
     let file = [
-        r#"{"access_key":"xKnY2pS8hRbQw5C0mVtLz3JfA9gE6dUoNi4Ha1Bs","secret":"Qm9vdGlzZmFrZVNlY3JldEZvclRlc3RzMTIzNDU2","account_id":"upbit-user-1","scopes":["read","trade"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z","terms_version":"2026-05"}"#,
-        r#"{"access_key":"bad key with spaces","secret":"x","account_id":"upbit-user-1","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#,
+        r#"{"access_key":"xKnY2pS8hRbQw5C0mVtLz3JfA9gE6dUoNi4Ha1Bs","secret":"Qm9vdGlzZmFrZVNlY3JldEZvclRlc3RzMTIzNDU2","account_id":"upbit-user-1","scheme":"upbit","scopes":["read","trade"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z","terms_version":"2026-05"}"#,
+        r#"{"access_key":"bad key with spaces","secret":"x","account_id":"upbit-user-1","scheme":"upbit","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#,
         "",
-        r#"{"access_key":"AAAABBBBCCCCDDDDEEEEFFFF","secret":"0123456789abcdef0123","account_id":"ghost","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#,
-        r#"{"access_key":"CorpKey0000000000000001","public_key":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=","account_id":"corp-9","scopes":["read","withdraw"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z","terms_version":"2026-05"}"#,
-        r#"{"access_key":"TypoKey00000000000000001","secret":"0123456789abcdef0123","account_id":"upbit-user-1","scopes":["read"],"ip_alowlist":["1.2.3.4"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#,
+        r#"{"access_key":"AAAABBBBCCCCDDDDEEEEFFFF","secret":"0123456789abcdef0123","account_id":"ghost","scheme":"upbit","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#,
+        r#"{"access_key":"CorpKey0000000000000001","public_key":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=","account_id":"corp-9","scheme":"korbit","scopes":["read","withdraw"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z","terms_version":"2026-05"}"#,
+        r#"{"access_key":"TypoKey00000000000000001","secret":"0123456789abcdef0123","account_id":"upbit-user-1","scheme":"upbit","scopes":["read"],"ip_alowlist":["1.2.3.4"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#,
         "not json",
     ]
     .join("\n");
@@ -263,11 +264,11 @@ async fn import_reports_by_line_is_atomic_per_batch_and_idempotent() {
     let again = e.reg.import_keys(admin(), file, ImportOptions::default()).await.unwrap();
     assert_eq!((again.imported, again.unchanged), (0, 2), "re-running is safe");
 
-    let changed = r#"{"access_key":"xKnY2pS8hRbQw5C0mVtLz3JfA9gE6dUoNi4Ha1Bs","secret":"AnotherSecretThatDiffers0","account_id":"upbit-user-1","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#;
+    let changed = r#"{"access_key":"xKnY2pS8hRbQw5C0mVtLz3JfA9gE6dUoNi4Ha1Bs","secret":"AnotherSecretThatDiffers0","account_id":"upbit-user-1","scheme":"upbit","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z"}"#;
     let conflict = e.reg.import_keys(admin(), changed.into(), ImportOptions::default()).await.unwrap();
     assert_eq!(conflict.errors[0].code, "conflict");
 
-    let strict = r#"{"access_key":"CorpKey0000000000000002","secret":"0123456789abcdef0123","account_id":"corp-9","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z","terms_version":"2026-05"}"#;
+    let strict = r#"{"access_key":"CorpKey0000000000000002","secret":"0123456789abcdef0123","account_id":"corp-9","scheme":"korbit","scopes":["read"],"created_at":"2026-01-10T00:00:00Z","expires_at":"2027-01-10T00:00:00Z","terms_version":"2026-05"}"#;
     let refused = e
         .reg
         .import_keys(admin(), strict.into(), ImportOptions { enforce_policy: true, batch_size: 10 })
@@ -387,7 +388,7 @@ async fn master_key_rotation_rewraps_everything() {
     let (store, _) = SqliteStore::open(&db, &only_new, clock.clone()).unwrap();
     let reg = Registry::new(Arc::new(store), policy, only_new, clock);
     let line = format!(
-        r#"{{"access_key":"{access_key}","secret":"{}","account_id":"acct","scopes":["read"],"created_at":"2026-11-28T09:00:00Z","expires_at":"2027-11-28T09:00:00Z"}}"#,
+        r#"{{"access_key":"{access_key}","secret":"{}","account_id":"acct","scheme":"binance","scopes":["read"],"created_at":"2026-11-28T09:00:00Z","expires_at":"2027-11-28T09:00:00Z"}}"#,
         secret.as_str()
     );
     let report = reg.import_keys(admin(), line, ImportOptions::default()).await.unwrap();

@@ -106,7 +106,7 @@ async fn each_role_does_only_its_job_and_refusals_are_audited() {
         api.operator("ana", Role::Analyst).await,
         api.operator("appr", Role::Approver).await,
     );
-    let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scopes": ["read", "withdraw"],
+    let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read", "withdraw"],
         "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
     for token in [&auditor, &gateway, &analyst, &approver] {
         let (s, v) = api.call(Method::POST, "/v1/keys", Some(token), Some(new_key.clone())).await;
@@ -159,7 +159,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let before = api.reg.audit_entries(0, 1000).unwrap().len();
     let t = Some(api.admin.as_str());
     let key = |over: Value| {
-        let mut k = json!({ "account_id": "corp", "algorithm": {"kind": "hmac"}, "scopes": ["read"],
+        let mut k = json!({ "account_id": "corp", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
             "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
         for (f, v) in over.as_object().unwrap() {
             k[f] = v.clone();
@@ -194,6 +194,15 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
             "32 bytes",
         ),
         (key(json!({ "surprise": 1 })), StatusCode::BAD_REQUEST, "invalid_json", "unknown field `surprise`"),
+        (key(json!({ "scheme": "okx" })), StatusCode::BAD_REQUEST, "invalid_json", "unknown variant `okx`"),
+        (
+            key(
+                json!({ "scheme": "upbit", "algorithm": {"kind": "ed25519", "public_key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="} }),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "HMAC only",
+        ),
     ];
     for (body, status, c, needle) in cases {
         let (s, v) = api.call(Method::POST, "/v1/keys", t, Some(body.clone())).await;
@@ -261,8 +270,7 @@ async fn eleventh_key_is_refused_and_imports_report_by_line() {
     let api = start().await;
     api.account("r1", "retail").await;
     let t = Some(api.admin.as_str());
-    let body =
-        json!({ "account_id": "r1", "algorithm": {"kind": "hmac"}, "scopes": ["read"], "terms_version": "2026-05" });
+    let body = json!({ "account_id": "r1", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"], "terms_version": "2026-05" });
     for _ in 0..10 {
         let (s, v) = api.call(Method::POST, "/v1/keys", t, Some(body.clone())).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -270,7 +278,7 @@ async fn eleventh_key_is_refused_and_imports_report_by_line() {
     let (s, v) = api.call(Method::POST, "/v1/keys", t, Some(body)).await;
     assert_eq!((s, v["error"]["rule"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("max_keys_per_account")));
 
-    let ndjson = "{\"access_key\":\"ImportedKey000000000001\",\"secret\":\"0123456789abcdef0123\",\"account_id\":\"r1\",\"scopes\":[\"read\"],\"created_at\":\"2026-01-01T00:00:00Z\",\"expires_at\":\"2026-12-31T00:00:00Z\",\"terms_version\":\"2026-05\"}\n{broken\n";
+    let ndjson = "{\"access_key\":\"ImportedKey000000000001\",\"secret\":\"0123456789abcdef0123\",\"account_id\":\"r1\",\"scheme\":\"coinone\",\"scopes\":[\"read\"],\"created_at\":\"2026-01-01T00:00:00Z\",\"expires_at\":\"2026-12-31T00:00:00Z\",\"terms_version\":\"2026-05\"}\n{broken\n";
     let resp = api
         .http
         .post(format!("{}/v1/keys/import", api.base))
