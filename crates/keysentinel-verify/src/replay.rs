@@ -6,20 +6,42 @@
 //! which is why the window is configurable (docs/signing.md).
 
 use parking_lot::Mutex;
+use siphasher::sip128::{Hasher128, SipHasher13};
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The set's keys are already keyed 128-bit hashes: hashing them again would only cost time.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type Seen = HashSet<u128, BuildHasherDefault<PreHashed>>;
 
 const SHARDS: usize = 16;
 
 struct Shard {
     /// (bucket start ms, hashes seen in it), oldest first.
-    buckets: VecDeque<(i64, HashSet<u128>)>,
+    buckets: VecDeque<(i64, Seen)>,
 }
 
 pub struct NonceCache {
     window_ms: i64,
     bucket_ms: i64,
-    keys: (std::collections::hash_map::RandomState, std::collections::hash_map::RandomState),
+    /// SipHash key, random per process, so nonce hashes cannot be steered into collisions.
+    key: [u8; 16],
     shards: Vec<Mutex<Shard>>,
 }
 
@@ -29,7 +51,7 @@ impl NonceCache {
         Self {
             window_ms,
             bucket_ms: (window_ms / 8).max(250),
-            keys: Default::default(),
+            key: rand::random(),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard { buckets: VecDeque::new() })).collect(),
         }
     }
@@ -39,13 +61,11 @@ impl NonceCache {
     }
 
     fn digest(&self, access_key: &str, nonce: &str) -> u128 {
-        let h = |state: &std::collections::hash_map::RandomState| {
-            let mut hasher = state.build_hasher();
-            access_key.hash(&mut hasher);
-            nonce.hash(&mut hasher);
-            hasher.finish()
-        };
-        (u128::from(h(&self.keys.0)) << 64) | u128::from(h(&self.keys.1))
+        let mut h = SipHasher13::new_with_key(&self.key);
+        h.write(access_key.as_bytes());
+        h.write_u8(0xff); // separator: no (key, nonce) pair can be confused with another
+        h.write(nonce.as_bytes());
+        h.finish128().as_u128()
     }
 
     /// Records the nonce; false if it was already seen within the window (a replay).
@@ -65,7 +85,11 @@ impl NonceCache {
             Some((s, set)) if *s == start => {
                 set.insert(d);
             }
-            _ => shard.buckets.push_back((start, HashSet::from([d]))),
+            _ => {
+                let mut set = Seen::default();
+                set.insert(d);
+                shard.buckets.push_back((start, set));
+            }
         }
         true
     }

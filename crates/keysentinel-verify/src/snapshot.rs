@@ -108,10 +108,11 @@ impl KeyEntry {
     }
 }
 
-/// Keys by access key. Concurrent reads are lock-free in the common case (sharded).
+/// Keys by access key, sharded for concurrent reads. Access keys come from requests, i.e. from
+/// anyone, so the map uses a randomly keyed hash (aHash) that cannot be steered into collisions.
 #[derive(Default)]
 pub struct KeySnapshot {
-    keys: DashMap<Box<str>, Arc<KeyEntry>>,
+    keys: DashMap<Box<str>, Arc<KeyEntry>, ahash::RandomState>,
 }
 
 impl KeySnapshot {

@@ -10,7 +10,7 @@ use crate::{Code, Credential, Freshness, Request, VerifyConfig};
 
 pub(crate) enum Parsed<'r> {
     Params(params::Signed<'r>),
-    Jwt(jwt::Token),
+    Jwt(jwt::Token<'r>),
     Coinone(coinone::Payload<'r>),
 }
 
@@ -52,5 +52,5 @@ pub(crate) fn hex_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 /// GET, HEAD and DELETE carry their parameters in the query string.
 pub(crate) fn params_method_is_get(method: &str) -> bool {
-    matches!(method.to_ascii_uppercase().as_str(), "GET" | "HEAD" | "DELETE")
+    ["GET", "HEAD", "DELETE"].iter().any(|m| m.eq_ignore_ascii_case(method))
 }

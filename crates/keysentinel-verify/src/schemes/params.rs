@@ -18,7 +18,7 @@ pub(crate) struct Signed<'r> {
 }
 
 fn is_body_method(method: &str) -> bool {
-    !matches!(method.to_ascii_uppercase().as_str(), "GET" | "HEAD")
+    !["GET", "HEAD"].iter().any(|m| m.eq_ignore_ascii_case(method))
 }
 
 pub(crate) fn extract<'r>(req: &Request<'r>, key: &'r str, family: Family) -> Result<Credential<'r>, Code> {
