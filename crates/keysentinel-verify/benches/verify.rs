@@ -2,6 +2,7 @@
 //! - Binance HMAC: one HMAC-SHA256 of the signed string, keyed from scratch;
 //! - Upbit JWT: SHA-512 of the query plus one HMAC-SHA256 of the token, keyed from scratch;
 //! - Binance Ed25519: one `ed25519-dalek` strict verification.
+//!
 //! Requests are the ccxt golden vectors (tests/ccxt/golden.jsonl); Upbit tokens are re-signed
 //! here with distinct nonces so that no iteration is a replay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
