@@ -78,6 +78,13 @@ struct ServeArgs {
     /// Key policy file (TOML); the built-in default policy otherwise.
     #[arg(long, env = "KEYSENTINEL_POLICY")]
     policy: Option<PathBuf>,
+    /// Endpoint → scope rules for verification (TOML; built-in defaults otherwise).
+    #[arg(long, env = "KEYSENTINEL_ROUTES")]
+    routes: Option<PathBuf>,
+    /// How long one-time nonces are remembered, in seconds (Upbit and Coinone nonces carry no
+    /// time, so a replay is caught only within this window).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86400))]
+    nonce_window_seconds: u64,
     /// How often expiries are recorded, in seconds (expired keys are refused regardless).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     sweep_seconds: u64,
@@ -351,7 +358,16 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, data_dir = %cli.data_dir.display(), policy = %opened.registry.policy().version, version = VERSION, "keysentinel admin API listening");
         println!("keysentinel listening on http://{addr}");
         let sweeper = keysentinel_server::spawn_expiry_sweeper(opened.registry.clone(), std::time::Duration::from_secs(args.sweep_seconds));
-        let app = keysentinel_server::router(std::sync::Arc::new(keysentinel_server::AppState { registry: opened.registry.clone() }));
+        let routes = match &args.routes {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read routes file {}", path.display()))?;
+                keysentinel_verify::routes::RouteTable::from_toml(&text).map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())))?
+            }
+            None => keysentinel_verify::routes::RouteTable::default_routes()?,
+        };
+        let config = keysentinel_verify::VerifyConfig { nonce_window_ms: args.nonce_window_seconds as i64 * 1000, ..Default::default() };
+        let state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config)?;
+        let app = keysentinel_server::router(std::sync::Arc::new(state));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         sweeper.abort();
         opened.store.close();

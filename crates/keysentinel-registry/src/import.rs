@@ -205,7 +205,9 @@ impl Registry {
             let keyring = self.keyring.clone();
             let actor = actor.clone();
             let enforce = options.enforce_policy;
-            let part = self.transact(move |tx| import_batch(tx, &policy, &keyring, actor, batch, enforce)).await?;
+            let (part, imported) =
+                self.transact(move |tx| import_batch(tx, &policy, &keyring, actor, batch, enforce)).await?;
+            self.publish(&imported);
             report.imported += part.imported;
             report.unchanged += part.unchanged;
             report.errors.extend(part.errors);
@@ -224,9 +226,10 @@ fn import_batch(
     actor: Actor,
     batch: Vec<Candidate>,
     enforce: bool,
-) -> Result<ImportReport, RegistryError> {
+) -> Result<(ImportReport, Vec<AccessKey>), RegistryError> {
     let now = tx.now();
     let mut report = ImportReport::default();
+    let mut imported = Vec::new();
     let issue = |c: &Candidate, code: &str, message: String| ImportIssue {
         line: c.line,
         access_key: Some(c.key.access_key.to_string()),
@@ -316,6 +319,7 @@ fn import_batch(
             details,
         })?;
         report.imported += 1;
+        imported.push(c.key.access_key);
     }
-    Ok(report)
+    Ok((report, imported))
 }

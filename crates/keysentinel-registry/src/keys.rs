@@ -218,6 +218,7 @@ impl Registry {
             Ok(IssuedKey { key, secret: mat.secret })
         })
         .await
+        .inspect(|issued| self.publish(std::slice::from_ref(&issued.key.access_key)))
     }
 
     /// Issues a successor with the same grants, and retires `access_key` after `overlap`.
@@ -301,6 +302,10 @@ impl Registry {
             Ok(IssuedKey { key: new, secret: mat.secret })
         })
         .await
+        .inspect(|issued| {
+            let old = issued.key.rotated_from.clone().into_iter();
+            self.publish(&old.chain([issued.key.access_key.clone()]).collect::<Vec<_>>())
+        })
     }
 
     pub async fn suspend_key(
@@ -361,6 +366,7 @@ impl Registry {
             Ok(key)
         })
         .await
+        .inspect(|key| self.publish(std::slice::from_ref(&key.access_key)))
     }
 
     /// Asks for a time-limited withdraw or transfer grant; it stays pending until approved.
@@ -397,6 +403,7 @@ impl Registry {
             Ok(key)
         })
         .await
+        .inspect(|key| self.publish(std::slice::from_ref(&key.access_key)))
     }
 
     /// Approves a pending grant. The approver must not be its requester.
@@ -430,6 +437,7 @@ impl Registry {
             Ok(key)
         })
         .await
+        .inspect(|key| self.publish(std::slice::from_ref(&key.access_key)))
     }
 
     /// Records the expiry of keys past their time (they are already refused: effective status).
@@ -437,6 +445,7 @@ impl Registry {
         self.transact(move |tx| {
             let now = tx.now();
             let due = tx.keys_past_expiry(now, 500)?;
+            let mut expired = Vec::new();
             for mut key in due.iter().cloned() {
                 if key.record_expiry(now) {
                     tx.update_key(&key)?;
@@ -449,11 +458,16 @@ impl Registry {
                         details: json!({ "account_id": key.account_id, "expires_at":
                             key.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }),
                     })?;
+                    expired.push(key.access_key);
                 }
             }
-            Ok(due.len())
+            Ok(expired)
         })
         .await
+        .map(|expired| {
+            self.publish(&expired);
+            expired.len()
+        })
     }
 
     pub fn key(&self, access_key: &AccessKey) -> Result<ApiKey, RegistryError> {

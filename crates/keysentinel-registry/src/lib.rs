@@ -7,6 +7,7 @@ mod audit;
 mod error;
 mod import;
 mod keys;
+mod observe;
 mod operators;
 mod rewrap;
 
@@ -20,6 +21,7 @@ pub use accounts::{AccountPatch, NewAccount};
 pub use error::RegistryError;
 pub use import::{ImportIssue, ImportOptions, ImportReport};
 pub use keys::{IssuedKey, NewKey, NewKeyAlgorithm};
+pub use observe::KeyObserver;
 pub use operators::IssuedToken;
 
 /// The system clock, for the server and CLI edges.
@@ -37,11 +39,15 @@ pub struct Registry {
     policy: Arc<KeyPolicy>,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    observers: std::sync::RwLock<Vec<Arc<dyn KeyObserver>>>,
+    /// Authenticated operators by token hash, so that authentication (on every gateway call)
+    /// reads no database. Emptied whenever an operator changes.
+    tokens: std::sync::RwLock<std::collections::HashMap<[u8; 32], keysentinel_domain::Operator>>,
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, policy: Arc<KeyPolicy>, keyring: Arc<Keyring>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, policy, keyring, clock }
+        Self { store, policy, keyring, clock, observers: Default::default(), tokens: Default::default() }
     }
 
     pub fn policy(&self) -> &KeyPolicy {

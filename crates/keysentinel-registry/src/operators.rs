@@ -74,6 +74,12 @@ impl Registry {
             Ok(op)
         })
         .await
+        .inspect(|_| {
+            // The disabled operator's token must stop working at once.
+            if let Ok(mut cache) = self.tokens.write() {
+                cache.clear();
+            }
+        })
     }
 
     /// The operator holding `token`, if it is valid and enabled. Malformed tokens are refused
@@ -82,8 +88,15 @@ impl Registry {
         if !has_valid_checksum("kso_", token) {
             return Ok(None);
         }
-        let op = self.store.operator_by_token_hash(&hash_token(token))?;
-        Ok(op.filter(|o| !o.disabled))
+        let hash = hash_token(token);
+        if let Some(op) = self.tokens.read().ok().and_then(|cache| cache.get(&hash).cloned()) {
+            return Ok(Some(op));
+        }
+        let op = self.store.operator_by_token_hash(&hash)?.filter(|o| !o.disabled);
+        if let (Some(op), Ok(mut cache)) = (&op, self.tokens.write()) {
+            cache.insert(hash, op.clone());
+        }
+        Ok(op)
     }
 
     pub fn operators(&self) -> Result<Vec<Operator>, RegistryError> {

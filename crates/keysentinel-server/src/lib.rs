@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod routes;
 
 use axum::extract::DefaultBodyLimit;
@@ -17,6 +18,22 @@ use utoipa::{Modify, OpenApi};
 
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub verifier: Arc<keysentinel_verify::Verifier>,
+}
+
+impl AppState {
+    /// Builds the state: a verifier whose snapshot the registry keeps current (every existing
+    /// key is loaded now; every committed change is pushed before it is acknowledged).
+    pub fn new(
+        registry: Arc<Registry>,
+        routes: keysentinel_verify::routes::RouteTable,
+        config: keysentinel_verify::VerifyConfig,
+    ) -> Result<Self, keysentinel_registry::RegistryError> {
+        let snapshot = Arc::new(keysentinel_verify::snapshot::KeySnapshot::default());
+        let loaded = registry.observe(Arc::new(gateway::SnapshotObserver(snapshot.clone())))?;
+        tracing::info!(keys = loaded, "key snapshot loaded for verification");
+        Ok(Self { registry, verifier: Arc::new(keysentinel_verify::Verifier::new(snapshot, routes, config)) })
+    }
 }
 
 /// JSON bodies are small; key imports may be large.
@@ -34,10 +51,12 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::resume_key, routes::revoke_key, routes::request_grant, routes::approve_grant, routes::import_keys,
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
+        gateway::verify,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "keys", description = "API key lifecycle"),
+        (name = "gateway", description = "Verifying signed exchange API requests"),
         (name = "accounts", description = "Customer accounts"),
         (name = "operators", description = "Who may operate keysentinel"),
         (name = "audit", description = "The tamper-evident audit log"),
@@ -93,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/entries", get(audit_entries))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/v1/audit/entries/{seq}/proof", get(audit_proof))
+        .route("/v1/verify", post(gateway::verify))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)
         .fallback(|| async {

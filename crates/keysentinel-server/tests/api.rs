@@ -31,7 +31,13 @@ async fn start() -> Api {
         reg.bootstrap_admin(Actor::Local { command: "test".into() }, OperatorId::parse("root").unwrap()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(Arc::new(AppState { registry: reg.clone() }));
+    let state = AppState::new(
+        reg.clone(),
+        keysentinel_verify::routes::RouteTable::default_routes().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let app = router(Arc::new(state));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Api { _dir: dir, base, http: Client::new(), reg, admin: admin.token.to_string() }
 }
@@ -345,5 +351,84 @@ async fn the_openapi_document_is_valid_and_every_operation_is_served() {
             assert!(!unrouted, "{method} {path} is documented but not served: {s} {v}");
         }
     }
-    assert!(operations >= 23, "{operations}");
+    assert!(operations >= 24, "{operations}");
+}
+
+fn sign_binance(secret: &str, query: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(query.as_bytes());
+    format!("{query}&signature={}", hex::encode(m.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn a_revocation_is_enforced_on_the_very_next_verify() {
+    let api = start().await;
+    api.account("trader", "retail").await;
+    let gateway = api.operator("gw-1", Role::Gateway).await;
+    let body = json!({ "account_id": "trader", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read", "trade"],
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+    let (_, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(body)).await;
+    let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();
+    let secret = issued["secret"].as_str().unwrap().to_owned();
+
+    let verify = |ip: &'static str, path: &'static str, method: &'static str| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        let query = sign_binance(&secret, &format!("symbol=BTCUSDT&timestamp={now}"));
+        json!({ "method": method, "path": path, "query": query, "headers": { "X-MBX-APIKEY": ak }, "client_ip": ip })
+    };
+    let call = |b: Value| api.call(Method::POST, "/v1/verify", Some(&gateway), Some(b));
+    let (s, v) = call(verify("203.0.113.7", "/api/v3/openOrders", "GET")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (v["allow"].as_bool(), v["code"].as_str(), v["account_id"].as_str()),
+        (Some(true), Some("VALID"), Some("trader")),
+        "{v}"
+    );
+    assert_eq!(v["required_scope"], "read");
+    let (_, v) = call(verify("198.51.100.1", "/api/v3/openOrders", "GET")).await;
+    assert_eq!(v["code"], "IP_NOT_ALLOWED");
+    let (_, v) = call(verify("203.0.113.7", "/sapi/v1/capital/withdraw/apply", "POST")).await;
+    assert_eq!(v["code"], "SCOPE_DENIED");
+
+    let reason = json!({ "reason": "suspected sharing" });
+    api.call(Method::POST, &format!("/v1/keys/{ak}/suspend"), Some(&api.admin), Some(reason.clone())).await;
+    let (_, v) = call(verify("203.0.113.7", "/api/v3/openOrders", "GET")).await;
+    assert_eq!((v["allow"].as_bool(), v["code"].as_str()), (Some(false), Some("SUSPENDED")));
+    api.call(Method::POST, &format!("/v1/keys/{ak}/resume"), Some(&api.admin), Some(reason.clone())).await;
+    let (_, v) = call(verify("203.0.113.7", "/api/v3/openOrders", "GET")).await;
+    assert_eq!(v["code"], "VALID");
+    api.call(Method::POST, &format!("/v1/keys/{ak}/revoke"), Some(&api.admin), Some(reason)).await;
+    let (_, v) = call(verify("203.0.113.7", "/api/v3/openOrders", "GET")).await;
+    assert_eq!(
+        (v["allow"].as_bool(), v["code"].as_str()),
+        (Some(false), Some("REVOKED")),
+        "seen by the very next verify"
+    );
+
+    // Only gateways verify; a gateway's token does nothing else.
+    let (s, _) = api
+        .call(Method::POST, "/v1/verify", Some(&api.admin), Some(verify("203.0.113.7", "/api/v3/openOrders", "GET")))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = api.call(Method::POST, "/v1/verify", Some(&gateway), Some(json!({ "method": "GET" }))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_json"));
+}
+
+#[tokio::test]
+async fn keys_existing_at_start_are_loaded_into_the_verifier() {
+    let api = start().await;
+    api.account("early", "retail").await;
+    let body = json!({ "account_id": "early", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"], "terms_version": "2026-05" });
+    let (_, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(body)).await;
+    // A second server state over the same registry loads what is already committed.
+    let state = AppState::new(
+        api.reg.clone(),
+        keysentinel_verify::routes::RouteTable::default_routes().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let ak = issued["key"]["access_key"].as_str().unwrap();
+    let entry = state.verifier.keys().get(ak).expect("loaded");
+    assert_eq!(&*entry.account_id, "early");
 }
