@@ -117,3 +117,95 @@ pub async fn verify(
 fn now_ms(st: &AppState) -> i64 {
     (st.registry.now().unix_timestamp_nanos() / 1_000_000) as i64
 }
+
+/// Header carrying the gateway's own keysentinel token on forward-auth calls: `Authorization`
+/// belongs to the client (Upbit and Bithumb put their JWT there) and is passed through untouched.
+pub const GATEWAY_TOKEN_HEADER: &str = "x-keysentinel-token";
+
+/// Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and Caddy `forward_auth`:
+/// header-only (these proxies cannot pass the body), so schemes that sign the body are refused
+/// with `BODY_REQUIRED` — use Envoy `ext_authz` or `/v1/verify` for those.
+///
+/// The original request is read from `X-Original-Method` and `X-Original-URI` (nginx), or
+/// `X-Forwarded-Method` and `X-Forwarded-Uri` (Traefik, Caddy); the client address from
+/// `X-Real-IP` or the first `X-Forwarded-For` hop, as set by the trusted proxy. The client's own
+/// headers arrive as they are. Answers 200 (allow) with `X-Keysentinel-*` headers, 401 when the
+/// request is not authenticated (no, unknown or bad credentials, stale, replayed), 403 when it is
+/// but may not pass (revoked, suspended, expired, IP, scope, body required).
+#[utoipa::path(get, path = "/v1/verify/forward-auth", tag = "gateway",
+    params(("X-Keysentinel-Token" = String, Header, description = "the gateway operator's token"),
+           ("X-Original-Method" = String, Header), ("X-Original-URI" = String, Header), ("X-Real-IP" = String, Header)),
+    responses((status = 200, description = "allowed"), (status = 401, description = "not authenticated"), (status = 403, description = "not allowed"), (status = 400, body = ErrorBody)))]
+pub async fn forward_auth(State(st): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    use keysentinel_verify::Code;
+
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(token) = get(GATEWAY_TOKEN_HEADER) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing X-Keysentinel-Token (the gateway's token)",
+        )
+        .into_response();
+    };
+    let reg = st.registry.clone();
+    let token = token.to_owned();
+    let who = match tokio::task::spawn_blocking(move || reg.authenticate(&token)).await {
+        Ok(Ok(Some(op))) => Authed(op),
+        _ => return ApiError::unauthorized().into_response(),
+    };
+    if let Err(e) = require(&st, &who, Permission::Verify, "verify requests").await {
+        return e.into_response();
+    }
+    let (Some(method), Some(uri)) =
+        (get("x-original-method").or(get("x-forwarded-method")), get("x-original-uri").or(get("x-forwarded-uri")))
+    else {
+        return ApiError::invalid(
+            "x-original-uri",
+            "set X-Original-Method and X-Original-URI (or X-Forwarded-Method and X-Forwarded-Uri)",
+        )
+        .into_response();
+    };
+    let client_ip =
+        get("x-real-ip").or_else(|| get("x-forwarded-for").and_then(|v| v.split(',').next())).map(str::trim);
+    let Some(client_ip) = client_ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+        return ApiError::invalid("x-real-ip", "set X-Real-IP (or X-Forwarded-For) to the client's address")
+            .into_response();
+    };
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    // The proxy's own headers are not the client's; everything else is passed as received.
+    let client_headers: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(k, _)| !k.as_str().starts_with("x-keysentinel-") && !k.as_str().starts_with("x-original-"))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+        .collect();
+    let req = Request { method, path, query, body: None, headers: &client_headers, client_ip, now_ms: now_ms(&st) };
+    let decision = st.verifier.verify(&req);
+    let status = match decision.code {
+        Code::Valid => StatusCode::OK,
+        Code::MissingCredentials
+        | Code::Malformed
+        | Code::NotFound
+        | Code::BadSignature
+        | Code::StaleTimestamp
+        | Code::Replayed => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
+    };
+    let mut resp = status.into_response();
+    let h = resp.headers_mut();
+    h.insert("x-keysentinel-code", HeaderValue::from_static(decision.code.as_str()));
+    if let Some(key) = &decision.key {
+        if let Ok(v) = HeaderValue::from_str(&key.access_key) {
+            h.insert("x-keysentinel-key", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&key.account_id) {
+            h.insert("x-keysentinel-account", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&key.scopes_at(req.now_ms).to_string()) {
+            h.insert("x-keysentinel-scopes", v);
+        }
+    }
+    resp
+}

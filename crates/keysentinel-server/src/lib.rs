@@ -51,7 +51,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::resume_key, routes::revoke_key, routes::request_grant, routes::approve_grant, routes::import_keys,
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
-        gateway::verify,
+        gateway::verify, gateway::forward_auth,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -113,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/v1/audit/entries/{seq}/proof", get(audit_proof))
         .route("/v1/verify", post(gateway::verify))
+        .route("/v1/verify/forward-auth", axum::routing::any(gateway::forward_auth))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)
         .fallback(|| async {
