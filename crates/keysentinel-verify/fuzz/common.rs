@@ -1,0 +1,78 @@
+#![allow(dead_code)] // each user of this module takes only what it needs
+                     // Shared by the fuzz target and the corpus seeder: the input framing and the golden keys.
+use keysentinel_domain::*;
+use keysentinel_verify::routes::RouteTable;
+use keysentinel_verify::snapshot::{KeyEntry, KeySnapshot};
+use keysentinel_verify::{Verifier, VerifyConfig};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub const GOLDEN: &str = include_str!("../tests/ccxt/golden.jsonl");
+pub const HEADERS: [&str; 6] =
+    ["x-mbx-apikey", "x-kapi-key", "authorization", "x-coinone-payload", "x-coinone-signature", "accept"];
+
+pub fn golden() -> Vec<Value> {
+    GOLDEN.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("scheme").is_some()).collect()
+}
+
+/// Input framing: `METHOD\nPATH\nQUERY\n(H<index>:VALUE\n)*\n` then the body (if any bytes follow).
+pub fn encode(v: &Value) -> Vec<u8> {
+    let mut out = format!(
+        "{}\n{}\n{}\n",
+        v["method"].as_str().unwrap_or(""),
+        v["path"].as_str().unwrap_or(""),
+        v["query"].as_str().unwrap_or("")
+    );
+    for (k, val) in v["headers"].as_object().into_iter().flatten() {
+        if let Some(i) = HEADERS.iter().position(|h| h.eq_ignore_ascii_case(k)) {
+            out.push_str(&format!("H{i}:{}\n", val.as_str().unwrap_or("")));
+        }
+    }
+    out.push('\n');
+    let mut bytes = out.into_bytes();
+    if let Some(b) = v["body"].as_str() {
+        bytes.extend_from_slice(b.as_bytes());
+    }
+    bytes
+}
+
+pub fn verifier() -> Verifier {
+    let far = time::OffsetDateTime::from_unix_timestamp(4_000_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let snapshot = Arc::new(KeySnapshot::default());
+    for v in golden() {
+        let (Ok(access_key), Ok(scheme)) = (
+            AccessKey::parse(v["access_key"].as_str().unwrap_or("")),
+            v["scheme"].as_str().unwrap_or("").parse::<SigningScheme>(),
+        ) else {
+            continue;
+        };
+        let key = ApiKey {
+            access_key,
+            account_id: AccountId::parse("fuzz").unwrap_or_else(|_| unreachable!()),
+            algorithm: match v["public_key"].as_str() {
+                Some(pk) => KeyAlgorithm::Ed25519 { public_key: pk.into() },
+                None => KeyAlgorithm::Hmac,
+            },
+            scheme,
+            scopes: [Scope::Read, Scope::Trade].into_iter().collect(),
+            grants: vec![],
+            ip_allowlist: IpAllowlist::default(),
+            vendor_id: None,
+            purpose: String::new(),
+            terms_version: String::new(),
+            origin: KeyOrigin::Imported,
+            created_at: far,
+            expires_at: far,
+            status: KeyStatus::Active,
+            status_reason: String::new(),
+            status_changed_by: String::new(),
+            status_changed_at: far,
+            rotated_from: None,
+            rotated_to: None,
+        };
+        if let Ok(entry) = KeyEntry::new(&key, v["secret"].as_str().map(str::as_bytes)) {
+            snapshot.upsert(entry);
+        }
+    }
+    Verifier::new(snapshot, RouteTable::default_routes().unwrap_or_else(|_| unreachable!()), VerifyConfig::default())
+}
