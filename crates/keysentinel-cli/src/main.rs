@@ -85,6 +85,12 @@ struct ServeArgs {
     /// time, so a replay is caught only within this window).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86400))]
     nonce_window_seconds: u64,
+    /// Where verify events are appended as NDJSON (default: DATA_DIR/events/requests.ndjson).
+    #[arg(long, env = "KEYSENTINEL_EVENTS_FILE")]
+    events_file: Option<PathBuf>,
+    /// Verify events buffered before new ones are shed (and counted in the metrics).
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    event_queue: u64,
     /// How often expiries are recorded, in seconds (expired keys are refused regardless).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     sweep_seconds: u64,
@@ -366,10 +372,15 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             None => keysentinel_verify::routes::RouteTable::default_routes()?,
         };
         let config = keysentinel_verify::VerifyConfig { nonce_window_ms: args.nonce_window_seconds as i64 * 1000, ..Default::default() };
-        let state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config)?;
+        let node = format!("{:x}{:x}", std::process::id(), opened.registry.now().unix_timestamp());
+        let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node);
+        let events_path = args.events_file.clone().unwrap_or_else(|| cli.data_dir.join("events").join("requests.ndjson"));
+        let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path);
+        let state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
         let app = keysentinel_server::router(std::sync::Arc::new(state));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         sweeper.abort();
+        drop(writer); // finishes by itself once the last sender is gone
         opened.store.close();
         tracing::info!("keysentinel stopped");
         Ok(())

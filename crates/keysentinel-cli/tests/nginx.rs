@@ -215,4 +215,31 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     let resp = http.get(format!("{base}/api/v3/openOrders?{q}")).header("X-MBX-APIKEY", &bk).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(hits(), before + 2);
+
+    // Every verify became an event in the events file (written off the request path).
+    let events_file = data.join("events/requests.ndjson");
+    let mut outcomes = Vec::new();
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&events_file).unwrap_or_default();
+        outcomes = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["outcome"].as_str().unwrap().to_owned())
+            .collect();
+        if outcomes.len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for expected in [
+        "VALID",
+        "BAD_SIGNATURE",
+        "MISSING_CREDENTIALS",
+        "NOT_FOUND",
+        "BODY_REQUIRED",
+        "SCOPE_DENIED",
+        "REPLAYED",
+        "REVOKED",
+    ] {
+        assert!(outcomes.iter().any(|o| o == expected), "{expected} not in {outcomes:?}");
+    }
 }

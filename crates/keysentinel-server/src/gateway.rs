@@ -101,7 +101,7 @@ pub async fn verify(
         client_ip: body.client_ip,
         now_ms: now_ms(&st),
     };
-    let decision = st.verifier.verify(&req);
+    let decision = decide(&st, &req);
     let now = req.now_ms;
     Ok(axum::Json(VerifyResponse {
         allow: decision.allowed(),
@@ -112,6 +112,43 @@ pub async fn verify(
         scopes: decision.key.as_ref().map(|k| k.scopes_at(now).iter().collect()).unwrap_or_default(),
         required_scope: decision.required_scope,
     }))
+}
+
+/// Verifies, records the decision in the metrics, and emits it as an event.
+fn decide(st: &AppState, req: &Request) -> keysentinel_verify::Decision {
+    let started = std::time::Instant::now();
+    let decision = st.verifier.verify(req);
+    let scheme = decision.scheme.map(|s| s.as_str());
+    st.telemetry.observe(decision.code.as_str(), scheme, started.elapsed().as_secs_f64());
+    let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(req.now_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    st.events.emit(crate::telemetry::RequestEvent {
+        kind: "request",
+        event_id: st.events.next_id(),
+        ts,
+        key_id: decision.key.as_ref().map(|k| k.access_key.to_string()),
+        account_id: decision.key.as_ref().map(|k| k.account_id.to_string()),
+        ip: req.client_ip.to_string(),
+        user_agent: req.header("user-agent").map(str::to_owned),
+        device_id: req.header("x-device-id").map(str::to_owned),
+        method: req.method.to_owned(),
+        path: req.path.to_owned(),
+        outcome: decision.code.as_str(),
+        scheme,
+        scope: decision.required_scope,
+    });
+    decision
+}
+
+/// Prometheus metrics: verifies by code and scheme, verify latency, snapshot size, remembered
+/// nonces, event queue depth and shed events. Unauthenticated: expose the admin port only to
+/// your internal network.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(st): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+    let text = st.telemetry.render(st.verifier.keys().len(), st.verifier.remembered_nonces(), &st.events);
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 
 fn now_ms(st: &AppState) -> i64 {
@@ -182,7 +219,7 @@ pub async fn forward_auth(State(st): State<Arc<AppState>>, headers: axum::http::
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
         .collect();
     let req = Request { method, path, query, body: None, headers: &client_headers, client_ip, now_ms: now_ms(&st) };
-    let decision = st.verifier.verify(&req);
+    let decision = decide(&st, &req);
     let status = match decision.code {
         Code::Valid => StatusCode::OK,
         Code::MissingCredentials

@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod routes;
+pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -19,6 +20,8 @@ use utoipa::{Modify, OpenApi};
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub verifier: Arc<keysentinel_verify::Verifier>,
+    pub telemetry: telemetry::Telemetry,
+    pub events: telemetry::EventPipeline,
 }
 
 impl AppState {
@@ -28,11 +31,13 @@ impl AppState {
         registry: Arc<Registry>,
         routes: keysentinel_verify::routes::RouteTable,
         config: keysentinel_verify::VerifyConfig,
+        events: telemetry::EventPipeline,
     ) -> Result<Self, keysentinel_registry::RegistryError> {
         let snapshot = Arc::new(keysentinel_verify::snapshot::KeySnapshot::default());
         let loaded = registry.observe(Arc::new(gateway::SnapshotObserver(snapshot.clone())))?;
         tracing::info!(keys = loaded, "key snapshot loaded for verification");
-        Ok(Self { registry, verifier: Arc::new(keysentinel_verify::Verifier::new(snapshot, routes, config)) })
+        let verifier = Arc::new(keysentinel_verify::Verifier::new(snapshot, routes, config));
+        Ok(Self { registry, verifier, telemetry: telemetry::Telemetry::default(), events })
     }
 }
 
@@ -51,7 +56,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::resume_key, routes::revoke_key, routes::request_grant, routes::approve_grant, routes::import_keys,
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
-        gateway::verify, gateway::forward_auth,
+        gateway::verify, gateway::forward_auth, gateway::metrics,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -91,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let import = Router::new().route("/v1/keys/import", post(import_keys)).layer(DefaultBodyLimit::max(IMPORT_LIMIT));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(gateway::metrics))
         .route(
             "/openapi.json",
             get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }),

@@ -13,6 +13,14 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// Server state whose verify events are drained by a task, as a consumer would.
+fn test_state(reg: Arc<Registry>) -> AppState {
+    let (events, mut rx) = keysentinel_server::telemetry::EventPipeline::new(1024, "test".into());
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    AppState::new(reg, keysentinel_verify::routes::RouteTable::default_routes().unwrap(), Default::default(), events)
+        .unwrap()
+}
+
 struct Api {
     _dir: tempfile::TempDir,
     base: String,
@@ -31,12 +39,7 @@ async fn start() -> Api {
         reg.bootstrap_admin(Actor::Local { command: "test".into() }, OperatorId::parse("root").unwrap()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState::new(
-        reg.clone(),
-        keysentinel_verify::routes::RouteTable::default_routes().unwrap(),
-        Default::default(),
-    )
-    .unwrap();
+    let state = test_state(reg.clone());
     let app = router(Arc::new(state));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Api { _dir: dir, base, http: Client::new(), reg, admin: admin.token.to_string() }
@@ -407,6 +410,18 @@ async fn a_revocation_is_enforced_on_the_very_next_verify() {
         "seen by the very next verify"
     );
 
+    // Every decision is counted by code and scheme.
+    let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"keysentinel_verifies_total{code="VALID",scheme="binance"} 2"#,
+        r#"keysentinel_verifies_total{code="REVOKED",scheme="binance"} 1"#,
+        r#"keysentinel_verifies_total{code="IP_NOT_ALLOWED",scheme="binance"} 1"#,
+        "keysentinel_snapshot_keys 1",
+        "keysentinel_events_shed_total 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+
     // Only gateways verify; a gateway's token does nothing else.
     let (s, _) = api
         .call(Method::POST, "/v1/verify", Some(&api.admin), Some(verify("203.0.113.7", "/api/v3/openOrders", "GET")))
@@ -423,12 +438,7 @@ async fn keys_existing_at_start_are_loaded_into_the_verifier() {
     let body = json!({ "account_id": "early", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"], "terms_version": "2026-05" });
     let (_, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(body)).await;
     // A second server state over the same registry loads what is already committed.
-    let state = AppState::new(
-        api.reg.clone(),
-        keysentinel_verify::routes::RouteTable::default_routes().unwrap(),
-        Default::default(),
-    )
-    .unwrap();
+    let state = test_state(api.reg.clone());
     let ak = issued["key"]["access_key"].as_str().unwrap();
     let entry = state.verifier.keys().get(ak).expect("loaded");
     assert_eq!(&*entry.account_id, "early");

@@ -76,3 +76,35 @@ pub fn verifier() -> Verifier {
     }
     Verifier::new(snapshot, RouteTable::default_routes().unwrap_or_else(|_| unreachable!()), VerifyConfig::default())
 }
+
+/// The signed material in canonical form: hex signatures are case-insensitive (as Binance
+/// documents) and percent-escapes decode to the same bytes, so two requests that differ only
+/// there carry the same signature and are the same request.
+pub fn canonical(query: &str, body: Option<&str>, creds: &[(&str, &str)]) -> (String, Option<String>, Vec<String>) {
+    fn sig(s: &str) -> String {
+        match keysentinel_verify::encoding::split_signature(s) {
+            Some((signed, sig)) => {
+                let decoded = keysentinel_verify::encoding::percent_decode(sig)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_else(|| sig.to_owned());
+                let sig =
+                    if decoded.bytes().all(|b| b.is_ascii_hexdigit()) { decoded.to_ascii_lowercase() } else { decoded };
+                format!("{signed}&signature={sig}")
+            }
+            None => s.to_owned(),
+        }
+    }
+    let mut c: Vec<String> = creds
+        .iter()
+        .filter(|(k, _)| {
+            !k.eq_ignore_ascii_case("accept")
+                && !k.eq_ignore_ascii_case("content-type")
+                && !k.eq_ignore_ascii_case("open-api-partner")
+        })
+        .map(
+            |(k, v)| if k.eq_ignore_ascii_case("x-coinone-signature") { v.to_ascii_lowercase() } else { v.to_string() },
+        )
+        .collect();
+    c.sort();
+    (sig(query), body.map(sig), c)
+}

@@ -77,6 +77,9 @@ fn hmac_get_and_post_verify_and_tampers_fail() {
     let q = format!("symbol=btc_krw&timestamp={NOW}");
     let query = format!("{q}&signature={}", hmac_hex(&q));
     assert_eq!(run(&v, "GET", "/v2/balance", &query, None, NOW + 10), Code::Valid);
+    // Hex signatures are case-insensitive (as Binance documents): the same MAC either way.
+    let upper = format!("{q}&signature={}", hmac_hex(&q).to_ascii_uppercase());
+    assert_eq!(run(&v, "GET", "/v2/balance", &upper, None, NOW + 20), Code::Valid);
     assert_eq!(run(&v, "GET", "/v2/balance", &query, None, NOW + 6_000), Code::StaleTimestamp, "default window 5s");
 
     let b =
