@@ -1,0 +1,173 @@
+//! Revocation to denial on one node: a verifier thread spins on a valid request while the admin
+//! path revokes the key (through the registry and the durable SQLite commit); the latency is from
+//! the start of the revoke call to the first denied verify the spinner observes. The commit's
+//! fsync is included, so this is an upper bound on commit-to-denial. Reported as p50/p99 over
+//! many revocations, beside the fsync-bound commit time of a suspend measured the same way.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use hmac::{Hmac, Mac};
+use keysentinel_audit::Actor;
+use keysentinel_domain::*;
+use keysentinel_registry::{NewAccount, NewKey, NewKeyAlgorithm, Registry, SystemClock};
+use keysentinel_secrets::{Keyring, MasterKey};
+use keysentinel_server::telemetry::EventPipeline;
+use keysentinel_server::AppState;
+use keysentinel_sqlite::SqliteStore;
+use keysentinel_verify::{Code, Request};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Stamps when a committed key change starts being published to observers.
+struct CommitStamp(Arc<AtomicU64>, Instant);
+
+impl keysentinel_registry::KeyObserver for CommitStamp {
+    fn key_changed(&self, key: &ApiKey, _secret: Option<&[u8]>) {
+        if key.status != KeyStatus::Active {
+            let _ = self.0.compare_exchange(0, self.1.elapsed().as_nanos() as u64, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let rounds = if bench { 300 } else { 5 };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let keyring = Arc::new(Keyring::new(MasterKey::generate(), vec![]));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, _) = SqliteStore::open(&dir.path().join("ks.db"), &keyring, clock.clone()).unwrap();
+    let reg = Arc::new(Registry::new(Arc::new(store), Arc::new(KeyPolicy::default_policy().unwrap()), keyring, clock));
+    let admin = Actor::Operator { id: "admin".into(), role: "admin".into() };
+    // Registered before the gateway's snapshot observer, so it runs first: it stamps the moment
+    // the committed change starts being published, i.e. just after the commit.
+    let epoch = Instant::now();
+    let committed_at = Arc::new(AtomicU64::new(0));
+    reg.observe(Arc::new(CommitStamp(committed_at.clone(), epoch))).unwrap();
+    let state = rt.block_on(async {
+        let (events, mut rx) = EventPipeline::new(1 << 16, "bench".into());
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        AppState::new(
+            reg.clone(),
+            keysentinel_verify::routes::RouteTable::default_routes().unwrap(),
+            Default::default(),
+            events,
+        )
+        .unwrap()
+    });
+    let verifier = state.verifier.clone();
+    rt.block_on(reg.create_account(
+        admin.clone(),
+        NewAccount {
+            account_id: AccountId::parse("acct").unwrap(),
+            segment: Segment::MarketMaker,
+            verification: Verification::Verified,
+            declared_purpose: String::new(),
+            declared_countries: vec![],
+        },
+    ))
+    .unwrap();
+
+    let (mut revoke_us, mut suspend_us, mut commit_us) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let issued = rt
+            .block_on(reg.create_key(
+                admin.clone(),
+                NewKey {
+                    account_id: AccountId::parse("acct").unwrap(),
+                    algorithm: NewKeyAlgorithm::Hmac,
+                    scheme: SigningScheme::Binance,
+                    scopes: vec![Scope::Read],
+                    ip_allowlist: IpAllowlist::parse(&["203.0.113.0/24"]).unwrap(),
+                    lifetime_days: None,
+                    vendor_id: None,
+                    purpose: String::new(),
+                    terms_version: "2026-05".into(),
+                    sensitive_grant_hours: None,
+                },
+            ))
+            .unwrap();
+        let ak = issued.key.access_key.to_string();
+        let now_ms = (reg.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        let q = format!("timestamp={now_ms}&recvWindow=60000");
+        let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(issued.secret.as_ref().unwrap().as_bytes()).unwrap();
+        m.update(q.as_bytes());
+        let query = format!("{q}&signature={}", hex::encode(m.finalize().into_bytes()));
+
+        let start = Arc::new(AtomicU64::new(0));
+        let denied_at = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        committed_at.store(0, Ordering::SeqCst);
+        let spinner = {
+            let (verifier, denied_at, stop, ak, query) =
+                (verifier.clone(), denied_at.clone(), stop.clone(), ak.clone(), query.clone());
+            std::thread::spawn(move || {
+                let headers = [("X-MBX-APIKEY", ak.as_str())];
+                let req = Request {
+                    method: "GET",
+                    path: "/api/v3/account",
+                    query: &query,
+                    body: None,
+                    headers: &headers,
+                    client_ip: [203, 0, 113, 7].into(),
+                    now_ms: now_ms + 1,
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    if verifier.verify(&req).code != Code::Valid {
+                        denied_at.store(epoch.elapsed().as_nanos() as u64, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let key = AccessKey::parse(&ak).unwrap();
+        // Alternate: suspensions measure the same path; revocations are the headline.
+        let t0 = epoch.elapsed().as_nanos() as u64;
+        start.store(t0, Ordering::SeqCst);
+        if round % 2 == 0 {
+            rt.block_on(reg.revoke_key(admin.clone(), key, "bench".into())).unwrap();
+        } else {
+            rt.block_on(reg.suspend_key(admin.clone(), key, "bench".into())).unwrap();
+        }
+        // The snapshot was updated before the call returned: the spinner's next verify is denied.
+        let returned = Instant::now();
+        while denied_at.load(Ordering::SeqCst) == 0 {
+            assert!(
+                returned.elapsed() < std::time::Duration::from_secs(1),
+                "change not enforced after the call returned"
+            );
+            std::hint::spin_loop();
+        }
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+        let denied = denied_at.load(Ordering::SeqCst);
+        let us = (denied - t0) as f64 / 1000.0;
+        commit_us.push(denied.saturating_sub(committed_at.load(Ordering::SeqCst)) as f64 / 1000.0);
+        if round % 2 == 0 {
+            revoke_us.push(us)
+        } else {
+            suspend_us.push(us);
+            // Suspended keys still count against the account's limit: retire it.
+            rt.block_on(reg.revoke_key(admin.clone(), AccessKey::parse(&ak).unwrap(), "bench done".into())).unwrap();
+        }
+    }
+    let (r50, r99) = (percentile(&mut revoke_us, 0.5), percentile(&mut revoke_us, 0.99));
+    let (s50, s99) = (percentile(&mut suspend_us, 0.5), percentile(&mut suspend_us, 0.99));
+    println!(
+        "revoke  call -> first denied verify: p50 {r50:8.1} µs  p99 {r99:8.1} µs  ({} revocations)",
+        revoke_us.len()
+    );
+    println!(
+        "suspend call -> first denied verify: p50 {s50:8.1} µs  p99 {s99:8.1} µs  ({} suspensions)",
+        suspend_us.len()
+    );
+    println!("(each includes the durable SQLite commit with its fsync and a signed audit checkpoint)");
+    let (c50, c99) = (percentile(&mut commit_us, 0.5), percentile(&mut commit_us, 0.99));
+    println!("commit  -> first denied verify:      p50 {c50:8.1} µs  p99 {c99:8.1} µs  ({} changes)", commit_us.len());
+}
