@@ -31,31 +31,18 @@ fn vector(name: &str) -> Value {
 }
 
 fn key(v: &Value) -> ApiKey {
-    let far = time::macros::datetime!(2099-01-01 00:00 UTC);
-    ApiKey {
-        access_key: AccessKey::parse(v["access_key"].as_str().unwrap()).unwrap(),
-        account_id: AccountId::parse("acct").unwrap(),
-        algorithm: match v["public_key"].as_str() {
-            Some(pk) => KeyAlgorithm::Ed25519 { public_key: pk.into() },
-            None => KeyAlgorithm::Hmac,
-        },
-        scheme: v["scheme"].as_str().unwrap().parse().unwrap(),
-        scopes: ScopeSet::parse_list("read,trade").unwrap(),
-        grants: vec![],
-        ip_allowlist: IpAllowlist::parse(&["203.0.113.0/24"]).unwrap(),
-        vendor_id: None,
-        purpose: String::new(),
-        terms_version: "t".into(),
-        origin: KeyOrigin::Imported,
-        created_at: far,
-        expires_at: far,
-        status: KeyStatus::Active,
-        status_reason: String::new(),
-        status_changed_by: String::new(),
-        status_changed_at: far,
-        rotated_from: None,
-        rotated_to: None,
-    }
+    let algorithm = match v["public_key"].as_str() {
+        Some(pk) => KeyAlgorithm::Ed25519 { public_key: pk.into() },
+        None => KeyAlgorithm::Hmac,
+    };
+    let scheme = v["scheme"].as_str().unwrap().parse().unwrap();
+    keysentinel_testkit::api_key(
+        v["access_key"].as_str().unwrap(),
+        scheme,
+        algorithm,
+        &[Scope::Read, Scope::Trade],
+        &["203.0.113.0/24"],
+    )
 }
 
 fn verifier(keys: &[&Value], nonce_window_ms: i64) -> Verifier {

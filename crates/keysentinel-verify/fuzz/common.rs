@@ -37,7 +37,6 @@ pub fn encode(v: &Value) -> Vec<u8> {
 }
 
 pub fn verifier() -> Verifier {
-    let far = time::OffsetDateTime::from_unix_timestamp(4_000_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let snapshot = Arc::new(KeySnapshot::default());
     for v in golden() {
         let (Ok(access_key), Ok(scheme)) = (
@@ -46,30 +45,12 @@ pub fn verifier() -> Verifier {
         ) else {
             continue;
         };
-        let key = ApiKey {
-            access_key,
-            account_id: AccountId::parse("fuzz").unwrap_or_else(|_| unreachable!()),
-            algorithm: match v["public_key"].as_str() {
-                Some(pk) => KeyAlgorithm::Ed25519 { public_key: pk.into() },
-                None => KeyAlgorithm::Hmac,
-            },
-            scheme,
-            scopes: [Scope::Read, Scope::Trade].into_iter().collect(),
-            grants: vec![],
-            ip_allowlist: IpAllowlist::default(),
-            vendor_id: None,
-            purpose: String::new(),
-            terms_version: String::new(),
-            origin: KeyOrigin::Imported,
-            created_at: far,
-            expires_at: far,
-            status: KeyStatus::Active,
-            status_reason: String::new(),
-            status_changed_by: String::new(),
-            status_changed_at: far,
-            rotated_from: None,
-            rotated_to: None,
+        let algorithm = match v["public_key"].as_str() {
+            Some(pk) => KeyAlgorithm::Ed25519 { public_key: pk.into() },
+            None => KeyAlgorithm::Hmac,
         };
+        let key =
+            keysentinel_testkit::api_key(access_key.as_str(), scheme, algorithm, &[Scope::Read, Scope::Trade], &[]);
         if let Ok(entry) = KeyEntry::new(&key, v["secret"].as_str().map(str::as_bytes)) {
             snapshot.upsert(entry);
         }

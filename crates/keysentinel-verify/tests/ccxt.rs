@@ -12,7 +12,6 @@ use keysentinel_verify::{Code, Request, Verifier, VerifyConfig};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
-use time::macros::datetime;
 
 #[derive(Clone)]
 struct Vector {
@@ -57,45 +56,11 @@ fn load(text: &str) -> Vec<Vector> {
 }
 
 fn api_key(v: &Vector, scopes: &[Scope], allowlist: &[&str]) -> ApiKey {
-    let far = datetime!(2099-01-01 00:00 UTC);
     let algorithm = match &v.public_key {
         Some(pk) => KeyAlgorithm::Ed25519 { public_key: pk.clone() },
         None => KeyAlgorithm::Hmac,
     };
-    ApiKey {
-        access_key: AccessKey::parse(&v.access_key).unwrap(),
-        account_id: AccountId::parse("acct-1").unwrap(),
-        algorithm,
-        scheme: v.scheme,
-        scopes: scopes.iter().copied().filter(|s| !s.is_sensitive()).collect(),
-        grants: scopes
-            .iter()
-            .filter(|s| s.is_sensitive())
-            .map(|s| SensitiveGrant {
-                scope: *s,
-                status: GrantStatus::Active,
-                ttl_seconds: 3600,
-                requested_by: "a".into(),
-                requested_at: far,
-                approved_by: Some("b".into()),
-                approved_at: Some(far),
-                expires_at: Some(far),
-            })
-            .collect(),
-        ip_allowlist: IpAllowlist::parse(allowlist).unwrap(),
-        vendor_id: None,
-        purpose: String::new(),
-        terms_version: "t".into(),
-        origin: KeyOrigin::Generated,
-        created_at: far,
-        expires_at: far,
-        status: KeyStatus::Active,
-        status_reason: String::new(),
-        status_changed_by: String::new(),
-        status_changed_at: far,
-        rotated_from: None,
-        rotated_to: None,
-    }
+    keysentinel_testkit::api_key(&v.access_key, v.scheme, algorithm, scopes, allowlist)
 }
 
 fn verifier_with(v: &Vector, key: &ApiKey, secret: Option<&str>) -> Verifier {

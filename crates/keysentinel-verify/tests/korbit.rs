@@ -15,34 +15,18 @@ use keysentinel_verify::snapshot::{KeyEntry, KeySnapshot};
 use keysentinel_verify::{Code, Request, Verifier, VerifyConfig};
 use sha2::Sha256;
 use std::sync::Arc;
-use time::macros::datetime;
 
 const NOW: i64 = 1_764_300_000_000;
 const SECRET: &str = "korbit-secret-0123456789abcdefghij";
 
 fn key(algorithm: KeyAlgorithm) -> ApiKey {
-    let far = datetime!(2099-01-01 00:00 UTC);
-    ApiKey {
-        access_key: AccessKey::parse("korbit-access-key-000001").unwrap(),
-        account_id: AccountId::parse("acct").unwrap(),
+    keysentinel_testkit::api_key(
+        "korbit-access-key-000001",
+        SigningScheme::Korbit,
         algorithm,
-        scheme: SigningScheme::Korbit,
-        scopes: ScopeSet::parse_list("read,trade").unwrap(),
-        grants: vec![],
-        ip_allowlist: IpAllowlist::default(),
-        vendor_id: None,
-        purpose: String::new(),
-        terms_version: "t".into(),
-        origin: KeyOrigin::Imported,
-        created_at: far,
-        expires_at: far,
-        status: KeyStatus::Active,
-        status_reason: String::new(),
-        status_changed_by: String::new(),
-        status_changed_at: far,
-        rotated_from: None,
-        rotated_to: None,
-    }
+        &[Scope::Read, Scope::Trade],
+        &[],
+    )
 }
 
 fn verifier(k: &ApiKey, secret: Option<&str>) -> Verifier {
