@@ -2,7 +2,6 @@
 //! pushes every committed key change here before it answers, so a revocation is seen by the very
 //! next verify on the node.
 
-use dashmap::DashMap;
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};
 use keysentinel_domain::{ApiKey, IpAllowlist, KeyAlgorithm, KeyStatus, Scope, ScopeSet, SigningScheme};
@@ -108,31 +107,54 @@ impl KeyEntry {
     }
 }
 
-/// Keys by access key, sharded for concurrent reads. Access keys come from requests, i.e. from
-/// anyone, so the map uses a randomly keyed hash (aHash) that cannot be steered into collisions.
-#[derive(Default)]
+const SHARDS: usize = 64;
+
+type Shard = parking_lot::RwLock<std::collections::HashMap<Box<str>, Arc<KeyEntry>, ahash::RandomState>>;
+
+/// Keys by access key, in shards behind read-write locks. The locks are parking_lot's, which are
+/// task-fair: a revocation waiting to write is not starved by a stream of verifies reading the
+/// same shard (a reader-preferring lock let a hot key delay its own revocation by milliseconds).
+/// Access keys come from requests, i.e. from anyone, so shard choice and maps use a randomly
+/// keyed hash (aHash) that cannot be steered into collisions.
 pub struct KeySnapshot {
-    keys: DashMap<Box<str>, Arc<KeyEntry>, ahash::RandomState>,
+    hasher: ahash::RandomState,
+    shards: Vec<Shard>,
+}
+
+impl Default for KeySnapshot {
+    fn default() -> Self {
+        let hasher = ahash::RandomState::new();
+        let shards = (0..SHARDS)
+            .map(|_| parking_lot::RwLock::new(std::collections::HashMap::with_hasher(hasher.clone())))
+            .collect();
+        Self { hasher, shards }
+    }
 }
 
 impl KeySnapshot {
+    fn shard(&self, access_key: &str) -> &Shard {
+        let i = (self.hasher.hash_one(access_key) as usize) % SHARDS;
+        &self.shards[i]
+    }
+
     pub fn get(&self, access_key: &str) -> Option<Arc<KeyEntry>> {
-        self.keys.get(access_key).map(|e| e.value().clone())
+        self.shard(access_key).read().get(access_key).cloned()
     }
 
     pub fn upsert(&self, entry: KeyEntry) {
-        self.keys.insert(entry.access_key.clone(), Arc::new(entry));
+        let entry = Arc::new(entry);
+        self.shard(&entry.access_key).write().insert(entry.access_key.clone(), entry.clone());
     }
 
     pub fn remove(&self, access_key: &str) {
-        self.keys.remove(access_key);
+        self.shard(access_key).write().remove(access_key);
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 }
