@@ -82,6 +82,15 @@ impl Registry {
         })
     }
 
+    /// The operator for `token` if it is in the in-memory cache: no I/O, for hot paths that can
+    /// then skip a trip to a blocking thread. `None` means "not cached", not "invalid".
+    pub fn authenticate_cached(&self, token: &str) -> Option<keysentinel_domain::Operator> {
+        if !has_valid_checksum("kso_", token) {
+            return None;
+        }
+        self.tokens.read().ok().and_then(|cache| cache.get(&hash_token(token)).cloned())
+    }
+
     /// The operator holding `token`, if it is valid and enabled. Malformed tokens are refused
     /// before any lookup; the lookup is by hash, so timing reveals nothing of stored tokens.
     pub fn authenticate(&self, token: &str) -> Result<Option<Operator>, RegistryError> {

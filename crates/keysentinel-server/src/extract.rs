@@ -63,6 +63,9 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_owned())
             .ok_or_else(ApiError::unauthorized)?;
+        if let Some(op) = state.registry.authenticate_cached(&token) {
+            return Ok(Authed(op));
+        }
         let reg = state.registry.clone();
         let op = tokio::task::spawn_blocking(move || reg.authenticate(&token)).await.map_err(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "authentication task failed")

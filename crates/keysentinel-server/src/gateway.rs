@@ -187,11 +187,15 @@ pub async fn forward_auth(State(st): State<Arc<AppState>>, headers: axum::http::
         )
         .into_response();
     };
-    let reg = st.registry.clone();
-    let token = token.to_owned();
-    let who = match tokio::task::spawn_blocking(move || reg.authenticate(&token)).await {
-        Ok(Ok(Some(op))) => Authed(op),
-        _ => return ApiError::unauthorized().into_response(),
+    let who = match st.registry.authenticate_cached(token) {
+        Some(op) => Authed(op),
+        None => {
+            let (reg, token) = (st.registry.clone(), token.to_owned());
+            match tokio::task::spawn_blocking(move || reg.authenticate(&token)).await {
+                Ok(Ok(Some(op))) => Authed(op),
+                _ => return ApiError::unauthorized().into_response(),
+            }
+        }
     };
     if let Err(e) = require(&st, &who, Permission::Verify, "verify requests").await {
         return e.into_response();
