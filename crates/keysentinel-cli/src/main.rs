@@ -373,9 +373,9 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         };
         let config = keysentinel_verify::VerifyConfig { nonce_window_ms: args.nonce_window_seconds as i64 * 1000, ..Default::default() };
         let node = format!("{:x}{:x}", std::process::id(), opened.registry.now().unix_timestamp());
-        let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node);
+        let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node.clone());
         let events_path = args.events_file.clone().unwrap_or_else(|| cli.data_dir.join("events").join("requests.ndjson"));
-        let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path);
+        let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path, node);
         let state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
         let app = keysentinel_server::router(std::sync::Arc::new(state));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;

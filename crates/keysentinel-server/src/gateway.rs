@@ -120,21 +120,15 @@ fn decide(st: &AppState, req: &Request) -> keysentinel_verify::Decision {
     let decision = st.verifier.verify(req);
     let scheme = decision.scheme.map(|s| s.as_str());
     st.telemetry.observe(decision.code.as_str(), scheme, started.elapsed().as_secs_f64());
-    let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(req.now_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
     st.events.emit(crate::telemetry::RequestEvent {
-        kind: "request",
-        event_id: st.events.next_id(),
-        ts,
-        key_id: decision.key.as_ref().map(|k| k.access_key.to_string()),
-        account_id: decision.key.as_ref().map(|k| k.account_id.to_string()),
-        ip: req.client_ip.to_string(),
-        user_agent: req.header("user-agent").map(str::to_owned),
-        device_id: req.header("x-device-id").map(str::to_owned),
-        method: req.method.to_owned(),
-        path: req.path.to_owned(),
+        seq: st.events.next_seq(),
+        ts_ms: req.now_ms,
+        key: decision.key.clone(),
+        ip: req.client_ip,
+        user_agent: req.header("user-agent").map(Into::into),
+        device_id: req.header("x-device-id").map(Into::into),
+        method: req.method.into(),
+        path: req.path.into(),
         outcome: decision.code.as_str(),
         scheme,
         scope: decision.required_scope,

@@ -77,26 +77,93 @@ impl Telemetry {
     }
 }
 
-/// One verify, as an event-format v1 `request` record (docs/events.md, with issue #4).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One verify, as captured on the hot path: copies and reference counts only. Everything that
+/// costs (formatting the time and the id, the key's strings, JSON) is done by the consumer, off
+/// the request path.
+#[derive(Clone)]
 pub struct RequestEvent {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// Unique per node and run: `<node>-<sequence>`.
-    pub event_id: String,
-    /// RFC 3339 with milliseconds.
-    pub ts: String,
-    pub key_id: Option<String>,
-    pub account_id: Option<String>,
-    pub ip: String,
-    pub user_agent: Option<String>,
-    pub device_id: Option<String>,
-    pub method: String,
-    pub path: String,
+    pub seq: u64,
+    pub ts_ms: i64,
+    pub key: Option<std::sync::Arc<keysentinel_verify::snapshot::KeyEntry>>,
+    pub ip: std::net::IpAddr,
+    pub user_agent: Option<Box<str>>,
+    pub device_id: Option<Box<str>>,
+    pub method: Box<str>,
+    pub path: Box<str>,
     /// The verify code.
     pub outcome: &'static str,
     pub scheme: Option<&'static str>,
     pub scope: Option<keysentinel_domain::Scope>,
+}
+
+/// The event as written, an event-format v1 `request` record (docs/events.md, with issue #4):
+/// `type`, `event_id` (`<node>-<sequence>`), `ts` (RFC 3339, milliseconds), `key_id`,
+/// `account_id`, `ip`, `user_agent`, `device_id`, `method`, `path`, `outcome` (the verify
+/// code), `scheme`, `scope`. Serialised straight into the output, without intermediate strings.
+pub struct RequestRecord<'a> {
+    event: &'a RequestEvent,
+    node: &'a str,
+}
+
+/// RFC 3339 UTC with milliseconds, written without allocating.
+struct Millis(i64);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        )
+    }
+}
+
+impl Serialize for RequestRecord<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Id<'a>(&'a str, u64);
+        impl Serialize for Id<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&format_args!("{}-{}", self.0, self.1))
+            }
+        }
+        struct Text<T: std::fmt::Display>(T);
+        impl<T: std::fmt::Display> Serialize for Text<T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&self.0)
+            }
+        }
+        let e = self.event;
+        let mut m = serializer.serialize_map(Some(13))?;
+        m.serialize_entry("type", "request")?;
+        m.serialize_entry("event_id", &Id(self.node, e.seq))?;
+        m.serialize_entry("ts", &Text(Millis(e.ts_ms)))?;
+        m.serialize_entry("key_id", &e.key.as_ref().map(|k| &*k.access_key))?;
+        m.serialize_entry("account_id", &e.key.as_ref().map(|k| &*k.account_id))?;
+        m.serialize_entry("ip", &Text(e.ip))?;
+        m.serialize_entry("user_agent", &e.user_agent)?;
+        m.serialize_entry("device_id", &e.device_id)?;
+        m.serialize_entry("method", &e.method)?;
+        m.serialize_entry("path", &e.path)?;
+        m.serialize_entry("outcome", e.outcome)?;
+        m.serialize_entry("scheme", &e.scheme)?;
+        m.serialize_entry("scope", &e.scope)?;
+        m.end()
+    }
+}
+
+impl RequestEvent {
+    pub fn record<'a>(&'a self, node: &'a str) -> RequestRecord<'a> {
+        RequestRecord { event: self, node }
+    }
 }
 
 /// A bounded queue between verify and the event consumer. `emit` never waits: when the queue is
@@ -117,8 +184,13 @@ impl EventPipeline {
         (Self { tx, capacity, shed: AtomicU64::new(0), sequence: AtomicU64::new(0), node }, rx)
     }
 
-    pub fn next_id(&self) -> String {
-        format!("{}-{}", self.node, self.sequence.fetch_add(1, Ordering::Relaxed))
+    pub fn next_seq(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// This node's name in event ids.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     pub fn emit(&self, event: RequestEvent) {
@@ -143,7 +215,11 @@ impl EventPipeline {
 }
 
 /// Appends events to an NDJSON file, flushing whenever the queue runs dry.
-pub fn spawn_file_writer(mut rx: mpsc::Receiver<RequestEvent>, path: PathBuf) -> tokio::task::JoinHandle<()> {
+pub fn spawn_file_writer(
+    mut rx: mpsc::Receiver<RequestEvent>,
+    path: PathBuf,
+    node: String,
+) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -166,7 +242,7 @@ pub fn spawn_file_writer(mut rx: mpsc::Receiver<RequestEvent>, path: PathBuf) ->
                 }
             }
             for e in &batch {
-                if serde_json::to_writer(&mut out, e).is_err() || out.write_all(b"\n").is_err() {
+                if serde_json::to_writer(&mut out, &e.record(&node)).is_err() || out.write_all(b"\n").is_err() {
                     tracing::error!(path = %path.display(), "cannot write verify events");
                 }
             }
@@ -181,13 +257,11 @@ mod tests {
 
     fn event(p: &EventPipeline) -> RequestEvent {
         RequestEvent {
-            kind: "request",
-            event_id: p.next_id(),
-            ts: "2026-11-28T00:00:00.000Z".into(),
-            key_id: None,
-            account_id: None,
-            ip: "203.0.113.7".into(),
-            user_agent: None,
+            seq: p.next_seq(),
+            ts_ms: 1_764_300_000_123,
+            key: None,
+            ip: [203, 0, 113, 7].into(),
+            user_agent: Some("ccxt/4.5".into()),
             device_id: None,
             method: "GET".into(),
             path: "/".into(),
@@ -204,7 +278,12 @@ mod tests {
             p.emit(event(&p));
         }
         assert_eq!((p.depth(), p.shed()), (2, 3));
-        assert_eq!(rx.try_recv().map(|e| e.event_id).ok(), Some("n1-0".to_owned()));
+        let first = rx.try_recv().unwrap();
+        let line = serde_json::to_value(first.record(p.node())).unwrap();
+        assert_eq!(line["event_id"], "n1-0");
+        assert_eq!(line["type"], "request");
+        assert_eq!(line["ts"], "2025-11-28T03:20:00.123Z");
+        assert_eq!((line["ip"].as_str(), line["user_agent"].as_str()), (Some("203.0.113.7"), Some("ccxt/4.5")));
         let t = Telemetry::default();
         t.observe("VALID", Some("binance"), 0.000_004);
         let text = t.render(7, 3, &p);
