@@ -87,9 +87,7 @@ pub struct VerifyReport {
 }
 
 /// Streams a log through the checks. Feed entries in position order with `push`, then `finish`.
-pub struct LogAuditor<'a> {
-    verifier: &'a LogVerifier,
-    origin: &'a str,
+pub struct LogAuditor {
     /// Signed checkpoints, smallest size first, with the size the row claims.
     pending: std::collections::VecDeque<(u64, Checkpoint)>,
     /// Checkpoints held outside the log (exported earlier), smallest first.
@@ -101,10 +99,10 @@ pub struct LogAuditor<'a> {
     latest: Option<Checkpoint>,
 }
 
-impl<'a> LogAuditor<'a> {
+impl LogAuditor {
     pub fn new(
-        verifier: &'a LogVerifier,
-        origin: &'a str,
+        verifier: &LogVerifier,
+        origin: &str,
         checkpoints: impl IntoIterator<Item = StoredCheckpoint>,
         external: impl IntoIterator<Item = Checkpoint>,
     ) -> Result<Self, LogError> {
@@ -124,8 +122,6 @@ impl<'a> LogAuditor<'a> {
         let mut external: Vec<Checkpoint> = external.into_iter().collect();
         external.sort_by_key(|cp| cp.size);
         Ok(Self {
-            verifier,
-            origin,
             pending: pending.into(),
             external: external.into(),
             frontier: Frontier::default(),
@@ -195,7 +191,6 @@ impl<'a> LogAuditor<'a> {
         if size > self.last_verified {
             return Err(LogError::Unsigned { seq: self.last_verified });
         }
-        let _ = (self.verifier, self.origin);
         Ok(VerifyReport { entries: size, checkpoints: self.checked, root: self.frontier.root(), latest: self.latest })
     }
 }

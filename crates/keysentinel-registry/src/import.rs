@@ -6,7 +6,7 @@
 //! that exists with different material is an error, never an overwrite.
 
 use crate::keys::{key_details, parse_ed25519, secret_context};
-use crate::{actor_label, Registry, RegistryError};
+use crate::{Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
     AccessKey, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyStatus, OperatorId, Scope, ScopeSet,
@@ -269,7 +269,7 @@ fn import_batch(
             }
             continue;
         }
-        c.key.status_changed_by = actor_label(&actor);
+        c.key.status_changed_by = actor.label();
         // Sensitive scopes arrive as pending grants: importing must not bypass the four-eyes rule.
         if !c.requested_sensitive.is_empty() {
             let Some(requester) = requester.as_ref() else {

@@ -1,12 +1,12 @@
-use crate::{actor_label, check_reason, Registry, RegistryError};
+use crate::{check_reason, Registry, RegistryError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use ed25519_dalek::VerifyingKey;
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyPolicy, KeyStatus, OperatorId,
-    Scope, ScopeSet, SigningScheme, ValidationError, VendorId,
+    AccessKey, Account, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyStatus, OperatorId, Scope,
+    ScopeSet, SigningScheme, ValidationError, VendorId,
 };
 use keysentinel_secrets::{generate_api_secret, Keyring};
 use keysentinel_store::{KeyFilter, StoredKey, WriteTx};
@@ -172,7 +172,7 @@ impl Registry {
                 return Err(ValidationError::new("lifetime_days", "must be at least 1").into());
             }
             let access_key = AccessKey::generate(&mut rand::rngs::OsRng);
-            let actor_name = actor_label(&actor);
+            let actor_name = actor.label();
             let mut key = ApiKey {
                 access_key: access_key.clone(),
                 account_id: account.account_id.clone(),
@@ -253,7 +253,7 @@ impl Registry {
             };
             let mat = material(&algorithm)?;
             let successor = AccessKey::generate(&mut rand::rngs::OsRng);
-            let actor_name = actor_label(&actor);
+            let actor_name = actor.label();
             let lifetime = policy.for_segment(account.segment).max_lifetime_days;
             let new = ApiKey {
                 access_key: successor.clone(),
@@ -353,7 +353,7 @@ impl Registry {
             let now = tx.now();
             let StoredKey { mut key, .. } = load_key(tx, &access_key)?;
             let from = key.effective_status(now);
-            apply(&mut key, &reason, &actor_label(&actor), now)?;
+            apply(&mut key, &reason, &actor.label(), now)?;
             tx.update_key(&key)?;
             tx.append_audit(AuditDraft {
                 actor,
@@ -480,10 +480,6 @@ impl Registry {
     pub fn keys(&self, mut filter: KeyFilter) -> Result<Vec<ApiKey>, RegistryError> {
         filter.limit = filter.limit.clamp(1, 1000);
         Ok(self.store.keys(&filter, self.now())?)
-    }
-
-    pub fn key_policy(&self) -> &KeyPolicy {
-        &self.policy
     }
 }
 

@@ -11,7 +11,6 @@ mod observe;
 mod operators;
 mod rewrap;
 
-use keysentinel_audit::Actor;
 use keysentinel_domain::{Clock, KeyPolicy, Timestamp};
 use keysentinel_secrets::Keyring;
 use keysentinel_store::{Outcome, Store, WriteOp, WriteTx};
@@ -118,8 +117,4 @@ pub(crate) fn check_reason(reason: &str) -> Result<(), RegistryError> {
     }
     keysentinel_domain::account::check_text("reason", reason, 1000)?;
     Ok(())
-}
-
-pub(crate) fn actor_label(actor: &Actor) -> String {
-    actor.label()
 }

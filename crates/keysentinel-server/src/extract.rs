@@ -63,18 +63,23 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_owned())
             .ok_or_else(ApiError::unauthorized)?;
-        if let Some(op) = state.registry.authenticate_cached(&token) {
-            return Ok(Authed(op));
-        }
-        let reg = state.registry.clone();
-        let op = tokio::task::spawn_blocking(move || reg.authenticate(&token)).await.map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "authentication task failed")
-        })??;
-        op.map(Authed).ok_or_else(|| {
-            tracing::warn!(path = %parts.uri.path(), "rejected bearer token");
-            ApiError::unauthorized()
-        })
+        authenticate(state, &token)
+            .await
+            .inspect_err(|_| tracing::warn!(path = %parts.uri.path(), "rejected bearer token"))
     }
+}
+
+/// The operator holding `token`: from the in-memory cache when it is there (no thread hop on
+/// the verify path), otherwise looked up on a blocking thread.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Authed, ApiError> {
+    if let Some(op) = state.registry.authenticate_cached(token) {
+        return Ok(Authed(op));
+    }
+    let (reg, token) = (state.registry.clone(), token.to_owned());
+    let op = tokio::task::spawn_blocking(move || reg.authenticate(&token)).await.map_err(|_| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "authentication task failed")
+    })??;
+    op.map(Authed).ok_or_else(ApiError::unauthorized)
 }
 
 /// Checks the operator's role; a refusal is itself recorded in the audit log.

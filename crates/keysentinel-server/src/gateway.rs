@@ -181,15 +181,9 @@ pub async fn forward_auth(State(st): State<Arc<AppState>>, headers: axum::http::
         )
         .into_response();
     };
-    let who = match st.registry.authenticate_cached(token) {
-        Some(op) => Authed(op),
-        None => {
-            let (reg, token) = (st.registry.clone(), token.to_owned());
-            match tokio::task::spawn_blocking(move || reg.authenticate(&token)).await {
-                Ok(Ok(Some(op))) => Authed(op),
-                _ => return ApiError::unauthorized().into_response(),
-            }
-        }
+    let who = match crate::extract::authenticate(&st, token).await {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
     };
     if let Err(e) = require(&st, &who, Permission::Verify, "verify requests").await {
         return e.into_response();

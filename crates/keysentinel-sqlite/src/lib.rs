@@ -118,13 +118,12 @@ impl SqliteStore {
         })?;
         let mut conn = open_connection(path, false)?;
         migrate(&mut conn)?;
-        let created = {
+        let (keys, created) = {
             let tx = conn.transaction().map_err(db_err)?;
-            let (_, created) = LogKeys::load_or_create(&mut ConnMeta(&tx), keyring)?;
+            let loaded = LogKeys::load_or_create(&mut ConnMeta(&tx), keyring)?;
             tx.commit().map_err(db_err)?;
-            created
+            loaded
         };
-        let (keys, _) = LogKeys::load_or_create(&mut ConnMeta(&conn), keyring)?;
         let state = writer::load_log_state(&conn)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let handle = std::thread::Builder::new()

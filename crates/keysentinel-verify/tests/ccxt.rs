@@ -63,10 +63,9 @@ fn api_key(v: &Vector, scopes: &[Scope], allowlist: &[&str]) -> ApiKey {
     keysentinel_testkit::api_key(&v.access_key, v.scheme, algorithm, scopes, allowlist)
 }
 
-fn verifier_with(v: &Vector, key: &ApiKey, secret: Option<&str>) -> Verifier {
+fn verifier_with(key: &ApiKey, secret: Option<&str>) -> Verifier {
     let snapshot = Arc::new(KeySnapshot::default());
     snapshot.upsert(KeyEntry::new(key, secret.map(str::as_bytes)).unwrap());
-    let _ = v;
     Verifier::new(snapshot, RouteTable::default_routes().unwrap(), VerifyConfig::default())
 }
 
@@ -92,7 +91,7 @@ fn verify(verifier: &Verifier, v: &Vector, ip: &str, now_ms: i64) -> (Code, Opti
 }
 
 fn fresh(v: &Vector) -> Verifier {
-    verifier_with(v, &api_key(v, &all_scopes(), &["203.0.113.0/24"]), v.secret.as_deref())
+    verifier_with(&api_key(v, &all_scopes(), &["203.0.113.0/24"]), v.secret.as_deref())
 }
 
 fn uses_nonce(s: SigningScheme) -> bool {
@@ -125,21 +124,18 @@ fn conformance(v: &Vector, now_ms: i64) {
             other.public_key = Some("PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw=".into());
         }
     }
-    let wrong = verifier_with(
-        &other,
-        &api_key(&other, &all_scopes(), &[]),
-        Some("kss_AnotherSecretEntirely000000000000000000000"),
-    );
+    let wrong =
+        verifier_with(&api_key(&other, &all_scopes(), &[]), Some("kss_AnotherSecretEntirely000000000000000000000"));
     assert_eq!(verify(&wrong, v, INSIDE, now_ms).0, Code::BadSignature, "{n}: wrong key");
     // A key without the endpoint's scope.
-    let read_only = verifier_with(v, &api_key(v, &[Scope::Read], &[]), v.secret.as_deref());
+    let read_only = verifier_with(&api_key(v, &[Scope::Read], &[]), v.secret.as_deref());
     let expected = if v.scope == Scope::Read { Code::Valid } else { Code::ScopeDenied };
     assert_eq!(verify(&read_only, v, INSIDE, now_ms).0, expected, "{n}: scope");
     // A key bound to another scheme.
     let mut foreign = api_key(v, &all_scopes(), &[]);
     foreign.scheme = if v.scheme == SigningScheme::Korbit { SigningScheme::Binance } else { SigningScheme::Korbit };
     if foreign.scheme.supports(&foreign.algorithm) {
-        let ks = verifier_with(v, &foreign, v.secret.as_deref());
+        let ks = verifier_with(&foreign, v.secret.as_deref());
         assert_ne!(verify(&ks, v, INSIDE, now_ms).0, Code::Valid, "{n}: key bound to another scheme");
     }
     // Without the body a body-signing request cannot be verified.
