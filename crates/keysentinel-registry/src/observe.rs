@@ -24,7 +24,7 @@ impl Registry {
             let Some(last) = page.last() else { break };
             after = Some(last.access_key.clone());
             for key in &page {
-                self.publish_to(&*observer, key);
+                self.publish_key(&key.access_key, std::slice::from_ref(&observer));
                 n += 1;
             }
         }
@@ -34,18 +34,25 @@ impl Registry {
         Ok(n)
     }
 
-    fn publish_to(&self, observer: &dyn KeyObserver, key: &ApiKey) {
-        let secret = match self.store.key(&key.access_key) {
-            Ok(Some(stored)) => stored.sealed_secret.and_then(|sealed| match self.keyring.open(&sealed, &secret_context(&key.access_key)) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!(access_key = %key.access_key, error = %e, "cannot open a key's secret; the gateway will refuse the key");
-                    None
-                }
-            }),
-            _ => None,
+    /// Reads `access_key` as committed, opens its secret once, and hands both to `observers`.
+    fn publish_key(&self, access_key: &AccessKey, observers: &[Arc<dyn KeyObserver>]) {
+        let stored = match self.store.key(access_key) {
+            Ok(Some(stored)) => stored,
+            other => {
+                tracing::error!(%access_key, ?other, "changed key not readable after commit");
+                return;
+            }
         };
-        observer.key_changed(key, secret.as_deref().map(|s| s.as_slice()));
+        let secret = stored.sealed_secret.as_ref().and_then(|sealed| match self.keyring.open(sealed, &secret_context(access_key)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(%access_key, error = %e, "cannot open a key's secret; the gateway will refuse the key");
+                None
+            }
+        });
+        for o in observers {
+            o.key_changed(&stored.key, secret.as_deref().map(|s| s.as_slice()));
+        }
     }
 
     /// Pushes the committed state of `keys` to every observer. Called after each commit that
@@ -56,14 +63,7 @@ impl Registry {
             return;
         }
         for access_key in keys {
-            match self.store.key(access_key) {
-                Ok(Some(stored)) => {
-                    for o in observers.iter() {
-                        self.publish_to(&**o, &stored.key);
-                    }
-                }
-                other => tracing::error!(%access_key, ?other, "changed key not readable after commit"),
-            }
+            self.publish_key(access_key, &observers);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Revocation to denial on one node. Keys are revoked (and suspended) through the registry and
 //! the durable SQLite commit; two observers stamp the change as it is published: one registered
-//! before the gateway's snapshot observer (the commit has returned and publication begins) and one
+//! before the gateway's snapshot observer (the commit has returned and the key has been read back
+//! and its secret opened, which this span therefore leaves out) and one
 //! after it (the snapshot holds the change: from then on every verify is denied, which is
 //! checked). Reported as p50/p99 of commit → applied, and of the whole admin call → applied
 //! (which includes the fsync and the signed audit checkpoint).
