@@ -75,6 +75,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYSENTINEL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Also serve Envoy `ext_authz` (gRPC `envoy.service.auth.v3.Authorization/Check`) on this
+    /// address; off when unset.
+    #[arg(long, env = "KEYSENTINEL_EXT_AUTHZ_LISTEN")]
+    ext_authz_listen: Option<String>,
     /// Key policy file (TOML); the built-in default policy otherwise.
     #[arg(long, env = "KEYSENTINEL_POLICY")]
     policy: Option<PathBuf>,
@@ -376,9 +380,29 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node.clone());
         let events_path = args.events_file.clone().unwrap_or_else(|| cli.data_dir.join("events").join("requests.ndjson"));
         let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path, node);
-        let state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
-        let app = keysentinel_server::router(std::sync::Arc::new(state));
+        let state = std::sync::Arc::new(keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?);
+        let ext_authz = match &args.ext_authz_listen {
+            Some(addr) => {
+                let grpc = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Failure::new(Exit::Usage, format!("cannot listen on {addr}: {e}")))?;
+                let grpc_addr = grpc.local_addr()?;
+                tracing::info!(addr = %grpc_addr, "Envoy ext_authz gRPC listening");
+                println!("keysentinel ext_authz (gRPC) listening on {grpc_addr}");
+                let service = keysentinel_server::ext_authz::service(state.clone());
+                Some(tokio::spawn(
+                    tonic::transport::Server::builder()
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc), shutdown_signal()),
+                ))
+            }
+            None => None,
+        };
+        let app = keysentinel_server::router(state);
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        if let Some(grpc) = ext_authz {
+            grpc.await?.context("ext_authz server failed")?;
+        }
         sweeper.abort();
         drop(writer); // finishes by itself once the last sender is gone
         opened.store.close();

@@ -115,7 +115,7 @@ pub async fn verify(
 }
 
 /// Verifies, records the decision in the metrics, and emits it as an event.
-fn decide(st: &AppState, req: &Request) -> keysentinel_verify::Decision {
+pub(crate) fn decide(st: &AppState, req: &Request) -> keysentinel_verify::Decision {
     let started = std::time::Instant::now();
     let decision = st.verifier.verify(req);
     let scheme = decision.scheme.map(|s| s.as_str());
@@ -145,8 +145,25 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> impl axum::response::In
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 
-fn now_ms(st: &AppState) -> i64 {
+pub(crate) fn now_ms(st: &AppState) -> i64 {
     (st.registry.now().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The HTTP status a gateway answers the client with: 401 when the request is not authenticated
+/// (no, unknown or bad credentials, stale, replayed), 403 when it is but may not pass.
+pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    use keysentinel_verify::Code;
+    match code {
+        Code::Valid => StatusCode::OK,
+        Code::MissingCredentials
+        | Code::Malformed
+        | Code::NotFound
+        | Code::BadSignature
+        | Code::StaleTimestamp
+        | Code::Replayed => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
+    }
 }
 
 /// Header carrying the gateway's own keysentinel token on forward-auth calls: `Authorization`
@@ -170,7 +187,6 @@ pub const GATEWAY_TOKEN_HEADER: &str = "x-keysentinel-token";
 pub async fn forward_auth(State(st): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> axum::response::Response {
     use axum::http::{HeaderValue, StatusCode};
     use axum::response::IntoResponse;
-    use keysentinel_verify::Code;
 
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let Some(token) = get(GATEWAY_TOKEN_HEADER) else {
@@ -212,17 +228,7 @@ pub async fn forward_auth(State(st): State<Arc<AppState>>, headers: axum::http::
         .collect();
     let req = Request { method, path, query, body: None, headers: &client_headers, client_ip, now_ms: now_ms(&st) };
     let decision = decide(&st, &req);
-    let status = match decision.code {
-        Code::Valid => StatusCode::OK,
-        Code::MissingCredentials
-        | Code::Malformed
-        | Code::NotFound
-        | Code::BadSignature
-        | Code::StaleTimestamp
-        | Code::Replayed => StatusCode::UNAUTHORIZED,
-        _ => StatusCode::FORBIDDEN,
-    };
-    let mut resp = status.into_response();
+    let mut resp = gateway_status(decision.code).into_response();
     let h = resp.headers_mut();
     h.insert("x-keysentinel-code", HeaderValue::from_static(decision.code.as_str()));
     if let Some(key) = &decision.key {

@@ -2,6 +2,7 @@
 //! Handlers only authenticate, authorise, translate and delegate to the registry.
 
 pub mod error;
+pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
 pub mod routes;

@@ -214,7 +214,13 @@ impl EventPipeline {
     }
 }
 
-/// Appends events to an NDJSON file, flushing whenever the queue runs dry.
+/// How long the writer lets events accumulate between batches. While it sleeps it is not waiting
+/// on the queue, so `emit` finds no waiter to wake: verify threads make no wake-up system call,
+/// and the writer wakes at most ~50 times a second however busy the gateway is (the way a Kafka
+/// producer's `linger.ms` trades a little latency for batching).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Appends events to an NDJSON file in batches, flushing after each batch.
 pub fn spawn_file_writer(
     mut rx: mpsc::Receiver<RequestEvent>,
     path: PathBuf,
@@ -232,21 +238,22 @@ pub fn spawn_file_writer(
                 return;
             }
         };
-        let mut out = std::io::BufWriter::new(file);
-        while let Some(event) = rx.blocking_recv() {
-            let mut batch = vec![event];
-            while let Ok(e) = rx.try_recv() {
-                batch.push(e);
-                if batch.len() >= 4096 {
-                    break;
-                }
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+        let mut failed = false;
+        let mut write = |out: &mut std::io::BufWriter<std::fs::File>, e: &RequestEvent| {
+            let ok = serde_json::to_writer(&mut *out, &e.record(&node)).is_ok() && out.write_all(b"\n").is_ok();
+            if !ok && !std::mem::replace(&mut failed, true) {
+                tracing::error!(path = %path.display(), "cannot write verify events");
             }
-            for e in &batch {
-                if serde_json::to_writer(&mut out, &e.record(&node)).is_err() || out.write_all(b"\n").is_err() {
-                    tracing::error!(path = %path.display(), "cannot write verify events");
-                }
+        };
+        // Parked on the queue only when it is empty; then one batch, then linger.
+        while let Some(first) = rx.blocking_recv() {
+            write(&mut out, &first);
+            while let Ok(e) = rx.try_recv() {
+                write(&mut out, &e);
             }
             let _ = out.flush();
+            std::thread::sleep(LINGER);
         }
     })
 }

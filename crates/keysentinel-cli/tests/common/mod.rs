@@ -13,6 +13,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_keysentinel");
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The ext_authz gRPC address, when started with `--ext-authz-listen`.
+    pub grpc: Option<String>,
 }
 
 impl Drop for Server {
@@ -23,18 +25,29 @@ impl Drop for Server {
 }
 
 pub fn serve(data: &Path) -> Server {
+    serve_with(data, &[])
+}
+
+pub fn serve_with(data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(extra)
         .env("KEYSENTINEL_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start keysentinel serve");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    out.read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("keysentinel listening on ").expect("listening line").to_owned();
-    Server { child, url }
+    let grpc = extra.contains(&"--ext-authz-listen").then(|| {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        line.trim().strip_prefix("keysentinel ext_authz (gRPC) listening on ").expect("ext_authz line").to_owned()
+    });
+    Server { child, url, grpc }
 }
 
 pub fn ks(data: &Path, url: &str, args: &[&str]) -> Output {
