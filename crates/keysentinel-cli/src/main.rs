@@ -3,9 +3,15 @@
 
 mod client;
 mod exit;
+mod front;
 mod local;
 mod offline;
 mod output;
+
+/// mimalloc: the gateway path allocates small, short-lived buffers per request (hyper's headers,
+/// the verify event), where it measurably beats the system allocator (docs/gateway.md, Measuring).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -361,10 +367,11 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             local::write_private(&path, &format!("{}\n", token.as_str()))?;
             tracing::warn!(path = %path.display(), "created the first admin; its token is in this file (owner-only). Move it to your secrets manager and delete the file");
         }
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let front = front::Front::bind(&args.listen, threads)
             .await
             .map_err(|e| Failure::new(Exit::Usage, format!("cannot listen on {}: {e}", args.listen)))?;
-        let addr = listener.local_addr()?;
+        let addr = front.addr;
         tracing::info!(%addr, data_dir = %cli.data_dir.display(), policy = %opened.registry.policy().version, version = VERSION, "keysentinel admin API listening");
         println!("keysentinel listening on http://{addr}");
         let sweeper = keysentinel_server::spawn_expiry_sweeper(opened.registry.clone(), std::time::Duration::from_secs(args.sweep_seconds));
@@ -399,7 +406,15 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             None => None,
         };
         let app = keysentinel_server::router(state);
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut serving = tokio::task::spawn_blocking(move || front.serve(app, stopped));
+        tokio::select! {
+            r = &mut serving => r?.context("the HTTP server stopped")?,
+            _ = shutdown_signal() => {
+                let _ = stop.send(true);
+                serving.await?.context("the HTTP server failed while stopping")?;
+            }
+        }
         if let Some(grpc) = ext_authz {
             grpc.await?.context("ext_authz server failed")?;
         }

@@ -13,31 +13,40 @@ const RANDOM_LEN: usize = 30;
 const CHECKSUM_LEN: usize = 6;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// Encodes `value` in exactly `width` base62 digits (most significant first).
-pub fn base62_fixed(mut value: u64, width: usize) -> String {
-    let mut out = vec![b'0'; width];
+/// Encodes `value` in exactly `out.len()` base62 digits (most significant first).
+fn base62_into(mut value: u64, out: &mut [u8]) {
     for slot in out.iter_mut().rev() {
         // `value % 62` is always < 62, so the index is in range.
         *slot = BASE62[(value % 62) as usize];
         value /= 62;
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The checksum digits of `prefix` + `random`: base62(CRC32).
+fn checksum(prefix: &str, random: &str) -> [u8; CHECKSUM_LEN] {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(prefix.as_bytes());
+    crc.update(random.as_bytes());
+    let mut digits = [0u8; CHECKSUM_LEN];
+    base62_into(u64::from(crc.finalize()), &mut digits);
+    digits
 }
 
 /// A checksummed token: `prefix` + `random` + base62(CRC32(prefix + random)).
 pub fn checksummed(prefix: &str, random: &str) -> String {
-    let crc = crc32fast::hash(format!("{prefix}{random}").as_bytes());
-    format!("{prefix}{random}{}", base62_fixed(u64::from(crc), CHECKSUM_LEN))
+    let digits = checksum(prefix, random);
+    format!("{prefix}{random}{}", String::from_utf8_lossy(&digits))
 }
 
 /// True when `token` is `prefix` + base62 body whose last six characters are its CRC32.
+/// Allocation-free: gateways present a token with every verify call.
 pub fn has_valid_checksum(prefix: &str, token: &str) -> bool {
     let Some(body) = token.strip_prefix(prefix) else { return false };
     if body.len() <= CHECKSUM_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return false;
     }
-    let (random, _) = body.split_at(body.len() - CHECKSUM_LEN);
-    checksummed(prefix, random) == token
+    let (random, digits) = body.split_at(body.len() - CHECKSUM_LEN);
+    checksum(prefix, random) == digits.as_bytes()
 }
 
 fn check_id(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {

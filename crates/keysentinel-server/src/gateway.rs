@@ -184,10 +184,15 @@ pub const GATEWAY_TOKEN_HEADER: &str = "x-keysentinel-token";
     params(("X-Keysentinel-Token" = String, Header, description = "the gateway operator's token"),
            ("X-Original-Method" = String, Header), ("X-Original-URI" = String, Header), ("X-Real-IP" = String, Header)),
     responses((status = 200, description = "allowed"), (status = 401, description = "not authenticated"), (status = 403, description = "not allowed"), (status = 400, body = ErrorBody)))]
-pub async fn forward_auth(State(st): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> axum::response::Response {
+pub async fn forward_auth(
+    State(st): State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
     use axum::http::{HeaderValue, StatusCode};
     use axum::response::IntoResponse;
 
+    // The request itself rather than a `HeaderMap` extractor, which would copy every header.
+    let headers = request.headers();
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let Some(token) = get(GATEWAY_TOKEN_HEADER) else {
         return ApiError::new(

@@ -165,7 +165,6 @@ pub struct Verifier {
 /// What a scheme extracted before the key is known.
 pub(crate) struct Credential<'r> {
     pub family: Family,
-    pub access_key: std::borrow::Cow<'r, str>,
     pub parsed: schemes::Parsed<'r>,
 }
 
@@ -192,8 +191,8 @@ impl Family {
 
 /// What the signature check established about freshness.
 #[derive(Debug, Default)]
-pub(crate) struct Freshness<'r> {
-    pub nonce: Option<std::borrow::Cow<'r, str>>,
+pub(crate) struct Freshness<'c> {
+    pub nonce: Option<&'c str>,
 }
 
 impl Verifier {
@@ -215,7 +214,7 @@ impl Verifier {
             Ok(c) => c,
             Err(code) => return Decision::deny(code, None, None),
         };
-        let Some(key) = self.keys.get(&cred.access_key) else {
+        let Some(key) = self.keys.get(cred.access_key()) else {
             return Decision::deny(Code::NotFound, None, None);
         };
         let scheme = Some(key.scheme);
@@ -232,7 +231,7 @@ impl Verifier {
             Ok(f) => f,
             Err(code) => return Decision::deny(code, scheme, Some(key)),
         };
-        if let Some(nonce) = &fresh.nonce {
+        if let Some(nonce) = fresh.nonce {
             if !self.nonces.check_and_insert(&key.access_key, nonce, req.now_ms) {
                 return Decision::deny(Code::Replayed, scheme, Some(key));
             }

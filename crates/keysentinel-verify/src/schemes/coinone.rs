@@ -17,6 +17,7 @@ struct Body {
 }
 
 pub(crate) struct Payload<'r> {
+    pub(crate) access_token: String,
     raw: &'r str,
     signature: [u8; 64],
     nonce: String,
@@ -39,12 +40,11 @@ pub(crate) fn extract<'r>(req: &Request<'r>, payload: &'r str) -> Result<Credent
     }
     Ok(Credential {
         family: Family::Coinone,
-        access_key: body.access_token.into(),
-        parsed: Parsed::Coinone(Payload { raw: payload, signature, nonce }),
+        parsed: Parsed::Coinone(Payload { access_token: body.access_token, raw: payload, signature, nonce }),
     })
 }
 
-pub(crate) fn check<'r>(p: &Payload<'r>, key: &KeyEntry, req: &Request<'r>) -> Result<Freshness<'r>, Code> {
+pub(crate) fn check<'c, 'r>(p: &'c Payload<'r>, key: &KeyEntry, req: &Request<'r>) -> Result<Freshness<'c>, Code> {
     let Material::Hmac { sha512_upper, .. } = &key.material else { return Err(Code::WrongScheme) };
     let mut mac = sha512_upper.clone();
     mac.update(p.raw.as_bytes());
@@ -56,5 +56,5 @@ pub(crate) fn check<'r>(p: &Payload<'r>, key: &KeyEntry, req: &Request<'r>) -> R
             return Err(Code::BadSignature);
         }
     }
-    Ok(Freshness { nonce: Some(p.nonce.clone().into()) })
+    Ok(Freshness { nonce: Some(&p.nonce) })
 }

@@ -3,10 +3,12 @@
 //! SHA-512 of the query string — unescaped for Upbit, URL-encoded for Bithumb — or, for a JSON
 //! body, of the body's members in order. Bithumb adds a millisecond `timestamp` claim.
 
+use super::flatjson::{self, Scalar};
 use super::Parsed;
 use crate::encoding::{bithumb_body_query, json_members, percent_decode, upbit_body_query};
 use crate::snapshot::{KeyEntry, Material};
 use crate::{Code, Credential, Family, Freshness, Request, VerifyConfig};
+use arrayvec::ArrayString;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::Mac;
@@ -20,7 +22,7 @@ struct Header {
     alg: String,
 }
 
-/// Claims, borrowed from the decoded payload where they need no unescaping.
+/// Claims as serde_json reads them: the fallback for payloads outside the scanner's subset.
 #[derive(Deserialize)]
 struct Claims<'a> {
     #[serde(borrow)]
@@ -34,11 +36,13 @@ struct Claims<'a> {
     timestamp: Option<serde_json::Value>,
 }
 
-/// What the check needs of the claims.
-struct Checked {
-    nonce: Option<String>,
-    query_hash: Option<[u8; 64]>,
-    query_hash_alg_ok: bool,
+/// The claims verify reads, borrowed from the decoded payload (or from `Claims`).
+#[derive(Default)]
+struct Raw<'a> {
+    access_key: Option<&'a str>,
+    nonce: Option<&'a str>,
+    query_hash: Option<&'a str>,
+    query_hash_alg: Option<&'a str>,
     timestamp: Option<i64>,
 }
 
@@ -48,7 +52,13 @@ pub(crate) struct Token<'r> {
     sha512: bool,
     signature: [u8; 64],
     signature_len: usize,
-    claims: Checked,
+    /// Copied out of the decoded payload into fixed buffers: no allocation per request.
+    pub(crate) access_key: ArrayString<MAX_ACCESS_KEY>,
+    /// None when missing, empty or too long (refused as malformed once the signature verifies).
+    nonce: Option<ArrayString<MAX_NONCE>>,
+    query_hash: Option<[u8; 64]>,
+    query_hash_alg_ok: bool,
+    timestamp: Option<i64>,
 }
 
 /// base64url of `{"alg":"HS256","typ":"JWT"}` and of its HS512 form: the headers ccxt and most
@@ -56,6 +66,10 @@ pub(crate) struct Token<'r> {
 const HS256_HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 const HS512_HEADER: &str = "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9";
 const MAX_TOKEN: usize = 8 * 1024;
+const MAX_ACCESS_KEY: usize = 256;
+const MAX_NONCE: usize = 128;
+/// Upbit and Bithumb claims are ~250 bytes decoded; larger payloads are decoded on the heap.
+const INLINE_PAYLOAD: usize = 1024;
 
 pub(crate) fn extract(auth: &str) -> Result<Credential<'_>, Code> {
     let token = auth.strip_prefix("Bearer ").ok_or(Code::Malformed)?.trim();
@@ -78,34 +92,107 @@ pub(crate) fn extract(auth: &str) -> Result<Credential<'_>, Code> {
             }
         }
     };
-    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| Code::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| Code::Malformed)?;
-    let mut signature = [0u8; 64];
-    let signature_len = URL_SAFE_NO_PAD.decode_slice(s, &mut signature).map_err(|_| Code::Malformed)?;
-    if claims.access_key.is_empty() || claims.access_key.len() > 256 {
-        return Err(Code::Malformed);
-    }
-    let query_hash = match &claims.query_hash {
-        None => None,
-        Some(h) => Some(super::hex_exact::<64>(h).ok_or(Code::BadSignature)?),
+    let mut inline = [0u8; INLINE_PAYLOAD];
+    let heap;
+    let payload: &[u8] = match URL_SAFE_NO_PAD.decode_slice(p, &mut inline) {
+        Ok(n) => inline.get(..n).ok_or(Code::Malformed)?,
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            heap = URL_SAFE_NO_PAD.decode(p).map_err(|_| Code::Malformed)?;
+            &heap
+        }
+        Err(_) => return Err(Code::Malformed),
     };
+    let mut signature = [0u8; 64];
+    // The claims are read inside `with_claims`, so the serde fallback can lend its strings too.
+    let token = with_claims(payload, |raw| {
+        let signature_len = URL_SAFE_NO_PAD.decode_slice(s, &mut signature).map_err(|_| Code::Malformed)?;
+        let access_key =
+            raw.access_key.filter(|k| !k.is_empty()).and_then(|k| ArrayString::from(k).ok()).ok_or(Code::Malformed)?;
+        let query_hash = match raw.query_hash {
+            None => None,
+            Some(h) => Some(super::hex_exact::<64>(h).ok_or(Code::BadSignature)?),
+        };
+        Ok(Token {
+            signing_input,
+            sha512,
+            signature,
+            signature_len,
+            access_key,
+            nonce: raw.nonce.filter(|n| !n.is_empty()).and_then(|n| ArrayString::from(n).ok()),
+            query_hash,
+            query_hash_alg_ok: raw.query_hash_alg.is_none_or(|a| a.eq_ignore_ascii_case("SHA512")),
+            timestamp: raw.timestamp,
+        })
+    })?;
+    Ok(Credential { family: Family::Jwt, parsed: Parsed::Jwt(token) })
+}
+
+/// Reads the claims with the scanner, or with serde_json when the payload is outside the
+/// scanner's subset; either way the same rules: `access_key` a string, the others strings or
+/// null, `timestamp` an integer or a string of one, no known claim twice.
+fn with_claims<T>(payload: &[u8], then: impl FnOnce(Raw<'_>) -> Result<T, Code>) -> Result<T, Code> {
+    let mut raw = Raw::default();
+    let mut seen = [false; 5];
+    let scanned = flatjson::scan(payload, |name, value| {
+        let slot = match name {
+            "access_key" => 0,
+            "nonce" => 1,
+            "query_hash" => 2,
+            "query_hash_alg" => 3,
+            "timestamp" => 4,
+            _ => return true,
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return false; // serde_json refuses duplicates: let it say so
+        }
+        match (slot, value) {
+            (_, Scalar::Null) if slot != 0 => true,
+            (0, Scalar::Str(v)) => {
+                raw.access_key = Some(v);
+                true
+            }
+            (1, Scalar::Str(v)) => {
+                raw.nonce = Some(v);
+                true
+            }
+            (2, Scalar::Str(v)) => {
+                raw.query_hash = Some(v);
+                true
+            }
+            (3, Scalar::Str(v)) => {
+                raw.query_hash_alg = Some(v);
+                true
+            }
+            (4, Scalar::Int(n)) => {
+                raw.timestamp = Some(n);
+                true
+            }
+            (4, Scalar::Str(v)) => match v.parse() {
+                Ok(n) => {
+                    raw.timestamp = Some(n);
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        }
+    });
+    if scanned.is_some() && raw.access_key.is_some() {
+        return then(raw);
+    }
+    let claims: Claims = serde_json::from_slice(payload).map_err(|_| Code::Malformed)?;
     let timestamp = match &claims.timestamp {
         None => None,
         Some(serde_json::Value::Number(n)) => Some(n.as_i64().ok_or(Code::Malformed)?),
         Some(serde_json::Value::String(s)) => Some(s.parse().map_err(|_| Code::Malformed)?),
         Some(_) => return Err(Code::Malformed),
     };
-    let checked = Checked {
-        nonce: claims.nonce.map(Cow::into_owned),
-        query_hash,
-        query_hash_alg_ok: claims.query_hash_alg.as_deref().is_none_or(|a| a.eq_ignore_ascii_case("SHA512")),
+    then(Raw {
+        access_key: Some(&claims.access_key),
+        nonce: claims.nonce.as_deref(),
+        query_hash: claims.query_hash.as_deref(),
+        query_hash_alg: claims.query_hash_alg.as_deref(),
         timestamp,
-    };
-    let parsed = Token { signing_input, sha512, signature, signature_len, claims: checked };
-    Ok(Credential {
-        family: Family::Jwt,
-        access_key: claims.access_key.into_owned().into(),
-        parsed: Parsed::Jwt(parsed),
     })
 }
 
@@ -133,12 +220,12 @@ fn hash_input<'r>(scheme: SigningScheme, req: &Request<'r>) -> Result<Option<Cow
     }
 }
 
-pub(crate) fn check<'r>(
-    t: &Token<'r>,
+pub(crate) fn check<'c, 'r>(
+    t: &'c Token<'r>,
     key: &KeyEntry,
     req: &Request<'r>,
     cfg: &VerifyConfig,
-) -> Result<Freshness<'r>, Code> {
+) -> Result<Freshness<'c>, Code> {
     let Material::Hmac { sha256, sha512, .. } = &key.material else { return Err(Code::WrongScheme) };
     let input = t.signing_input.as_bytes();
     let signature = t.signature.get(..t.signature_len).ok_or(Code::Malformed)?;
@@ -156,13 +243,13 @@ pub(crate) fn check<'r>(
     }
     // The parameters must be exactly those the client hashed: otherwise a signed token could be
     // replayed onto other parameters (another price, another withdrawal address).
-    match (&t.claims.query_hash, hash_input(key.scheme, req)?) {
+    match (&t.query_hash, hash_input(key.scheme, req)?) {
         (None, None) => {}
         (Some(_), None) if req.body.is_none() && !super::params_method_is_get(req.method) => {
             return Err(Code::BodyRequired)
         }
         (Some(claimed), Some(input)) => {
-            if !t.claims.query_hash_alg_ok {
+            if !t.query_hash_alg_ok {
                 return Err(Code::Malformed);
             }
             let digest = Sha512::digest(&input);
@@ -172,12 +259,12 @@ pub(crate) fn check<'r>(
         }
         _ => return Err(Code::BadSignature),
     }
-    let nonce = t.claims.nonce.as_deref().filter(|n| !n.is_empty() && n.len() <= 128).ok_or(Code::Malformed)?;
+    let nonce = t.nonce.as_ref().ok_or(Code::Malformed)?;
     if key.scheme == SigningScheme::Bithumb {
-        let ts = t.claims.timestamp.ok_or(Code::Malformed)?;
+        let ts = t.timestamp.ok_or(Code::Malformed)?;
         if ts >= req.now_ms + cfg.future_tolerance_ms || req.now_ms - ts > cfg.jwt_timestamp_window_ms {
             return Err(Code::StaleTimestamp);
         }
     }
-    Ok(Freshness { nonce: Some(nonce.to_owned().into()) })
+    Ok(Freshness { nonce: Some(nonce.as_str()) })
 }

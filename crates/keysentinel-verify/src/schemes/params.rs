@@ -11,6 +11,7 @@ use base64::Engine;
 use hmac::Mac;
 
 pub(crate) struct Signed<'r> {
+    pub(crate) access_key: &'r str,
     /// The signed bytes, in two parts: query (minus signature) then body (minus signature).
     query: &'r str,
     body: &'r [u8],
@@ -26,20 +27,20 @@ pub(crate) fn extract<'r>(req: &Request<'r>, key: &'r str, family: Family) -> Re
         return Err(Code::Malformed);
     }
     let signed = if let Some((query, signature)) = split_signature(req.query) {
-        Signed { query, body: req.body.unwrap_or_default(), signature }
+        Signed { access_key: key, query, body: req.body.unwrap_or_default(), signature }
     } else {
         match req.body {
             Some(body) => {
                 let text = std::str::from_utf8(body).map_err(|_| Code::Malformed)?;
                 let (body, signature) = split_signature(text).ok_or(Code::Malformed)?;
-                Signed { query: req.query, body: body.as_bytes(), signature }
+                Signed { access_key: key, query: req.query, body: body.as_bytes(), signature }
             }
             // The signature is not in the query, so it is in a body we were not given.
             None if is_body_method(req.method) => return Err(Code::BodyRequired),
             None => return Err(Code::Malformed),
         }
     };
-    Ok(Credential { family, access_key: key.into(), parsed: Parsed::Params(signed) })
+    Ok(Credential { family, parsed: Parsed::Params(signed) })
 }
 
 /// `timestamp` and `recvWindow` from the query or the body (body wins, as it comes last).
@@ -51,12 +52,12 @@ fn number(s: &Signed, name: &str) -> Result<Option<i64>, Code> {
     }
 }
 
-pub(crate) fn check<'r>(
-    s: &Signed<'r>,
+pub(crate) fn check<'c, 'r>(
+    s: &'c Signed<'r>,
     key: &KeyEntry,
     req: &Request<'r>,
     cfg: &VerifyConfig,
-) -> Result<Freshness<'r>, Code> {
+) -> Result<Freshness<'c>, Code> {
     let ok = match &key.material {
         Material::Hmac { sha256, .. } => {
             let sig: [u8; 32] = hex_exact(s.signature).ok_or(Code::BadSignature)?;
