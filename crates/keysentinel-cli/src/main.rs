@@ -2,6 +2,7 @@
 //! that work on the data directory (audit verification, master-key rotation).
 
 mod client;
+mod detect;
 mod exit;
 mod front;
 mod local;
@@ -56,6 +57,10 @@ enum Command {
     },
     /// Print the OpenAPI document of the admin API.
     Openapi,
+    /// Run the detection engine over recorded events, in event time; write its decisions.
+    Replay(detect::ReplayArgs),
+    /// Write a simulated exchange's traffic (event format v1) and its ground truth.
+    Simulate(detect::SimulateArgs),
     /// API keys.
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -333,6 +338,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", keysentinel_server::openapi_json());
             Ok(())
         }
+        Command::Replay(args) => detect::replay(args),
+        Command::Simulate(args) => detect::simulate(args),
         Command::Keys(cmd) => keys(&cli, cmd),
         Command::Accounts(cmd) => accounts(&cli, cmd),
         Command::Operators(cmd) => operators(&cli, cmd),

@@ -1,0 +1,292 @@
+//! `keysentinel replay` and `keysentinel simulate`: the detection engine over recorded or
+//! simulated traffic, in event time.
+
+use crate::exit::{Exit, Failure};
+use clap::Args;
+use keysentinel_detect::event::{parse_line, parse_rfc3339_ms};
+use keysentinel_detect::geo::{Locate, NoGeo};
+use keysentinel_detect::{Config, Engine, Level};
+use std::collections::HashMap;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Where the open geo data lives (`scripts/geo-data` fetches it); the same for serve, replay and
+/// simulate.
+#[derive(Args, Clone)]
+pub struct GeoArgs {
+    /// Directory of the geo data (city .mmdb, ASN .csv). Default: .cache/geo when present.
+    #[arg(long, env = "KEYSENTINEL_GEO_DIR")]
+    pub geo_dir: Option<PathBuf>,
+}
+
+impl GeoArgs {
+    /// The loaded data, or `NoGeo` with a clear note of which indicators are off.
+    pub fn load(&self) -> anyhow::Result<Box<dyn Locate>> {
+        let dir = match &self.geo_dir {
+            Some(d) => Some(d.clone()),
+            None => Some(PathBuf::from(".cache/geo")).filter(|d| d.is_dir()),
+        };
+        let Some(dir) = dir else {
+            eprintln!(
+                "geo data: none (run scripts/geo-data, or set --geo-dir / KEYSENTINEL_GEO_DIR): impossible travel, \
+                 concurrent distant use, ASN rotation, hosting/VPN, declared geography and the network part of the \
+                 statistical score are off"
+            );
+            return Ok(Box::new(NoGeo));
+        };
+        if !dir.is_dir() {
+            return Err(
+                Failure::new(Exit::Usage, format!("geo data directory {} does not exist", dir.display())).into()
+            );
+        }
+        let geo = keysentinel_geo::GeoData::open(&dir).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+        let c = geo.coverage();
+        eprintln!(
+            "geo data: {} (city: {}, ASN: {})",
+            dir.display(),
+            if c.city { "yes" } else { "no: travel and distance indicators off" },
+            if c.asn { "yes" } else { "no: ASN rotation and hosting/VPN indicators off" }
+        );
+        Ok(Box::new(geo))
+    }
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Event-format v1 NDJSON (docs/events.md).
+    pub file: PathBuf,
+    /// Where to write the decisions (NDJSON); standard output when absent.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Ground truth from `simulate --truth`: print precision, recall and time to warn.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Detection parameters (TOML, docs/detection.md); the defaults otherwise.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub geo: GeoArgs,
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Where to write the events.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where to write the ground truth (shared keys, scenario, onset).
+    #[arg(long)]
+    pub truth: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+    pub accounts: u64,
+    #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u64).range(1..=24 * 365))]
+    pub hours: u64,
+    /// Share of retail keys hit by each sharing scenario.
+    #[arg(long, default_value_t = 0.01)]
+    pub sharing_rate: f64,
+    #[command(flatten)]
+    pub geo: GeoArgs,
+}
+
+/// The simulator's addresses come from the real ASN ranges when the geo data is there.
+struct Book<'a>(Option<&'a keysentinel_geo::GeoData>);
+
+impl keysentinel_sim::AddressBook for Book<'_> {
+    fn ranges(&self, asn: u32) -> Vec<(u32, u32)> {
+        self.0.map(|g| g.ranges_v4(asn)).unwrap_or_default()
+    }
+}
+
+pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    if !(0.0..=0.3).contains(&args.sharing_rate) {
+        return Err(Failure::new(Exit::Usage, "--sharing-rate must be between 0 and 0.3").into());
+    }
+    let geo_dir = args.geo.geo_dir.clone().or_else(|| Some(PathBuf::from(".cache/geo")).filter(|d| d.is_dir()));
+    let geo = match &geo_dir {
+        Some(d) => Some(keysentinel_geo::GeoData::open(d).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?),
+        None => {
+            eprintln!("geo data: none: addresses are synthetic (run scripts/geo-data for real networks)");
+            None
+        }
+    };
+    let params = keysentinel_sim::Params {
+        seed: args.seed,
+        accounts: args.accounts as usize,
+        hours: args.hours as i64,
+        sharing_rate: args.sharing_rate,
+        ..Default::default()
+    };
+    let out = keysentinel_sim::simulate(&params, &Book(geo.as_ref()));
+    let mut w = BufWriter::new(create(&args.out)?);
+    for line in &out.events {
+        writeln!(w, "{line}")?;
+    }
+    w.flush()?;
+    let mut t = BufWriter::new(create(&args.truth)?);
+    for s in &out.truth {
+        writeln!(
+            t,
+            "{}",
+            serde_json::json!({ "key_id": s.key_id, "scenario": s.scenario, "onset": keysentinel_detect::event::format_rfc3339_ms(s.onset_ms) })
+        )?;
+    }
+    for (key, segment) in &out.keys {
+        if !out.truth.iter().any(|s| &s.key_id == key) {
+            writeln!(t, "{}", serde_json::json!({ "key_id": key, "scenario": null, "segment": segment }))?;
+        }
+    }
+    t.flush()?;
+    eprintln!(
+        "simulated {} events for {} keys ({} shared) into {}; truth in {}",
+        out.events.len(),
+        out.keys.len(),
+        out.truth.len(),
+        args.out.display(),
+        args.truth.display()
+    );
+    Ok(())
+}
+
+fn create(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path)
+        .map_err(|e| Failure::new(Exit::Usage, format!("cannot write {}: {e}", path.display())).into())
+}
+
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    let config: Config = match &args.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", p.display())))?;
+            toml::from_str(&text).map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", p.display())))?
+        }
+        None => Config::default(),
+    };
+    let geo = args.geo.load()?;
+    let file = std::fs::File::open(&args.file)
+        .map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", args.file.display())))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(BufWriter::new(create(p)?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut engine = Engine::new(config, geo.as_ref());
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let (mut line, mut n, mut bad, mut read) = (String::new(), 0u64, 0u64, 0u64);
+    let mut decisions = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        line.clear();
+        let len = reader.read_line(&mut line)?;
+        if len == 0 {
+            break;
+        }
+        n += 1;
+        read += len as u64;
+        if n % 65_536 == 0 {
+            bar.set_position(read);
+        }
+        let text = line.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        match parse_line(text) {
+            Ok(rec) => engine.ingest(&rec),
+            Err(e) => {
+                bad += 1;
+                if bad <= 20 {
+                    bar.suspend(|| eprintln!("{}:{n}: skipped: {e}", args.file.display()));
+                }
+            }
+        }
+        for d in engine.take_decisions() {
+            writeln!(out, "{}", d.to_json())?;
+            decisions.push((d.key_id.clone(), d.level, d.ts));
+        }
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "replayed {n} lines ({bad} skipped) in {secs:.2} s ({:.0} events/s); {} keys; {} decisions",
+        n as f64 / secs.max(1e-9),
+        engine.keys(),
+        decisions.len()
+    );
+    if let Some(truth) = &args.truth {
+        evaluate(truth, &decisions)?;
+    }
+    Ok(())
+}
+
+/// Precision and recall of `invalidate` by key, benign keys invalidated, and the median time
+/// from the onset of sharing to the first `warn`.
+fn evaluate(path: &Path, decisions: &[(String, Level, i64)]) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", path.display())))?;
+    let mut shared: HashMap<String, (String, i64)> = HashMap::new();
+    let mut benign = 0usize;
+    for line in std::io::BufReader::new(file).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        let key = v["key_id"].as_str().unwrap_or_default().to_owned();
+        match (v["scenario"].as_str(), v["onset"].as_str().and_then(parse_rfc3339_ms)) {
+            (Some(s), Some(onset)) => {
+                shared.insert(key, (s.to_owned(), onset));
+            }
+            _ => benign += 1,
+        }
+    }
+    let mut first: HashMap<&str, HashMap<Level, i64>> = HashMap::new();
+    for (k, level, ts) in decisions {
+        first.entry(k.as_str()).or_default().entry(*level).or_insert(*ts);
+    }
+    let reached =
+        |k: &str, l: Level| first.get(k).and_then(|m| m.iter().filter(|(lv, _)| **lv >= l).map(|(_, t)| *t).min());
+    let mut tp = 0;
+    let mut fp = 0;
+    let mut fp_keys = Vec::new();
+    for k in first.keys() {
+        if reached(k, Level::Invalidate).is_some() {
+            if shared.contains_key(*k) {
+                tp += 1;
+            } else {
+                fp += 1;
+                fp_keys.push(k.to_string());
+            }
+        }
+    }
+    let mut delays: Vec<i64> =
+        shared.iter().filter_map(|(k, (_, onset))| reached(k, Level::Warn).map(|t| (t - onset).max(0))).collect();
+    delays.sort_unstable();
+    let median = delays.get(delays.len() / 2).map_or(f64::NAN, |d| *d as f64 / 60_000.0);
+    let precision = if tp + fp == 0 { 1.0 } else { tp as f64 / (tp + fp) as f64 };
+    let recall = if shared.is_empty() { 1.0 } else { tp as f64 / shared.len() as f64 };
+    println!("shared keys: {}  benign keys: {benign}", shared.len());
+    println!(
+        "invalidate: precision {precision:.4}  recall {recall:.4}  benign invalidated {fp} ({:.3}%)",
+        100.0 * fp as f64 / benign.max(1) as f64
+    );
+    println!("warned: {} of {} shared keys; median onset → first warn {median:.1} min", delays.len(), shared.len());
+    let mut by: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (k, (s, _)) in &shared {
+        let e = by.entry(s.as_str()).or_default();
+        e.0 += 1;
+        if reached(k, Level::Invalidate).is_some() {
+            e.1 += 1;
+        }
+    }
+    let mut by: Vec<_> = by.into_iter().collect();
+    by.sort();
+    for (s, (n, hit)) in by {
+        println!("  {s}: {hit}/{n} invalidated");
+    }
+    fp_keys.sort();
+    for k in fp_keys.iter().take(10) {
+        println!("  false invalidate: {k}");
+    }
+    Ok(())
+}

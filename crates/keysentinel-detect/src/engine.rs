@@ -1,0 +1,880 @@
+//! The streaming engine: records in event-time order in, decisions out. Deterministic: the same
+//! records give the same decisions, byte for byte (no wall clock, no random state, no hash-map
+//! iteration in anything that reaches the output).
+
+use crate::config::Config;
+use crate::event::{Millis, OrderAction, Outcome, Record};
+use crate::geo::{distance_km, Locate, Network, Place};
+use crate::indicator::{combine, repeated, Indicator, Level};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+const MINUTE: Millis = 60_000;
+const HOUR: Millis = 60 * MINUTE;
+const DAY: Millis = 24 * HOUR;
+/// Distinct values remembered per feature per key (the least seen are forgotten first).
+const HISTORY: usize = 32;
+
+/// One reason for a decision: an indicator and what it saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub indicator: Indicator,
+    pub count: u32,
+    pub evidence: String,
+}
+
+/// A key reached a (higher) level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub ts: Millis,
+    pub key_id: String,
+    pub account_id: String,
+    pub risk: f32,
+    pub level: Level,
+    pub reasons: Vec<Reason>,
+}
+
+impl Decision {
+    /// The decision as one NDJSON line (fixed field order, risk to three decimals).
+    pub fn to_json(&self) -> String {
+        let reasons: Vec<serde_json::Value> = self
+            .reasons
+            .iter()
+            .map(|r| serde_json::json!({ "indicator": r.indicator.as_str(), "count": r.count, "evidence": r.evidence }))
+            .collect();
+        let risk = (f64::from(self.risk) * 1000.0).round() / 1000.0;
+        format!(
+            "{{\"ts\":{},\"key_id\":{},\"account_id\":{},\"risk\":{},\"level\":\"{}\",\"reasons\":{}}}",
+            serde_json::Value::from(crate::event::format_rfc3339_ms(self.ts)),
+            serde_json::Value::from(self.key_id.as_str()),
+            serde_json::Value::from(self.account_id.as_str()),
+            risk,
+            self.level.as_str(),
+            serde_json::Value::from(reasons),
+        )
+    }
+}
+
+/// Counts of a feature's values, keyed by a stable 64-bit hash.
+#[derive(Default)]
+struct Counts {
+    items: Vec<(u64, u32)>,
+    total: u32,
+}
+
+impl Counts {
+    fn get(&self, h: u64) -> u32 {
+        self.items.iter().find(|(k, _)| *k == h).map_or(0, |(_, c)| *c)
+    }
+    fn add(&mut self, h: u64) {
+        self.total = self.total.saturating_add(1);
+        if let Some(e) = self.items.iter_mut().find(|(k, _)| *k == h) {
+            e.1 += 1;
+            return;
+        }
+        if self.items.len() == HISTORY {
+            // Forget the least seen (the first of them, for determinism).
+            if let Some(i) = self.items.iter().enumerate().min_by_key(|(_, (_, c))| *c).map(|(i, _)| i) {
+                self.items.swap_remove(i);
+            }
+        }
+        self.items.push((h, 1));
+    }
+}
+
+/// FNV-1a: stable across runs and platforms, which keeps replays identical.
+fn h64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The client family of a user agent: its first product token without the version
+/// (`ccxt/4.5.90 (+https://…)` → `ccxt`), so that upgrades are not churn.
+fn client_family(ua: &str) -> &str {
+    let first = ua.split([' ', '(']).next().unwrap_or("");
+    first.split('/').next().unwrap_or(first)
+}
+
+#[derive(Clone, Copy)]
+struct Seen {
+    ts: Millis,
+    place: Place,
+}
+
+#[derive(Default)]
+struct Fired {
+    count: u32,
+    last: Millis,
+    evidence: String,
+}
+
+struct KeyState {
+    key_id: String,
+    account: String,
+    allowlist: Vec<ipnet::IpNet>,
+    vendor: Option<String>,
+    first: Option<Millis>,
+    last: Option<Millis>,
+    requests: u32,
+    asns: Counts,
+    countries: Counts,
+    families: Counts,
+    /// Valid requests with a location, newest last, within the concurrency window.
+    places: VecDeque<Seen>,
+    recent_asns: VecDeque<(Millis, u32)>,
+    recent_clients: VecDeque<(Millis, u64)>,
+    recent_families: VecDeque<(Millis, u64)>,
+    bad_signatures: VecDeque<Millis>,
+    orders: VecDeque<Millis>,
+    /// Orders per hour over the learning period.
+    order_baseline: Option<f32>,
+    fired: Vec<(Indicator, Fired)>,
+    level: Option<Level>,
+}
+
+impl KeyState {
+    fn new(key_id: &str, account: &str) -> Self {
+        Self {
+            key_id: key_id.to_owned(),
+            account: account.to_owned(),
+            allowlist: Vec::new(),
+            vendor: None,
+            first: None,
+            last: None,
+            requests: 0,
+            asns: Counts::default(),
+            countries: Counts::default(),
+            families: Counts::default(),
+            places: VecDeque::new(),
+            recent_asns: VecDeque::new(),
+            recent_clients: VecDeque::new(),
+            recent_families: VecDeque::new(),
+            bad_signatures: VecDeque::new(),
+            orders: VecDeque::new(),
+            order_baseline: None,
+            fired: Vec::new(),
+            level: None,
+        }
+    }
+
+    fn learned(&self, cfg: &Config, now: Millis) -> bool {
+        self.requests >= cfg.learning_requests && self.first.is_some_and(|f| now - f >= cfg.learning_minutes * MINUTE)
+    }
+
+    fn allowlisted(&self, ip: IpAddr) -> bool {
+        self.allowlist.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[derive(Default)]
+struct AccountState {
+    segment: String,
+    declared: Vec<[u8; 2]>,
+    keys: Vec<usize>,
+}
+
+/// Who drove an IP or device recently: (time, account index).
+#[derive(Default)]
+struct LinkWindow {
+    uses: VecDeque<(Millis, usize)>,
+}
+
+pub struct Engine<'g> {
+    cfg: Config,
+    geo: &'g dyn Locate,
+    keys: Vec<KeyState>,
+    key_index: HashMap<String, usize>,
+    accounts: Vec<AccountState>,
+    account_index: HashMap<String, usize>,
+    /// Union-find over accounts joined by documented relationships.
+    parent: Vec<usize>,
+    vendors: HashMap<String, (bool, Vec<ipnet::IpNet>)>,
+    approved_egress: Vec<ipnet::IpNet>,
+    ip_links: HashMap<IpAddr, LinkWindow>,
+    device_links: HashMap<String, LinkWindow>,
+    /// Recent orders by (symbol, side, rounded notional): (time, account, key).
+    order_links: HashMap<OrderShape, VecDeque<(Millis, usize, usize)>>,
+    global_asns: Counts,
+    global_countries: Counts,
+    global_families: Counts,
+    decisions: Vec<Decision>,
+}
+
+impl<'g> Engine<'g> {
+    pub fn new(cfg: Config, geo: &'g dyn Locate) -> Self {
+        Self {
+            cfg,
+            geo,
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+            accounts: Vec::new(),
+            account_index: HashMap::new(),
+            parent: Vec::new(),
+            vendors: HashMap::new(),
+            approved_egress: Vec::new(),
+            ip_links: HashMap::new(),
+            device_links: HashMap::new(),
+            order_links: HashMap::new(),
+            global_asns: Counts { items: Vec::new(), total: 0 },
+            global_countries: Counts::default(),
+            global_families: Counts::default(),
+            decisions: Vec::new(),
+        }
+    }
+
+    /// Keys the engine holds state for.
+    pub fn keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Decisions made since the last call, in order.
+    pub fn take_decisions(&mut self) -> Vec<Decision> {
+        std::mem::take(&mut self.decisions)
+    }
+
+    fn account(&mut self, id: &str) -> usize {
+        if let Some(&i) = self.account_index.get(id) {
+            return i;
+        }
+        let i = self.accounts.len();
+        self.accounts.push(AccountState { segment: "retail".into(), ..Default::default() });
+        self.parent.push(i);
+        self.account_index.insert(id.to_owned(), i);
+        i
+    }
+
+    fn key(&mut self, key_id: &str, account_id: Option<&str>) -> usize {
+        if let Some(&i) = self.key_index.get(key_id) {
+            return i;
+        }
+        let account_id = account_id.unwrap_or("unknown");
+        let a = self.account(account_id);
+        let i = self.keys.len();
+        self.keys.push(KeyState::new(key_id, account_id));
+        self.accounts[a].keys.push(i);
+        self.key_index.insert(key_id.to_owned(), i);
+        i
+    }
+
+    fn root(&mut self, mut a: usize) -> usize {
+        while self.parent[a] != a {
+            self.parent[a] = self.parent[self.parent[a]];
+            a = self.parent[a];
+        }
+        a
+    }
+
+    fn institutional(&self, k: usize) -> bool {
+        let a = self.account_index.get(&self.keys[k].account).copied();
+        a.is_some_and(|a| {
+            matches!(self.accounts[a].segment.as_str(), "market_maker" | "broker" | "institution" | "corporate")
+        })
+    }
+
+    fn in_vendor_egress(&self, k: usize, ip: IpAddr) -> bool {
+        if let Some(v) = &self.keys[k].vendor {
+            if let Some((true, nets)) = self.vendors.get(v) {
+                return nets.iter().any(|n| n.contains(&ip));
+            }
+        }
+        false
+    }
+
+    pub fn ingest(&mut self, rec: &Record) {
+        match rec {
+            Record::Account { account_id, segment, declared_countries, .. } => {
+                let a = self.account(account_id);
+                self.accounts[a].segment = segment.to_string();
+                self.accounts[a].declared = declared_countries
+                    .iter()
+                    .filter_map(|c| {
+                        let b = c.as_bytes();
+                        (b.len() == 2).then(|| [b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()])
+                    })
+                    .collect();
+            }
+            Record::Key { key_id, account_id, ip_allowlist, vendor_id, .. } => {
+                let k = self.key(key_id, Some(account_id));
+                self.keys[k].allowlist = ip_allowlist.clone();
+                self.keys[k].vendor = vendor_id.as_ref().map(|v| v.to_string());
+            }
+            Record::Vendor { vendor_id, approved, egress_cidrs } => {
+                self.vendors.insert(vendor_id.to_string(), (*approved, egress_cidrs.clone()));
+                self.approved_egress = self
+                    .vendors
+                    .values()
+                    .filter(|(ok, _)| *ok)
+                    .flat_map(|(_, n)| n.iter().copied())
+                    .collect::<Vec<_>>();
+                self.approved_egress.sort();
+            }
+            // Every kind of documented relationship (affiliate, broker-client, market-making
+            // mandate, vendor delegation) makes the accounts related for the link graph.
+            Record::Relationship { from, to, .. } => {
+                let (a, b) = (self.account(from), self.account(to));
+                let (ra, rb) = (self.root(a), self.root(b));
+                if ra != rb {
+                    self.parent[ra.max(rb)] = ra.min(rb);
+                }
+            }
+            Record::Request { ts, key_id, ip, user_agent, device_id, outcome, .. } => {
+                let k = self.key(key_id, None);
+                self.request(k, *ts, *ip, user_agent.as_deref(), device_id.as_deref(), *outcome);
+            }
+            Record::Login { account_id, ip, .. } => {
+                // A login shows where the owner is: it counts into the history of the
+                // account's keys, so their automation from home is familiar.
+                let a = self.account(account_id);
+                let place = self.geo.locate(*ip);
+                for k in self.accounts[a].keys.clone() {
+                    let st = &mut self.keys[k];
+                    if let Some(asn) = place.asn {
+                        st.asns.add(h64(&asn.to_le_bytes()));
+                    }
+                    if let Some(c) = place.country {
+                        st.countries.add(h64(&c));
+                    }
+                }
+            }
+            Record::Order { ts, key_id, symbol, side, action, notional } => {
+                let k = self.key(key_id, None);
+                if *action == OrderAction::Place {
+                    self.order(k, *ts, symbol, *side == crate::event::Side::Buy, *notional);
+                }
+            }
+            Record::Withdrawal { .. } => {}
+            Record::Complaint { ts, account_id, text } => {
+                let a = self.account(account_id);
+                let lower = text.to_lowercase();
+                let sharing =
+                    ["shar", "lend", "lent", "sold", "resell", "someone else", "공유", "대여", "판매", "타인"]
+                        .iter()
+                        .any(|w| lower.contains(w));
+                if sharing {
+                    let evidence = format!("complaint: {}", text.chars().take(120).collect::<String>());
+                    for k in self.accounts[a].keys.clone() {
+                        self.fire(k, *ts, Indicator::Complaint, evidence.clone());
+                    }
+                }
+            }
+            Record::VendorIntel { ts, key_id, vendor_id, text } => {
+                let evidence = format!("vendor intelligence: {}", text.chars().take(120).collect::<String>());
+                if let Some(key_id) = key_id {
+                    let k = self.key(key_id, None);
+                    self.fire(k, *ts, Indicator::VendorIntel, evidence.clone());
+                }
+                if let Some(v) = vendor_id {
+                    let ks: Vec<usize> =
+                        (0..self.keys.len()).filter(|&k| self.keys[k].vendor.as_deref() == Some(v)).collect();
+                    for k in ks {
+                        self.fire(k, *ts, Indicator::VendorIntel, evidence.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, k: usize, ts: Millis, ip: IpAddr, ua: Option<&str>, device: Option<&str>, outcome: Outcome) {
+        let cfg = self.cfg.clone();
+        match outcome {
+            Outcome::BadSignature => {
+                let w = &mut self.keys[k].bad_signatures;
+                w.push_back(ts);
+                while w.front().is_some_and(|t| ts - t > 5 * MINUTE) {
+                    w.pop_front();
+                }
+                if w.len() >= cfg.bad_signature_burst {
+                    let n = w.len();
+                    let place = self.geo.locate(ip);
+                    self.fire(
+                        k,
+                        ts,
+                        Indicator::BadSignatureBurst,
+                        format!(
+                            "{n} bad signatures in 5 min, latest from {ip} ({} {})",
+                            place.country_str(),
+                            asn_text(&place)
+                        ),
+                    );
+                }
+                return;
+            }
+            Outcome::Valid | Outcome::IpNotAllowed => {}
+            _ => return,
+        }
+        let place = self.geo.locate(ip);
+        if outcome == Outcome::IpNotAllowed {
+            self.fire(
+                k,
+                ts,
+                Indicator::OutsideAllowlist,
+                format!(
+                    "correctly signed from {ip} ({} {}), outside the key's allowlist",
+                    place.country_str(),
+                    asn_text(&place)
+                ),
+            );
+            return;
+        }
+        let learned = self.keys[k].learned(&cfg, ts);
+        let institutional = self.institutional(k);
+        let trusted_site = self.keys[k].allowlisted(ip) || self.in_vendor_egress(k, ip);
+
+        // Dormancy.
+        if let Some(last) = self.keys[k].last {
+            if ts - last > cfg.dormant_days * DAY {
+                let days = (ts - last) / DAY;
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::Dormant,
+                    format!("first use in {days} days, from {ip} ({})", place.country_str()),
+                );
+            }
+        }
+
+        // Where the user physically is: only access and mobile networks say so. A VPN's exit or
+        // a cloud server is somewhere else by design, so honest VPN users and bots do not
+        // "teleport"; those networks have their own indicator.
+        let physical = matches!(place.network, Network::Access | Network::Mobile) && place.plausible;
+        if let (Some(here), true) = (place.lat_lon, physical) {
+            // Impossible travel from the previous located request.
+            if let Some(prev) = self.keys[k].places.back().copied() {
+                if let Some(there) = prev.place.lat_lon {
+                    let apart = distance_km(here, there) - place.accuracy_km - prev.place.accuracy_km;
+                    let hours = ((ts - prev.ts).max(1) as f32) / HOUR as f32;
+                    if apart > cfg.travel_min_km
+                        && apart / hours > cfg.travel_max_kmh
+                        && !(institutional && trusted_site)
+                    {
+                        self.fire(
+                            k,
+                            ts,
+                            Indicator::ImpossibleTravel,
+                            format!(
+                                "{} → {}: {:.0} km in {:.0} min ({:.0} km/h)",
+                                prev.place.country_str(),
+                                place.country_str(),
+                                apart,
+                                hours * 60.0,
+                                apart / hours
+                            ),
+                        );
+                    }
+                }
+            }
+            // Concurrent use: A, then B far away, then A again, all within the window.
+            let places = &self.keys[k].places;
+            let far = |s: &Seen| {
+                s.place.lat_lon.is_some_and(|p| {
+                    distance_km(p, here) - s.place.accuracy_km - place.accuracy_km > cfg.concurrent_min_km
+                })
+            };
+            if let Some(b) = places.iter().rposition(far) {
+                let near = |s: &Seen| {
+                    s.place
+                        .lat_lon
+                        .is_some_and(|p| distance_km(p, here) < 100.0 + s.place.accuracy_km + place.accuracy_km)
+                };
+                if places.iter().take(b).any(near) && !(institutional && trusted_site) {
+                    let other = places[b].place;
+                    self.fire(
+                        k,
+                        ts,
+                        Indicator::ConcurrentUse,
+                        format!(
+                            "used alternately from {} ({}) and {} ({}) within {} min",
+                            place.country_str(),
+                            asn_text(&place),
+                            other.country_str(),
+                            asn_text(&other),
+                            cfg.concurrent_window_minutes
+                        ),
+                    );
+                }
+            }
+        }
+        // Alternating fixed lines: broadband X, then broadband Y, then X again within the
+        // window. One person moves between home Wi-Fi and the phone network, not between two
+        // households' lines within minutes.
+        if place.network == Network::Access {
+            if let Some(asn) = place.asn {
+                let places = &self.keys[k].places;
+                let fixed_other =
+                    |s: &Seen| s.place.network == Network::Access && s.place.asn.is_some_and(|a| a != asn);
+                if let Some(b) = places.iter().rposition(fixed_other) {
+                    if places.iter().take(b).any(|s| s.place.asn == Some(asn)) && !trusted_site {
+                        let other = places[b].place;
+                        self.fire(
+                            k,
+                            ts,
+                            Indicator::AlternatingNetworks,
+                            format!(
+                                "used alternately from fixed lines {} and {} within {} min",
+                                asn_text(&place),
+                                asn_text(&other),
+                                cfg.concurrent_window_minutes
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        // Alternating clients: client family X, then Y, then X again within the window — two
+        // programs from two people, not one person's upgrade.
+        let family_h = ua.map(|u| h64(client_family(u).as_bytes()));
+        if let Some(f) = family_h {
+            let window = cfg.concurrent_window_minutes * MINUTE;
+            let st = &mut self.keys[k];
+            st.recent_families.push_back((ts, f));
+            while st.recent_families.front().is_some_and(|(t, _)| ts - t > window) || st.recent_families.len() > 64 {
+                st.recent_families.pop_front();
+            }
+            let recent = &st.recent_families;
+            let last = recent.len().saturating_sub(1);
+            if let Some(b) = recent.iter().take(last).rposition(|(_, g)| *g != f) {
+                if recent.iter().take(b).any(|(_, g)| *g == f) && !institutional && !trusted_site {
+                    self.fire(
+                        k,
+                        ts,
+                        Indicator::AlternatingClients,
+                        format!(
+                            "client {:?} alternating with another client within {} min",
+                            ua.map(client_family).unwrap_or("-"),
+                            cfg.concurrent_window_minutes
+                        ),
+                    );
+                }
+            }
+        }
+        if physical {
+            let window = cfg.concurrent_window_minutes * MINUTE;
+            let st = &mut self.keys[k];
+            st.places.push_back(Seen { ts, place });
+            while st.places.front().is_some_and(|s| ts - s.ts > window) || st.places.len() > 64 {
+                st.places.pop_front();
+            }
+        }
+
+        // ASN rotation.
+        if let Some(asn) = place.asn {
+            let st = &mut self.keys[k];
+            st.recent_asns.push_back((ts, asn));
+            while st.recent_asns.front().is_some_and(|(t, _)| ts - t > HOUR) {
+                st.recent_asns.pop_front();
+            }
+            let mut distinct: Vec<u32> = st.recent_asns.iter().map(|(_, a)| *a).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() >= cfg.rotation_asns_per_hour && !(institutional && trusted_site) {
+                self.fire(k, ts, Indicator::IpRotation, format!("{} networks (ASNs) within an hour", distinct.len()));
+            }
+        }
+
+        // First use from a hosting or VPN network the key has not used.
+        let asn_h = place.asn.map(|a| h64(&a.to_le_bytes()));
+        if learned
+            && matches!(place.network, Network::Hosting | Network::Vpn)
+            && asn_h.is_some_and(|h| self.keys[k].asns.get(h) == 0)
+            && !trusted_site
+        {
+            if self.active(k, Indicator::BadSignatureBurst, ts) {
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::ProbedThenUsed,
+                    format!(
+                        "valid use from a new {} network {} after a burst of bad signatures",
+                        place.network.as_str(),
+                        asn_text(&place)
+                    ),
+                );
+            }
+            self.fire(
+                k,
+                ts,
+                Indicator::NewHostingNetwork,
+                format!(
+                    "first use from {} network {} ({}), {ip}",
+                    place.network.as_str(),
+                    asn_text(&place),
+                    place.country_str()
+                ),
+            );
+        }
+
+        // Client churn.
+        let client = device.map(|d| h64(d.as_bytes())).or(ua.map(|u| h64(u.as_bytes())));
+        if let Some(c) = client {
+            let st = &mut self.keys[k];
+            st.recent_clients.push_back((ts, c));
+            while st.recent_clients.front().is_some_and(|(t, _)| ts - t > DAY) || st.recent_clients.len() > 256 {
+                st.recent_clients.pop_front();
+            }
+            let mut distinct: Vec<u64> = st.recent_clients.iter().map(|(_, c)| *c).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() >= cfg.churn_clients_per_day && !institutional {
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::ClientChurn,
+                    format!("{} distinct clients or devices within a day", distinct.len()),
+                );
+            }
+        }
+
+        // Geography outside the declared jurisdictions.
+        if let (Some(c), Some(a)) = (place.country, self.account_index.get(&self.keys[k].account).copied()) {
+            let declared = &self.accounts[a].declared;
+            if learned && !declared.is_empty() && !declared.contains(&c) && !trusted_site {
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::OutsideDeclared,
+                    format!("used from {} (declared: {})", place.country_str(), declared_text(declared)),
+                );
+            }
+        }
+
+        // The statistical score: how much likelier this access is for someone else than for
+        // this key's owner (Freeman et al., NDSS 2016), smoothed up ASN → country → global.
+        if learned && !trusted_site {
+            let llr = self.llr(k, &place, family_h);
+            if llr > cfg.unfamiliar_llr {
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::Unfamiliar,
+                    format!(
+                        "access from {} {} with client {:?} is {:.0}× likelier for another user than for this key's owner",
+                        place.country_str(),
+                        asn_text(&place),
+                        ua.map(client_family).unwrap_or("-"),
+                        f64::from(llr).exp().min(1e9)
+                    ),
+                );
+            }
+        }
+
+        // Link graph: one IP or one device driving keys of unrelated accounts. Not for addresses
+        // many honest users share: a mobile carrier's NAT, a commercial VPN's exit, an approved
+        // vendor's egress.
+        let account = self.account_index.get(&self.keys[k].account).copied().unwrap_or(0);
+        let shared_ip = matches!(place.network, Network::Mobile | Network::Vpn)
+            || self.approved_egress.iter().any(|n| n.contains(&ip));
+        if !shared_ip && !trusted_site {
+            let n = self.link(LinkKey::Ip(ip), ts, account);
+            if n >= cfg.link_accounts {
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::LinkedAccounts,
+                    format!("{ip} drove keys of {n} unrelated accounts within {} min", cfg.link_window_minutes),
+                );
+            }
+        }
+        if let Some(d) = device {
+            let n = self.link(LinkKey::Device(d), ts, account);
+            if n >= cfg.link_accounts {
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::LinkedAccounts,
+                    format!("device {d:?} drove keys of {n} unrelated accounts"),
+                );
+            }
+        }
+
+        // Learn.
+        let st = &mut self.keys[k];
+        st.requests = st.requests.saturating_add(1);
+        st.first.get_or_insert(ts);
+        st.last = Some(ts);
+        if let Some(h) = asn_h {
+            st.asns.add(h);
+            self.global_asns.add(h);
+        }
+        if let Some(c) = place.country {
+            st.countries.add(h64(&c));
+            self.global_countries.add(h64(&c));
+        }
+        if let Some(f) = family_h {
+            st.families.add(f);
+            self.global_families.add(f);
+        }
+    }
+
+    /// Log-likelihood ratio of this access: attacker (the population at large, hosting and VPN
+    /// networks weighted up) against this key's own history.
+    fn llr(&self, k: usize, place: &Place, family: Option<u64>) -> f32 {
+        const BETA: f32 = 2.0;
+        let st = &self.keys[k];
+        let n = st.requests.max(1) as f32;
+        let global = |c: &Counts, h: u64| (c.get(h) as f32 + 1.0) / (c.total as f32 + 50.0);
+        let mut llr = 0.0;
+        if let (Some(asn), Some(country)) = (place.asn, place.country) {
+            let (ah, ch) = (h64(&asn.to_le_bytes()), h64(&country));
+            let p_country = (st.countries.get(ch) as f32 + BETA * global(&self.global_countries, ch)) / (n + BETA);
+            let p_user = (st.asns.get(ah) as f32 + BETA * p_country) / (n + BETA);
+            let boost = if matches!(place.network, Network::Hosting | Network::Vpn) { 3.0 } else { 1.0 };
+            let p_attacker = (global(&self.global_asns, ah) * boost).min(1.0);
+            llr += (p_attacker / p_user).ln();
+        }
+        if let Some(f) = family {
+            let p_user = (st.families.get(f) as f32 + BETA * global(&self.global_families, f)) / (n + BETA);
+            llr += (global(&self.global_families, f) / p_user).ln();
+        }
+        llr
+    }
+
+    fn link(&mut self, key: LinkKey<'_>, ts: Millis, account: usize) -> usize {
+        let window = self.cfg.link_window_minutes * MINUTE;
+        let w = match key {
+            LinkKey::Ip(ip) => self.ip_links.entry(ip).or_default(),
+            LinkKey::Device(d) => {
+                if !self.device_links.contains_key(d) {
+                    self.device_links.insert(d.to_owned(), LinkWindow::default());
+                }
+                match self.device_links.get_mut(d) {
+                    Some(w) => w,
+                    None => return 0,
+                }
+            }
+        };
+        while w.uses.front().is_some_and(|(t, _)| ts - t > window) {
+            w.uses.pop_front();
+        }
+        if !w.uses.iter().any(|(_, a)| *a == account) {
+            w.uses.push_back((ts, account));
+        } else if let Some(e) = w.uses.iter_mut().find(|(_, a)| *a == account) {
+            e.0 = ts;
+        }
+        let mut accounts: Vec<usize> = w.uses.iter().map(|(_, a)| *a).collect();
+        // Unrelated: count one per relationship group.
+        let mut roots: Vec<usize> = accounts.drain(..).map(|a| self.root(a)).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        roots.len()
+    }
+
+    fn order(&mut self, k: usize, ts: Millis, symbol: &str, buy: bool, notional: f64) {
+        let cfg = self.cfg.clone();
+        let learned = self.keys[k].learned(&cfg, ts);
+        let institutional = self.institutional(k);
+        let st = &mut self.keys[k];
+        st.orders.push_back(ts);
+        while st.orders.front().is_some_and(|t| ts - t > HOUR) {
+            st.orders.pop_front();
+        }
+        let rate = st.orders.len() as f32;
+        match st.order_baseline {
+            None if learned => st.order_baseline = Some(rate.max(1.0)),
+            Some(base) if learned && rate > cfg.order_rate_multiple * base.max(6.0) && !institutional => {
+                self.fire(
+                    k,
+                    ts,
+                    Indicator::OrderAnomaly,
+                    format!("{rate:.0} orders in the last hour against a baseline of {base:.0}"),
+                );
+            }
+            _ => {}
+        }
+        // Coordinated orders: the same symbol, side and size (within 1%) from unrelated
+        // accounts within two seconds.
+        let bucket = (notional.max(1.0).ln() / 0.01).round() as u64;
+        let account = self.account_index.get(&self.keys[k].account).copied().unwrap_or(0);
+        let entry = self.order_links.entry((symbol.to_owned(), buy, bucket)).or_default();
+        while entry.front().is_some_and(|(t, _, _)| ts - t > 2_000) {
+            entry.pop_front();
+        }
+        entry.push_back((ts, account, k));
+        let others: Vec<(usize, usize)> = entry.iter().map(|(_, a, k)| (*a, *k)).collect();
+        let mut roots: Vec<usize> = others.iter().map(|(a, _)| self.root(*a)).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        if roots.len() >= 3 {
+            let evidence = format!(
+                "{symbol} {} orders of the same size from {} unrelated accounts within 2 s",
+                if buy { "buy" } else { "sell" },
+                roots.len()
+            );
+            let mut ks: Vec<usize> = others.iter().map(|(_, k)| *k).collect();
+            ks.sort_unstable();
+            ks.dedup();
+            for k in ks {
+                self.fire(k, ts, Indicator::CoordinatedOrders, evidence.clone());
+            }
+        }
+    }
+
+    fn active(&self, k: usize, ind: Indicator, ts: Millis) -> bool {
+        let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
+        self.keys[k].fired.iter().any(|(i, f)| *i == ind && f.count > 0 && ts - f.last <= ttl)
+    }
+
+    /// Records a firing (at most one per indicator per five minutes counts as a repeat), then
+    /// re-scores the key and emits a decision if its level rose.
+    fn fire(&mut self, k: usize, ts: Millis, ind: Indicator, evidence: String) {
+        let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
+        let st = &mut self.keys[k];
+        match st.fired.iter_mut().find(|(i, _)| *i == ind) {
+            Some((_, f)) => {
+                if ts - f.last > ttl {
+                    f.count = 0;
+                }
+                if f.count == 0 || ts - f.last >= 5 * MINUTE {
+                    f.count += 1;
+                    f.evidence = evidence;
+                }
+                f.last = ts;
+            }
+            None => st.fired.push((ind, Fired { count: 1, last: ts, evidence })),
+        }
+        let active: Vec<(Indicator, u32, String)> = st
+            .fired
+            .iter()
+            .filter(|(_, f)| ts - f.last <= ttl && f.count > 0)
+            .map(|(i, f)| (*i, f.count, f.evidence.clone()))
+            .collect();
+        let risk = combine(active.iter().map(|(i, n, _)| repeated(*i, *n)));
+        let thresholds =
+            if self.institutional(k) { self.cfg.thresholds.institutional } else { self.cfg.thresholds.retail };
+        let Some(level) = Level::of(risk, &thresholds) else { return };
+        let st = &mut self.keys[k];
+        if st.level.is_some_and(|l| l >= level) {
+            return;
+        }
+        st.level = Some(level);
+        let mut reasons: Vec<Reason> =
+            active.into_iter().map(|(indicator, count, evidence)| Reason { indicator, count, evidence }).collect();
+        reasons.sort_by(|a, b| {
+            repeated(b.indicator, b.count)
+                .total_cmp(&repeated(a.indicator, a.count))
+                .then(a.indicator.cmp(&b.indicator))
+        });
+        self.decisions.push(Decision {
+            ts,
+            key_id: st.key_id.clone(),
+            account_id: st.account.clone(),
+            risk,
+            level,
+            reasons,
+        });
+    }
+}
+
+/// (symbol, buy, size bucket): orders of one shape.
+type OrderShape = (String, bool, u64);
+
+enum LinkKey<'a> {
+    Ip(IpAddr),
+    Device(&'a str),
+}
+
+fn asn_text(p: &Place) -> String {
+    p.asn.map_or_else(|| "AS?".to_owned(), |a| format!("AS{a}"))
+}
+
+fn declared_text(d: &[[u8; 2]]) -> String {
+    d.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(",")
+}

@@ -1,0 +1,541 @@
+//! Event format v1 (docs/events.md): NDJSON, one record per line, each with a `type`.
+//!
+//! A line is read in one pass into a flat superset of every record's fields, borrowing its
+//! strings from the line where they need no unescaping, then checked for the fields its type
+//! requires. Unknown fields are accepted (the line itself is the record of them); a malformed
+//! line is an error naming what is wrong, and the caller reports it with its line number and
+//! goes on.
+
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// Milliseconds since the Unix epoch (event time).
+pub type Millis = i64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record<'a> {
+    Account {
+        account_id: Cow<'a, str>,
+        segment: Cow<'a, str>,
+        declared_countries: Vec<Cow<'a, str>>,
+        declared_purpose: Option<Cow<'a, str>>,
+    },
+    Key {
+        key_id: Cow<'a, str>,
+        account_id: Cow<'a, str>,
+        scopes: Vec<Cow<'a, str>>,
+        ip_allowlist: Vec<ipnet::IpNet>,
+        vendor_id: Option<Cow<'a, str>>,
+        ts: Option<Millis>,
+    },
+    Vendor {
+        vendor_id: Cow<'a, str>,
+        approved: bool,
+        egress_cidrs: Vec<ipnet::IpNet>,
+    },
+    Relationship {
+        from: Cow<'a, str>,
+        to: Cow<'a, str>,
+        kind: RelationshipKind,
+    },
+    Request {
+        ts: Millis,
+        key_id: Cow<'a, str>,
+        ip: IpAddr,
+        user_agent: Option<Cow<'a, str>>,
+        device_id: Option<Cow<'a, str>>,
+        method: Option<Cow<'a, str>>,
+        path: Option<Cow<'a, str>>,
+        outcome: Outcome,
+    },
+    Order {
+        ts: Millis,
+        key_id: Cow<'a, str>,
+        symbol: Cow<'a, str>,
+        side: Side,
+        action: OrderAction,
+        notional: f64,
+    },
+    Login {
+        ts: Millis,
+        account_id: Cow<'a, str>,
+        ip: IpAddr,
+        user_agent: Option<Cow<'a, str>>,
+        device_id: Option<Cow<'a, str>>,
+    },
+    Withdrawal {
+        ts: Millis,
+        key_id: Option<Cow<'a, str>>,
+        account_id: Option<Cow<'a, str>>,
+        asset: Cow<'a, str>,
+        amount: f64,
+        address: Cow<'a, str>,
+    },
+    Complaint {
+        ts: Millis,
+        account_id: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    VendorIntel {
+        ts: Millis,
+        key_id: Option<Cow<'a, str>>,
+        vendor_id: Option<Cow<'a, str>>,
+        text: Cow<'a, str>,
+    },
+}
+
+impl Record<'_> {
+    /// Event time, for activity records.
+    pub fn ts(&self) -> Option<Millis> {
+        match self {
+            Record::Request { ts, .. }
+            | Record::Order { ts, .. }
+            | Record::Login { ts, .. }
+            | Record::Withdrawal { ts, .. }
+            | Record::Complaint { ts, .. }
+            | Record::VendorIntel { ts, .. } => Some(*ts),
+            Record::Key { ts, .. } => *ts,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationshipKind {
+    Affiliate,
+    BrokerClient,
+    MmMandate,
+    VendorDelegation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    Place,
+    Cancel,
+}
+
+/// A verify outcome as the gateway recorded it (the codes of `keysentinel-verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Valid,
+    /// Signature, hash or payload did not match, on a key id that exists.
+    BadSignature,
+    /// Refused for freshness: stale timestamp or replayed nonce.
+    Stale,
+    /// Correctly signed, from outside the key's IP allowlist: someone else holds the secret.
+    IpNotAllowed,
+    /// Refused by the key's other restrictions: scope, endpoint, scheme.
+    Restricted,
+    /// Refused for the key's status: revoked, suspended, expired.
+    Inactive,
+    /// Anything else (missing or malformed credentials, unknown key, body required).
+    Other,
+}
+
+impl Outcome {
+    pub fn parse(code: &str) -> Outcome {
+        match code {
+            "VALID" => Outcome::Valid,
+            "BAD_SIGNATURE" => Outcome::BadSignature,
+            "STALE_TIMESTAMP" | "REPLAYED" => Outcome::Stale,
+            "IP_NOT_ALLOWED" => Outcome::IpNotAllowed,
+            "SCOPE_DENIED" | "UNKNOWN_ENDPOINT" | "WRONG_SCHEME" => Outcome::Restricted,
+            "REVOKED" | "SUSPENDED" | "EXPIRED" => Outcome::Inactive,
+            _ => Outcome::Other,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("not a JSON object: {0}")]
+    Json(String),
+    #[error("unknown record type {0:?}")]
+    UnknownType(String),
+    #[error("missing field {0:?}")]
+    Missing(&'static str),
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// Every field of every record type, as found on the line.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Flat<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ts: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    key_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    account_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    vendor_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    segment: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    declared_countries: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    declared_purpose: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    scopes: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    ip_allowlist: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    egress_cidrs: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    from: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    to: Option<Cow<'a, str>>,
+    /// A relationship's `kind` (`kind` is taken by the record type here).
+    #[serde(rename = "kind", borrow)]
+    kind_of: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ip: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    device_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    outcome: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    symbol: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    side: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+    notional: Option<f64>,
+    #[serde(borrow)]
+    asset: Option<Cow<'a, str>>,
+    amount: Option<f64>,
+    #[serde(borrow)]
+    address: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+fn take<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, ParseError> {
+    v.ok_or(ParseError::Missing(field))
+}
+
+fn nets(v: Option<Vec<Cow<'_, str>>>, field: &'static str) -> Result<Vec<ipnet::IpNet>, ParseError> {
+    v.unwrap_or_default()
+        .iter()
+        .map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ParseError::Invalid { field, message: format!("{c:?} is not a CIDR") })
+        })
+        .collect()
+}
+
+fn ip(v: Option<Cow<'_, str>>) -> Result<IpAddr, ParseError> {
+    let v = take(v, "ip")?;
+    v.parse().map_err(|_| ParseError::Invalid { field: "ip", message: format!("{v:?} is not an IP address") })
+}
+
+fn ts(v: Option<Cow<'_, str>>) -> Result<Millis, ParseError> {
+    let v = take(v, "ts")?;
+    parse_rfc3339_ms(&v)
+        .ok_or_else(|| ParseError::Invalid { field: "ts", message: format!("{v:?} is not an RFC 3339 time") })
+}
+
+/// Parses one line of event format v1.
+pub fn parse_line(line: &str) -> Result<Record<'_>, ParseError> {
+    let flat: Flat = serde_json::from_str(line).map_err(|e| ParseError::Json(e.to_string()))?;
+    let kind = take(flat.kind, "type")?;
+    Ok(match kind.as_ref() {
+        "request" => Record::Request {
+            ts: ts(flat.ts)?,
+            key_id: take(flat.key_id, "key_id")?,
+            ip: ip(flat.ip)?,
+            user_agent: flat.user_agent,
+            device_id: flat.device_id,
+            method: flat.method,
+            path: flat.path,
+            outcome: Outcome::parse(&take(flat.outcome, "outcome")?),
+        },
+        "order" => Record::Order {
+            ts: ts(flat.ts)?,
+            key_id: take(flat.key_id, "key_id")?,
+            symbol: take(flat.symbol, "symbol")?,
+            side: match take(flat.side, "side")?.as_ref() {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                other => return Err(ParseError::Invalid { field: "side", message: format!("{other:?}: buy or sell") }),
+            },
+            action: match take(flat.action, "action")?.as_ref() {
+                "place" => OrderAction::Place,
+                "cancel" => OrderAction::Cancel,
+                other => {
+                    return Err(ParseError::Invalid { field: "action", message: format!("{other:?}: place or cancel") })
+                }
+            },
+            notional: flat.notional.filter(|n| n.is_finite() && *n >= 0.0).ok_or(ParseError::Missing("notional"))?,
+        },
+        "login" => Record::Login {
+            ts: ts(flat.ts)?,
+            account_id: take(flat.account_id, "account_id")?,
+            ip: ip(flat.ip)?,
+            user_agent: flat.user_agent,
+            device_id: flat.device_id,
+        },
+        "withdrawal" => {
+            if flat.key_id.is_none() && flat.account_id.is_none() {
+                return Err(ParseError::Missing("key_id or account_id"));
+            }
+            Record::Withdrawal {
+                ts: ts(flat.ts)?,
+                key_id: flat.key_id,
+                account_id: flat.account_id,
+                asset: take(flat.asset, "asset")?,
+                amount: flat.amount.filter(|a| a.is_finite()).ok_or(ParseError::Missing("amount"))?,
+                address: take(flat.address, "address")?,
+            }
+        }
+        "complaint" => Record::Complaint {
+            ts: ts(flat.ts)?,
+            account_id: take(flat.account_id, "account_id")?,
+            text: take(flat.text, "text")?,
+        },
+        "vendor_intel" => {
+            if flat.key_id.is_none() && flat.vendor_id.is_none() {
+                return Err(ParseError::Missing("key_id or vendor_id"));
+            }
+            Record::VendorIntel {
+                ts: ts(flat.ts)?,
+                key_id: flat.key_id,
+                vendor_id: flat.vendor_id,
+                text: take(flat.text, "text")?,
+            }
+        }
+        "account" => Record::Account {
+            account_id: take(flat.account_id, "account_id")?,
+            segment: take(flat.segment, "segment")?,
+            declared_countries: flat.declared_countries.unwrap_or_default(),
+            declared_purpose: flat.declared_purpose,
+        },
+        "key" => Record::Key {
+            key_id: take(flat.key_id, "key_id")?,
+            account_id: take(flat.account_id, "account_id")?,
+            scopes: flat.scopes.unwrap_or_default(),
+            ip_allowlist: nets(flat.ip_allowlist, "ip_allowlist")?,
+            vendor_id: flat.vendor_id,
+            ts: match flat.ts {
+                Some(t) => Some(ts(Some(t))?),
+                None => None,
+            },
+        },
+        "vendor" => Record::Vendor {
+            vendor_id: take(flat.vendor_id, "vendor_id")?,
+            approved: match take(flat.status, "status")?.as_ref() {
+                "approved" => true,
+                "suspended" => false,
+                other => {
+                    return Err(ParseError::Invalid {
+                        field: "status",
+                        message: format!("{other:?}: approved or suspended"),
+                    })
+                }
+            },
+            egress_cidrs: nets(flat.egress_cidrs, "egress_cidrs")?,
+        },
+        "relationship" => Record::Relationship {
+            from: take(flat.from, "from")?,
+            to: take(flat.to, "to")?,
+            kind: match take(flat.kind_of, "kind")?.as_ref() {
+                "affiliate" => RelationshipKind::Affiliate,
+                "broker_client" => RelationshipKind::BrokerClient,
+                "mm_mandate" => RelationshipKind::MmMandate,
+                "vendor_delegation" => RelationshipKind::VendorDelegation,
+                other => {
+                    return Err(ParseError::Invalid {
+                        field: "kind",
+                        message: format!("unknown relationship {other:?}"),
+                    })
+                }
+            },
+        },
+        other => return Err(ParseError::UnknownType(other.to_owned())),
+    })
+}
+
+/// RFC 3339 (`2026-11-28T05:24:57.123Z`, any fraction, `Z` or `±hh:mm`) to Unix milliseconds.
+/// Hand-written: it runs once per event, where a general date-time parser costs more than the
+/// rest of the record.
+pub fn parse_rfc3339_ms(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for &c in b.get(r)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 3 {
+                millis = millis * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        for _ in (i - start)..3 {
+            millis *= 10;
+        }
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'+' {
+                m
+            } else {
+                -m
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + hour * 3_600 + minute * 60 + second) - offset_min * 60) * 1_000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix milliseconds as RFC 3339 with milliseconds, UTC.
+pub fn format_rfc3339_ms(ms: Millis) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil_from_days, the inverse of days_from_civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms.rem_euclid(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn records_parse_and_unknown_fields_are_accepted() {
+        let r = parse_line(r#"{"type":"request","ts":"2026-11-28T05:24:57.123Z","key_id":"k1","ip":"203.0.113.7","user_agent":"ccxt/4.5","method":"GET","path":"/v1/x","outcome":"VALID","gateway":"edge-3"}"#).unwrap();
+        assert!(matches!(r, Record::Request { ts: 1_795_843_497_123, outcome: Outcome::Valid, .. }), "{r:?}");
+        let r = parse_line(r#"{"type":"relationship","from":"a1","to":"a2","kind":"broker_client"}"#).unwrap();
+        assert_eq!(
+            r,
+            Record::Relationship { from: "a1".into(), to: "a2".into(), kind: RelationshipKind::BrokerClient }
+        );
+        let r = parse_line(
+            r#"{"type":"vendor","vendor_id":"v","status":"approved","egress_cidrs":["198.51.100.0/24","192.0.2.1"]}"#,
+        )
+        .unwrap();
+        assert!(matches!(r, Record::Vendor { approved: true, ref egress_cidrs, .. } if egress_cidrs.len() == 2));
+    }
+
+    #[test]
+    fn malformed_records_say_what_is_wrong() {
+        let cases = [
+            ("not json", "not a JSON object"),
+            (r#"{"type":"teleport"}"#, "unknown record type"),
+            (
+                r#"{"type":"request","ts":"2026-11-28T05:24:57Z","ip":"1.2.3.4","outcome":"VALID"}"#,
+                "missing field \"key_id\"",
+            ),
+            (r#"{"type":"request","ts":"yesterday","key_id":"k","ip":"1.2.3.4","outcome":"VALID"}"#, "invalid ts"),
+            (r#"{"type":"login","ts":"2026-11-28T05:24:57Z","account_id":"a","ip":"1.2.3"}"#, "invalid ip"),
+            (
+                r#"{"type":"order","ts":"2026-11-28T05:24:57Z","key_id":"k","symbol":"BTC","side":"long","action":"place","notional":1}"#,
+                "invalid side",
+            ),
+        ];
+        for (line, want) in cases {
+            let e = parse_line(line).unwrap_err().to_string();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_variants() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("1970-01-01T09:00:00.5+09:00"), Some(500));
+        assert_eq!(parse_rfc3339_ms("2024-02-29T12:00:00.123456Z"), Some(1_709_208_000_123));
+        for bad in [
+            "2024-13-01T00:00:00Z",
+            "2024-02-29",
+            "2024-02-29T12:00:00",
+            "2024-02-29T12:00:00.Z",
+            "2024-02-29T12:00:00Zjunk",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rfc3339_round_trips_and_agrees_with_the_time_crate(ms in -2_000_000_000_000i64..8_000_000_000_000) {
+            let text = format_rfc3339_ms(ms);
+            prop_assert_eq!(parse_rfc3339_ms(&text), Some(ms));
+            let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!((t.unix_timestamp_nanos() / 1_000_000) as i64, ms);
+        }
+
+        #[test]
+        fn arbitrary_lines_never_panic(line in "\\PC{0,200}") {
+            let _ = parse_line(&line);
+        }
+    }
+}
