@@ -217,7 +217,7 @@ impl<'g> Engine<'g> {
             ip_links: HashMap::new(),
             device_links: HashMap::new(),
             order_links: HashMap::new(),
-            global_asns: Counts { items: Vec::new(), total: 0 },
+            global_asns: Counts::default(),
             global_countries: Counts::default(),
             global_families: Counts::default(),
             decisions: Vec::new(),

@@ -60,13 +60,13 @@ impl Authorization for ExtAuthz {
                 "the check request lacks the HTTP request or the client's socket address",
             )));
         };
-        let headers = described.headers();
+        let headers = &described.headers;
         let req = Request {
             method: described.method,
             path: described.path,
             query: described.query,
             body: described.body,
-            headers: &headers,
+            headers,
             client_ip: described.client_ip,
             now_ms: now_ms(st),
         };
@@ -81,7 +81,7 @@ struct Described<'a> {
     path: &'a str,
     query: &'a str,
     body: Option<&'a [u8]>,
-    http: &'a envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+    headers: Vec<(&'a str, &'a str)>,
     client_ip: IpAddr,
 }
 
@@ -95,7 +95,8 @@ impl<'a> Described<'a> {
         let client_ip = socket.address.parse().ok()?;
         // Envoy's `path` is the request target: path and raw query together.
         let (path, query) = http.path.split_once('?').unwrap_or((&http.path, ""));
-        let header = |name: &str| http.headers.get(name).map(String::as_str);
+        let headers = header_pairs(http);
+        let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
         let body = if header(PARTIAL_BODY_HEADER) == Some("true") {
             None
         } else if !http.raw_body.is_empty() {
@@ -108,28 +109,25 @@ impl<'a> Described<'a> {
         } else {
             Some(&[][..])
         };
-        Some(Self { method: &http.method, path, query, body, http, client_ip })
+        Some(Self { method: &http.method, path, query, body, headers, client_ip })
     }
+}
 
-    /// The client's headers: the `headers` map, or `header_map` when Envoy is configured with
-    /// `encode_raw_headers`.
-    fn headers(&self) -> Vec<(&'a str, &'a str)> {
-        if !self.http.headers.is_empty() {
-            return self.http.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        }
-        let Some(map) = self.http.header_map.as_ref() else { return Vec::new() };
-        map.headers
-            .iter()
-            .filter_map(|h| {
-                let value = if h.raw_value.is_empty() {
-                    Some(h.value.as_str())
-                } else {
-                    std::str::from_utf8(&h.raw_value).ok()
-                };
-                value.map(|v| (h.key.as_str(), v))
-            })
-            .collect()
+/// The client's headers: the `headers` map, or `header_map` when Envoy is configured with
+/// `encode_raw_headers`.
+fn header_pairs(http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest) -> Vec<(&str, &str)> {
+    if !http.headers.is_empty() {
+        return http.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     }
+    let Some(map) = http.header_map.as_ref() else { return Vec::new() };
+    map.headers
+        .iter()
+        .filter_map(|h| {
+            let value =
+                if h.raw_value.is_empty() { Some(h.value.as_str()) } else { std::str::from_utf8(&h.raw_value).ok() };
+            value.map(|v| (h.key.as_str(), v))
+        })
+        .collect()
 }
 
 fn respond(decision: &Decision, now_ms: i64) -> CheckResponse {
