@@ -37,48 +37,18 @@ fn simulate_then_replay_twice_gives_identical_decisions() {
     let geo = geo_dir();
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
-    let sim = ks(
-        &[
-            "simulate",
-            "--out",
-            &p("ev.ndjson"),
-            "--truth",
-            &p("truth.ndjson"),
-            "--seed",
-            "11",
-            "--accounts",
-            "300",
-            "--hours",
-            "12",
-            "--sharing-rate",
-            "0.03",
-        ],
-        &geo,
-    );
+    let simulate = |out: &str, truth: &str| {
+        let args = ["simulate", "--out", out, "--truth", truth, "--seed", "11", "--accounts", "300", "--hours", "12"];
+        ks(&[&args[..], &["--sharing-rate", "0.03"]].concat(), &geo)
+    };
+    let sim = simulate(&p("ev.ndjson"), &p("truth.ndjson"));
     if geo.is_none() {
         // The directory named does not exist: a clear usage error.
         assert_eq!(sim.status.code(), Some(2), "{}", String::from_utf8_lossy(&sim.stderr));
         return;
     }
     assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
-    let again = ks(
-        &[
-            "simulate",
-            "--out",
-            &p("ev2.ndjson"),
-            "--truth",
-            &p("truth2.ndjson"),
-            "--seed",
-            "11",
-            "--accounts",
-            "300",
-            "--hours",
-            "12",
-            "--sharing-rate",
-            "0.03",
-        ],
-        &geo,
-    );
+    let again = simulate(&p("ev2.ndjson"), &p("truth2.ndjson"));
     assert!(again.status.success());
     assert_eq!(
         std::fs::read(p("ev.ndjson")).unwrap(),

@@ -159,27 +159,7 @@ async fn ext_authz_verifies_body_signed_requests_over_grpc() {
     let analyst = ok_json(&data, &u, &["operators", "create", "ana-1", "--role", "analyst"]);
     let analyst_token = analyst["token"].as_str().unwrap().to_owned();
     ok_json(&data, &u, &["accounts", "create", "acct-7", "--segment", "retail", "--verification", "verified"]);
-    let create = |scheme: &str| {
-        let created = ok_json(
-            &data,
-            &u,
-            &[
-                "keys",
-                "create",
-                "--scheme",
-                scheme,
-                "--account",
-                "acct-7",
-                "--scopes",
-                "read,trade",
-                "--allow",
-                "198.51.100.0/24",
-                "--terms-version",
-                "2026-05",
-            ],
-        );
-        (created["key"]["access_key"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
-    };
+    let create = |scheme: &str| create_key(&data, &u, scheme, "acct-7", "198.51.100.0/24");
     let (uk, usecret) = create("upbit");
     let (ck, csecret) = create("coinone");
 

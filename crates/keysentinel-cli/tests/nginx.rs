@@ -91,32 +91,8 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     let gateway = ok_json(&data, &u, &["operators", "create", "gw-edge-1", "--role", "gateway"]);
     let gateway_token = gateway["token"].as_str().unwrap().to_owned();
     ok_json(&data, &u, &["accounts", "create", "acct-9", "--segment", "retail", "--verification", "verified"]);
-    let create = |scheme: &str| {
-        ok_json(
-            &data,
-            &u,
-            &[
-                "keys",
-                "create",
-                "--scheme",
-                scheme,
-                "--account",
-                "acct-9",
-                "--scopes",
-                "read,trade",
-                "--allow",
-                "127.0.0.0/24",
-                "--terms-version",
-                "2026-05",
-            ],
-        )
-    };
-    let binance = create("binance");
-    let (bk, bsecret) =
-        (binance["key"]["access_key"].as_str().unwrap().to_owned(), binance["secret"].as_str().unwrap().to_owned());
-    let upbit = create("upbit");
-    let (uk, usecret) =
-        (upbit["key"]["access_key"].as_str().unwrap().to_owned(), upbit["secret"].as_str().unwrap().to_owned());
+    let (bk, bsecret) = create_key(&data, &u, "binance", "acct-9", "127.0.0.0/24");
+    let (uk, usecret) = create_key(&data, &u, "upbit", "acct-9", "127.0.0.0/24");
 
     let (up_port, seen) = upstream().await;
     let listen = free_port();

@@ -68,3 +68,26 @@ pub fn ok_json(data: &Path, url: &str, args: &[&str]) -> Value {
     assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Issues a read+trade key on `scheme` for `account`, allowed from `allow`: (access key, secret).
+pub fn create_key(data: &Path, url: &str, scheme: &str, account: &str, allow: &str) -> (String, String) {
+    let created = ok_json(
+        data,
+        url,
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            scheme,
+            "--account",
+            account,
+            "--scopes",
+            "read,trade",
+            "--allow",
+            allow,
+            "--terms-version",
+            "2026-05",
+        ],
+    );
+    (created["key"]["access_key"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
+}
