@@ -226,11 +226,14 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         n as f64 / secs.max(1e-9),
         engine.keys(),
         decisions.len(),
-        peak_memory().map_or(String::new(), |kib| format!(
-            "; peak memory {:.0} MiB ({:.1} KiB per key, geo data included)",
-            kib as f64 / 1024.0,
-            kib as f64 / engine.keys().max(1) as f64
-        ))
+        peak_memory().map_or(String::new(), |kib| match engine.keys() {
+            0 => format!("; peak memory {:.0} MiB", kib as f64 / 1024.0),
+            keys => format!(
+                "; peak memory {:.0} MiB ({:.1} KiB per key, geo data included)",
+                kib as f64 / 1024.0,
+                kib as f64 / keys as f64
+            ),
+        })
     );
     if let Some(truth) = &args.truth {
         evaluate(truth, &decisions)?;
