@@ -82,6 +82,29 @@ impl Counts {
     }
 }
 
+/// Distinct values seen within a sliding window, each with when it was last seen. At most 32
+/// are kept (the oldest is replaced), which is more than any threshold needs: the count stays
+/// exact up to 32, and the work per request is bounded.
+#[derive(Default)]
+struct Recent {
+    items: arrayvec::ArrayVec<(u64, Millis), 32>,
+}
+
+impl Recent {
+    /// Records `value` at `ts`; returns how many distinct values fall within `window`.
+    fn see(&mut self, value: u64, ts: Millis, window: Millis) -> usize {
+        self.items.retain(|(_, t)| ts - *t <= window);
+        if let Some(e) = self.items.iter_mut().find(|(v, _)| *v == value) {
+            e.1 = ts;
+        } else if let Err(full) = self.items.try_push((value, ts)) {
+            if let Some(oldest) = self.items.iter_mut().min_by_key(|(_, t)| *t) {
+                *oldest = full.element();
+            }
+        }
+        self.items.len()
+    }
+}
+
 /// FNV-1a: stable across runs and platforms, which keeps replays identical.
 fn h64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
@@ -122,8 +145,8 @@ struct KeyState {
     families: Counts,
     /// Valid requests with a location, newest last, within the concurrency window.
     places: VecDeque<Seen>,
-    recent_asns: VecDeque<(Millis, u32)>,
-    recent_clients: VecDeque<(Millis, u64)>,
+    recent_asns: Recent,
+    recent_clients: Recent,
     recent_families: VecDeque<(Millis, u64)>,
     bad_signatures: VecDeque<Millis>,
     orders: VecDeque<Millis>,
@@ -148,8 +171,8 @@ impl KeyState {
             countries: Counts::default(),
             families: Counts::default(),
             places: VecDeque::new(),
-            recent_asns: VecDeque::new(),
-            recent_clients: VecDeque::new(),
+            recent_asns: Recent::default(),
+            recent_clients: Recent::default(),
             recent_families: VecDeque::new(),
             bad_signatures: VecDeque::new(),
             orders: VecDeque::new(),
@@ -560,12 +583,7 @@ impl<'g> Engine<'g> {
 
         // ASN rotation.
         if let Some(asn) = place.asn {
-            let st = &mut self.keys[k];
-            st.recent_asns.push_back((ts, asn));
-            while st.recent_asns.front().is_some_and(|(t, _)| ts - t > HOUR) {
-                st.recent_asns.pop_front();
-            }
-            let distinct = distinct(st.recent_asns.iter().map(|(_, a)| u64::from(*a)));
+            let distinct = self.keys[k].recent_asns.see(u64::from(asn), ts, HOUR);
             if distinct >= cfg.rotation_asns_per_hour && !(institutional && trusted_site) {
                 self.fire(k, ts, Indicator::IpRotation, format!("{distinct} networks (ASNs) within an hour"));
             }
@@ -606,20 +624,13 @@ impl<'g> Engine<'g> {
         // Client churn.
         let client = device.map(|d| h64(d.as_bytes())).or(ua.map(|u| h64(u.as_bytes())));
         if let Some(c) = client {
-            let st = &mut self.keys[k];
-            st.recent_clients.push_back((ts, c));
-            while st.recent_clients.front().is_some_and(|(t, _)| ts - t > DAY) || st.recent_clients.len() > 256 {
-                st.recent_clients.pop_front();
-            }
-            let mut distinct: Vec<u64> = st.recent_clients.iter().map(|(_, c)| *c).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if distinct.len() >= cfg.churn_clients_per_day && !institutional {
+            let distinct = self.keys[k].recent_clients.see(c, ts, DAY);
+            if distinct >= cfg.churn_clients_per_day && !institutional {
                 self.fire(
                     k,
                     ts,
                     Indicator::ClientChurn,
-                    format!("{} distinct clients or devices within a day", distinct.len()),
+                    format!("{distinct} distinct clients or devices within a day"),
                 );
             }
         }
