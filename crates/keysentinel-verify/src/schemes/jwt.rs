@@ -132,50 +132,31 @@ pub(crate) fn extract(auth: &str) -> Result<Credential<'_>, Code> {
 /// null, `timestamp` an integer or a string of one, no known claim twice.
 fn with_claims<T>(payload: &[u8], then: impl FnOnce(Raw<'_>) -> Result<T, Code>) -> Result<T, Code> {
     let mut raw = Raw::default();
-    let mut seen = [false; 5];
+    let mut seen: arrayvec::ArrayVec<&str, 5> = arrayvec::ArrayVec::new();
+    // Any doubt (a duplicate, a wrong type) declines the fast path: serde_json then decides.
     let scanned = flatjson::scan(payload, |name, value| {
-        let slot = match name {
-            "access_key" => 0,
-            "nonce" => 1,
-            "query_hash" => 2,
-            "query_hash_alg" => 3,
-            "timestamp" => 4,
-            _ => return true,
-        };
-        if std::mem::replace(&mut seen[slot], true) {
-            return false; // serde_json refuses duplicates: let it say so
+        let known = ["access_key", "nonce", "query_hash", "query_hash_alg", "timestamp"].contains(&name);
+        if !known {
+            return true;
         }
-        match (slot, value) {
-            (_, Scalar::Null) if slot != 0 => true,
-            (0, Scalar::Str(v)) => {
-                raw.access_key = Some(v);
-                true
-            }
-            (1, Scalar::Str(v)) => {
-                raw.nonce = Some(v);
-                true
-            }
-            (2, Scalar::Str(v)) => {
-                raw.query_hash = Some(v);
-                true
-            }
-            (3, Scalar::Str(v)) => {
-                raw.query_hash_alg = Some(v);
-                true
-            }
-            (4, Scalar::Int(n)) => {
-                raw.timestamp = Some(n);
-                true
-            }
-            (4, Scalar::Str(v)) => match v.parse() {
-                Ok(n) => {
-                    raw.timestamp = Some(n);
-                    true
-                }
-                Err(_) => false,
+        if seen.contains(&name) || seen.try_push(name).is_err() {
+            return false;
+        }
+        match (name, value) {
+            ("access_key", Scalar::Str(v)) => raw.access_key = Some(v),
+            ("access_key", _) => return false,
+            (_, Scalar::Null) => {}
+            ("timestamp", Scalar::Int(n)) => raw.timestamp = Some(n),
+            ("timestamp", Scalar::Str(v)) => match v.parse() {
+                Ok(n) => raw.timestamp = Some(n),
+                Err(_) => return false,
             },
-            _ => false,
+            ("nonce", Scalar::Str(v)) => raw.nonce = Some(v),
+            ("query_hash", Scalar::Str(v)) => raw.query_hash = Some(v),
+            ("query_hash_alg", Scalar::Str(v)) => raw.query_hash_alg = Some(v),
+            _ => return false,
         }
+        true
     });
     if scanned.is_some() && raw.access_key.is_some() {
         return then(raw);
