@@ -3,11 +3,11 @@
 
 use crate::exit::{Exit, Failure};
 use clap::Args;
-use keysentinel_detect::event::{parse_line, parse_rfc3339_ms};
+use keysentinel_detect::event::{parse_line, parse_rfc3339_ms, ParseError};
 use keysentinel_detect::geo::{Locate, NoGeo};
 use keysentinel_detect::{Config, Engine, Level};
 use std::collections::HashMap;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Where the open geo data lives (`scripts/geo-data` fetches it); the same for serve, replay and
@@ -182,26 +182,21 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let mut engine = Engine::new(config, geo.as_ref());
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let (mut line, mut n, mut bad, mut read) = (String::new(), 0u64, 0u64, 0u64);
+    let (mut n, mut bad) = (0u64, 0u64);
+    let rss_before = memory_kib("VmRSS:");
     let mut decisions = Vec::new();
     let started = std::time::Instant::now();
-    loop {
-        line.clear();
-        let len = reader.read_line(&mut line)?;
-        if len == 0 {
-            break;
-        }
+    for_each_line(file, |line, read| {
         n += 1;
-        read += len as u64;
         if n % 65_536 == 0 {
             bar.set_position(read);
         }
-        let text = line.trim_end();
-        if text.is_empty() {
-            continue;
-        }
-        match parse_line(text) {
+        let parsed = match std::str::from_utf8(line) {
+            Ok(text) if text.trim_end().is_empty() => return Ok(()),
+            Ok(text) => parse_line(text.trim_end()),
+            Err(e) => Err(ParseError::Json(format!("not UTF-8: {e}"))),
+        };
+        match parsed {
             Ok(rec) if args.parse_only => {
                 std::hint::black_box(&rec);
             }
@@ -217,7 +212,8 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             writeln!(out, "{}", d.to_json())?;
             decisions.push((d.key_id.clone(), d.level, d.ts));
         }
-    }
+        Ok(())
+    })?;
     out.flush()?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
@@ -226,13 +222,15 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         n as f64 / secs.max(1e-9),
         engine.keys(),
         decisions.len(),
-        peak_memory().map_or(String::new(), |kib| match engine.keys() {
-            0 => format!("; peak memory {:.0} MiB", kib as f64 / 1024.0),
-            keys => format!(
-                "; peak memory {:.0} MiB ({:.1} KiB per key, geo data included)",
-                kib as f64 / 1024.0,
-                kib as f64 / keys as f64
-            ),
+        memory_kib("VmHWM:").map_or(String::new(), |peak| {
+            let mut text = format!("; peak memory {:.0} MiB", peak as f64 / 1024.0);
+            // What the keys cost: the growth over the run (geo data and buffers were loaded
+            // before it began), per key.
+            if let (Some(before), keys @ 1..) = (rss_before, engine.keys()) {
+                let grown = peak.saturating_sub(before) as f64;
+                text += &format!(", {:.0} MiB over the run = {:.2} KiB per key", grown / 1024.0, grown / keys as f64);
+            }
+            text
         })
     );
     if let Some(truth) = &args.truth {
@@ -242,9 +240,39 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
 }
 
 /// Peak resident memory of this process in KiB (Linux), for the per-key figure.
-fn peak_memory() -> Option<u64> {
+/// Calls `each` with every line of `input` (without its newline) and the bytes read so far.
+/// Lines are borrowed from the read buffer; only a line split across two reads is copied.
+fn for_each_line(input: impl Read, mut each: impl FnMut(&[u8], u64) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, input);
+    let (mut carry, mut read) = (Vec::new(), 0u64);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return if carry.is_empty() { Ok(()) } else { each(&carry, read) };
+        }
+        read += buf.len() as u64;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', buf) {
+            let part = &buf[start..end];
+            if carry.is_empty() {
+                each(part, read)?;
+            } else {
+                carry.extend_from_slice(part);
+                each(&carry, read)?;
+                carry.clear();
+            }
+            start = end + 1;
+        }
+        carry.extend_from_slice(&buf[start..]);
+        let len = buf.len();
+        reader.consume(len);
+    }
+}
+
+/// A memory figure of this process in KiB from /proc (Linux): `VmRSS:` now, `VmHWM:` the peak.
+fn memory_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

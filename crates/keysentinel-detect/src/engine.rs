@@ -6,7 +6,10 @@ use crate::config::Config;
 use crate::event::{Millis, OrderAction, Outcome, Record};
 use crate::geo::{distance_km, Locate, Network, Place};
 use crate::indicator::{combine, repeated, Indicator, Level};
-use std::collections::{HashMap, VecDeque};
+// ahash, randomly seeded: fast, and keys chosen by clients (IPs, device ids) cannot be picked to
+// collide. No map's iteration order reaches the output.
+use ahash::AHashMap as HashMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 const MINUTE: Millis = 60_000;
@@ -82,12 +85,12 @@ impl Counts {
     }
 }
 
-/// Distinct values seen within a sliding window, each with when it was last seen. At most 32
+/// Distinct values seen within a sliding window, each with when it was last seen. At most 16
 /// are kept (the oldest is replaced), which is more than any threshold needs: the count stays
-/// exact up to 32, and the work per request is bounded.
+/// exact up to 16, and the work and memory per key or address are bounded.
 #[derive(Default)]
 struct Recent {
-    items: arrayvec::ArrayVec<(u64, Millis), 32>,
+    items: arrayvec::ArrayVec<(u64, Millis), 16>,
 }
 
 impl Recent {
@@ -103,7 +106,25 @@ impl Recent {
         }
         self.items.len()
     }
+
+    fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.items.iter().map(|(v, _)| *v)
+    }
+
+    fn newest(&self) -> Option<Millis> {
+        self.items.iter().map(|(_, t)| *t).max()
+    }
 }
+
+/// What the engine knows of one client address: where it is (looked up once) and which
+/// accounts it drove lately.
+struct Address {
+    place: Place,
+    accounts: Recent,
+}
+
+/// Addresses remembered before the ones idle for longer than the link window are forgotten.
+const ADDRESSES: usize = 1 << 20;
 
 /// FNV-1a: stable across runs and platforms, which keeps replays identical.
 fn h64(bytes: &[u8]) -> u64 {
@@ -147,7 +168,8 @@ struct KeyState {
     places: VecDeque<Seen>,
     recent_asns: Recent,
     recent_clients: Recent,
-    recent_families: VecDeque<(Millis, u64)>,
+    /// Runs of client families within the concurrency window, oldest first.
+    recent_families: arrayvec::ArrayVec<(Millis, u64), 16>,
     bad_signatures: VecDeque<Millis>,
     orders: VecDeque<Millis>,
     /// Orders per hour over the learning period.
@@ -173,7 +195,7 @@ impl KeyState {
             places: VecDeque::new(),
             recent_asns: Recent::default(),
             recent_clients: Recent::default(),
-            recent_families: VecDeque::new(),
+            recent_families: arrayvec::ArrayVec::new(),
             bad_signatures: VecDeque::new(),
             orders: VecDeque::new(),
             order_baseline: None,
@@ -193,15 +215,10 @@ impl KeyState {
 
 #[derive(Default)]
 struct AccountState {
-    segment: String,
+    /// Judged against a mandate rather than like retail (market makers, brokers, institutions).
+    institutional: bool,
     declared: Vec<[u8; 2]>,
     keys: Vec<usize>,
-}
-
-/// Who drove an IP or device recently: (time, account index).
-#[derive(Default)]
-struct LinkWindow {
-    uses: VecDeque<(Millis, usize)>,
 }
 
 pub struct Engine<'g> {
@@ -215,8 +232,9 @@ pub struct Engine<'g> {
     parent: Vec<usize>,
     vendors: HashMap<String, (bool, Vec<ipnet::IpNet>)>,
     approved_egress: Vec<ipnet::IpNet>,
-    ip_links: HashMap<IpAddr, LinkWindow>,
-    device_links: HashMap<String, LinkWindow>,
+    /// One lookup per request finds both the place and the link window of an address.
+    addresses: HashMap<IpAddr, Address>,
+    device_links: HashMap<String, Recent>,
     /// Recent orders by (symbol, side, rounded notional): (time, account, key).
     order_links: HashMap<OrderShape, VecDeque<(Millis, usize, usize)>>,
     global_asns: Counts,
@@ -231,15 +249,15 @@ impl<'g> Engine<'g> {
             cfg,
             geo,
             keys: Vec::new(),
-            key_index: HashMap::new(),
+            key_index: HashMap::default(),
             accounts: Vec::new(),
-            account_index: HashMap::new(),
+            account_index: HashMap::default(),
             parent: Vec::new(),
-            vendors: HashMap::new(),
+            vendors: HashMap::default(),
             approved_egress: Vec::new(),
-            ip_links: HashMap::new(),
-            device_links: HashMap::new(),
-            order_links: HashMap::new(),
+            addresses: HashMap::default(),
+            device_links: HashMap::default(),
+            order_links: HashMap::default(),
             global_asns: Counts::default(),
             global_countries: Counts::default(),
             global_families: Counts::default(),
@@ -262,7 +280,7 @@ impl<'g> Engine<'g> {
             return i;
         }
         let i = self.accounts.len();
-        self.accounts.push(AccountState { segment: "retail".into(), ..Default::default() });
+        self.accounts.push(AccountState::default());
         self.parent.push(i);
         self.account_index.insert(id.to_owned(), i);
         i
@@ -290,10 +308,7 @@ impl<'g> Engine<'g> {
     }
 
     fn institutional(&self, k: usize) -> bool {
-        matches!(
-            self.accounts[self.keys[k].account_ix].segment.as_str(),
-            "market_maker" | "broker" | "institution" | "corporate"
-        )
+        self.accounts[self.keys[k].account_ix].institutional
     }
 
     fn in_vendor_egress(&self, k: usize, ip: IpAddr) -> bool {
@@ -309,7 +324,8 @@ impl<'g> Engine<'g> {
         match rec {
             Record::Account { account_id, segment, declared_countries, .. } => {
                 let a = self.account(account_id);
-                self.accounts[a].segment = segment.to_string();
+                self.accounts[a].institutional =
+                    matches!(segment.as_ref(), "market_maker" | "broker" | "institution" | "corporate");
                 self.accounts[a].declared = declared_countries
                     .iter()
                     .filter_map(|c| {
@@ -346,11 +362,11 @@ impl<'g> Engine<'g> {
                 let k = self.key(key_id, None);
                 self.request(k, *ts, *ip, user_agent.as_deref(), device_id.as_deref(), *outcome);
             }
-            Record::Login { account_id, ip, .. } => {
+            Record::Login { ts, account_id, ip, .. } => {
                 // A login shows where the owner is: it counts into the history of the
                 // account's keys, so their automation from home is familiar.
                 let a = self.account(account_id);
-                let place = self.geo.locate(*ip);
+                let place = self.place(*ip, *ts);
                 for k in self.accounts[a].keys.clone() {
                     let st = &mut self.keys[k];
                     if let Some(asn) = place.asn {
@@ -410,7 +426,7 @@ impl<'g> Engine<'g> {
                 }
                 if w.len() >= cfg.bad_signature_burst {
                     let n = w.len();
-                    let place = self.geo.locate(ip);
+                    let place = self.place(ip, ts);
                     self.fire(
                         k,
                         ts,
@@ -427,7 +443,7 @@ impl<'g> Engine<'g> {
             Outcome::Valid | Outcome::IpNotAllowed => {}
             _ => return,
         }
-        let place = self.geo.locate(ip);
+        let place = self.place(ip, ts);
         if outcome == Outcome::IpNotAllowed {
             self.fire(
                 k,
@@ -551,10 +567,19 @@ impl<'g> Engine<'g> {
         if let Some(f) = family_h {
             let window = cfg.concurrent_window_minutes * MINUTE;
             let st = &mut self.keys[k];
-            st.recent_families.push_back((ts, f));
-            while st.recent_families.front().is_some_and(|(t, _)| ts - t > window) || st.recent_families.len() > 64 {
-                st.recent_families.pop_front();
+            // A run of requests from one client is one entry: the order of runs is what counts.
+            let runs = &mut st.recent_families;
+            match runs.last_mut() {
+                Some(last) if last.1 == f => last.0 = ts,
+                _ => {
+                    if runs.is_full() {
+                        runs.remove(0);
+                    }
+                    runs.push((ts, f));
+                }
             }
+            let expired = runs.iter().take_while(|(t, _)| ts - t > window).count();
+            runs.drain(..expired);
             let recent = &st.recent_families;
             let last = recent.len().saturating_sub(1);
             if let Some(b) = recent.iter().take(last).rposition(|(_, g)| *g != f) {
@@ -575,7 +600,12 @@ impl<'g> Engine<'g> {
         if physical {
             let window = cfg.concurrent_window_minutes * MINUTE;
             let st = &mut self.keys[k];
-            st.places.push_back(Seen { ts, place });
+            // A run of requests from one place is one entry (when it was last seen): the
+            // indicators look at the order of places, and most keys stay put.
+            match st.places.back_mut() {
+                Some(last) if last.place == place => last.ts = ts,
+                _ => st.places.push_back(Seen { ts, place }),
+            }
             while st.places.front().is_some_and(|s| ts - s.ts > window) || st.places.len() > 64 {
                 st.places.pop_front();
             }
@@ -739,13 +769,32 @@ impl<'g> Engine<'g> {
         llr
     }
 
+    /// Where `ip` is, from the geo data the first time it is seen.
+    fn place(&mut self, ip: IpAddr, ts: Millis) -> Place {
+        if let Some(a) = self.addresses.get(&ip) {
+            return a.place;
+        }
+        if self.addresses.len() >= ADDRESSES {
+            let window = self.cfg.link_window_minutes * MINUTE;
+            self.addresses.retain(|_, a| a.accounts.newest().is_some_and(|t| ts - t <= window));
+        }
+        let place = self.geo.locate(ip);
+        self.addresses.insert(ip, Address { place, accounts: Recent::default() });
+        place
+    }
+
+    /// Records that `account` used the address or device; returns how many unrelated accounts
+    /// (one per relationship group) used it within the link window.
     fn link(&mut self, key: LinkKey<'_>, ts: Millis, account: usize) -> usize {
         let window = self.cfg.link_window_minutes * MINUTE;
-        let w = match key {
-            LinkKey::Ip(ip) => self.ip_links.entry(ip).or_default(),
+        let recent = match key {
+            LinkKey::Ip(ip) => match self.addresses.get_mut(&ip) {
+                Some(a) => &mut a.accounts,
+                None => return 0,
+            },
             LinkKey::Device(d) => {
                 if !self.device_links.contains_key(d) {
-                    self.device_links.insert(d.to_owned(), LinkWindow::default());
+                    self.device_links.insert(d.to_owned(), Recent::default());
                 }
                 match self.device_links.get_mut(d) {
                     Some(w) => w,
@@ -753,20 +802,12 @@ impl<'g> Engine<'g> {
                 }
             }
         };
-        while w.uses.front().is_some_and(|(t, _)| ts - t > window) {
-            w.uses.pop_front();
+        let n = recent.see(account as u64, ts, window);
+        if n < self.cfg.link_accounts {
+            return n;
         }
-        if !w.uses.iter().any(|(_, a)| *a == account) {
-            w.uses.push_back((ts, account));
-        } else if let Some(e) = w.uses.iter_mut().find(|(_, a)| *a == account) {
-            e.0 = ts;
-        }
-        if w.uses.len() < self.cfg.link_accounts {
-            return w.uses.len();
-        }
-        // Unrelated: count one per relationship group.
-        let accounts: Vec<usize> = w.uses.iter().map(|(_, a)| *a).collect();
-        let roots: Vec<u64> = accounts.into_iter().map(|a| self.root(a) as u64).collect();
+        let accounts: arrayvec::ArrayVec<u64, 16> = recent.values().collect();
+        let roots: arrayvec::ArrayVec<u64, 16> = accounts.into_iter().map(|a| self.root(a as usize) as u64).collect();
         distinct(roots.into_iter())
     }
 
@@ -796,7 +837,7 @@ impl<'g> Engine<'g> {
         // accounts within two seconds.
         let bucket = (notional.max(1.0).ln() / 0.01).round() as u64;
         let account = self.keys[k].account_ix;
-        let entry = self.order_links.entry((symbol.to_owned(), buy, bucket)).or_default();
+        let entry = self.order_links.entry((h64(symbol.as_bytes()), buy, bucket)).or_default();
         while entry.front().is_some_and(|(t, _, _)| ts - t > 2_000) {
             entry.pop_front();
         }
@@ -876,8 +917,8 @@ impl<'g> Engine<'g> {
     }
 }
 
-/// (symbol, buy, size bucket): orders of one shape.
-type OrderShape = (String, bool, u64);
+/// (symbol hash, buy, size bucket): orders of one shape.
+type OrderShape = (u64, bool, u64);
 
 enum LinkKey<'a> {
     Ip(IpAddr),

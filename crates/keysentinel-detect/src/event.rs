@@ -256,7 +256,85 @@ fn ts(v: Option<Cow<'_, str>>) -> Result<Millis, ParseError> {
 
 /// Parses one line of event format v1.
 pub fn parse_line(line: &str) -> Result<Record<'_>, ParseError> {
-    let flat: Flat = serde_json::from_str(line).map_err(|e| ParseError::Json(e.to_string()))?;
+    match scan_flat(line) {
+        Some(flat) => record(flat),
+        None => record(serde_flat(line)?),
+    }
+}
+
+fn serde_flat(line: &str) -> Result<Flat<'_>, ParseError> {
+    serde_json::from_str(line).map_err(|e| ParseError::Json(e.to_string()))
+}
+
+/// The fast path for the common lines — flat objects of plain scalars, as activity records
+/// are — with the `flatjson` scanner. Any doubt (an array, an escape, a duplicate or mistyped
+/// field) answers `None`, and serde_json, the authority, reads the line instead; a property
+/// test checks the two agree whenever this answers.
+fn scan_flat(line: &str) -> Option<Flat<'_>> {
+    use keysentinel_flatjson::Scalar;
+    let mut f = Flat::default();
+    let mut seen = 0u32;
+    keysentinel_flatjson::scan(line, |name, value| {
+        let (bit, slot): (u32, Option<&mut Option<Cow<'_, str>>>) = match name {
+            "type" => (0, Some(&mut f.kind)),
+            "ts" => (1, Some(&mut f.ts)),
+            "key_id" => (2, Some(&mut f.key_id)),
+            "account_id" => (3, Some(&mut f.account_id)),
+            "vendor_id" => (4, Some(&mut f.vendor_id)),
+            "segment" => (5, Some(&mut f.segment)),
+            "declared_purpose" => (6, Some(&mut f.declared_purpose)),
+            "status" => (7, Some(&mut f.status)),
+            "from" => (8, Some(&mut f.from)),
+            "to" => (9, Some(&mut f.to)),
+            "kind" => (10, Some(&mut f.kind_of)),
+            "ip" => (11, Some(&mut f.ip)),
+            "user_agent" => (12, Some(&mut f.user_agent)),
+            "device_id" => (13, Some(&mut f.device_id)),
+            "method" => (14, Some(&mut f.method)),
+            "path" => (15, Some(&mut f.path)),
+            "outcome" => (16, Some(&mut f.outcome)),
+            "symbol" => (17, Some(&mut f.symbol)),
+            "side" => (18, Some(&mut f.side)),
+            "action" => (19, Some(&mut f.action)),
+            "asset" => (20, Some(&mut f.asset)),
+            "address" => (21, Some(&mut f.address)),
+            "text" => (22, Some(&mut f.text)),
+            "notional" => (23, None),
+            "amount" => (24, None),
+            // Arrays are outside the scanner's subset anyway.
+            "declared_countries" | "scopes" | "ip_allowlist" | "egress_cidrs" => return false,
+            _ => return true,
+        };
+        if seen & (1 << bit) != 0 {
+            return false;
+        }
+        seen |= 1 << bit;
+        match (slot, value) {
+            (Some(_), Scalar::Null) => true,
+            (Some(slot), Scalar::Str(v)) => {
+                *slot = Some(Cow::Borrowed(v));
+                true
+            }
+            (Some(_), _) => false,
+            (None, value) => {
+                let number = match value {
+                    Scalar::Null => None,
+                    Scalar::Int(n) => Some(n as f64),
+                    Scalar::Num(t) => match t.parse::<f64>() {
+                        Ok(v) => Some(v),
+                        Err(_) => return false,
+                    },
+                    Scalar::Str(_) | Scalar::Bool(_) => return false,
+                };
+                *(if name == "notional" { &mut f.notional } else { &mut f.amount }) = number;
+                true
+            }
+        }
+    })?;
+    Some(f)
+}
+
+fn record(flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
     let kind = take(flat.kind, "type")?;
     Ok(match kind.as_ref() {
         "request" => Record::Request {
@@ -537,5 +615,77 @@ mod tests {
         fn arbitrary_lines_never_panic(line in "\\PC{0,200}") {
             let _ = parse_line(&line);
         }
+
+        /// Whenever the fast path answers, serde_json (the authority) reads the same record or
+        /// the same error.
+        #[test]
+        fn the_fast_path_agrees_with_serde_json(members in prop::collection::vec((field(), value()), 0..9)) {
+            let line = format!("{{{}}}", members.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(","));
+            if let Some(fast) = scan_flat(&line) {
+                let ours = record(fast);
+                let theirs = serde_flat(&line).and_then(record);
+                prop_assert_eq!(ours, theirs, "{}", line);
+            }
+        }
+    }
+
+    fn field() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "type",
+            "ts",
+            "key_id",
+            "account_id",
+            "ip",
+            "user_agent",
+            "device_id",
+            "outcome",
+            "symbol",
+            "side",
+            "action",
+            "notional",
+            "amount",
+            "asset",
+            "address",
+            "text",
+            "vendor_id",
+            "status",
+            "kind",
+            "from",
+            "to",
+            "segment",
+            "gateway",
+        ])
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "\"request\"",
+                "\"order\"",
+                "\"login\"",
+                "\"withdrawal\"",
+                "\"complaint\"",
+                "\"vendor_intel\"",
+                "\"relationship\"",
+                "\"vendor\"",
+                "\"2026-11-28T05:24:57.123Z\"",
+                "\"203.0.113.7\"",
+                "\"VALID\"",
+                "\"buy\"",
+                "\"place\"",
+                "\"approved\"",
+                "\"affiliate\"",
+                "null",
+                "true",
+                "12",
+                "-0.5",
+                "1e3",
+                "\"a\\\"b\"",
+                "[\"KR\"]",
+            ])
+            .prop_map(str::to_owned),
+            "[a-z0-9]{0,5}".prop_map(|s| format!("{s:?}")),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:?}")),
+        ]
     }
 }

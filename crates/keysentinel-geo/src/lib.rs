@@ -17,7 +17,6 @@ mod networks;
 
 use keysentinel_detect::geo::{Coverage, Locate, Network, Place};
 use serde::Deserialize;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -111,8 +110,6 @@ pub struct GeoData {
     networks: Vec<Network>,
     /// Each ASN's home country, when one country holds most of its address space.
     home: HashMap<u32, [u8; 2]>,
-    /// Replays see the same addresses again and again: remember the answers.
-    cache: RefCell<HashMap<IpAddr, Place>>,
 }
 
 impl GeoData {
@@ -136,7 +133,7 @@ impl GeoData {
             s.parse::<std::net::Ipv6Addr>().ok().map(u128::from)
         })?;
         let networks = vec![Network::Access; orgs.len()];
-        let mut geo = GeoData { city, asn_v4, asn_v6, orgs, networks, home: HashMap::new(), cache: RefCell::default() };
+        let mut geo = GeoData { city, asn_v4, asn_v6, orgs, networks, home: HashMap::new() };
         geo.home = geo.home_countries();
         // Classify once per (asn, organisation) pair rather than per lookup.
         let mut classes = geo.networks.clone();
@@ -233,16 +230,7 @@ impl GeoData {
 
 impl Locate for GeoData {
     fn locate(&self, ip: IpAddr) -> Place {
-        if let Some(p) = self.cache.borrow().get(&ip) {
-            return *p;
-        }
-        let place = self.lookup(ip);
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() >= 1 << 20 {
-            cache.clear();
-        }
-        cache.insert(ip, place);
-        place
+        self.lookup(ip)
     }
 
     fn coverage(&self) -> Coverage {

@@ -3,7 +3,6 @@
 //! SHA-512 of the query string — unescaped for Upbit, URL-encoded for Bithumb — or, for a JSON
 //! body, of the body's members in order. Bithumb adds a millisecond `timestamp` claim.
 
-use super::flatjson::{self, Scalar};
 use super::Parsed;
 use crate::encoding::{bithumb_body_query, json_members, percent_decode, upbit_body_query};
 use crate::snapshot::{KeyEntry, Material};
@@ -13,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::Mac;
 use keysentinel_domain::SigningScheme;
+use keysentinel_flatjson::{self as flatjson, Scalar};
 use serde::Deserialize;
 use sha2::{Digest, Sha512};
 use std::borrow::Cow;
@@ -134,29 +134,32 @@ fn with_claims<T>(payload: &[u8], then: impl FnOnce(Raw<'_>) -> Result<T, Code>)
     let mut raw = Raw::default();
     let mut seen: arrayvec::ArrayVec<&str, 5> = arrayvec::ArrayVec::new();
     // Any doubt (a duplicate, a wrong type) declines the fast path: serde_json then decides.
-    let scanned = flatjson::scan(payload, |name, value| {
-        let known = ["access_key", "nonce", "query_hash", "query_hash_alg", "timestamp"].contains(&name);
-        if !known {
-            return true;
-        }
-        if seen.contains(&name) || seen.try_push(name).is_err() {
-            return false;
-        }
-        match (name, value) {
-            ("access_key", Scalar::Str(v)) => raw.access_key = Some(v),
-            ("access_key", _) => return false,
-            (_, Scalar::Null) => {}
-            ("timestamp", Scalar::Int(n)) => raw.timestamp = Some(n),
-            ("timestamp", Scalar::Str(v)) => match v.parse() {
-                Ok(n) => raw.timestamp = Some(n),
-                Err(_) => return false,
-            },
-            ("nonce", Scalar::Str(v)) => raw.nonce = Some(v),
-            ("query_hash", Scalar::Str(v)) => raw.query_hash = Some(v),
-            ("query_hash_alg", Scalar::Str(v)) => raw.query_hash_alg = Some(v),
-            _ => return false,
-        }
-        true
+    let text = std::str::from_utf8(payload).ok();
+    let scanned = text.and_then(|text| {
+        flatjson::scan(text, |name, value| {
+            let known = ["access_key", "nonce", "query_hash", "query_hash_alg", "timestamp"].contains(&name);
+            if !known {
+                return true;
+            }
+            if seen.contains(&name) || seen.try_push(name).is_err() {
+                return false;
+            }
+            match (name, value) {
+                ("access_key", Scalar::Str(v)) => raw.access_key = Some(v),
+                ("access_key", _) => return false,
+                (_, Scalar::Null) => {}
+                ("timestamp", Scalar::Int(n)) => raw.timestamp = Some(n),
+                ("timestamp", Scalar::Str(v)) => match v.parse() {
+                    Ok(n) => raw.timestamp = Some(n),
+                    Err(_) => return false,
+                },
+                ("nonce", Scalar::Str(v)) => raw.nonce = Some(v),
+                ("query_hash", Scalar::Str(v)) => raw.query_hash = Some(v),
+                ("query_hash_alg", Scalar::Str(v)) => raw.query_hash_alg = Some(v),
+                _ => return false,
+            }
+            true
+        })
     });
     if scanned.is_some() && raw.access_key.is_some() {
         return then(raw);

@@ -2,7 +2,6 @@
 //! signature and freshness (with the key).
 
 mod coinone;
-mod flatjson;
 mod jwt;
 mod params;
 
