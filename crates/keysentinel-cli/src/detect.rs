@@ -85,8 +85,8 @@ pub struct SimulateArgs {
     pub accounts: u64,
     #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u64).range(1..=24 * 365))]
     pub hours: u64,
-    /// Share of retail keys hit by each sharing scenario.
-    #[arg(long, default_value_t = 0.01)]
+    /// Share of retail keys hit by each sharing scenario, 0 to 0.3.
+    #[arg(long, default_value_t = 0.01, value_parser = sharing_rate)]
     pub sharing_rate: f64,
     #[command(flatten)]
     pub geo: GeoArgs,
@@ -159,15 +159,27 @@ fn create(path: &Path) -> anyhow::Result<std::fs::File> {
         .map_err(|e| Failure::new(Exit::Usage, format!("cannot write {}: {e}", path.display())).into())
 }
 
-pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
-    let config: Config = match &args.config {
+fn sharing_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=0.3).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a rate between 0 and 0.3")),
+    }
+}
+
+/// Detection settings from a TOML file, or the defaults.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(match path {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", p.display())))?;
             toml::from_str(&text).map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", p.display())))?
         }
         None => Config::default(),
-    };
+    })
+}
+
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_deref())?;
     let geo = args.geo.load()?;
     let file = std::fs::File::open(&args.file)
         .map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", args.file.display())))?;

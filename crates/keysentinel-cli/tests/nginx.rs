@@ -53,21 +53,6 @@ async fn upstream() -> (u16, Seen) {
     (port, seen)
 }
 
-fn now_ms() -> i64 {
-    // The test process and keysentinel share this machine's clock, as a real client and exchange
-    // share NTP time.
-    #[allow(clippy::disallowed_methods)]
-    let now = time::OffsetDateTime::now_utc();
-    (now.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn binance_query(secret: &str, params: &str) -> String {
-    let q = format!("{params}&timestamp={}", now_ms());
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
-    m.update(q.as_bytes());
-    format!("{q}&signature={}", hex::encode(m.finalize().into_bytes()))
-}
-
 fn upbit_token(access_key: &str, secret: &str, query: &str, nonce: &str) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = json!({ "access_key": access_key, "nonce": nonce, "query_hash": hex::encode(Sha512::digest(query.as_bytes())), "query_hash_alg": "SHA512" });

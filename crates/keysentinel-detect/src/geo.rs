@@ -59,7 +59,8 @@ pub struct Coverage {
     pub asn: bool,
 }
 
-pub trait Locate {
+/// Where addresses are. `Send + Sync` so the data can be shared with the engine's thread.
+pub trait Locate: Send + Sync {
     fn locate(&self, ip: IpAddr) -> Place;
     fn coverage(&self) -> Coverage;
 }

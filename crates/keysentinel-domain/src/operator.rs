@@ -33,6 +33,8 @@ pub enum Permission {
     ReadAudit,
     ManageOperators,
     Verify,
+    /// Send activity and registry records to detection (`POST /v1/events`).
+    IngestEvents,
 }
 
 impl Role {
@@ -55,7 +57,7 @@ impl Role {
             Role::Analyst => matches!(permission, ReadInventory | ContainKeys | RevokeKeys | ReadAudit),
             Role::Approver => matches!(permission, ReadInventory | ApproveGrant),
             Role::Auditor => matches!(permission, ReadInventory | ReadAudit),
-            Role::Gateway => matches!(permission, Verify),
+            Role::Gateway => matches!(permission, Verify | IngestEvents),
         }
     }
 }

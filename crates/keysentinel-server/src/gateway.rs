@@ -141,7 +141,12 @@ pub(crate) fn decide(st: &AppState, req: &Request) -> keysentinel_verify::Decisi
 /// your internal network.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(st): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
-    let text = st.telemetry.render(st.verifier.keys().len(), st.verifier.remembered_nonces(), &st.events);
+    let text = st.telemetry.render(
+        st.verifier.keys().len(),
+        st.verifier.remembered_nonces(),
+        &st.events,
+        st.detection.as_deref(),
+    );
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 

@@ -1,7 +1,9 @@
 //! HTTP wiring for keysentinel: the admin REST API (axum) and its OpenAPI document (utoipa).
 //! Handlers only authenticate, authorise, translate and delegate to the registry.
 
+pub mod detection;
 pub mod error;
+pub mod events;
 pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
@@ -23,6 +25,8 @@ pub struct AppState {
     pub verifier: Arc<keysentinel_verify::Verifier>,
     pub telemetry: telemetry::Telemetry,
     pub events: telemetry::EventPipeline,
+    /// In-process detection; None when serving with detection off.
+    pub detection: Option<Arc<detection::Detection>>,
 }
 
 impl AppState {
@@ -38,7 +42,37 @@ impl AppState {
         let loaded = registry.observe(Arc::new(gateway::SnapshotObserver(snapshot.clone())))?;
         tracing::info!(keys = loaded, "key snapshot loaded for verification");
         let verifier = Arc::new(keysentinel_verify::Verifier::new(snapshot, routes, config));
-        Ok(Self { registry, verifier, telemetry: telemetry::Telemetry::default(), events })
+        Ok(Self { registry, verifier, telemetry: telemetry::Telemetry::default(), events, detection: None })
+    }
+
+    /// Turns on in-process detection: every account and key is loaded into the engine (accounts
+    /// first, so keys meet their owners' segments), and every committed key change follows.
+    pub fn with_detection(
+        mut self,
+        detection: Arc<detection::Detection>,
+    ) -> Result<Self, keysentinel_registry::RegistryError> {
+        let mut after = None;
+        loop {
+            let page = self.registry.accounts(after, 1000)?;
+            for account in &page {
+                detection.registry(detection::account_record(account));
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.account_id.clone()),
+                _ => break,
+            }
+        }
+        let keys = self.registry.observe(Arc::new(detection::DetectionObserver(detection.clone())))?;
+        tracing::info!(keys, "keys loaded for detection");
+        self.detection = Some(detection);
+        Ok(self)
+    }
+
+    /// Tells detection about a committed account change (segment, declared countries).
+    pub fn account_changed(&self, account: &keysentinel_domain::Account) {
+        if let Some(d) = &self.detection {
+            d.registry(detection::account_record(account));
+        }
     }
 }
 
@@ -58,6 +92,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
+        events::ingest_events, events::list_decisions,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -67,6 +102,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         (name = "operators", description = "Who may operate keysentinel"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "policy", description = "The key policy in force"),
+        (name = "detection", description = "Detection of suspected key sharing: events in, decisions out"),
         (name = "service", description = "Health"),
     )
 )]
@@ -95,6 +131,9 @@ pub fn openapi_json() -> String {
 pub fn router(state: Arc<AppState>) -> Router {
     use routes::*;
     let import = Router::new().route("/v1/keys/import", post(import_keys)).layer(DefaultBodyLimit::max(IMPORT_LIMIT));
+    let events = Router::new()
+        .route("/v1/events", post(events::ingest_events))
+        .layer(DefaultBodyLimit::max(events::EVENTS_LIMIT));
     // The hot path gets no per-request tracing span: every decision is already counted in the
     // metrics and emitted as an event, and a span per verify would only add log volume.
     let gateway = Router::new()
@@ -125,8 +164,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/entries", get(audit_entries))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/v1/audit/entries/{seq}/proof", get(audit_proof))
+        .route("/v1/decisions", get(events::list_decisions))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)
+        .merge(events)
         .fallback(|| async {
             error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /openapi.json")
         })

@@ -64,7 +64,9 @@ pub async fn create_account(
     Json(body): Json<NewAccount>,
 ) -> ApiResult<(StatusCode, axum::Json<Account>)> {
     require(&st, &who, Permission::ManageAccounts, "create accounts").await?;
-    Ok((StatusCode::CREATED, axum::Json(st.registry.create_account(who.actor(), body).await?)))
+    let account = st.registry.create_account(who.actor(), body).await?;
+    st.account_changed(&account);
+    Ok((StatusCode::CREATED, axum::Json(account)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -102,7 +104,9 @@ pub async fn update_account(
     Json(patch): Json<AccountPatch>,
 ) -> ApiResult<axum::Json<Account>> {
     require(&st, &who, Permission::ManageAccounts, "change accounts").await?;
-    Ok(axum::Json(st.registry.update_account(who.actor(), account_id(&id)?, patch).await?))
+    let account = st.registry.update_account(who.actor(), account_id(&id)?, patch).await?;
+    st.account_changed(&account);
+    Ok(axum::Json(account))
 }
 
 // ---- keys ----

@@ -27,6 +27,14 @@ pub struct Telemetry {
     remembered_nonces: Gauge,
     queue_depth: Gauge,
     events_shed: Counter,
+    detection_depth: Gauge,
+    detection_shed: Counter,
+    decisions: Family<LevelLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LevelLabel {
+    level: &'static str,
 }
 
 impl Default for Telemetry {
@@ -49,7 +57,28 @@ impl Default for Telemetry {
         registry.register("event_queue_depth", "Verify events waiting to be written", queue_depth.clone());
         let events_shed = Counter::default();
         registry.register("events_shed", "Verify events dropped because the queue was full", events_shed.clone());
-        Self { registry, verifies, latency, snapshot_keys, remembered_nonces, queue_depth, events_shed }
+        let detection_depth = Gauge::default();
+        registry.register("detection_queue_depth", "Records waiting for the detection engine", detection_depth.clone());
+        let detection_shed = Counter::default();
+        registry.register(
+            "detection_shed",
+            "Verify events not given to detection because its queue was full",
+            detection_shed.clone(),
+        );
+        let decisions = Family::<LevelLabel, Counter>::default();
+        registry.register("detection_decisions", "Detection decisions by level", decisions.clone());
+        Self {
+            registry,
+            verifies,
+            latency,
+            snapshot_keys,
+            remembered_nonces,
+            queue_depth,
+            events_shed,
+            detection_depth,
+            detection_shed,
+            decisions,
+        }
     }
 }
 
@@ -60,20 +89,37 @@ impl Telemetry {
     }
 
     /// The text exposition, with the gauges read now.
-    pub fn render(&self, snapshot_keys: usize, nonces: usize, events: &EventPipeline) -> String {
+    pub fn render(
+        &self,
+        snapshot_keys: usize,
+        nonces: usize,
+        events: &EventPipeline,
+        detection: Option<&crate::detection::Detection>,
+    ) -> String {
+        if let Some(d) = detection {
+            self.detection_depth.set(d.depth() as i64);
+            catch_up(&self.detection_shed, d.shed());
+            for (level, n) in keysentinel_detect::Level::ALL.iter().zip(d.decisions_by_level()) {
+                catch_up(&self.decisions.get_or_create(&LevelLabel { level: level.as_str() }), n);
+            }
+        }
         self.snapshot_keys.set(snapshot_keys as i64);
         self.remembered_nonces.set(nonces as i64);
         self.queue_depth.set(events.depth() as i64);
-        let shed = events.shed();
-        let counted = self.events_shed.get();
-        if shed > counted {
-            self.events_shed.inc_by(shed - counted);
-        }
+        catch_up(&self.events_shed, events.shed());
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             tracing::error!("metrics encoding failed");
         }
         out
+    }
+}
+
+/// Brings a Prometheus counter up to a total kept elsewhere.
+fn catch_up(counter: &Counter, total: u64) {
+    let counted = counter.get();
+    if total > counted {
+        counter.inc_by(total - counted);
     }
 }
 
@@ -220,11 +266,13 @@ impl EventPipeline {
 /// producer's `linger.ms` trades a little latency for batching).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Appends events to an NDJSON file in batches, flushing after each batch.
+/// Appends events to an NDJSON file in batches, flushing after each batch, and hands each to
+/// detection when it runs.
 pub fn spawn_file_writer(
     mut rx: mpsc::Receiver<RequestEvent>,
     path: PathBuf,
     node: String,
+    detection: Option<std::sync::Arc<crate::detection::Detection>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent() {
@@ -233,8 +281,12 @@ pub fn spawn_file_writer(
         let file = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
             Ok(f) => f,
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot open the events file; verify events are discarded");
-                while rx.blocking_recv().is_some() {}
+                tracing::error!(path = %path.display(), error = %e, "cannot open the events file; verify events are not recorded");
+                while let Some(e) = rx.blocking_recv() {
+                    if let (Some(d), Some(rec)) = (&detection, crate::detection::request_record(&e)) {
+                        d.offer(rec);
+                    }
+                }
                 return;
             }
         };
@@ -244,6 +296,9 @@ pub fn spawn_file_writer(
             let ok = serde_json::to_writer(&mut *out, &e.record(&node)).is_ok() && out.write_all(b"\n").is_ok();
             if !ok && !std::mem::replace(&mut failed, true) {
                 tracing::error!(path = %path.display(), "cannot write verify events");
+            }
+            if let (Some(d), Some(rec)) = (&detection, crate::detection::request_record(e)) {
+                d.offer(rec);
             }
         };
         // Parked on the queue only when it is empty; then one batch, then linger.
@@ -293,7 +348,7 @@ mod tests {
         assert_eq!((line["ip"].as_str(), line["user_agent"].as_str()), (Some("203.0.113.7"), Some("ccxt/4.5")));
         let t = Telemetry::default();
         t.observe("VALID", Some("binance"), 0.000_004);
-        let text = t.render(7, 3, &p);
+        let text = t.render(7, 3, &p, None);
         assert!(text.contains("keysentinel_events_shed_total 3"), "{text}");
         assert!(text.contains(r#"keysentinel_verifies_total{code="VALID",scheme="binance"} 1"#), "{text}");
         assert!(text.contains("keysentinel_snapshot_keys 7"), "{text}");

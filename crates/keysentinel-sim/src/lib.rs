@@ -246,8 +246,12 @@ pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {
                 let vpn = g.rng.gen_bool(0.05).then(|| VPN[g.rng.gen_range(0..VPN.len())]);
                 retail(&mut g, &key, &actor, traveller, vpn, start, end);
                 // Sharing scenarios on some retail keys, from a random onset.
-                if g.rng.gen_bool((p.sharing_rate * 3.0).min(1.0)) {
-                    let onset = start + g.rng.gen_range(6 * HOUR..(end - start) * 2 / 3);
+                if g.rng.gen_bool((p.sharing_rate * 3.0).clamp(0.0, 1.0)) {
+                    // After six hours of honest use when the run is long enough, so the key has
+                    // a baseline; within the first two thirds, so the sharing has time to show.
+                    let latest = ((end - start) * 2 / 3).max(1);
+                    let earliest = if latest > 6 * HOUR { 6 * HOUR } else { latest / 2 };
+                    let onset = start + g.rng.gen_range(earliest..latest);
                     let scenario = match g.rng.gen_range(0..3) {
                         0 => "lent_abroad",
                         1 => "group_shared",

