@@ -88,10 +88,10 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.pos;
-        let len = memchr::memchr(b'"', self.input.get(start..)?)?;
-        let body = self.input.get(start..start + len)?;
-        // Branch-free over the bytes, so it vectorises: strings are most of a line.
-        if body.iter().fold(false, |bad, &b| bad | (b < 0x20) | (b == b'\\')) {
+        // A plain loop: these strings are short (ids, codes, addresses), where a vectorised
+        // search costs more to set up than it saves.
+        let len = self.input.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.input.get(start + len) != Some(&b'"') {
             return None;
         }
         self.pos = start + len + 1;
