@@ -115,6 +115,10 @@ struct ServeArgs {
     /// Records waiting for detection before verify events are shed and batches get 429.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     detection_queue: u64,
+    /// Response policy (TOML, docs/response.md): what each stage does to a key; the built-in
+    /// policy otherwise.
+    #[arg(long, env = "KEYSENTINEL_RESPONSE_POLICY")]
+    response_policy: Option<PathBuf>,
     #[command(flatten)]
     geo: detect::GeoArgs,
     /// How often expiries are recorded, in seconds (expired keys are refused regardless).
@@ -404,18 +408,28 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         let node = format!("{:x}{:x}", std::process::id(), opened.registry.now().unix_timestamp());
         let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node.clone());
         let events_path = args.events_file.clone().unwrap_or_else(|| cli.data_dir.join("events").join("requests.ndjson"));
+        let response_policy = std::sync::Arc::new(match &args.response_policy {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read response policy {}", path.display()))?;
+                keysentinel_domain::ResponsePolicy::from_toml(&text).map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())))?
+            }
+            None => keysentinel_domain::ResponsePolicy::default(),
+        });
         let detection = if args.no_detection {
             None
         } else {
             let config = detect::load_config(args.detect_config.as_deref())?;
             let geo = args.geo.load()?;
-            Some(keysentinel_server::detection::Detection::start(config, geo, args.detection_queue as usize, None)?)
+            let (sink, _responder) = keysentinel_server::response::spawn_responder(opened.registry.clone(), response_policy.clone());
+            tracing::info!(version = %response_policy.version, mode = ?response_policy.mode, "response policy in force");
+            Some(keysentinel_server::detection::Detection::start(config, geo, args.detection_queue as usize, Some(sink))?)
         };
         let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path, node, detection.clone());
         let mut state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
         if let Some(d) = detection {
             state = state.with_detection(d)?;
         }
+        state.response_policy = response_policy;
         let state = std::sync::Arc::new(state);
         let ext_authz = match &args.ext_authz_listen {
             Some(addr) => {

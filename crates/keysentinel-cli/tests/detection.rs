@@ -176,3 +176,134 @@ fn posted_batches_give_the_decisions_replay_gives() {
     let r = http.post(format!("{u}/v1/events")).bearer_auth(&gateway).json(&json!({})).send().unwrap();
     assert_eq!(r.status().as_u16(), 415);
 }
+
+fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+fn cases(http: &Client, url: &str, token: &str, key: &str) -> Vec<Value> {
+    let r = http.get(format!("{url}/v1/cases?key_id={key}")).bearer_auth(token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().unwrap()
+}
+
+/// Polls until the key's case reaches `stage`; returns it.
+fn case_at(http: &Client, url: &str, token: &str, key: &str, stage: &str) -> Value {
+    for _ in 0..300 {
+        if let Some(c) = cases(http, url, token, key).into_iter().find(|c| c["stage"] == stage) {
+            return c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no case at {stage} for {key}: {:?}", cases(http, url, token, key));
+}
+
+/// A key used by someone else, step by step: signed from outside its allowlist and probed with
+/// bad signatures (warn: a case opens, the owner is to be told), then a complaint (reverify: the
+/// key is suspended), then vendor intelligence (invalidate: the key is revoked). Verify refuses
+/// the key at each stopping stage, and the case holds the evidence. With the policy in shadow
+/// mode the same detections record what would have been done and the key keeps working.
+fn staged_response(shadow: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut extra = vec![];
+    let policy_path = dir.path().join("response.toml");
+    if shadow {
+        let text = "version = \"test-shadow-1\"\nmode = \"shadow\"\n".to_owned()
+            + &["retail", "institutional"]
+                .iter()
+                .map(|class| {
+                    format!(
+                        "[{class}]\nmonitor = {{ action = \"monitor\", automatic = true, sla_hours = 168 }}\n\
+                         warn = {{ action = \"notify\", automatic = true, sla_hours = 72 }}\n\
+                         reverify = {{ action = \"suspend\", automatic = true, sla_hours = 24 }}\n\
+                         invalidate = {{ action = \"revoke\", automatic = true, sla_hours = 4 }}\n"
+                    )
+                })
+                .collect::<String>();
+        std::fs::write(&policy_path, text).unwrap();
+        extra = vec!["--response-policy", policy_path.to_str().unwrap()];
+    }
+    let server = serve_with(&data, &extra);
+    let u = server.url.clone();
+    let token = |name: &str, role: &str| {
+        ok_json(&data, &u, &["operators", "create", name, "--role", role])["token"].as_str().unwrap().to_owned()
+    };
+    let (gateway, analyst) = (token("gw-1", "gateway"), token("ana-1", "analyst"));
+    ok_json(&data, &u, &["accounts", "create", "acct-3", "--segment", "retail", "--verification", "verified"]);
+    let (key, secret) = create_key(&data, &u, "binance", "acct-3", "203.0.113.0/24");
+    let http = Client::new();
+    let verify = |ip: &str, secret: &str| {
+        let body = json!({ "method": "GET", "path": "/api/v3/openOrders", "query": binance_query(secret, "symbol=BTCUSDT"),
+            "headers": { "X-MBX-APIKEY": key }, "client_ip": ip });
+        let r = http.post(format!("{u}/v1/verify")).bearer_auth(&gateway).json(&body).send().unwrap();
+        r.json::<Value>().unwrap()["code"].as_str().unwrap().to_owned()
+    };
+    let post = |line: Value| {
+        let (status, reply) = post_events(&http, &u, &gateway, line.to_string());
+        assert_eq!((status, reply["accepted"].as_u64()), (202, Some(1)), "{reply}");
+    };
+
+    assert_eq!(verify("203.0.113.9", &secret), "VALID");
+    assert_eq!(verify("198.51.100.23", &secret), "IP_NOT_ALLOWED");
+    for _ in 0..10 {
+        assert_eq!(verify("198.51.100.23", "not-the-secret"), "BAD_SIGNATURE");
+    }
+    let case = case_at(&http, &u, &analyst, &key, "warn");
+    assert_eq!((case["status"].as_str(), case["account_id"].as_str()), (Some("open"), Some("acct-3")), "{case}");
+    assert_eq!(case["history"][0]["what"], "opened");
+    let indicators: Vec<&str> = case["suspicions"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["indicator"].as_str().unwrap())
+        .collect();
+    assert!(indicators.contains(&"bad_signature_burst") && indicators.contains(&"signed_outside_allowlist"), "{case}");
+    assert_eq!(verify("203.0.113.9", &secret), "VALID", "a warning does not stop the key");
+
+    post(json!({ "type": "complaint", "ts": rfc3339(now_ms()), "account_id": "acct-3",
+        "text": "I lent my API key to a friend abroad and now someone else trades on it" }));
+    let case = case_at(&http, &u, &analyst, &key, "reverify");
+    let want = if shadow { "VALID" } else { "SUSPENDED" };
+    assert_eq!(verify("203.0.113.9", &secret), want, "{case}");
+
+    post(json!({ "type": "vendor_intel", "ts": rfc3339(now_ms()), "key_id": key,
+        "text": "key offered for rent on a copy-trading channel" }));
+    let case = case_at(&http, &u, &analyst, &key, "invalidate");
+    let want = if shadow { "VALID" } else { "REVOKED" };
+    assert_eq!(verify("203.0.113.9", &secret), want, "{case}");
+    assert_eq!(case["suspicions"].as_array().unwrap().len(), 3, "each stage's detection is kept as evidence");
+    assert_eq!(case["enforced"].as_bool(), Some(!shadow));
+    let whats: Vec<&str> = case["history"].as_array().unwrap().iter().map(|h| h["what"].as_str().unwrap()).collect();
+    if shadow {
+        assert_eq!(case["policy_version"], "test-shadow-1");
+        assert_eq!(whats.iter().filter(|w| **w == "action_shadowed").count(), 3, "{whats:?}");
+    } else {
+        assert_eq!(whats.iter().filter(|w| **w == "action_taken").count(), 3, "{whats:?}");
+        // The revocation is in the audit log, by the response, under the policy's version.
+        let r = http.get(format!("{u}/v1/audit/entries?limit=1000")).bearer_auth(&analyst).send().unwrap();
+        let entries: Vec<Value> = r.json().unwrap();
+        let revoke = entries.iter().find(|e| e["action"] == "key.revoke" && e["target"] == key.as_str()).unwrap();
+        assert_eq!(revoke["policy_version"], case["policy_version"], "{revoke}");
+        assert!(revoke["actor"].to_string().contains("response"), "{revoke}");
+        assert!(entries.iter().any(|e| e["action"] == "case.open"));
+    }
+    let one =
+        http.get(format!("{u}/v1/cases/{}", case["case_id"].as_str().unwrap())).bearer_auth(&analyst).send().unwrap();
+    assert_eq!(one.status().as_u16(), 200);
+    let missing = http.get(format!("{u}/v1/cases/case-nothing")).bearer_auth(&analyst).send().unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let r = http.get(format!("{u}/v1/cases")).bearer_auth(&gateway).send().unwrap();
+    assert_eq!(r.status().as_u16(), 403, "a gateway may not read cases");
+}
+
+#[test]
+fn detections_move_the_key_through_the_stages_and_verify_follows() {
+    staged_response(false);
+}
+
+#[test]
+fn in_shadow_mode_cases_record_what_would_have_been_done() {
+    staged_response(true);
+}

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod key;
 pub mod operator;
 pub mod policy;
+pub mod response;
 pub mod scheme;
 pub mod scope;
 
@@ -21,6 +22,7 @@ pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
+pub use response::{Action, Case, CaseEvent, CaseStatus, Finding, Mode, Plan, ResponsePolicy, Stage, Suspicion};
 pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};
 

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod cases;
 mod error;
 mod import;
 mod keys;

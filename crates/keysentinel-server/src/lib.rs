@@ -7,6 +7,7 @@ pub mod events;
 pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
+pub mod response;
 pub mod routes;
 pub mod telemetry;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub events: telemetry::EventPipeline,
     /// In-process detection; None when serving with detection off.
     pub detection: Option<Arc<detection::Detection>>,
+    /// The response policy in force (the built-in one unless configured).
+    pub response_policy: Arc<keysentinel_domain::ResponsePolicy>,
 }
 
 impl AppState {
@@ -42,7 +45,14 @@ impl AppState {
         let loaded = registry.observe(Arc::new(gateway::SnapshotObserver(snapshot.clone())))?;
         tracing::info!(keys = loaded, "key snapshot loaded for verification");
         let verifier = Arc::new(keysentinel_verify::Verifier::new(snapshot, routes, config));
-        Ok(Self { registry, verifier, telemetry: telemetry::Telemetry::default(), events, detection: None })
+        Ok(Self {
+            registry,
+            verifier,
+            telemetry: telemetry::Telemetry::default(),
+            events,
+            detection: None,
+            response_policy: Arc::default(),
+        })
     }
 
     /// Turns on in-process detection: every account and key is loaded into the engine (accounts
@@ -93,6 +103,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
         events::ingest_events, events::list_decisions,
+        response::list_cases, response::get_case, response::get_response_policy,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -102,6 +113,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         (name = "operators", description = "Who may operate keysentinel"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "policy", description = "The key policy in force"),
+        (name = "response", description = "Cases and the staged response to suspected sharing"),
         (name = "detection", description = "Detection of suspected key sharing: events in, decisions out"),
         (name = "service", description = "Health"),
     )
@@ -165,6 +177,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/v1/audit/entries/{seq}/proof", get(audit_proof))
         .route("/v1/decisions", get(events::list_decisions))
+        .route("/v1/cases", get(response::list_cases))
+        .route("/v1/cases/{case_id}", get(response::get_case))
+        .route("/v1/response-policy", get(response::get_response_policy))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)
         .merge(events)

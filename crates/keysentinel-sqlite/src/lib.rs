@@ -10,11 +10,11 @@ mod verify;
 mod writer;
 
 use keysentinel_audit::Hash;
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Clock, KeyStatus, Operator};
+use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, KeyStatus, Operator};
 use keysentinel_secrets::Keyring;
 use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
 use keysentinel_store::{
-    AccountFilter, KeyFilter, LogKeys, ReadStore, Store, StoreError, StoredKey, WriteOp, META_LOG_ORIGIN,
+    AccountFilter, CaseFilter, KeyFilter, LogKeys, ReadStore, Store, StoreError, StoredKey, WriteOp, META_LOG_ORIGIN,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -22,7 +22,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 pub use verify::{export_checkpoint, verify_file, ExportedCheckpoint, FileVerifyError, FileVerifyOptions};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_cases.sql")];
 /// Most operations one commit takes; bounds how long one slow batch holds the write lock.
 const MAX_BATCH: usize = 512;
 /// Queue depth before `submit` blocks the caller (back-pressure rather than unbounded memory).
@@ -190,6 +191,35 @@ impl Store for SqliteStore {
 impl ReadStore for SqliteStore {
     fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         self.with_reader(|c| rows::account(c, id))
+    }
+
+    fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {
+        self.with_reader(|c| rows::case(c, "case_id", id))
+    }
+
+    fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM cases WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR key_id = ?2)
+                     AND (?3 IS NULL OR account_id = ?3) ORDER BY opened_ms DESC, case_id LIMIT ?4",
+                )
+                .map_err(db_err)?;
+            let docs = stmt
+                .query_map(
+                    params![
+                        filter.status.map(|s| s.as_str()),
+                        filter.key_id.as_ref().map(|k| k.as_str()),
+                        filter.account_id.as_ref().map(|a| a.as_str()),
+                        filter.limit
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            docs.iter().map(|d| rows::from_doc(d)).collect()
+        })
     }
 
     fn accounts(&self, filter: &AccountFilter) -> Result<Vec<Account>, StoreError> {

@@ -1,7 +1,7 @@
 //! Row encoding: each entity is stored as its JSON document plus indexed columns.
 
 use crate::db_err;
-use keysentinel_domain::{AccessKey, Account, AccountId};
+use keysentinel_domain::{AccessKey, Account, AccountId, Case};
 use keysentinel_store::{StoreError, StoredKey};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
@@ -30,6 +30,17 @@ pub fn account(c: &Connection, id: &AccountId) -> Result<Option<Account>, StoreE
         .query_row([id.as_str()], |r| r.get(0))
         .optional()
         .map_err(db_err)?;
+    doc.map(|d| from_doc(&d)).transpose()
+}
+
+/// The case whose `column` (`case_id`, or `key_id` for the key's live case) is `value`.
+pub fn case(c: &Connection, column: &str, value: &str) -> Result<Option<Case>, StoreError> {
+    let sql = match column {
+        "case_id" => "SELECT doc FROM cases WHERE case_id = ?1",
+        _ => "SELECT doc FROM cases WHERE key_id = ?1 AND status != 'closed'",
+    };
+    let doc: Option<String> =
+        c.prepare_cached(sql).map_err(db_err)?.query_row([value], |r| r.get(0)).optional().map_err(db_err)?;
     doc.map(|d| from_doc(&d)).transpose()
 }
 

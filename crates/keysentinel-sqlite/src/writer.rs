@@ -3,7 +3,7 @@
 use crate::rows::{self, field, ms, to_doc};
 use crate::{db_err, ConnMeta};
 use keysentinel_audit::{AuditDraft, Checkpoint, Hash, LogState};
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Clock, Operator, OperatorId};
+use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, Operator, OperatorId};
 use keysentinel_store::keys::Meta;
 use keysentinel_store::{LogKeys, Outcome, StoreError, StoredKey, WriteOp, WriteTx};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -53,6 +53,31 @@ impl WriteTx for Tx<'_> {
 
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         rows::account(self.conn, id)
+    }
+
+    fn live_case(&mut self, key_id: &AccessKey) -> Result<Option<Case>, StoreError> {
+        rows::case(self.conn, "key_id", key_id.as_str())
+    }
+
+    fn case(&mut self, id: &str) -> Result<Option<Case>, StoreError> {
+        rows::case(self.conn, "case_id", id)
+    }
+
+    fn put_case(&mut self, case: &Case) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO cases(case_id, key_id, account_id, status, stage, opened_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(case_id) DO UPDATE SET status = excluded.status, stage = excluded.stage, doc = excluded.doc",
+            params![
+                case.case_id,
+                case.key_id.as_str(),
+                case.account_id.as_str(),
+                case.status.as_str(),
+                case.stage.as_str(),
+                rows::ms(case.opened_at),
+                to_doc(case)?
+            ],
+        )?;
+        Ok(())
     }
 
     fn insert_account(&mut self, account: &Account) -> Result<(), StoreError> {

@@ -11,7 +11,9 @@
 pub mod keys;
 
 use keysentinel_audit::{AuditDraft, Hash};
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, KeyStatus, Operator, OperatorId, VendorId};
+use keysentinel_domain::{
+    AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, KeyStatus, Operator, OperatorId, VendorId,
+};
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -55,6 +57,14 @@ pub struct KeyFilter {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub status: Option<CaseStatus>,
+    pub key_id: Option<AccessKey>,
+    pub account_id: Option<AccountId>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct AccountFilter {
     pub after: Option<AccountId>,
     pub limit: u32,
@@ -67,6 +77,12 @@ pub trait WriteTx {
 
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError>;
     fn insert_account(&mut self, account: &Account) -> Result<(), StoreError>;
+
+    /// The key's case that is not closed, if any (there is at most one).
+    fn live_case(&mut self, key_id: &AccessKey) -> Result<Option<Case>, StoreError>;
+    fn case(&mut self, id: &str) -> Result<Option<Case>, StoreError>;
+    /// Inserts the case or replaces it whole.
+    fn put_case(&mut self, case: &Case) -> Result<(), StoreError>;
     fn update_account(&mut self, account: &Account) -> Result<(), StoreError>;
 
     fn key(&mut self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
@@ -111,6 +127,9 @@ pub type WriteOp = Box<dyn FnOnce(&mut dyn WriteTx) -> Outcome + Send>;
 pub trait ReadStore: Send + Sync {
     fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
     fn accounts(&self, filter: &AccountFilter) -> Result<Vec<Account>, StoreError>;
+    fn case(&self, id: &str) -> Result<Option<Case>, StoreError>;
+    /// Newest first.
+    fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError>;
     fn key(&self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
     fn keys(&self, filter: &KeyFilter, now: OffsetDateTime) -> Result<Vec<ApiKey>, StoreError>;
     fn operator_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<Operator>, StoreError>;

@@ -1,0 +1,353 @@
+//! The response to suspected sharing: a versioned policy that maps a detection's stage and the
+//! account's segment to what happens to the key, and the case that records it.
+//!
+//! The four stages are the DAXA standard's: intensive monitoring, a warning notice, identity
+//! re-verification (the key is suspended until the owner re-verifies) and forced expiry (the
+//! key is revoked and never comes back). The policy says, per segment class, which action each
+//! stage takes and whether it is taken automatically or queued for an analyst. A policy in
+//! shadow mode records what it would have done and changes no key. See `docs/response.md`.
+
+use crate::account::Segment;
+use crate::ids::{AccessKey, AccountId};
+use crate::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The stages of the standard, in increasing severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Monitor,
+    Warn,
+    Reverify,
+    Invalidate,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Monitor, Stage::Warn, Stage::Reverify, Stage::Invalidate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Monitor => "monitor",
+            Stage::Warn => "warn",
+            Stage::Reverify => "reverify",
+            Stage::Invalidate => "invalidate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is done to the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Watch closely; the key keeps working.
+    Monitor,
+    /// Tell the owner; the key keeps working.
+    Notify,
+    /// Suspend the key until the owner re-verifies their identity.
+    Suspend,
+    /// Revoke the key: forced expiry, never reactivated.
+    Revoke,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Monitor => "monitor",
+            Action::Notify => "notify",
+            Action::Suspend => "suspend",
+            Action::Revoke => "revoke",
+        }
+    }
+
+    /// Whether the action changes whether the key verifies.
+    pub fn stops_the_key(self) -> bool {
+        matches!(self, Action::Suspend | Action::Revoke)
+    }
+}
+
+/// One stage's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageRule {
+    pub action: Action,
+    /// Taken at once; otherwise the case waits for an analyst's decision.
+    pub automatic: bool,
+    /// Hours within which an analyst must act on the case.
+    pub sla_hours: u32,
+}
+
+/// The four stages' responses for one class of accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageRules {
+    pub monitor: StageRule,
+    pub warn: StageRule,
+    pub reverify: StageRule,
+    pub invalidate: StageRule,
+}
+
+impl StageRules {
+    pub fn get(&self, stage: Stage) -> StageRule {
+        match stage {
+            Stage::Monitor => self.monitor,
+            Stage::Warn => self.warn,
+            Stage::Reverify => self.reverify,
+            Stage::Invalidate => self.invalidate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Actions are taken.
+    Enforce,
+    /// Cases are recorded with what would have been done; no key changes.
+    Shadow,
+}
+
+/// The response policy (TOML). Retail rules apply to retail accounts; institutional rules to
+/// market makers, brokers and corporates, whose keys serve a mandate and whose forced expiry
+/// should be a human decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsePolicy {
+    /// Recorded with every case and every action taken under this policy.
+    pub version: String,
+    pub mode: Mode,
+    pub retail: StageRules,
+    pub institutional: StageRules,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("response policy: {0}")]
+pub struct ResponsePolicyError(String);
+
+impl ResponsePolicy {
+    pub fn from_toml(text: &str) -> Result<Self, ResponsePolicyError> {
+        let policy: Self = toml::from_str(text).map_err(|e| ResponsePolicyError(e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Severity never goes down as the stage goes up, and every SLA is at least an hour: a
+    /// policy that suspended at `warn` but only notified at `invalidate` is a typo, not a choice.
+    pub fn validate(&self) -> Result<(), ResponsePolicyError> {
+        if self.version.trim().is_empty() {
+            return Err(ResponsePolicyError("version must not be empty".into()));
+        }
+        for (class, rules) in [("retail", &self.retail), ("institutional", &self.institutional)] {
+            let mut previous = Action::Monitor;
+            for stage in Stage::ALL {
+                let rule = rules.get(stage);
+                if rule.action < previous {
+                    return Err(ResponsePolicyError(format!(
+                        "[{class}.{stage}] action {} is milder than a lower stage's {}",
+                        rule.action.as_str(),
+                        previous.as_str()
+                    )));
+                }
+                if rule.sla_hours == 0 {
+                    return Err(ResponsePolicyError(format!("[{class}.{stage}] sla_hours must be at least 1")));
+                }
+                previous = rule.action;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rule(&self, segment: Segment, stage: Stage) -> StageRule {
+        match segment {
+            Segment::Retail => self.retail.get(stage),
+            Segment::Corporate | Segment::Broker | Segment::MarketMaker => self.institutional.get(stage),
+        }
+    }
+}
+
+impl Default for ResponsePolicy {
+    fn default() -> Self {
+        let rule = |action, automatic, sla_hours| StageRule { action, automatic, sla_hours };
+        Self {
+            version: "builtin-2026-11".into(),
+            mode: Mode::Enforce,
+            retail: StageRules {
+                monitor: rule(Action::Monitor, true, 168),
+                warn: rule(Action::Notify, true, 72),
+                reverify: rule(Action::Suspend, true, 24),
+                invalidate: rule(Action::Revoke, true, 4),
+            },
+            institutional: StageRules {
+                monitor: rule(Action::Monitor, true, 168),
+                warn: rule(Action::Notify, true, 48),
+                reverify: rule(Action::Suspend, false, 8),
+                invalidate: rule(Action::Revoke, false, 4),
+            },
+        }
+    }
+}
+
+/// Where a case is in its workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// Opened; the policy's actions so far are taken (or were shadowed).
+    Open,
+    /// The policy wants an action that is not automatic: an analyst must decide.
+    AwaitingDecision,
+    /// Closed with a resolution.
+    Closed,
+}
+
+impl CaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::Open => "open",
+            CaseStatus::AwaitingDecision => "awaiting_decision",
+            CaseStatus::Closed => "closed",
+        }
+    }
+}
+
+/// One indicator behind a detection, with what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Finding {
+    pub indicator: String,
+    pub count: u32,
+    pub evidence: String,
+}
+
+/// A detection as the response sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Suspicion {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub at: Timestamp,
+    #[schema(value_type = String)]
+    pub key_id: AccessKey,
+    pub stage: Stage,
+    pub risk: f32,
+    pub findings: Vec<Finding>,
+    /// The detection settings' identity (engine version and thresholds), for the record.
+    pub detector: String,
+}
+
+/// Something that happened in a case, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaseEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub at: Timestamp,
+    pub by: String,
+    /// `opened`, `escalated`, `action_taken`, `action_shadowed`, `action_queued`, ...
+    pub what: String,
+    pub detail: String,
+}
+
+/// A case: one key's suspected sharing, from the first `warn` on, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Case {
+    pub case_id: String,
+    #[schema(value_type = String)]
+    pub key_id: AccessKey,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub segment: Segment,
+    pub status: CaseStatus,
+    /// The highest stage reached.
+    pub stage: Stage,
+    pub risk: f32,
+    /// The response policy in force when the case last moved.
+    pub policy_version: String,
+    /// Whether the policy was enforcing (false: shadow mode, nothing was done to the key).
+    pub enforced: bool,
+    /// The action the policy wants and an analyst has yet to decide, if any.
+    pub pending_action: Option<Action>,
+    /// Every detection that moved the case, first to last: the evidence snapshot.
+    pub suspicions: Vec<Suspicion>,
+    pub history: Vec<CaseEvent>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub opened_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub updated_at: Timestamp,
+    /// When an analyst must have acted (the SLA of the highest stage reached).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub due_at: Timestamp,
+}
+
+/// What the policy does with a suspicion on a key: the action, and whether it happens now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub action: Action,
+    /// Take the action now (automatic, enforcing).
+    pub act: bool,
+    /// Queue it for an analyst (not automatic, enforcing).
+    pub queue: bool,
+    pub sla_hours: u32,
+}
+
+impl ResponsePolicy {
+    /// The plan for `stage` on an account of `segment`.
+    pub fn plan(&self, segment: Segment, stage: Stage) -> Plan {
+        let rule = self.rule(segment, stage);
+        let enforcing = self.mode == Mode::Enforce;
+        Plan {
+            action: rule.action,
+            act: enforcing && rule.automatic,
+            queue: enforcing && !rule.automatic && rule.action.stops_the_key(),
+            sla_hours: rule.sla_hours,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_is_valid_and_staged() {
+        let p = ResponsePolicy::default();
+        p.validate().unwrap();
+        let retail = p.plan(Segment::Retail, Stage::Invalidate);
+        assert_eq!((retail.action, retail.act, retail.queue), (Action::Revoke, true, false));
+        let mm = p.plan(Segment::MarketMaker, Stage::Invalidate);
+        assert_eq!((mm.action, mm.act, mm.queue), (Action::Revoke, false, true), "a human decides for mandates");
+        assert_eq!(p.plan(Segment::Retail, Stage::Warn).action, Action::Notify);
+        let text = toml::to_string(&p).unwrap();
+        assert_eq!(ResponsePolicy::from_toml(&text).unwrap(), p);
+    }
+
+    #[test]
+    fn the_shipped_policy_file_is_the_built_in_policy() {
+        let shipped = include_str!("../../../deploy/response/response-policy.toml");
+        assert_eq!(ResponsePolicy::from_toml(shipped).unwrap(), ResponsePolicy::default());
+    }
+
+    #[test]
+    fn shadow_mode_never_acts_and_inconsistent_policies_are_refused() {
+        let p = ResponsePolicy { mode: Mode::Shadow, ..Default::default() };
+        let plan = p.plan(Segment::Retail, Stage::Invalidate);
+        assert!(!plan.act && !plan.queue);
+        let mut bad = ResponsePolicy::default();
+        bad.retail.invalidate.action = Action::Notify;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("[retail.invalidate]") && e.contains("milder"), "{e}");
+        let mut bad = ResponsePolicy::default();
+        bad.institutional.warn.sla_hours = 0;
+        assert!(bad.validate().unwrap_err().to_string().contains("sla_hours"));
+        assert!(ResponsePolicy::from_toml("version = 1").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! The response to detections: cases, and the actions the response policy takes on keys. One
+//! detection is one transaction — the case moves, the key changes (or the change is recorded as
+//! shadowed or queued), and both are audited together, or nothing happens.
+
+use crate::{Registry, RegistryError};
+use keysentinel_audit::{Actor, AuditDraft};
+use keysentinel_domain::{
+    Action, ApiKey, Case, CaseEvent, CaseStatus, KeyStatus, ResponsePolicy, Segment, Stage, Suspicion,
+};
+use keysentinel_store::{CaseFilter, WriteTx};
+use rand::RngCore;
+use serde_json::json;
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+/// The actor recorded for what the response policy does on its own.
+fn response_actor() -> Actor {
+    Actor::System { component: "response".into() }
+}
+
+fn new_case_id() -> String {
+    let mut b = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("case-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+impl Registry {
+    /// Responds to a detection on a key under `policy`. Below `warn` nothing is recorded (the
+    /// detection itself is the monitoring record). From `warn` up, the key's live case is
+    /// opened or moved, with the detection as evidence, and the stage's action is taken when
+    /// the policy takes it automatically, queued for an analyst when it does not, or recorded as
+    /// shadowed when the policy runs in shadow mode. Keys the registry does not know are
+    /// ignored (None): events may name keys managed elsewhere.
+    pub async fn respond(
+        &self,
+        suspicion: Suspicion,
+        policy: Arc<ResponsePolicy>,
+    ) -> Result<Option<Case>, RegistryError> {
+        if suspicion.stage < Stage::Warn {
+            return Ok(None);
+        }
+        let case = self.transact(move |tx| respond_in(tx, &suspicion, &policy)).await?;
+        if let Some(c) = &case {
+            // The snapshot learns of a suspension or revocation before the call returns.
+            self.publish(std::slice::from_ref(&c.key_id));
+        }
+        Ok(case)
+    }
+
+    pub fn case(&self, id: &str) -> Result<Case, RegistryError> {
+        self.store.case(id)?.ok_or_else(|| RegistryError::NotFound { what: "case", id: id.to_owned() })
+    }
+
+    pub fn cases(&self, mut filter: CaseFilter) -> Result<Vec<Case>, RegistryError> {
+        filter.limit = filter.limit.clamp(1, 1000);
+        Ok(self.store.cases(&filter)?)
+    }
+}
+
+fn respond_in(
+    tx: &mut dyn WriteTx,
+    suspicion: &Suspicion,
+    policy: &ResponsePolicy,
+) -> Result<Option<Case>, RegistryError> {
+    let Some(stored) = tx.key(&suspicion.key_id)? else {
+        return Ok(None);
+    };
+    let mut key = stored.key;
+    let now = tx.now();
+    let segment = tx.account(&key.account_id)?.map_or(Segment::Retail, |a| a.segment);
+    let plan = policy.plan(segment, suspicion.stage);
+    let actor = response_actor();
+    let indicators: Vec<&str> = suspicion.findings.iter().map(|f| f.indicator.as_str()).collect();
+
+    let existing = tx.live_case(&key.access_key)?;
+    let opened = existing.is_none();
+    let mut case = existing.unwrap_or_else(|| Case {
+        case_id: new_case_id(),
+        key_id: key.access_key.clone(),
+        account_id: key.account_id.clone(),
+        segment,
+        status: CaseStatus::Open,
+        stage: suspicion.stage,
+        risk: suspicion.risk,
+        policy_version: policy.version.clone(),
+        enforced: false,
+        pending_action: None,
+        suspicions: Vec::new(),
+        history: Vec::new(),
+        opened_at: now,
+        updated_at: now,
+        due_at: now,
+    });
+    let escalated = opened || suspicion.stage > case.stage;
+    case.stage = case.stage.max(suspicion.stage);
+    case.risk = case.risk.max(suspicion.risk);
+    case.policy_version = policy.version.clone();
+    case.enforced = policy.mode == keysentinel_domain::Mode::Enforce;
+    case.updated_at = now;
+    if escalated {
+        case.due_at = now + Duration::hours(i64::from(plan.sla_hours));
+    }
+    case.suspicions.push(suspicion.clone());
+    let by = actor.label();
+    let mut event = |what: &str, detail: String| {
+        case.history.push(CaseEvent { at: now, by: by.clone(), what: what.into(), detail });
+    };
+    event(
+        if opened { "opened" } else { "detected" },
+        format!("stage {} (risk {:.2}): {}", suspicion.stage, suspicion.risk, indicators.join(", ")),
+    );
+
+    let reason =
+        format!("suspected key sharing ({}, stage {}): {}", case.case_id, suspicion.stage, indicators.join(", "));
+    let mut key_change = None;
+    if plan.act {
+        if let Some(to) = apply(&mut key, plan.action, &reason, &by, now)? {
+            key_change = Some(to);
+            event("action_taken", format!("{}: key {} is now {}", plan.action.as_str(), key.access_key, to.as_str()));
+        } else if plan.action.stops_the_key() {
+            event("action_taken", format!("{}: key was already {}", plan.action.as_str(), key.status.as_str()));
+        } else {
+            // Notices to the owner go out through the notification outbox (issue #5, not yet
+            // built): the case records that one is due.
+            event("action_taken", format!("{}: owner notice due", plan.action.as_str()));
+        }
+        if case.pending_action.is_some_and(|p| p <= plan.action) {
+            case.pending_action = None;
+            case.status = CaseStatus::Open;
+        }
+    } else if plan.queue {
+        if case.pending_action.is_none_or(|p| p < plan.action) {
+            case.pending_action = Some(plan.action);
+        }
+        case.status = CaseStatus::AwaitingDecision;
+        event(
+            "action_queued",
+            format!("{} awaits an analyst's decision (policy {})", plan.action.as_str(), policy.version),
+        );
+    } else if policy.mode == keysentinel_domain::Mode::Shadow {
+        event("action_shadowed", format!("would {} (policy {} in shadow mode)", plan.action.as_str(), policy.version));
+    }
+
+    tx.put_case(&case)?;
+    tx.append_audit(AuditDraft {
+        actor: actor.clone(),
+        action: if opened { "case.open" } else { "case.update" }.into(),
+        target: case.case_id.clone(),
+        reason: reason.clone(),
+        policy_version: Some(policy.version.clone()),
+        details: json!({
+            "key_id": case.key_id, "account_id": case.account_id, "stage": suspicion.stage, "risk": suspicion.risk,
+            "indicators": indicators, "detector": suspicion.detector, "planned": plan.action,
+            "enforced": case.enforced, "automatic": plan.act, "queued": plan.queue, "status": case.status,
+        }),
+    })?;
+    if let Some(to) = key_change {
+        tx.update_key(&key)?;
+        tx.append_audit(AuditDraft {
+            actor,
+            action: match to {
+                KeyStatus::Revoked => "key.revoke",
+                _ => "key.suspend",
+            }
+            .into(),
+            target: key.access_key.to_string(),
+            reason,
+            policy_version: Some(policy.version.clone()),
+            details: json!({ "to": to, "account_id": key.account_id, "case_id": case.case_id }),
+        })?;
+    }
+    Ok(Some(case))
+}
+
+/// Applies a stopping action to the key; the new status when it changed.
+fn apply(
+    key: &mut ApiKey,
+    action: Action,
+    reason: &str,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Option<KeyStatus>, RegistryError> {
+    let status = key.effective_status(now);
+    match action {
+        Action::Suspend if status == KeyStatus::Active => key.suspend(reason, actor, now)?,
+        Action::Revoke if status != KeyStatus::Revoked => key.revoke(reason, actor, now)?,
+        _ => return Ok(None),
+    }
+    Ok(Some(key.status))
+}

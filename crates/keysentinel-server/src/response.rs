@@ -1,0 +1,157 @@
+//! From detection to response: every decision of the engine becomes a suspicion the registry
+//! responds to under the response policy (cases, suspensions, revocations — audited), and the
+//! case API.
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{require, Authed, Query};
+use crate::AppState;
+use axum::extract::{Path, State};
+use keysentinel_detect::{Decision, Level};
+use keysentinel_domain::{
+    AccessKey, AccountId, Case, CaseStatus, Finding, Permission, ResponsePolicy, Stage, Suspicion,
+};
+use keysentinel_registry::Registry;
+use keysentinel_store::CaseFilter;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use utoipa::IntoParams;
+
+fn stage(level: Level) -> Stage {
+    match level {
+        Level::Monitor => Stage::Monitor,
+        Level::Warn => Stage::Warn,
+        Level::Reverify => Stage::Reverify,
+        Level::Invalidate => Stage::Invalidate,
+    }
+}
+
+/// The decision as the registry's response sees it; None for keys that are not keysentinel
+/// access keys (events may name keys managed elsewhere).
+pub fn suspicion(d: &Decision) -> Option<Suspicion> {
+    Some(Suspicion {
+        at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.ts) * 1_000_000).ok()?,
+        key_id: AccessKey::parse(&d.key_id).ok()?,
+        stage: stage(d.level),
+        risk: d.risk,
+        findings: d
+            .reasons
+            .iter()
+            .map(|r| Finding { indicator: r.indicator.as_str().into(), count: r.count, evidence: r.evidence.clone() })
+            .collect(),
+        detector: concat!("keysentinel-detect ", env!("CARGO_PKG_VERSION")).into(),
+    })
+}
+
+/// Starts the responder: returns the sink to give detection, and the task that applies the
+/// policy to each decision in order. A failed response is logged and the next one goes on: the
+/// decision itself stays in `GET /v1/decisions`.
+pub fn spawn_responder(
+    registry: Arc<Registry>,
+    policy: Arc<ResponsePolicy>,
+) -> (crate::detection::DecisionSink, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Suspicion>();
+    let sink: crate::detection::DecisionSink = Box::new(move |d: &Decision| {
+        if d.level >= Level::Warn {
+            if let Some(s) = suspicion(d) {
+                let _ = tx.send(s);
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
+        while let Some(s) = rx.recv().await {
+            let key = s.key_id.clone();
+            match registry.respond(s, policy.clone()).await {
+                Ok(Some(case)) => tracing::warn!(
+                    case_id = %case.case_id, key_id = %key, stage = %case.stage, status = case.status.as_str(),
+                    enforced = case.enforced, "case updated"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::error!(key_id = %key, error = %e, "response to a detection failed"),
+            }
+        }
+    });
+    (sink, task)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CaseQuery {
+    /// open | awaiting_decision | closed
+    pub status: Option<String>,
+    pub key_id: Option<String>,
+    pub account_id: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Cases, newest first.
+#[utoipa::path(get, path = "/v1/cases", tag = "response", params(CaseQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<Case>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_cases(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Query(q): Query<CaseQuery>,
+) -> Result<axum::Json<Vec<Case>>, ApiError> {
+    require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            [CaseStatus::Open, CaseStatus::AwaitingDecision, CaseStatus::Closed]
+                .into_iter()
+                .find(|x| x.as_str() == s)
+                .ok_or_else(|| ApiError::invalid("status", format!("{s:?}: open, awaiting_decision or closed")))?,
+        ),
+    };
+    let key_id = q
+        .key_id
+        .as_deref()
+        .map(AccessKey::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("key_id", e.to_string()))?;
+    let account_id = q
+        .account_id
+        .as_deref()
+        .map(AccountId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("account_id", e.to_string()))?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(n) => return Err(ApiError::invalid("limit", format!("{n} is outside 1..=1000"))),
+    };
+    let filter = CaseFilter { status, key_id, account_id, limit };
+    let reg = st.registry.clone();
+    let cases = tokio::task::spawn_blocking(move || reg.cases(filter)).await.map_err(|_| {
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed")
+    })??;
+    Ok(axum::Json(cases))
+}
+
+/// One case with its evidence: every detection that moved it, its history and policy version.
+#[utoipa::path(get, path = "/v1/cases/{case_id}", tag = "response", security(("bearer" = [])),
+    params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Case), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_case(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Case>, ApiError> {
+    require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let reg = st.registry.clone();
+    let case = tokio::task::spawn_blocking(move || reg.case(&id)).await.map_err(|_| {
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed")
+    })??;
+    Ok(axum::Json(case))
+}
+
+/// The response policy in force.
+#[utoipa::path(get, path = "/v1/response-policy", tag = "response", security(("bearer" = [])),
+    responses((status = 200, body = ResponsePolicy), (status = 403, body = ErrorBody)))]
+pub async fn get_response_policy(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+) -> Result<axum::Json<ResponsePolicy>, ApiError> {
+    require(&st, &who, Permission::ReadInventory, "read the response policy").await?;
+    Ok(axum::Json((*st.response_policy).clone()))
+}

@@ -1,0 +1,14 @@
+-- keysentinel embedded store, schema 2: cases of suspected key sharing (issue #5).
+CREATE TABLE cases (
+    case_id    TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    stage      TEXT NOT NULL,
+    opened_ms  INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+);
+-- At most one case per key is not closed: new detections on the key move that case.
+CREATE UNIQUE INDEX cases_live_per_key ON cases(key_id) WHERE status != 'closed';
+CREATE INDEX cases_by_status ON cases(status, opened_ms);
+CREATE INDEX cases_by_account ON cases(account_id, opened_ms);
