@@ -254,7 +254,10 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
 /// Peak resident memory of this process in KiB (Linux), for the per-key figure.
 /// Calls `each` with every line of `input` (without its newline) and the bytes read so far.
 /// Lines are borrowed from the read buffer; only a line split across two reads is copied.
-fn for_each_line(input: impl Read, mut each: impl FnMut(&[u8], u64) -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub(crate) fn for_each_line(
+    input: impl Read,
+    mut each: impl FnMut(&[u8], u64) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, input);
     let (mut carry, mut read) = (Vec::new(), 0u64);
     loop {

@@ -1,6 +1,7 @@
 //! The `keysentinel` command: the server, the admin CLI (over the admin API), and offline tools
 //! that work on the data directory (audit verification, master-key rotation).
 
+mod backtest;
 mod client;
 mod detect;
 mod exit;
@@ -299,6 +300,9 @@ enum PolicyCmd {
     Check { file: PathBuf },
     /// Print the built-in default policy file.
     Default,
+    /// What a new response policy would have done against the current one, on recorded events:
+    /// keys per stage, segment and outcome under each, and every key treated differently.
+    Backtest(backtest::BacktestArgs),
 }
 
 fn main() -> ExitCode {
@@ -698,6 +702,7 @@ fn operators(cli: &Cli, cmd: &OperatorsCmd) -> anyhow::Result<()> {
 fn policy(cli: &Cli, cmd: &PolicyCmd) -> anyhow::Result<()> {
     match cmd {
         PolicyCmd::Show => output::json(&client(cli)?.get("/v1/policy", &[])?),
+        PolicyCmd::Backtest(args) => return backtest::backtest(args, cli.json),
         PolicyCmd::Check { file } => {
             let p = local::policy(Some(file))?;
             if cli.json {

@@ -91,3 +91,82 @@ fn malformed_lines_are_reported_with_their_number_and_skipped() {
     assert_eq!(bad_rate.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_rate.stderr).contains("--sharing-rate"));
 }
+
+#[test]
+fn a_policy_backtest_shows_what_would_change_key_by_key() {
+    let Some(geo) = geo_dir() else { return };
+    let geo = Some(geo);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let sim = ks(
+        &[
+            "simulate",
+            "--truth",
+            &p("truth.ndjson"),
+            "--out",
+            &p("ev.ndjson"),
+            "--seed",
+            "5",
+            "--accounts",
+            "300",
+            "--hours",
+            "12",
+            "--sharing-rate",
+            "0.03",
+        ],
+        &geo,
+    );
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    // Stricter for retail: revoke already at reverify.
+    let shipped = include_str!("../../../deploy/response/response-policy.toml");
+    let strict = shipped.replace("version = \"builtin-2026-11\"", "version = \"strict-1\"").replacen(
+        "reverify = { action = \"suspend\", automatic = true",
+        "reverify = { action = \"revoke\", automatic = true",
+        1,
+    );
+    assert_ne!(strict, shipped);
+    std::fs::write(p("strict.toml"), &strict).unwrap();
+    let run = ks(&["policy", "backtest", "--policy", &p("strict.toml"), "--events", &p("ev.ndjson"), "--json"], &geo);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        (report["current_policy"].as_str(), report["new_policy"].as_str()),
+        (Some("builtin-2026-11"), Some("strict-1"))
+    );
+    let differences = report["differences"].as_array().unwrap();
+    assert!(!differences.is_empty(), "{report}");
+    for d in differences {
+        assert_eq!((d["segment"].as_str(), d["stage"].as_str()), (Some("retail"), Some("reverify")), "{d}");
+        assert_eq!((d["current"].as_str(), d["new"].as_str()), (Some("suspend"), Some("revoke")), "{d}");
+    }
+    // The same policy against itself changes nothing.
+    let same = ks(
+        &[
+            "policy",
+            "backtest",
+            "--policy",
+            &p("strict.toml"),
+            "--current",
+            &p("strict.toml"),
+            "--events",
+            &p("ev.ndjson"),
+            "--json",
+        ],
+        &geo,
+    );
+    let same: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
+    assert_eq!(same["differences"].as_array().map(Vec::len), Some(0));
+    // A policy whose stages go the wrong way is refused with the stage named.
+    std::fs::write(
+        p("bad.toml"),
+        shipped.replacen("action = \"revoke\", automatic = true", "action = \"notify\", automatic = true", 1),
+    )
+    .unwrap();
+    let bad = ks(&["policy", "backtest", "--policy", &p("bad.toml"), "--events", &p("ev.ndjson")], &geo);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("[retail.invalidate]"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
