@@ -204,7 +204,8 @@ fn case_at(http: &Client, url: &str, token: &str, key: &str, stage: &str) -> Val
 /// key is suspended), then vendor intelligence (invalidate: the key is revoked). Verify refuses
 /// the key at each stopping stage, and the case holds the evidence. With the policy in shadow
 /// mode the same detections record what would have been done and the key keeps working.
-fn staged_response(shadow: bool) {
+fn staged_response(shadow: bool, segment: &str) {
+    let institutional = segment != "retail";
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut extra = vec![];
@@ -231,7 +232,7 @@ fn staged_response(shadow: bool) {
         ok_json(&data, &u, &["operators", "create", name, "--role", role])["token"].as_str().unwrap().to_owned()
     };
     let (gateway, analyst) = (token("gw-1", "gateway"), token("ana-1", "analyst"));
-    ok_json(&data, &u, &["accounts", "create", "acct-3", "--segment", "retail", "--verification", "verified"]);
+    ok_json(&data, &u, &["accounts", "create", "acct-3", "--segment", segment, "--verification", "verified"]);
     let (key, secret) = create_key(&data, &u, "binance", "acct-3", "203.0.113.0/24");
     let http = Client::new();
     let verify = |ip: &str, secret: &str| {
@@ -264,19 +265,48 @@ fn staged_response(shadow: bool) {
 
     post(json!({ "type": "complaint", "ts": rfc3339(now_ms()), "account_id": "acct-3",
         "text": "I lent my API key to a friend abroad and now someone else trades on it" }));
-    let case = case_at(&http, &u, &analyst, &key, "reverify");
-    let want = if shadow { "VALID" } else { "SUSPENDED" };
-    assert_eq!(verify("203.0.113.9", &secret), want, "{case}");
-
+    if !institutional {
+        let case = case_at(&http, &u, &analyst, &key, "reverify");
+        let want = if shadow { "VALID" } else { "SUSPENDED" };
+        assert_eq!(verify("203.0.113.9", &secret), want, "{case}");
+    }
     post(json!({ "type": "vendor_intel", "ts": rfc3339(now_ms()), "key_id": key,
         "text": "key offered for rent on a copy-trading channel" }));
-    let case = case_at(&http, &u, &analyst, &key, "invalidate");
-    let want = if shadow { "VALID" } else { "REVOKED" };
+    // Institutional thresholds are higher: the same signals reach reverify, not invalidate.
+    let last = if institutional { "reverify" } else { "invalidate" };
+    let case = case_at(&http, &u, &analyst, &key, last);
+    let want = if shadow || institutional { "VALID" } else { "REVOKED" };
     assert_eq!(verify("203.0.113.9", &secret), want, "{case}");
-    assert_eq!(case["suspicions"].as_array().unwrap().len(), 3, "each stage's detection is kept as evidence");
+    let detections = if institutional { 2 } else { 3 };
+    assert_eq!(case["suspicions"].as_array().unwrap().len(), detections, "each stage's detection is kept as evidence");
     assert_eq!(case["enforced"].as_bool(), Some(!shadow));
     let whats: Vec<&str> = case["history"].as_array().unwrap().iter().map(|h| h["what"].as_str().unwrap()).collect();
-    if shadow {
+    let case_id = case["case_id"].as_str().unwrap().to_owned();
+    if institutional {
+        // A mandate's key is stopped by a person: the suspension waits for an analyst.
+        assert_eq!(
+            (case["status"].as_str(), case["pending_action"].as_str()),
+            (Some("awaiting_decision"), Some("suspend"))
+        );
+        let step = |who: &str, body: Value| {
+            let r = http.post(format!("{u}/v1/cases/{case_id}/commands")).bearer_auth(who).json(&body).send().unwrap();
+            (r.status().as_u16(), r.json::<Value>().unwrap())
+        };
+        let close = json!({ "command": "close", "resolution": "confirmed_sharing", "reason": "done" });
+        let (status, body) = step(&analyst, close.clone());
+        assert_eq!((status, body["error"]["code"].as_str()), (409, Some("invalid_case_state")), "{body}");
+        let approver = token("apr-1", "approver");
+        let approve = json!({ "command": "approve", "reason": "confirmed with the desk: key resold" });
+        assert_eq!(step(&approver, approve.clone()).0, 403, "approvers approve grants, not case actions");
+        assert_eq!(step(&analyst, json!({ "command": "approve" })).0, 400, "a reason is required");
+        let (status, body) = step(&analyst, approve);
+        assert_eq!((status, body["status"].as_str()), (200, Some("open")), "{body}");
+        assert_eq!(verify("203.0.113.9", &secret), "SUSPENDED", "the approved suspension is enforced at once");
+        let (status, body) = step(&analyst, close);
+        assert_eq!((status, body["resolution"].as_str()), (200, Some("confirmed_sharing")), "{body}");
+        let (status, _) = step(&analyst, json!({ "command": "note", "text": "late note", "reason": "x" }));
+        assert_eq!(status, 409, "a closed case takes no more steps");
+    } else if shadow {
         assert_eq!(case["policy_version"], "test-shadow-1");
         assert_eq!(whats.iter().filter(|w| **w == "action_shadowed").count(), 3, "{whats:?}");
     } else {
@@ -300,10 +330,15 @@ fn staged_response(shadow: bool) {
 
 #[test]
 fn detections_move_the_key_through_the_stages_and_verify_follows() {
-    staged_response(false);
+    staged_response(false, "retail");
 }
 
 #[test]
 fn in_shadow_mode_cases_record_what_would_have_been_done() {
-    staged_response(true);
+    staged_response(true, "retail");
+}
+
+#[test]
+fn a_market_makers_key_is_stopped_by_an_analysts_decision() {
+    staged_response(false, "market_maker");
 }

@@ -22,7 +22,10 @@ pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
-pub use response::{Action, Case, CaseEvent, CaseStatus, Finding, Mode, Plan, ResponsePolicy, Stage, Suspicion};
+pub use response::{
+    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Finding, Mode, Plan, Resolution, ResponsePolicy,
+    Stage, Suspicion,
+};
 pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};
 

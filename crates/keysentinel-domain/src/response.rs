@@ -286,6 +286,112 @@ pub struct Case {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String)]
     pub due_at: Timestamp,
+    /// The operator working the case.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// Why the case was closed.
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
+}
+
+/// How a case ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The key was shared; the actions stand.
+    ConfirmedSharing,
+    /// Not sharing (travel, a new device, an approved vendor...): recorded to tune detection.
+    FalsePositive,
+    /// The owner re-verified their identity and explained the use.
+    OwnerReverified,
+}
+
+/// An analyst's step on a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CaseCommand {
+    /// Take the action the policy queued.
+    Approve,
+    /// Decline the queued action; the case stays open.
+    Dismiss,
+    Assign {
+        operator_id: String,
+    },
+    Note {
+        text: String,
+    },
+    Close {
+        resolution: Resolution,
+    },
+}
+
+impl CaseCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CaseCommand::Approve => "approve",
+            CaseCommand::Dismiss => "dismiss",
+            CaseCommand::Assign { .. } => "assign",
+            CaseCommand::Note { .. } => "note",
+            CaseCommand::Close { .. } => "close",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("case {case_id}: {message}")]
+pub struct CaseError {
+    pub case_id: String,
+    pub message: String,
+}
+
+impl Case {
+    fn refuse<T>(&self, message: impl Into<String>) -> Result<T, CaseError> {
+        Err(CaseError { case_id: self.case_id.clone(), message: message.into() })
+    }
+
+    /// Applies an analyst's command to the case (not to the key: the caller takes the returned
+    /// action, if any, on the key in the same transaction). Records it in the history.
+    pub fn command(
+        &mut self,
+        cmd: &CaseCommand,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<Action>, CaseError> {
+        if self.status == CaseStatus::Closed {
+            return self.refuse("is closed");
+        }
+        let mut take = None;
+        let detail = match cmd {
+            CaseCommand::Approve | CaseCommand::Dismiss => {
+                let (CaseStatus::AwaitingDecision, Some(action)) = (self.status, self.pending_action) else {
+                    return self.refuse("has no action awaiting a decision");
+                };
+                self.pending_action = None;
+                self.status = CaseStatus::Open;
+                if *cmd == CaseCommand::Approve {
+                    take = Some(action);
+                }
+                format!("{} {}: {reason}", cmd.name(), action.as_str())
+            }
+            CaseCommand::Assign { operator_id } => {
+                self.assignee = Some(operator_id.clone());
+                format!("assigned to {operator_id}: {reason}")
+            }
+            CaseCommand::Note { text } => text.clone(),
+            CaseCommand::Close { resolution } => {
+                if self.pending_action.is_some() {
+                    return self.refuse("has an action awaiting a decision: approve or dismiss it first");
+                }
+                self.status = CaseStatus::Closed;
+                self.resolution = Some(*resolution);
+                format!("closed ({}): {reason}", serde_json::to_value(resolution).unwrap_or_default())
+            }
+        };
+        self.history.push(CaseEvent { at: now, by: by.into(), what: cmd.name().into(), detail });
+        self.updated_at = now;
+        Ok(take)
+    }
 }
 
 /// What the policy does with a suspicion on a key: the action, and whether it happens now.

@@ -5,9 +5,9 @@
 use crate::{Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
-    Action, ApiKey, Case, CaseEvent, CaseStatus, KeyStatus, ResponsePolicy, Segment, Stage, Suspicion,
+    Action, ApiKey, Case, CaseCommand, CaseEvent, CaseStatus, KeyStatus, ResponsePolicy, Segment, Stage, Suspicion,
 };
-use keysentinel_store::{CaseFilter, WriteTx};
+use keysentinel_store::{CaseFilter, StoredKey, WriteTx};
 use rand::RngCore;
 use serde_json::json;
 use std::sync::Arc;
@@ -44,6 +44,63 @@ impl Registry {
             // The snapshot learns of a suspension or revocation before the call returns.
             self.publish(std::slice::from_ref(&c.key_id));
         }
+        Ok(case)
+    }
+
+    /// An analyst's step on a case; approving a queued action takes it on the key in the same
+    /// transaction, audited as the analyst's.
+    pub async fn case_command(
+        &self,
+        actor: Actor,
+        case_id: String,
+        cmd: CaseCommand,
+        reason: String,
+    ) -> Result<Case, RegistryError> {
+        crate::check_reason(&reason)?;
+        if let CaseCommand::Note { text } = &cmd {
+            keysentinel_domain::account::check_text("text", text, 4000)?;
+        }
+        let case = self
+            .transact(move |tx| {
+                let now = tx.now();
+                let mut case = tx.case(&case_id)?.ok_or(RegistryError::NotFound { what: "case", id: case_id })?;
+                if let CaseCommand::Assign { operator_id } = &cmd {
+                    let id = keysentinel_domain::OperatorId::parse(operator_id)?;
+                    if tx.operator(&id)?.is_none_or(|o| o.disabled) {
+                        return Err(RegistryError::NotFound { what: "operator", id: operator_id.clone() });
+                    }
+                }
+                let by = actor.label();
+                let take = case.command(&cmd, &by, &reason, now)?;
+                let mut changed = None;
+                if let Some(action) = take {
+                    let StoredKey { mut key, .. } = crate::keys::load_key(tx, &case.key_id)?;
+                    if let Some(to) = apply(&mut key, action, &reason, &by, now)? {
+                        tx.update_key(&key)?;
+                        changed = Some(to);
+                        tx.append_audit(AuditDraft {
+                            actor: actor.clone(),
+                            action: if to == KeyStatus::Revoked { "key.revoke" } else { "key.suspend" }.into(),
+                            target: key.access_key.to_string(),
+                            reason: reason.clone(),
+                            policy_version: Some(case.policy_version.clone()),
+                            details: json!({ "to": to, "account_id": key.account_id, "case_id": case.case_id }),
+                        })?;
+                    }
+                }
+                tx.put_case(&case)?;
+                tx.append_audit(AuditDraft {
+                    actor,
+                    action: format!("case.{}", cmd.name()),
+                    target: case.case_id.clone(),
+                    reason,
+                    policy_version: Some(case.policy_version.clone()),
+                    details: json!({ "command": cmd, "status": case.status, "key_changed_to": changed }),
+                })?;
+                Ok(case)
+            })
+            .await?;
+        self.publish(std::slice::from_ref(&case.key_id));
         Ok(case)
     }
 
@@ -90,6 +147,8 @@ fn respond_in(
         opened_at: now,
         updated_at: now,
         due_at: now,
+        assignee: None,
+        resolution: None,
     });
     let escalated = opened || suspicion.stage > case.stage;
     case.stage = case.stage.max(suspicion.stage);

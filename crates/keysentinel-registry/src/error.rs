@@ -16,6 +16,8 @@ pub enum RegistryError {
     Conflict { what: &'static str, id: String },
     #[error("forbidden: {0}")]
     Forbidden(String),
+    #[error("not allowed: {0}")]
+    CaseState(#[from] keysentinel_domain::CaseError),
     #[error("storage: {0}")]
     Store(StoreError),
 }
@@ -46,6 +48,7 @@ impl RegistryError {
             RegistryError::NotFound { .. } => "not_found",
             RegistryError::Conflict { .. } => "conflict",
             RegistryError::Forbidden(_) => "forbidden",
+            RegistryError::CaseState(_) => "invalid_case_state",
             RegistryError::Store(StoreError::Unaudited) => "unaudited_change",
             RegistryError::Store(_) => "storage_error",
         }

@@ -8,7 +8,7 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use keysentinel_detect::{Decision, Level};
 use keysentinel_domain::{
-    AccessKey, AccountId, Case, CaseStatus, Finding, Permission, ResponsePolicy, Stage, Suspicion,
+    AccessKey, AccountId, Case, CaseCommand, CaseStatus, Finding, Permission, ResponsePolicy, Stage, Suspicion,
 };
 use keysentinel_registry::Registry;
 use keysentinel_store::CaseFilter;
@@ -143,6 +143,37 @@ pub async fn get_case(
         ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed")
     })??;
     Ok(axum::Json(case))
+}
+
+/// An analyst's step on a case, with the reason recorded in the audit log.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CaseStep {
+    #[serde(flatten)]
+    pub command: CaseCommand,
+    /// Why (required).
+    pub reason: String,
+}
+
+/// Works a case: `approve` or `dismiss` the action the policy queued (approving takes it on the
+/// key), `assign` it, add a `note`, or `close` it with a resolution.
+#[utoipa::path(post, path = "/v1/cases/{case_id}/commands", tag = "response", request_body = CaseStep, security(("bearer" = [])),
+    params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Case), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn case_command(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+    crate::extract::Json(step): crate::extract::Json<CaseStep>,
+) -> Result<axum::Json<Case>, ApiError> {
+    // Taking a queued revocation needs the right to revoke; every other step on a case needs the
+    // right to contain keys (analysts and admins).
+    let (permission, what) = match step.command {
+        CaseCommand::Approve => (Permission::RevokeKeys, "approve a case's action"),
+        _ => (Permission::ContainKeys, "work cases"),
+    };
+    require(&st, &who, permission, what).await?;
+    Ok(axum::Json(st.registry.case_command(who.actor(), id, step.command, step.reason).await?))
 }
 
 /// The response policy in force.
