@@ -120,6 +120,10 @@ struct ServeArgs {
     /// policy otherwise.
     #[arg(long, env = "KEYSENTINEL_RESPONSE_POLICY")]
     response_policy: Option<PathBuf>,
+    /// Where owner notices are POSTed (the exchange's notification service); notices stay
+    /// queued without it. Needs KEYSENTINEL_NOTIFY_SECRET, the HMAC key the receiver checks.
+    #[arg(long, env = "KEYSENTINEL_NOTIFY_WEBHOOK")]
+    notify_webhook: Option<String>,
     #[command(flatten)]
     geo: detect::GeoArgs,
     /// How often expiries are recorded, in seconds (expired keys are refused regardless).
@@ -434,6 +438,19 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             state = state.with_detection(d)?;
         }
         state.response_policy = response_policy;
+        if let Some(url) = &args.notify_webhook {
+            let url = reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| Failure::new(Exit::Usage, "--notify-webhook must be an http(s) URL"))?;
+            let secret = std::env::var("KEYSENTINEL_NOTIFY_SECRET").unwrap_or_default();
+            if secret.len() < 32 {
+                return Err(Failure::new(Exit::Usage, "KEYSENTINEL_NOTIFY_SECRET must hold at least 32 characters when --notify-webhook is set").into());
+            }
+            let webhook = keysentinel_server::notify::Webhook { url: url.to_string(), secret: zeroize::Zeroizing::new(secret.into_bytes()) };
+            keysentinel_server::notify::spawn_notifier(opened.registry.clone(), webhook);
+            tracing::info!(host = url.host_str().unwrap_or(""), "owner notices go to the notification webhook");
+        }
         let state = std::sync::Arc::new(state);
         let ext_authz = match &args.ext_authz_listen {
             Some(addr) => {

@@ -177,6 +177,54 @@ fn posted_batches_give_the_decisions_replay_gives() {
     assert_eq!(r.status().as_u16(), 415);
 }
 
+const NOTIFY_SECRET: &str = "test-notify-secret-0123456789abcdef";
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(std::collections::HashMap<String, String>, String)>>>;
+
+/// A webhook receiver on a free port: answers the first request 503 and the rest 200, and keeps
+/// every request's headers (lower-case names) and body.
+fn webhook_receiver() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/notices", listener.local_addr().unwrap());
+    let received: Received = Default::default();
+    let kept = received.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = std::collections::HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let Some((k, v)) = line.trim_end().split_once(':') else { break };
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+            let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = if n == 0 { "503 Service Unavailable" } else { "200 OK" };
+            kept.lock().unwrap().push((headers, String::from_utf8(body).unwrap()));
+            let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (url, received)
+}
+
+/// Polls `f` for up to 30 s.
+fn wait_until<T>(f: impl Fn() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out")
+}
+
 fn rfc3339(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
     t.format(&time::format_description::well_known::Rfc3339).unwrap()
@@ -226,7 +274,10 @@ fn staged_response(shadow: bool, segment: &str) {
         std::fs::write(&policy_path, text).unwrap();
         extra = vec!["--response-policy", policy_path.to_str().unwrap()];
     }
-    let server = serve_with(&data, &extra);
+    // The exchange's notification service: it fails the first delivery, then takes them all.
+    let (hook_url, received) = webhook_receiver();
+    extra.extend(["--notify-webhook", hook_url.as_str()]);
+    let server = serve_with_env(&data, &extra, &[("KEYSENTINEL_NOTIFY_SECRET", NOTIFY_SECRET)]);
     let u = server.url.clone();
     let token = |name: &str, role: &str| {
         ok_json(&data, &u, &["operators", "create", name, "--role", role])["token"].as_str().unwrap().to_owned()
@@ -318,6 +369,36 @@ fn staged_response(shadow: bool, segment: &str) {
         assert_eq!(revoke["policy_version"], case["policy_version"], "{revoke}");
         assert!(revoke["actor"].to_string().contains("response"), "{revoke}");
         assert!(entries.iter().any(|e| e["action"] == "case.open"));
+    }
+    if !shadow && !institutional {
+        // The owner was told at each stage: warning, suspension, revocation — each delivery
+        // signed with the shared secret; the one refused was retried.
+        let delivered = wait_until(|| {
+            let notices: Vec<Value> = http
+                .get(format!("{u}/v1/cases/{case_id}/notices"))
+                .bearer_auth(&analyst)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            (notices.len() == 3 && notices.iter().all(|n| n["status"] == "delivered")).then_some(notices)
+        });
+        let kinds: Vec<&str> = delivered.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["warning", "suspended", "revoked"]);
+        assert_eq!(delivered.iter().map(|n| n["attempts"].as_u64().unwrap()).sum::<u64>(), 4, "{delivered:?}");
+        let got = received.lock().unwrap().clone();
+        assert_eq!(got.len(), 4, "three notices, one retried");
+        for (headers, body) in &got {
+            let sig = &headers["x-keysentinel-signature"];
+            let (t, v1) = sig.strip_prefix("t=").unwrap().split_once(",v1=").unwrap();
+            let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(NOTIFY_SECRET.as_bytes()).unwrap();
+            hmac::Mac::update(&mut mac, format!("{t}.{body}").as_bytes());
+            hmac::Mac::verify_slice(mac, &hex::decode(v1).unwrap()).expect("a valid signature");
+            let n: Value = serde_json::from_str(body).unwrap();
+            assert_eq!((n["account_id"].as_str(), n["case_id"].as_str()), (Some("acct-3"), Some(case_id.as_str())));
+            assert_eq!(headers["x-keysentinel-notice"], n["notice_id"].as_str().unwrap());
+            assert!(n["messages"]["ko"]["body"].as_str().unwrap().contains(&case_id));
+        }
     }
     let one =
         http.get(format!("{u}/v1/cases/{}", case["case_id"].as_str().unwrap())).bearer_auth(&analyst).send().unwrap();

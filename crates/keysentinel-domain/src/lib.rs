@@ -9,6 +9,7 @@ pub mod allowlist;
 pub mod error;
 pub mod ids;
 pub mod key;
+pub mod notice;
 pub mod operator;
 pub mod policy;
 pub mod response;
@@ -20,6 +21,7 @@ pub use allowlist::IpAllowlist;
 pub use error::ValidationError;
 pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
+pub use notice::{Delivery, Notice, NoticeKind};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use response::{

@@ -5,7 +5,8 @@
 use crate::{Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
-    Action, ApiKey, Case, CaseCommand, CaseEvent, CaseStatus, KeyStatus, ResponsePolicy, Segment, Stage, Suspicion,
+    Action, ApiKey, Case, CaseCommand, CaseEvent, CaseStatus, Delivery, KeyStatus, Notice, NoticeKind, ResponsePolicy,
+    Segment, Stage, Suspicion,
 };
 use keysentinel_store::{CaseFilter, StoredKey, WriteTx};
 use rand::RngCore;
@@ -18,10 +19,32 @@ fn response_actor() -> Actor {
     Actor::System { component: "response".into() }
 }
 
-fn new_case_id() -> String {
+fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut b);
-    format!("case-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    format!("{prefix}-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+/// Queues the owner's notice of what was done to the key, in the same transaction.
+fn queue_notice(tx: &mut dyn WriteTx, case: &mut Case, kind: NoticeKind, by: &str) -> Result<String, RegistryError> {
+    let now = tx.now();
+    let notice = Notice::new(new_id("notice"), &case.case_id, &case.account_id, &case.key_id, kind, case.stage, now);
+    tx.put_notice(&notice)?;
+    case.history.push(CaseEvent {
+        at: now,
+        by: by.into(),
+        what: "notice_queued".into(),
+        detail: format!("{} notice {} to the owner", kind.as_str(), notice.notice_id),
+    });
+    Ok(notice.notice_id)
+}
+
+fn notice_kind(status: KeyStatus) -> NoticeKind {
+    if status == KeyStatus::Revoked {
+        NoticeKind::Revoked
+    } else {
+        NoticeKind::Suspended
+    }
 }
 
 impl Registry {
@@ -88,6 +111,9 @@ impl Registry {
                         })?;
                     }
                 }
+                if let Some(to) = changed {
+                    queue_notice(tx, &mut case, notice_kind(to), &by)?;
+                }
                 tx.put_case(&case)?;
                 tx.append_audit(AuditDraft {
                     actor,
@@ -102,6 +128,45 @@ impl Registry {
             .await?;
         self.publish(std::slice::from_ref(&case.key_id));
         Ok(case)
+    }
+
+    /// Notices due for delivery now.
+    pub fn due_notices(&self, limit: u32) -> Result<Vec<Notice>, RegistryError> {
+        Ok(self.store.due_notices(self.now(), limit.clamp(1, 1000))?)
+    }
+
+    pub fn notices(&self, case_id: &str) -> Result<Vec<Notice>, RegistryError> {
+        Ok(self.store.notices(case_id)?)
+    }
+
+    /// Records a delivery attempt: delivered, or failed with why (retried later, or given up
+    /// after the last attempt). Audited, like every change.
+    pub async fn notice_attempted(&self, notice_id: String, error: Option<String>) -> Result<Notice, RegistryError> {
+        self.transact(move |tx| {
+            let now = tx.now();
+            let mut notice =
+                tx.notice(&notice_id)?.ok_or(RegistryError::NotFound { what: "notice", id: notice_id.clone() })?;
+            match &error {
+                None => notice.delivered(now),
+                Some(e) => notice.attempt_failed(e, now),
+            }
+            tx.put_notice(&notice)?;
+            tx.append_audit(AuditDraft {
+                actor: Actor::System { component: "notifier".into() },
+                action: match notice.status {
+                    Delivery::Delivered => "notice.delivered",
+                    Delivery::Failed => "notice.failed",
+                    Delivery::Pending => "notice.retry",
+                }
+                .into(),
+                target: notice.notice_id.clone(),
+                reason: error.clone().unwrap_or_else(|| "delivered".into()),
+                policy_version: None,
+                details: json!({ "case_id": notice.case_id, "kind": notice.kind, "attempts": notice.attempts }),
+            })?;
+            Ok(notice)
+        })
+        .await
     }
 
     pub fn case(&self, id: &str) -> Result<Case, RegistryError> {
@@ -132,7 +197,7 @@ fn respond_in(
     let existing = tx.live_case(&key.access_key)?;
     let opened = existing.is_none();
     let mut case = existing.unwrap_or_else(|| Case {
-        case_id: new_case_id(),
+        case_id: new_id("case"),
         key_id: key.access_key.clone(),
         account_id: key.account_id.clone(),
         segment,
@@ -179,9 +244,7 @@ fn respond_in(
         } else if plan.action.stops_the_key() {
             event("action_taken", format!("{}: key was already {}", plan.action.as_str(), key.status.as_str()));
         } else {
-            // Notices to the owner go out through the notification outbox (issue #5, not yet
-            // built): the case records that one is due.
-            event("action_taken", format!("{}: owner notice due", plan.action.as_str()));
+            event("action_taken", plan.action.as_str().to_owned());
         }
         if case.pending_action.is_some_and(|p| p <= plan.action) {
             case.pending_action = None;
@@ -200,6 +263,11 @@ fn respond_in(
         event("action_shadowed", format!("would {} (policy {} in shadow mode)", plan.action.as_str(), policy.version));
     }
 
+    let notice = match (plan.act, plan.action, key_change) {
+        (true, _, Some(to)) => Some(queue_notice(tx, &mut case, notice_kind(to), &by)?),
+        (true, Action::Notify, None) => Some(queue_notice(tx, &mut case, NoticeKind::Warning, &by)?),
+        _ => None,
+    };
     tx.put_case(&case)?;
     tx.append_audit(AuditDraft {
         actor: actor.clone(),
@@ -211,6 +279,7 @@ fn respond_in(
             "key_id": case.key_id, "account_id": case.account_id, "stage": suspicion.stage, "risk": suspicion.risk,
             "indicators": indicators, "detector": suspicion.detector, "planned": plan.action,
             "enforced": case.enforced, "automatic": plan.act, "queued": plan.queue, "status": case.status,
+            "notice": notice,
         }),
     })?;
     if let Some(to) = key_change {

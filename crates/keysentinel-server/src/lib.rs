@@ -7,6 +7,7 @@ pub mod events;
 pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
+pub mod notify;
 pub mod response;
 pub mod routes;
 pub mod telemetry;
@@ -103,7 +104,8 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
         events::ingest_events, events::list_decisions,
-        response::list_cases, response::get_case, response::case_command, response::get_response_policy,
+        response::list_cases, response::get_case, response::case_command, response::case_notices,
+        response::get_response_policy,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -180,6 +182,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases", get(response::list_cases))
         .route("/v1/cases/{case_id}", get(response::get_case))
         .route("/v1/cases/{case_id}/commands", post(response::case_command))
+        .route("/v1/cases/{case_id}/notices", get(response::case_notices))
         .route("/v1/response-policy", get(response::get_response_policy))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)

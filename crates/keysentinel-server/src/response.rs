@@ -176,6 +176,24 @@ pub async fn case_command(
     Ok(axum::Json(st.registry.case_command(who.actor(), id, step.command, step.reason).await?))
 }
 
+/// The owner notices of a case, with their delivery status.
+#[utoipa::path(get, path = "/v1/cases/{case_id}/notices", tag = "response", security(("bearer" = [])),
+    params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Vec<keysentinel_domain::Notice>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn case_notices(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Vec<keysentinel_domain::Notice>>, ApiError> {
+    require(&st, &who, Permission::ReadInventory, "read notices").await?;
+    let reg = st.registry.clone();
+    let notices =
+        tokio::task::spawn_blocking(move || reg.case(&id).and_then(|c| reg.notices(&c.case_id))).await.map_err(
+            |_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed"),
+        )??;
+    Ok(axum::Json(notices))
+}
+
 /// The response policy in force.
 #[utoipa::path(get, path = "/v1/response-policy", tag = "response", security(("bearer" = [])),
     responses((status = 200, body = ResponsePolicy), (status = 403, body = ErrorBody)))]

@@ -10,7 +10,7 @@ mod verify;
 mod writer;
 
 use keysentinel_audit::Hash;
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, KeyStatus, Operator};
+use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, KeyStatus, Notice, Operator};
 use keysentinel_secrets::Keyring;
 use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
 use keysentinel_store::{
@@ -215,6 +215,35 @@ impl ReadStore for SqliteStore {
                     ],
                     |r| r.get::<_, String>(0),
                 )
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            docs.iter().map(|d| rows::from_doc(d)).collect()
+        })
+    }
+
+    fn due_notices(&self, now: time::OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM notices WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, notice_id LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let docs = stmt
+                .query_map(params![rows::ms(now), limit], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            docs.iter().map(|d| rows::from_doc(d)).collect()
+        })
+    }
+
+    fn notices(&self, case_id: &str) -> Result<Vec<Notice>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT doc FROM notices WHERE case_id = ?1 ORDER BY rowid").map_err(db_err)?;
+            let docs = stmt
+                .query_map([case_id], |r| r.get::<_, String>(0))
                 .map_err(db_err)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db_err)?;

@@ -3,7 +3,7 @@
 use crate::rows::{self, field, ms, to_doc};
 use crate::{db_err, ConnMeta};
 use keysentinel_audit::{AuditDraft, Checkpoint, Hash, LogState};
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, Operator, OperatorId};
+use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, Notice, Operator, OperatorId};
 use keysentinel_store::keys::Meta;
 use keysentinel_store::{LogKeys, Outcome, StoreError, StoredKey, WriteOp, WriteTx};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -75,6 +75,32 @@ impl WriteTx for Tx<'_> {
                 case.stage.as_str(),
                 rows::ms(case.opened_at),
                 to_doc(case)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn notice(&mut self, id: &str) -> Result<Option<Notice>, StoreError> {
+        let doc: Option<String> = self
+            .conn
+            .prepare_cached("SELECT doc FROM notices WHERE notice_id = ?1")
+            .map_err(db_err)?
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        doc.map(|d| rows::from_doc(&d)).transpose()
+    }
+
+    fn put_notice(&mut self, notice: &Notice) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO notices(notice_id, case_id, status, next_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(notice_id) DO UPDATE SET status = excluded.status, next_ms = excluded.next_ms, doc = excluded.doc",
+            params![
+                notice.notice_id,
+                notice.case_id,
+                notice.status.as_str(),
+                rows::ms(notice.next_attempt_at),
+                to_doc(notice)?
             ],
         )?;
         Ok(())

@@ -12,7 +12,7 @@ pub mod keys;
 
 use keysentinel_audit::{AuditDraft, Hash};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, KeyStatus, Operator, OperatorId, VendorId,
+    AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, KeyStatus, Notice, Operator, OperatorId, VendorId,
 };
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -83,6 +83,9 @@ pub trait WriteTx {
     fn case(&mut self, id: &str) -> Result<Option<Case>, StoreError>;
     /// Inserts the case or replaces it whole.
     fn put_case(&mut self, case: &Case) -> Result<(), StoreError>;
+    fn notice(&mut self, id: &str) -> Result<Option<Notice>, StoreError>;
+    /// Inserts the notice or replaces it whole.
+    fn put_notice(&mut self, notice: &Notice) -> Result<(), StoreError>;
     fn update_account(&mut self, account: &Account) -> Result<(), StoreError>;
 
     fn key(&mut self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
@@ -130,6 +133,10 @@ pub trait ReadStore: Send + Sync {
     fn case(&self, id: &str) -> Result<Option<Case>, StoreError>;
     /// Newest first.
     fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError>;
+    /// Pending notices due at `now`, oldest due first.
+    fn due_notices(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError>;
+    /// A case's notices, oldest first.
+    fn notices(&self, case_id: &str) -> Result<Vec<Notice>, StoreError>;
     fn key(&self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
     fn keys(&self, filter: &KeyFilter, now: OffsetDateTime) -> Result<Vec<ApiKey>, StoreError>;
     fn operator_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<Operator>, StoreError>;

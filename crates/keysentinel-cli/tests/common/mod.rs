@@ -29,10 +29,15 @@ pub fn serve(data: &Path) -> Server {
 }
 
 pub fn serve_with(data: &Path, extra: &[&str]) -> Server {
+    serve_with_env(data, extra, &[])
+}
+
+pub fn serve_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(extra)
+        .envs(env.iter().copied())
         .env("KEYSENTINEL_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,0 +1,226 @@
+//! Notices to a key's owner: what the response did and what the owner can do, in Korean and
+//! English, delivered through an outbox (at least once, retried with back-off, each delivery
+//! signed). A notice says only what the owner is entitled to know: the stage, the key, what to
+//! do. It never mentions reporting to authorities — tipping off is prohibited.
+
+use crate::ids::{AccessKey, AccountId};
+use crate::response::Stage;
+use crate::Timestamp;
+use serde::{Deserialize, Serialize};
+use time::Duration;
+
+/// Delivery attempts before a notice is given up as failed (and an operator must act).
+pub const MAX_ATTEMPTS: u32 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// The key is used in a way that suggests sharing; it keeps working.
+    Warning,
+    /// The key is suspended until the owner re-verifies.
+    Suspended,
+    /// The key is revoked for good.
+    Revoked,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Warning => "warning",
+            NoticeKind::Suspended => "suspended",
+            NoticeKind::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
+/// The text of a notice in one language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Text {
+    pub subject: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notice {
+    pub notice_id: String,
+    pub case_id: String,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    #[schema(value_type = String)]
+    pub key_id: AccessKey,
+    pub kind: NoticeKind,
+    pub stage: Stage,
+    pub ko: Text,
+    pub en: Text,
+    pub status: Delivery,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub next_attempt_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schema(value_type = Option<String>)]
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// The key as shown to people: its prefix and last four characters.
+fn masked(key: &AccessKey) -> String {
+    let s = key.as_str();
+    let tail = s.get(s.len().saturating_sub(4)..).unwrap_or("");
+    format!("{}…{tail}", s.get(..8).unwrap_or(s))
+}
+
+impl Notice {
+    /// A new notice, pending delivery now.
+    pub fn new(
+        notice_id: String,
+        case_id: &str,
+        account_id: &AccountId,
+        key_id: &AccessKey,
+        kind: NoticeKind,
+        stage: Stage,
+        now: Timestamp,
+    ) -> Self {
+        let key = masked(key_id);
+        let (ko, en) = match kind {
+            NoticeKind::Warning => (
+                Text {
+                    subject: format!("[경고] API 키 {key} 의 이용 방식 확인 요청"),
+                    body: format!(
+                        "고객님의 API 키 {key} 가 고객님 본인이 아닌 다른 사람에 의해 사용되고 있을 가능성이 있는 \
+                         이용 방식이 확인되었습니다. API 키를 타인에게 제공·대여·판매하는 것은 이용약관에 따라 \
+                         금지되어 있습니다. 본인의 이용이 맞다면 별도 조치는 필요하지 않으며, 그렇지 않다면 즉시 \
+                         키를 폐기하고 새 키를 발급받으십시오. 문의 번호: {case_id}"
+                    ),
+                },
+                Text {
+                    subject: format!("[Warning] Please check how your API key {key} is used"),
+                    body: format!(
+                        "Your API key {key} has been used in a way that suggests someone other than you may be using it. \
+                         Giving, lending or selling an API key to others is prohibited by the terms of use. If the use is \
+                         yours, no action is needed; if not, revoke the key now and issue a new one. Reference: {case_id}"
+                    ),
+                },
+            ),
+            NoticeKind::Suspended => (
+                Text {
+                    subject: format!("[정지] API 키 {key} 가 일시 정지되었습니다"),
+                    body: format!(
+                        "고객님의 API 키 {key} 가 타인에 의한 사용이 의심되어 일시 정지되었습니다. 본인 확인(재인증) \
+                         절차를 마치시면 검토 후 키 이용을 다시 신청하실 수 있습니다. 고객님의 자산은 이 조치로 \
+                         이동되지 않았습니다. 문의 번호: {case_id}"
+                    ),
+                },
+                Text {
+                    subject: format!("[Suspended] Your API key {key} has been suspended"),
+                    body: format!(
+                        "Your API key {key} has been suspended because it appears to be used by someone other than you. \
+                         Once you complete identity re-verification you can ask for access to be restored, which we will \
+                         review. No funds were moved by this action. Reference: {case_id}"
+                    ),
+                },
+            ),
+            NoticeKind::Revoked => (
+                Text {
+                    subject: format!("[폐기] API 키 {key} 가 폐기되었습니다"),
+                    body: format!(
+                        "고객님의 API 키 {key} 가 타인에 의한 사용으로 판단되어 영구 폐기되었습니다. 이 키는 다시 \
+                         사용할 수 없습니다. 본인 확인(재인증) 후 새 키 발급을 신청하실 수 있으며, 이 결정에 대해 \
+                         이의를 제기하실 수 있습니다. 고객님의 자산은 이 조치로 이동되지 않았습니다. 문의 번호: {case_id}"
+                    ),
+                },
+                Text {
+                    subject: format!("[Revoked] Your API key {key} has been revoked"),
+                    body: format!(
+                        "Your API key {key} has been revoked for good because it was found to be used by someone other than \
+                         you. It cannot be used again. After identity re-verification you can apply for a new key, and you \
+                         may dispute this decision. No funds were moved by this action. Reference: {case_id}"
+                    ),
+                },
+            ),
+        };
+        Self {
+            notice_id,
+            case_id: case_id.to_owned(),
+            account_id: account_id.clone(),
+            key_id: key_id.clone(),
+            kind,
+            stage,
+            ko,
+            en,
+            status: Delivery::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now,
+            delivered_at: None,
+        }
+    }
+
+    pub fn delivered(&mut self, now: Timestamp) {
+        self.attempts += 1;
+        self.status = Delivery::Delivered;
+        self.delivered_at = Some(now);
+        self.last_error = None;
+    }
+
+    /// A failed attempt: retried after 2^attempts seconds (at most an hour), given up after
+    /// `MAX_ATTEMPTS`.
+    pub fn attempt_failed(&mut self, error: &str, now: Timestamp) {
+        self.attempts += 1;
+        self.last_error = Some(error.chars().take(300).collect());
+        if self.attempts >= MAX_ATTEMPTS {
+            self.status = Delivery::Failed;
+        } else {
+            self.next_attempt_at = now + Duration::seconds((1i64 << self.attempts.min(12)).min(3600));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_never_mention_reporting_and_back_off_until_they_give_up() {
+        let key = AccessKey::parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT").unwrap_or_else(|e| panic!("{e}"));
+        let account = AccountId::parse("acct-1").unwrap_or_else(|e| panic!("{e}"));
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        for kind in [NoticeKind::Warning, NoticeKind::Suspended, NoticeKind::Revoked] {
+            let n = Notice::new("n1".into(), "case-1", &account, &key, kind, Stage::Warn, now);
+            let all = format!("{} {} {} {}", n.ko.subject, n.ko.body, n.en.subject, n.en.body);
+            for word in ["report", "STR", "SAR", "FIU", "authorit", "신고", "금융정보분석원", "수사"] {
+                assert!(!all.contains(word), "{kind:?} mentions {word}: {all}");
+            }
+            assert!(all.contains("case-1") && all.contains("ksk_NGOF…ufHT") && !all.contains(key.as_str()));
+        }
+        let mut n = Notice::new("n1".into(), "case-1", &account, &key, NoticeKind::Warning, Stage::Warn, now);
+        n.attempt_failed("503", now);
+        assert_eq!((n.status, n.next_attempt_at - now), (Delivery::Pending, Duration::seconds(2)));
+        for _ in 1..MAX_ATTEMPTS {
+            n.attempt_failed("503", now);
+        }
+        assert_eq!((n.status, n.attempts), (Delivery::Failed, MAX_ATTEMPTS));
+    }
+}
