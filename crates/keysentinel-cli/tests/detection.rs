@@ -177,6 +177,63 @@ fn posted_batches_give_the_decisions_replay_gives() {
     assert_eq!(r.status().as_u16(), 415);
 }
 
+/// The owner re-verified: support files the request, a second analyst reviews it, two
+/// approvers approve it; a new key is issued. Refused: the filer reviewing it, an analyst or the
+/// filer approving it, one approver approving twice.
+fn reinstate(
+    http: &Client,
+    u: &str,
+    case_id: &str,
+    filer: &str,
+    token: &dyn Fn(&str, &str) -> String,
+    verify_key: &dyn Fn(&str, &str) -> String,
+) {
+    let post = |who: &str, path: &str, body: Value| {
+        let r = http
+            .post(format!("{u}/v1/cases/{case_id}/reinstatement{path}"))
+            .bearer_auth(who)
+            .json(&body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    let request = json!({ "explanation": "my nephew used it from his laptop abroad; he no longer has it",
+        "evidence": ["ticket #4711: identity re-verified by video call"], "scopes": ["read", "trade", "withdraw"],
+        "ip_allowlist": ["203.0.113.0/24"] });
+    let (status, body) = post(filer, "", request.clone());
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("scopes")),
+        "withdraw is not among the grants: {body}"
+    );
+    let mut request = request;
+    request["scopes"] = json!(["read", "trade"]);
+    let (status, body) = post(filer, "", request);
+    assert_eq!((status, body["reinstatement"]["status"].as_str()), (200, Some("requested")), "{body}");
+    let review = json!({ "approve": true, "note": "explanation consistent with the evidence" });
+    assert_eq!(post(filer, "/review", review.clone()).0, 409, "the filer cannot review");
+    let reviewer = token("ana-2", "analyst");
+    let (status, body) = post(&reviewer, "/review", review);
+    assert_eq!((status, body["reinstatement"]["status"].as_str()), (200, Some("reviewed")), "{body}");
+    let approve = json!({ "note": "approved" });
+    assert_eq!(post(filer, "/approve", approve.clone()).0, 403, "the filer (an analyst) cannot approve");
+    let (a1, a2) = (token("apr-1", "approver"), token("apr-2", "approver"));
+    let (status, body) = post(&a1, "/approve", approve.clone());
+    assert_eq!((status, body["issued"].is_null()), (200, true), "one approval issues nothing: {body}");
+    let (status, body) = post(&a1, "/approve", approve.clone());
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("invalid_case_state")), "twice by one approver");
+    let (status, body) = post(&a2, "/approve", approve);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["case"]["status"].as_str(), body["case"]["resolution"].as_str()),
+        (Some("closed"), Some("owner_reverified"))
+    );
+    let new_key = body["issued"]["key"]["access_key"].as_str().unwrap();
+    let new_secret = body["issued"]["secret"].as_str().unwrap();
+    assert_eq!(body["issued"]["key"]["ip_allowlist"], json!(["203.0.113.0/24"]));
+    assert_eq!(verify_key(new_key, new_secret), "VALID", "the new key works");
+}
+
 const NOTIFY_SECRET: &str = "test-notify-secret-0123456789abcdef";
 
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(std::collections::HashMap<String, String>, String)>>>;
@@ -399,6 +456,15 @@ fn staged_response(shadow: bool, segment: &str) {
             assert_eq!(headers["x-keysentinel-notice"], n["notice_id"].as_str().unwrap());
             assert!(n["messages"]["ko"]["body"].as_str().unwrap().contains(&case_id));
         }
+    }
+    if !shadow && !institutional {
+        reinstate(&http, &u, &case_id, &analyst, &token, &|k: &str, s: &str| {
+            let body = json!({ "method": "GET", "path": "/api/v3/openOrders", "query": binance_query(s, "symbol=BTCUSDT"),
+                "headers": { "X-MBX-APIKEY": k }, "client_ip": "203.0.113.9" });
+            let r = http.post(format!("{u}/v1/verify")).bearer_auth(&gateway).json(&body).send().unwrap();
+            r.json::<Value>().unwrap()["code"].as_str().unwrap().to_owned()
+        });
+        assert_eq!(verify("203.0.113.9", &secret), "REVOKED", "the old key stays dead");
     }
     let one =
         http.get(format!("{u}/v1/cases/{}", case["case_id"].as_str().unwrap())).bearer_auth(&analyst).send().unwrap();

@@ -25,8 +25,8 @@ pub use notice::{Delivery, Notice, NoticeKind};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use response::{
-    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Finding, Mode, Plan, Resolution, ResponsePolicy,
-    Stage, Suspicion,
+    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Finding, Mode, Plan, Reinstatement,
+    ReinstatementStatus, Resolution, ResponsePolicy, Signoff, Stage, Suspicion,
 };
 pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};

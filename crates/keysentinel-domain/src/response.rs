@@ -292,7 +292,59 @@ pub struct Case {
     /// Why the case was closed.
     #[serde(default)]
     pub resolution: Option<Resolution>,
+    /// The owner's way back, once they ask for it.
+    #[serde(default)]
+    pub reinstatement: Option<Reinstatement>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReinstatementStatus {
+    /// Filed with the owner's explanation; waits for an analyst's review.
+    Requested,
+    /// Reviewed and recommended; waits for two approvers.
+    Reviewed,
+    Rejected,
+    /// Approved twice; the new key is issued.
+    Issued,
+}
+
+/// One person's recorded step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Signoff {
+    pub by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub at: Timestamp,
+    pub note: String,
+}
+
+/// The owner's request to get API access back after re-verifying: reviewed by an analyst, then
+/// approved by two approvers, none of them the one who filed it; then a new key is issued with
+/// the same or tighter grants. The stopped key never comes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reinstatement {
+    pub status: ReinstatementStatus,
+    pub requested: Signoff,
+    /// The owner's explanation of the use that was detected.
+    pub explanation: String,
+    /// References to what the owner supplied (documents, tickets), kept with the case.
+    pub evidence: Vec<String>,
+    /// Scopes for the new key: a subset of the old key's, never withdraw or transfer (those are
+    /// asked for afresh through the grant workflow).
+    pub scopes: Vec<crate::Scope>,
+    /// The new key's allowlist: required.
+    pub ip_allowlist: Vec<String>,
+    /// For Ed25519 keys: the owner's new public key.
+    pub public_key: Option<String>,
+    pub review: Option<Signoff>,
+    pub approvals: Vec<Signoff>,
+    #[schema(value_type = Option<String>)]
+    pub new_key: Option<AccessKey>,
+}
+
+/// Approvals a reinstatement needs.
+pub const REINSTATEMENT_APPROVALS: usize = 2;
 
 /// How a case ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -345,6 +397,101 @@ pub struct CaseError {
 }
 
 impl Case {
+    /// Files the owner's request to get access back. The key must have been stopped (stage
+    /// reverify or above) and no other request be under way.
+    pub fn request_reinstatement(&mut self, request: Reinstatement, now: Timestamp) -> Result<(), CaseError> {
+        if self.status == CaseStatus::Closed {
+            return self.refuse("is closed");
+        }
+        if self.stage < Stage::Reverify {
+            return self.refuse("did not stop the key: there is nothing to reinstate");
+        }
+        if self.reinstatement.as_ref().is_some_and(|r| r.status != ReinstatementStatus::Rejected) {
+            return self.refuse("already has a reinstatement request under way");
+        }
+        if request.ip_allowlist.is_empty() {
+            return self.refuse("a reinstated key needs an IP allowlist");
+        }
+        if request.scopes.is_empty() || request.scopes.iter().any(|s| s.is_sensitive()) {
+            return self
+                .refuse("a reinstated key gets read and/or trade only; withdraw and transfer are asked for afresh");
+        }
+        let by = request.requested.by.clone();
+        self.reinstatement = Some(request);
+        self.history.push(CaseEvent {
+            at: now,
+            by,
+            what: "reinstatement_requested".into(),
+            detail: "owner re-verified and asked for access back".into(),
+        });
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// An analyst's review: recommends (the request goes to the approvers) or rejects it.
+    pub fn review_reinstatement(
+        &mut self,
+        by: &str,
+        approve: bool,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<(), CaseError> {
+        let Some(r) = self.reinstatement.as_mut().filter(|r| r.status == ReinstatementStatus::Requested) else {
+            return self.refuse("has no reinstatement request awaiting review");
+        };
+        if r.requested.by == by {
+            return self.refuse("the one who filed the request cannot review it");
+        }
+        r.review = Some(Signoff { by: by.into(), at: now, note: note.into() });
+        r.status = if approve { ReinstatementStatus::Reviewed } else { ReinstatementStatus::Rejected };
+        let what = if approve { "reinstatement_recommended" } else { "reinstatement_rejected" };
+        self.history.push(CaseEvent { at: now, by: by.into(), what: what.into(), detail: note.into() });
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// An approver's approval; true when it is the last one needed (the caller then issues the
+    /// new key and records it with `reinstated`).
+    pub fn approve_reinstatement(&mut self, by: &str, note: &str, now: Timestamp) -> Result<bool, CaseError> {
+        let Some(r) = self.reinstatement.as_mut().filter(|r| r.status == ReinstatementStatus::Reviewed) else {
+            return self.refuse("has no reviewed reinstatement request awaiting approval");
+        };
+        let reviewer = r.review.as_ref().map(|s| s.by.as_str());
+        if r.requested.by == by || reviewer == Some(by) {
+            return self.refuse("an approver must be neither the requester nor the reviewing analyst");
+        }
+        if r.approvals.iter().any(|a| a.by == by) {
+            return self.refuse("needs two distinct approvers; this one has already approved");
+        }
+        r.approvals.push(Signoff { by: by.into(), at: now, note: note.into() });
+        let done = r.approvals.len() >= REINSTATEMENT_APPROVALS;
+        self.history.push(CaseEvent {
+            at: now,
+            by: by.into(),
+            what: "reinstatement_approved".into(),
+            detail: note.into(),
+        });
+        self.updated_at = now;
+        Ok(done)
+    }
+
+    /// Records the new key and closes the case: the owner re-verified.
+    pub fn reinstated(&mut self, new_key: AccessKey, by: &str, now: Timestamp) {
+        if let Some(r) = self.reinstatement.as_mut() {
+            r.status = ReinstatementStatus::Issued;
+            r.new_key = Some(new_key.clone());
+        }
+        self.history.push(CaseEvent {
+            at: now,
+            by: by.into(),
+            what: "reinstated".into(),
+            detail: format!("new key {new_key} issued; the old key stays dead"),
+        });
+        self.status = CaseStatus::Closed;
+        self.resolution = Some(Resolution::OwnerReverified);
+        self.updated_at = now;
+    }
+
     fn refuse<T>(&self, message: impl Into<String>) -> Result<T, CaseError> {
         Err(CaseError { case_id: self.case_id.clone(), message: message.into() })
     }
@@ -422,6 +569,7 @@ impl ResponsePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{AccessKey, AccountId};
 
     #[test]
     fn the_default_policy_is_valid_and_staged() {
@@ -434,6 +582,55 @@ mod tests {
         assert_eq!(p.plan(Segment::Retail, Stage::Warn).action, Action::Notify);
         let text = toml::to_string(&p).unwrap();
         assert_eq!(ResponsePolicy::from_toml(&text).unwrap(), p);
+    }
+
+    #[test]
+    fn reinstatement_needs_a_review_and_two_approvers_none_of_them_the_filer() {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let key = AccessKey::parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT").unwrap_or_else(|e| panic!("{e}"));
+        let mut case = Case {
+            case_id: "case-1".into(),
+            key_id: key,
+            account_id: AccountId::parse("acct-1").unwrap_or_else(|e| panic!("{e}")),
+            segment: Segment::Retail,
+            status: CaseStatus::Open,
+            stage: Stage::Reverify,
+            risk: 0.8,
+            policy_version: "p".into(),
+            enforced: true,
+            pending_action: None,
+            suspicions: vec![],
+            history: vec![],
+            opened_at: now,
+            updated_at: now,
+            due_at: now,
+            assignee: None,
+            resolution: None,
+            reinstatement: None,
+        };
+        let request = Reinstatement {
+            status: ReinstatementStatus::Requested,
+            requested: Signoff { by: "op:filer".into(), at: now, note: String::new() },
+            explanation: "x".into(),
+            evidence: vec![],
+            scopes: vec![crate::Scope::Read],
+            ip_allowlist: vec!["203.0.113.0/24".into()],
+            public_key: None,
+            review: None,
+            approvals: vec![],
+            new_key: None,
+        };
+        case.request_reinstatement(request.clone(), now).unwrap();
+        assert!(case.request_reinstatement(request, now).is_err(), "one request at a time");
+        assert!(case.approve_reinstatement("op:a1", "", now).is_err(), "not before a review");
+        assert!(case.review_reinstatement("op:filer", true, "", now).is_err(), "the filer cannot review");
+        case.review_reinstatement("op:analyst", true, "", now).unwrap();
+        for wrong in ["op:filer", "op:analyst"] {
+            assert!(case.approve_reinstatement(wrong, "", now).is_err(), "{wrong} may not approve");
+        }
+        assert!(!case.approve_reinstatement("op:a1", "", now).unwrap(), "one approval is not enough");
+        assert!(case.approve_reinstatement("op:a1", "", now).is_err(), "the same approver twice");
+        assert!(case.approve_reinstatement("op:a2", "", now).unwrap());
     }
 
     #[test]

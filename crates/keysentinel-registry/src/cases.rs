@@ -214,6 +214,7 @@ fn respond_in(
         due_at: now,
         assignee: None,
         resolution: None,
+        reinstatement: None,
     });
     let escalated = opened || suspicion.stage > case.stage;
     case.stage = case.stage.max(suspicion.stage);

@@ -119,7 +119,7 @@ pub(crate) fn key_details(key: &ApiKey) -> serde_json::Value {
     })
 }
 
-struct Material {
+pub(crate) struct Material {
     algorithm: KeyAlgorithm,
     secret: Option<Zeroizing<String>>,
 }
@@ -149,76 +149,96 @@ fn seal(
     }
 }
 
+/// Checks a new key's request before its transaction: scopes, and the key material.
+pub(crate) fn prepare(new: &NewKey) -> Result<(ScopeSet, Material), RegistryError> {
+    keysentinel_domain::account::check_text("purpose", &new.purpose, 500)?;
+    let scopes: ScopeSet = new.scopes.iter().copied().collect();
+    if scopes.is_empty() {
+        return Err(ValidationError::new("scopes", "at least one scope is required").into());
+    }
+    if scopes.len() != new.scopes.len() {
+        return Err(ValidationError::new("scopes", "a scope is listed twice").into());
+    }
+    let mat = material(&new.algorithm)?;
+    new.scheme.check(&mat.algorithm)?;
+    Ok((scopes, mat))
+}
+
+/// Issues a key within a transaction: the key policy is checked, the secret sealed, the
+/// creation audited with `reason`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn issue(
+    tx: &mut dyn WriteTx,
+    policy: &keysentinel_domain::KeyPolicy,
+    keyring: &Keyring,
+    actor: Actor,
+    new: NewKey,
+    scopes: ScopeSet,
+    mat: Material,
+    reason: String,
+) -> Result<IssuedKey, RegistryError> {
+    let now = tx.now();
+    let account = load_account(tx, &new.account_id)?;
+    let seg = policy.for_segment(account.segment);
+    let lifetime = new.lifetime_days.unwrap_or(seg.max_lifetime_days);
+    if lifetime < 1 {
+        return Err(ValidationError::new("lifetime_days", "must be at least 1").into());
+    }
+    let access_key = AccessKey::generate(&mut rand::rngs::OsRng);
+    let actor_name = actor.label();
+    let mut key = ApiKey {
+        access_key: access_key.clone(),
+        account_id: account.account_id.clone(),
+        algorithm: mat.algorithm,
+        scheme: new.scheme,
+        scopes: scopes.iter().filter(|s| !s.is_sensitive()).collect(),
+        grants: vec![],
+        ip_allowlist: new.ip_allowlist,
+        vendor_id: new.vendor_id,
+        purpose: new.purpose,
+        terms_version: new.terms_version,
+        origin: KeyOrigin::Generated,
+        created_at: now,
+        expires_at: now + Duration::days(lifetime.min(3650)),
+        status: KeyStatus::Active,
+        status_reason: "issued".into(),
+        status_changed_by: actor_name.clone(),
+        status_changed_at: now,
+        rotated_from: None,
+        rotated_to: None,
+    };
+    let ttl = Duration::hours(new.sensitive_grant_hours.unwrap_or(seg.sensitive_grant_max_hours));
+    if scopes.has_sensitive() {
+        let requester = operator_id(&actor)?;
+        for scope in scopes.iter().filter(|s| s.is_sensitive()) {
+            key.request_grant(scope, ttl, &requester, now)?;
+        }
+    }
+    let live = tx.live_key_count(&account.account_id, now)?;
+    policy.check_new_key(&account, &key, live, now)?;
+    let (sealed_secret, fingerprint) = seal(tx, keyring, &access_key, &mat.secret);
+    tx.insert_key(&StoredKey { key: key.clone(), sealed_secret })?;
+    let mut details = key_details(&key);
+    details["secret_fingerprint"] = json!(fingerprint);
+    tx.append_audit(AuditDraft {
+        actor,
+        action: "key.create".into(),
+        target: access_key.to_string(),
+        reason,
+        policy_version: Some(policy.version.clone()),
+        details,
+    })?;
+    Ok(IssuedKey { key, secret: mat.secret })
+}
+
 impl Registry {
     pub async fn create_key(&self, actor: Actor, new: NewKey) -> Result<IssuedKey, RegistryError> {
-        keysentinel_domain::account::check_text("purpose", &new.purpose, 500)?;
-        let scopes: ScopeSet = new.scopes.iter().copied().collect();
-        if scopes.is_empty() {
-            return Err(ValidationError::new("scopes", "at least one scope is required").into());
-        }
-        if scopes.len() != new.scopes.len() {
-            return Err(ValidationError::new("scopes", "a scope is listed twice").into());
-        }
-        let mat = material(&new.algorithm)?;
-        new.scheme.check(&mat.algorithm)?;
+        let (scopes, mat) = prepare(&new)?;
         let policy = self.policy.clone();
         let keyring = self.keyring.clone();
-        self.transact(move |tx| {
-            let now = tx.now();
-            let account = load_account(tx, &new.account_id)?;
-            let seg = policy.for_segment(account.segment);
-            let lifetime = new.lifetime_days.unwrap_or(seg.max_lifetime_days);
-            if lifetime < 1 {
-                return Err(ValidationError::new("lifetime_days", "must be at least 1").into());
-            }
-            let access_key = AccessKey::generate(&mut rand::rngs::OsRng);
-            let actor_name = actor.label();
-            let mut key = ApiKey {
-                access_key: access_key.clone(),
-                account_id: account.account_id.clone(),
-                algorithm: mat.algorithm,
-                scheme: new.scheme,
-                scopes: scopes.iter().filter(|s| !s.is_sensitive()).collect(),
-                grants: vec![],
-                ip_allowlist: new.ip_allowlist,
-                vendor_id: new.vendor_id,
-                purpose: new.purpose,
-                terms_version: new.terms_version,
-                origin: KeyOrigin::Generated,
-                created_at: now,
-                expires_at: now + Duration::days(lifetime.min(3650)),
-                status: KeyStatus::Active,
-                status_reason: "issued".into(),
-                status_changed_by: actor_name.clone(),
-                status_changed_at: now,
-                rotated_from: None,
-                rotated_to: None,
-            };
-            let ttl = Duration::hours(new.sensitive_grant_hours.unwrap_or(seg.sensitive_grant_max_hours));
-            if scopes.has_sensitive() {
-                let requester = operator_id(&actor)?;
-                for scope in scopes.iter().filter(|s| s.is_sensitive()) {
-                    key.request_grant(scope, ttl, &requester, now)?;
-                }
-            }
-            let live = tx.live_key_count(&account.account_id, now)?;
-            policy.check_new_key(&account, &key, live, now)?;
-            let (sealed_secret, fingerprint) = seal(tx, &keyring, &access_key, &mat.secret);
-            tx.insert_key(&StoredKey { key: key.clone(), sealed_secret })?;
-            let mut details = key_details(&key);
-            details["secret_fingerprint"] = json!(fingerprint);
-            tx.append_audit(AuditDraft {
-                actor,
-                action: "key.create".into(),
-                target: access_key.to_string(),
-                reason: "key issued".into(),
-                policy_version: Some(policy.version.clone()),
-                details,
-            })?;
-            Ok(IssuedKey { key, secret: mat.secret })
-        })
-        .await
-        .inspect(|issued| self.publish(std::slice::from_ref(&issued.key.access_key)))
+        self.transact(move |tx| issue(tx, &policy, &keyring, actor, new, scopes, mat, "key issued".into()))
+            .await
+            .inspect(|issued| self.publish(std::slice::from_ref(&issued.key.access_key)))
     }
 
     /// Issues a successor with the same grants, and retires `access_key` after `overlap`.

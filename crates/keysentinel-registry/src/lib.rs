@@ -10,6 +10,7 @@ mod import;
 mod keys;
 mod observe;
 mod operators;
+mod reinstate;
 mod rewrap;
 
 use keysentinel_domain::{Clock, KeyPolicy, Timestamp};
@@ -23,6 +24,7 @@ pub use import::{ImportIssue, ImportOptions, ImportReport};
 pub use keys::{IssuedKey, NewKey, NewKeyAlgorithm};
 pub use observe::KeyObserver;
 pub use operators::IssuedToken;
+pub use reinstate::ReinstatementRequest;
 
 /// The system clock, for the server and CLI edges.
 pub struct SystemClock;

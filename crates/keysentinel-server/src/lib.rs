@@ -105,7 +105,8 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         gateway::verify, gateway::forward_auth, gateway::metrics,
         events::ingest_events, events::list_decisions,
         response::list_cases, response::get_case, response::case_command, response::case_notices,
-        response::get_response_policy,
+        response::get_response_policy, response::request_reinstatement, response::review_reinstatement,
+        response::approve_reinstatement,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -183,6 +184,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases/{case_id}", get(response::get_case))
         .route("/v1/cases/{case_id}/commands", post(response::case_command))
         .route("/v1/cases/{case_id}/notices", get(response::case_notices))
+        .route("/v1/cases/{case_id}/reinstatement", post(response::request_reinstatement))
+        .route("/v1/cases/{case_id}/reinstatement/review", post(response::review_reinstatement))
+        .route("/v1/cases/{case_id}/reinstatement/approve", post(response::approve_reinstatement))
         .route("/v1/response-policy", get(response::get_response_policy))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)

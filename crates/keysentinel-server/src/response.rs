@@ -10,7 +10,7 @@ use keysentinel_detect::{Decision, Level};
 use keysentinel_domain::{
     AccessKey, AccountId, Case, CaseCommand, CaseStatus, Finding, Permission, ResponsePolicy, Stage, Suspicion,
 };
-use keysentinel_registry::Registry;
+use keysentinel_registry::{Registry, ReinstatementRequest};
 use keysentinel_store::CaseFilter;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -192,6 +192,78 @@ pub async fn case_notices(
             |_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed"),
         )??;
     Ok(axum::Json(notices))
+}
+
+/// Files the owner's request to get access back after re-verifying (support files it for the
+/// owner): their explanation, evidence references, and the new key's grants — read and/or
+/// trade among the old key's, with an IP allowlist.
+#[utoipa::path(post, path = "/v1/cases/{case_id}/reinstatement", tag = "response", request_body = ReinstatementRequest,
+    security(("bearer" = [])), params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Case), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn request_reinstatement(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+    crate::extract::Json(req): crate::extract::Json<ReinstatementRequest>,
+) -> Result<axum::Json<Case>, ApiError> {
+    require(&st, &who, Permission::ContainKeys, "file reinstatement requests").await?;
+    Ok(axum::Json(st.registry.request_reinstatement(who.actor(), id, req).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    /// Recommend the request to the approvers (true) or reject it (false).
+    pub approve: bool,
+    /// The analyst's assessment (required; audited).
+    pub note: String,
+}
+
+/// An analyst's review of a reinstatement request (not the analyst who filed it).
+#[utoipa::path(post, path = "/v1/cases/{case_id}/reinstatement/review", tag = "response", request_body = ReviewBody,
+    security(("bearer" = [])), params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Case), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn review_reinstatement(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+    crate::extract::Json(body): crate::extract::Json<ReviewBody>,
+) -> Result<axum::Json<Case>, ApiError> {
+    require(&st, &who, Permission::ContainKeys, "review reinstatement requests").await?;
+    Ok(axum::Json(st.registry.review_reinstatement(who.actor(), id, body.approve, body.note).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// Why (required; audited).
+    pub note: String,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Approved {
+    pub case: Case,
+    /// The new key, after the second approval; its HMAC secret is shown here once.
+    pub issued: Option<keysentinel_registry::IssuedKey>,
+}
+
+/// An approver's approval of a reviewed reinstatement; the second distinct approver (neither
+/// the requester nor the reviewer) issues the new key.
+#[utoipa::path(post, path = "/v1/cases/{case_id}/reinstatement/approve", tag = "response", request_body = ApproveBody,
+    security(("bearer" = [])), params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Approved), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn approve_reinstatement(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+    crate::extract::Json(body): crate::extract::Json<ApproveBody>,
+) -> Result<axum::Json<Approved>, ApiError> {
+    require(&st, &who, Permission::ApproveGrant, "approve reinstatements").await?;
+    let (case, issued) = st.registry.approve_reinstatement(who.actor(), id, body.note).await?;
+    Ok(axum::Json(Approved { case, issued }))
 }
 
 /// The response policy in force.

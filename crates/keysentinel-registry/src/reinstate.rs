@@ -1,0 +1,201 @@
+//! Re-verification and reinstatement: the owner's way back after a key was stopped. Filed on the
+//! owner's behalf with their explanation, reviewed by an analyst, approved by two approvers —
+//! none of them the one who filed it, the approvers not the reviewer — then a new key with the
+//! same or tighter grants is issued in the same transaction as the last approval. The stopped
+//! key is revoked if it was only suspended, and never comes back. Every step is audited.
+
+use crate::keys::{issue, prepare, IssuedKey, NewKey, NewKeyAlgorithm};
+use crate::{check_reason, Registry, RegistryError};
+use keysentinel_audit::{Actor, AuditDraft};
+use keysentinel_domain::account::check_text;
+use keysentinel_domain::{
+    Case, IpAllowlist, KeyAlgorithm, KeyStatus, Reinstatement, ReinstatementStatus, Scope, Signoff, ValidationError,
+};
+use keysentinel_store::WriteTx;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The owner's request, as support files it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReinstatementRequest {
+    /// The owner's explanation of the use that was detected.
+    pub explanation: String,
+    /// References to what the owner supplied (documents, ticket numbers), up to 20.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// Scopes for the new key: read and/or trade, among the old key's.
+    pub scopes: Vec<Scope>,
+    /// The new key's IP allowlist (required).
+    pub ip_allowlist: Vec<String>,
+    /// For Ed25519 keys: the owner's new public key.
+    pub public_key: Option<String>,
+}
+
+fn operator_only(actor: &Actor) -> Result<(), RegistryError> {
+    match actor {
+        Actor::Operator { .. } => Ok(()),
+        other => Err(RegistryError::Forbidden(format!("{} cannot take part in a reinstatement", other.label()))),
+    }
+}
+
+fn load_case(tx: &mut dyn WriteTx, id: &str) -> Result<Case, RegistryError> {
+    tx.case(id)?.ok_or_else(|| RegistryError::NotFound { what: "case", id: id.to_owned() })
+}
+
+fn audit(tx: &mut dyn WriteTx, actor: Actor, action: &str, case: &Case, reason: String) -> Result<(), RegistryError> {
+    tx.append_audit(AuditDraft {
+        actor,
+        action: action.into(),
+        target: case.case_id.clone(),
+        reason,
+        policy_version: Some(case.policy_version.clone()),
+        details: json!({ "key_id": case.key_id, "account_id": case.account_id, "reinstatement": case.reinstatement }),
+    })?;
+    Ok(())
+}
+
+impl Registry {
+    pub async fn request_reinstatement(
+        &self,
+        actor: Actor,
+        case_id: String,
+        req: ReinstatementRequest,
+    ) -> Result<Case, RegistryError> {
+        operator_only(&actor)?;
+        check_text("explanation", &req.explanation, 4000)?;
+        if req.explanation.trim().is_empty() {
+            return Err(ValidationError::new("explanation", "the owner's explanation is required").into());
+        }
+        if req.evidence.len() > 20 {
+            return Err(ValidationError::new("evidence", "at most 20 references").into());
+        }
+        for e in &req.evidence {
+            check_text("evidence", e, 500)?;
+        }
+        IpAllowlist::parse(&req.ip_allowlist)?;
+        self.transact(move |tx| {
+            let now = tx.now();
+            let mut case = load_case(tx, &case_id)?;
+            let old = crate::keys::load_key(tx, &case.key_id)?.key;
+            if let Some(s) = req.scopes.iter().find(|s| !old.scopes.contains(**s)) {
+                return Err(ValidationError::new("scopes", format!("the old key did not have {}", s.as_str())).into());
+            }
+            let ed25519 = matches!(old.algorithm, KeyAlgorithm::Ed25519 { .. });
+            if ed25519 != req.public_key.is_some() {
+                let msg = if ed25519 {
+                    "an Ed25519 key needs the owner's new public key"
+                } else {
+                    "an HMAC key takes no public key"
+                };
+                return Err(ValidationError::new("public_key", msg).into());
+            }
+            let request = Reinstatement {
+                status: ReinstatementStatus::Requested,
+                requested: Signoff { by: actor.label(), at: now, note: String::new() },
+                explanation: req.explanation,
+                evidence: req.evidence,
+                scopes: req.scopes,
+                ip_allowlist: req.ip_allowlist,
+                public_key: req.public_key,
+                review: None,
+                approvals: Vec::new(),
+                new_key: None,
+            };
+            case.request_reinstatement(request, now)?;
+            tx.put_case(&case)?;
+            audit(tx, actor, "reinstatement.request", &case, "owner re-verified and asked for access back".into())?;
+            Ok(case)
+        })
+        .await
+    }
+
+    pub async fn review_reinstatement(
+        &self,
+        actor: Actor,
+        case_id: String,
+        approve: bool,
+        note: String,
+    ) -> Result<Case, RegistryError> {
+        operator_only(&actor)?;
+        check_reason(&note)?;
+        self.transact(move |tx| {
+            let now = tx.now();
+            let mut case = load_case(tx, &case_id)?;
+            case.review_reinstatement(&actor.label(), approve, &note, now)?;
+            tx.put_case(&case)?;
+            audit(tx, actor, if approve { "reinstatement.recommend" } else { "reinstatement.reject" }, &case, note)?;
+            Ok(case)
+        })
+        .await
+    }
+
+    /// An approver's approval; the second issues the new key (its secret, for HMAC keys, is in
+    /// this answer only).
+    pub async fn approve_reinstatement(
+        &self,
+        actor: Actor,
+        case_id: String,
+        note: String,
+    ) -> Result<(Case, Option<IssuedKey>), RegistryError> {
+        operator_only(&actor)?;
+        check_reason(&note)?;
+        let (policy, keyring) = (self.policy.clone(), self.keyring.clone());
+        let (case, issued) = self
+            .transact(move |tx| {
+                let now = tx.now();
+                let mut case = load_case(tx, &case_id)?;
+                let by = actor.label();
+                let done = case.approve_reinstatement(&by, &note, now)?;
+                audit(tx, actor.clone(), "reinstatement.approve", &case, note.clone())?;
+                if !done {
+                    tx.put_case(&case)?;
+                    return Ok((case, None));
+                }
+                let Some(r) = case.reinstatement.clone() else {
+                    return Err(RegistryError::NotFound { what: "reinstatement", id: case.case_id.clone() });
+                };
+                let mut old = crate::keys::load_key(tx, &case.key_id)?.key;
+                if old.status != KeyStatus::Revoked {
+                    let reason = format!("replaced by reinstatement ({})", case.case_id);
+                    old.revoke(&reason, &by, now)?;
+                    tx.update_key(&old)?;
+                    tx.append_audit(AuditDraft {
+                        actor: actor.clone(),
+                        action: "key.revoke".into(),
+                        target: old.access_key.to_string(),
+                        reason,
+                        policy_version: Some(case.policy_version.clone()),
+                        details: json!({ "to": KeyStatus::Revoked, "account_id": old.account_id, "case_id": case.case_id }),
+                    })?;
+                }
+                let new = NewKey {
+                    account_id: case.account_id.clone(),
+                    algorithm: match r.public_key {
+                        Some(public_key) => NewKeyAlgorithm::Ed25519 { public_key },
+                        None => NewKeyAlgorithm::Hmac,
+                    },
+                    scheme: old.scheme,
+                    scopes: r.scopes,
+                    ip_allowlist: IpAllowlist::parse(&r.ip_allowlist)?,
+                    lifetime_days: None,
+                    vendor_id: old.vendor_id.clone(),
+                    purpose: old.purpose.clone(),
+                    terms_version: old.terms_version.clone(),
+                    sensitive_grant_hours: None,
+                };
+                let (scopes, mat) = prepare(&new)?;
+                let reason = format!("reinstated after re-verification ({})", case.case_id);
+                let issued = issue(tx, &policy, &keyring, actor.clone(), new, scopes, mat, reason.clone())?;
+                case.reinstated(issued.key.access_key.clone(), &by, now);
+                tx.put_case(&case)?;
+                audit(tx, actor, "reinstatement.issue", &case, reason)?;
+                Ok((case, Some(issued)))
+            })
+            .await?;
+        let mut changed = vec![case.key_id.clone()];
+        changed.extend(issued.iter().map(|i| i.key.access_key.clone()));
+        self.publish(&changed);
+        Ok((case, issued))
+    }
+}
