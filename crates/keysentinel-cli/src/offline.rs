@@ -53,6 +53,15 @@ pub enum AuditCmd {
         #[arg(long)]
         origin: String,
     },
+    /// Check an evidence pack offline: every audit entry's inclusion proof, the checkpoint's
+    /// signature, and the body against the digest the log recorded at export.
+    VerifyPack {
+        file: PathBuf,
+        /// Pin the log's verifier key (`name+id+key`, or @FILE); otherwise the pack's own key is
+        /// used, which proves consistency, not origin.
+        #[arg(long)]
+        log_key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +166,7 @@ pub fn audit(
             output::json(&client()?.get(&format!("/v1/audit/entries/{seq}/proof"), &[])?);
             Ok(())
         }
+        AuditCmd::VerifyPack { file, log_key } => verify_pack(file, log_key.as_deref()),
         AuditCmd::VerifyProof { file, log_key, origin } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
             let proof: InclusionProof = serde_json::from_str(&text)
@@ -175,6 +185,51 @@ pub fn audit(
             }
         }
     }
+}
+
+fn verify_pack(file: &Path, log_key: Option<&str>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let fail = |why: String| -> anyhow::Error {
+        Failure::new(Exit::AuditFailed, format!("evidence pack FAILED: {why}")).into()
+    };
+    let pack: keysentinel_registry::EvidencePack =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not an evidence pack: {e}")))?;
+    if pack.format != keysentinel_registry::PACK_FORMAT {
+        return Err(fail(format!("unknown format {:?}", pack.format)));
+    }
+    let key_text = match log_key {
+        Some(k) => value_or_file(k)?,
+        None => {
+            eprintln!("note: using the pack's own log key; pin yours with --log-key to check where it came from");
+            pack.log_verifier.clone()
+        }
+    };
+    let verifier = LogVerifier::parse(&key_text).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+    let export = pack.export.verify(&verifier, &pack.log_origin).map_err(|e| fail(format!("export entry: {e}")))?;
+    let case_id = pack.body["case"]["case_id"].as_str().unwrap_or_default();
+    if export.action != "evidence_pack.export" || export.target != case_id {
+        return Err(fail(format!("entry {} does not record the export of case {case_id}", export.seq)));
+    }
+    let digest = keysentinel_registry::body_digest(&pack.body);
+    if export.details["digest"].as_str() != Some(digest.as_str()) || digest != pack.digest {
+        return Err(fail("the body does not match the digest recorded in the log (changed after export)".into()));
+    }
+    let listed: Vec<u64> =
+        pack.body["audit_seqs"].as_array().into_iter().flatten().filter_map(|v| v.as_u64()).collect();
+    let proven: Vec<u64> = pack.entries.iter().map(|p| p.seq).collect();
+    if listed != proven {
+        return Err(fail(format!("the body lists entries {listed:?} but the pack proves {proven:?}")));
+    }
+    for p in &pack.entries {
+        p.verify(&verifier, &pack.log_origin).map_err(|e| fail(format!("entry {}: {e}", p.seq)))?;
+    }
+    println!(
+        "evidence pack OK: case {case_id}, {} audit entries proven in the signed log of {} entries; body digest {digest} recorded in entry {}",
+        pack.entries.len(),
+        pack.export.tree_size,
+        export.seq
+    );
+    Ok(())
 }
 
 fn hex_root(root: &[u8; 32]) -> String {

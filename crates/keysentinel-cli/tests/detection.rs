@@ -234,6 +234,81 @@ fn reinstate(
     assert_eq!(verify_key(new_key, new_secret), "VALID", "the new key works");
 }
 
+/// The owner disputes the decision; the answer is an evidence pack that verifies offline against
+/// the log's pinned key, and fails after a one-byte change.
+fn dispute_with_an_evidence_pack(
+    http: &Client,
+    u: &str,
+    case_id: &str,
+    auditor: &str,
+    analyst: &str,
+    dir: &std::path::Path,
+) {
+    let dispute =
+        json!({ "command": "dispute", "text": "I never shared my key", "reason": "owner's letter of 2026-11-28" });
+    let r = http.post(format!("{u}/v1/cases/{case_id}/commands")).bearer_auth(analyst).json(&dispute).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "a closed case still takes a dispute");
+    let export = |format: &str| {
+        http.post(format!("{u}/v1/cases/{case_id}/evidence-pack?format={format}"))
+            .bearer_auth(auditor)
+            .json(&json!({ "reason": "answering the owner's dispute" }))
+            .send()
+            .unwrap()
+    };
+    let pack = export("json");
+    assert_eq!(pack.status().as_u16(), 200);
+    let pack: Value = pack.json().unwrap();
+    let actions: Vec<String> = pack["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<Value>(p["entry"].as_str().unwrap()).unwrap()["action"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for want in [
+        "key.create",
+        "case.open",
+        "key.suspend",
+        "key.revoke",
+        "notice.delivered",
+        "reinstatement.issue",
+        "case.dispute",
+    ] {
+        assert!(actions.iter().any(|a| a == want), "{want} missing from {actions:?}");
+    }
+    let checkpoint: Value =
+        http.get(format!("{u}/v1/audit/checkpoint")).bearer_auth(auditor).send().unwrap().json().unwrap();
+    let key = checkpoint["verifier_key"].as_str().unwrap();
+    let file = dir.join("pack.json");
+    let text = serde_json::to_string_pretty(&pack).unwrap();
+    std::fs::write(&file, &text).unwrap();
+    let check = |f: &std::path::Path| {
+        Command::new(BIN).args(["audit", "verify-pack"]).arg(f).args(["--log-key", key]).output().unwrap()
+    };
+    let ok = check(&file);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("evidence pack OK"));
+    // One byte changed in the body: the owner's explanation.
+    let tampered = text.replacen("my nephew", "my nephev", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&file, tampered).unwrap();
+    let bad = check(&file);
+    assert_eq!(bad.status.code(), Some(8), "{}", String::from_utf8_lossy(&bad.stdout));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("digest"), "{}", String::from_utf8_lossy(&bad.stderr));
+    // One byte changed in an audit entry: its proof fails.
+    let tampered = text.replacen("key.revoke", "key.revoka", 1);
+    std::fs::write(&file, tampered).unwrap();
+    assert_eq!(check(&file).status.code(), Some(8));
+    let html = export("html");
+    assert!(html.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = html.text().unwrap();
+    assert!(
+        html.contains(&format!("Evidence pack for case {case_id}")) && html.contains("What triggered the suspicion")
+    );
+    assert!(html.contains("bad_signature_burst") && html.contains("How access can be restored"));
+}
+
 const NOTIFY_SECRET: &str = "test-notify-secret-0123456789abcdef";
 
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(std::collections::HashMap<String, String>, String)>>>;
@@ -465,6 +540,7 @@ fn staged_response(shadow: bool, segment: &str) {
             r.json::<Value>().unwrap()["code"].as_str().unwrap().to_owned()
         });
         assert_eq!(verify("203.0.113.9", &secret), "REVOKED", "the old key stays dead");
+        dispute_with_an_evidence_pack(&http, &u, &case_id, &token("aud-1", "auditor"), &analyst, dir.path());
     }
     let one =
         http.get(format!("{u}/v1/cases/{}", case["case_id"].as_str().unwrap())).bearer_auth(&analyst).send().unwrap();

@@ -375,6 +375,10 @@ pub enum CaseCommand {
     Close {
         resolution: Resolution,
     },
+    /// The owner disputes the decision (also on a closed case); answered with an evidence pack.
+    Dispute {
+        text: String,
+    },
 }
 
 impl CaseCommand {
@@ -385,6 +389,7 @@ impl CaseCommand {
             CaseCommand::Assign { .. } => "assign",
             CaseCommand::Note { .. } => "note",
             CaseCommand::Close { .. } => "close",
+            CaseCommand::Dispute { .. } => "dispute",
         }
     }
 }
@@ -505,7 +510,7 @@ impl Case {
         reason: &str,
         now: Timestamp,
     ) -> Result<Option<Action>, CaseError> {
-        if self.status == CaseStatus::Closed {
+        if self.status == CaseStatus::Closed && !matches!(cmd, CaseCommand::Dispute { .. }) {
             return self.refuse("is closed");
         }
         let mut take = None;
@@ -525,7 +530,7 @@ impl Case {
                 self.assignee = Some(operator_id.clone());
                 format!("assigned to {operator_id}: {reason}")
             }
-            CaseCommand::Note { text } => text.clone(),
+            CaseCommand::Note { text } | CaseCommand::Dispute { text } => text.clone(),
             CaseCommand::Close { resolution } => {
                 if self.pending_action.is_some() {
                     return self.refuse("has an action awaiting a decision: approve or dismiss it first");

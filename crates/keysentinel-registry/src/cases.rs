@@ -80,7 +80,7 @@ impl Registry {
         reason: String,
     ) -> Result<Case, RegistryError> {
         crate::check_reason(&reason)?;
-        if let CaseCommand::Note { text } = &cmd {
+        if let CaseCommand::Note { text } | CaseCommand::Dispute { text } = &cmd {
             keysentinel_domain::account::check_text("text", text, 4000)?;
         }
         let case = self

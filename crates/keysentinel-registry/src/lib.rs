@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod cases;
 mod error;
+mod evidence;
 mod import;
 mod keys;
 mod observe;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 pub use accounts::{AccountPatch, NewAccount};
 pub use error::RegistryError;
+pub use evidence::{body_digest, EvidencePack, PACK_FORMAT};
 pub use import::{ImportIssue, ImportOptions, ImportReport};
 pub use keys::{IssuedKey, NewKey, NewKeyAlgorithm};
 pub use observe::KeyObserver;

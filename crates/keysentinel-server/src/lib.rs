@@ -4,6 +4,7 @@
 pub mod detection;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
@@ -106,7 +107,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         events::ingest_events, events::list_decisions,
         response::list_cases, response::get_case, response::case_command, response::case_notices,
         response::get_response_policy, response::request_reinstatement, response::review_reinstatement,
-        response::approve_reinstatement,
+        response::approve_reinstatement, evidence::evidence_pack,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -185,6 +186,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases/{case_id}/commands", post(response::case_command))
         .route("/v1/cases/{case_id}/notices", get(response::case_notices))
         .route("/v1/cases/{case_id}/reinstatement", post(response::request_reinstatement))
+        .route("/v1/cases/{case_id}/evidence-pack", post(evidence::evidence_pack))
         .route("/v1/cases/{case_id}/reinstatement/review", post(response::review_reinstatement))
         .route("/v1/cases/{case_id}/reinstatement/approve", post(response::approve_reinstatement))
         .route("/v1/response-policy", get(response::get_response_policy))
