@@ -4,7 +4,7 @@
 //! checkpoint) of the case and the suspension, the snapshot update — and it is timed by polling
 //! verify in process. The baseline, in the same run, is an operator's suspension through the
 //! registry, timed the same way.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use hmac::{Hmac, Mac};
 use keysentinel_audit::Actor;
