@@ -3,6 +3,7 @@
 
 mod backtest;
 mod client;
+mod demo;
 mod detect;
 mod exit;
 mod front;
@@ -107,6 +108,10 @@ struct ServeArgs {
     /// Verify events buffered before new ones are shed (and counted in the metrics).
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     event_queue: u64,
+    /// Also run a simulated exchange through detection and response, narrating as it goes
+    /// (customers, keys and cases are created for real in the data directory).
+    #[arg(long)]
+    demo: bool,
     /// Run no detection on this node (verify events are still written).
     #[arg(long)]
     no_detection: bool,
@@ -372,9 +377,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: &str, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYSENTINEL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -388,7 +393,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
-    init_tracing(&args.log_format);
+    init_tracing(&args.log_format, if args.demo { "warn" } else { "info" });
     let rt = runtime()?;
     rt.block_on(async {
         let opened = local::open(&cli.data_dir, args.policy.as_deref())?;
@@ -452,6 +457,10 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             tracing::info!(host = url.host_str().unwrap_or(""), "owner notices go to the notification webhook");
         }
         let state = std::sync::Arc::new(state);
+        if args.demo {
+            let geo_dir = args.geo.geo_dir.clone().or_else(|| Some(PathBuf::from(".cache/geo")).filter(|d| d.is_dir()));
+            tokio::spawn(demo::run(state.clone(), geo_dir, cli.data_dir.join("admin.token"), format!("http://{addr}")));
+        }
         let ext_authz = match &args.ext_authz_listen {
             Some(addr) => {
                 let grpc = tokio::net::TcpListener::bind(addr)

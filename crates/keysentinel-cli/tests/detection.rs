@@ -565,3 +565,41 @@ fn in_shadow_mode_cases_record_what_would_have_been_done() {
 fn a_market_makers_key_is_stopped_by_an_analysts_decision() {
     staged_response(false, "market_maker");
 }
+
+#[test]
+fn the_demo_shows_the_stages_and_a_revoked_key_refused_then_keeps_serving() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    // Killed on drop, whatever happens below.
+    let _server = Server { child, url: String::new(), grpc: None };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(180)) {
+        let done = line.contains("The server keeps running");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = lines.join("\n");
+    let url = lines[0].strip_prefix("keysentinel listening on ").unwrap().to_owned();
+    assert!(text.contains("→ reverify") && text.contains("→ invalidate"), "{text}");
+    assert!(text.contains("verify says REVOKED"), "{text}");
+    assert!(text.contains("revoked for good") && text.contains("summary"), "{text}");
+    // Still serving.
+    let health = reqwest::blocking::get(format!("{url}/healthz")).unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}

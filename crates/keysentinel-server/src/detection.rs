@@ -65,7 +65,7 @@ impl Detection {
                 engine.ingest(&record);
                 p.fetch_sub(1, Ordering::Relaxed);
                 for decision in engine.take_decisions() {
-                    tracing::warn!(
+                    tracing::info!(
                         key_id = %decision.key_id,
                         account_id = %decision.account_id,
                         level = decision.level.as_str(),

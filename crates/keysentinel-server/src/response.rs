@@ -62,7 +62,7 @@ pub fn spawn_responder(
         while let Some(s) = rx.recv().await {
             let key = s.key_id.clone();
             match registry.respond(s, policy.clone()).await {
-                Ok(Some(case)) => tracing::warn!(
+                Ok(Some(case)) => tracing::info!(
                     case_id = %case.case_id, key_id = %key, stage = %case.stage, status = case.status.as_str(),
                     enforced = case.enforced, "case updated"
                 ),
