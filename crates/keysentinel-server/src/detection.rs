@@ -20,13 +20,15 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 /// Decisions kept for `GET /v1/decisions`, newest last.
 const KEPT_DECISIONS: usize = 10_000;
 /// Event ids remembered for idempotency: a retry within the last million events is recognised.
+/// Kept as keyed 64-bit hashes (about 32 MiB at most): a false duplicate needs a collision among
+/// a million random-keyed hashes, about one chance in 2^24.
 const REMEMBERED_IDS: usize = 1_000_000;
 
 /// Receives every decision, on the engine's thread, in order. It must not block for long.
 pub type DecisionSink = Box<dyn FnMut(&Decision) + Send>;
 
 pub struct Detection {
-    tx: Mutex<mpsc::Sender<Record<'static>>>,
+    tx: mpsc::Sender<Record<'static>>,
     pending: Arc<AtomicUsize>,
     capacity: usize,
     shed: AtomicU64,
@@ -94,7 +96,7 @@ impl Detection {
     fn new(capacity: usize) -> (Self, mpsc::Receiver<Record<'static>>) {
         let (tx, rx) = mpsc::channel();
         let this = Self {
-            tx: Mutex::new(tx),
+            tx,
             pending: Arc::new(AtomicUsize::new(0)),
             capacity: capacity.max(1),
             shed: AtomicU64::new(0),
@@ -107,7 +109,7 @@ impl Detection {
 
     fn send(&self, record: Record<'static>) {
         // The engine thread outlives every sender; a send can fail only while shutting down.
-        let _ = self.tx.lock().unwrap_or_else(PoisonError::into_inner).send(record);
+        let _ = self.tx.send(record);
     }
 
     /// A registry record (key, account): always taken, whatever the queue holds, because the
@@ -157,7 +159,7 @@ impl Detection {
         let accepted = fresh.len();
         for (id, record) in fresh {
             if let Some(id) = id {
-                ids.insert(id);
+                ids.insert(&id);
             }
             self.send(record);
         }
@@ -191,26 +193,32 @@ impl Detection {
     }
 }
 
-/// Event ids seen lately, forgotten oldest first.
+/// Event ids seen lately (as keyed hashes), forgotten oldest first.
 #[derive(Default)]
 struct RecentIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    keys: std::hash::RandomState,
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
 }
 
 impl RecentIds {
-    fn contains(&self, id: &str) -> bool {
-        self.set.contains(id)
+    fn hash(&self, id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.keys, id)
     }
 
-    fn insert(&mut self, id: String) {
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(&self.hash(id))
+    }
+
+    fn insert(&mut self, id: &str) {
+        let h = self.hash(id);
         if self.order.len() == REMEMBERED_IDS {
             if let Some(old) = self.order.pop_front() {
                 self.set.remove(&old);
             }
         }
-        if self.set.insert(id.clone()) {
-            self.order.push_back(id);
+        if self.set.insert(h) {
+            self.order.push_back(h);
         }
     }
 }
