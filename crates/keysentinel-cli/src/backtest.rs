@@ -6,8 +6,9 @@ use crate::detect::{for_each_line, load_config, GeoArgs};
 use crate::exit::{Exit, Failure};
 use clap::Args;
 use keysentinel_detect::event::{parse_line, Record};
-use keysentinel_detect::{Engine, Level};
+use keysentinel_detect::Engine;
 use keysentinel_domain::{Plan, ResponsePolicy, Segment, Stage};
+use keysentinel_server::response::stage;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,15 +44,6 @@ fn segment(name: &str) -> Segment {
         "broker" => Segment::Broker,
         "corporate" | "institution" => Segment::Corporate,
         _ => Segment::Retail,
-    }
-}
-
-fn stage(level: Level) -> Stage {
-    match level {
-        Level::Monitor => Stage::Monitor,
-        Level::Warn => Stage::Warn,
-        Level::Reverify => Stage::Reverify,
-        Level::Invalidate => Stage::Invalidate,
     }
 }
 

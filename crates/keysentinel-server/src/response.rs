@@ -17,7 +17,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-fn stage(level: Level) -> Stage {
+/// The response's stage of a detection level (the same four stages).
+pub fn stage(level: Level) -> Stage {
     match level {
         Level::Monitor => Stage::Monitor,
         Level::Warn => Stage::Warn,

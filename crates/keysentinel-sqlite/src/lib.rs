@@ -198,56 +198,26 @@ impl ReadStore for SqliteStore {
     }
 
     fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError> {
-        self.with_reader(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT doc FROM cases WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR key_id = ?2)
-                     AND (?3 IS NULL OR account_id = ?3) ORDER BY opened_ms DESC, case_id LIMIT ?4",
-                )
-                .map_err(db_err)?;
-            let docs = stmt
-                .query_map(
-                    params![
-                        filter.status.map(|s| s.as_str()),
-                        filter.key_id.as_ref().map(|k| k.as_str()),
-                        filter.account_id.as_ref().map(|a| a.as_str()),
-                        filter.limit
-                    ],
-                    |r| r.get::<_, String>(0),
-                )
-                .map_err(db_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_err)?;
-            docs.iter().map(|d| rows::from_doc(d)).collect()
-        })
+        let sql = "SELECT doc FROM cases WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR key_id = ?2)
+                   AND (?3 IS NULL OR account_id = ?3) ORDER BY opened_ms DESC, case_id LIMIT ?4";
+        let args = params![
+            filter.status.map(|s| s.as_str()),
+            filter.key_id.as_ref().map(|k| k.as_str()),
+            filter.account_id.as_ref().map(|a| a.as_str()),
+            filter.limit
+        ];
+        self.with_reader(|c| rows::docs(c, sql, args))
     }
 
     fn due_notices(&self, now: time::OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError> {
-        self.with_reader(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT doc FROM notices WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, notice_id LIMIT ?2",
-                )
-                .map_err(db_err)?;
-            let docs = stmt
-                .query_map(params![rows::ms(now), limit], |r| r.get::<_, String>(0))
-                .map_err(db_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_err)?;
-            docs.iter().map(|d| rows::from_doc(d)).collect()
-        })
+        let sql =
+            "SELECT doc FROM notices WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, notice_id LIMIT ?2";
+        self.with_reader(|c| rows::docs(c, sql, params![rows::ms(now), limit]))
     }
 
     fn notices(&self, case_id: &str) -> Result<Vec<Notice>, StoreError> {
         self.with_reader(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT doc FROM notices WHERE case_id = ?1 ORDER BY rowid").map_err(db_err)?;
-            let docs = stmt
-                .query_map([case_id], |r| r.get::<_, String>(0))
-                .map_err(db_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_err)?;
-            docs.iter().map(|d| rows::from_doc(d)).collect()
+            rows::docs(c, "SELECT doc FROM notices WHERE case_id = ?1 ORDER BY rowid", params![case_id])
         })
     }
 

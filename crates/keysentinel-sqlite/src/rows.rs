@@ -33,6 +33,21 @@ pub fn account(c: &Connection, id: &AccountId) -> Result<Option<Account>, StoreE
     doc.map(|d| from_doc(&d)).transpose()
 }
 
+/// The documents a query selects (its first column), decoded.
+pub fn docs<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
+    let docs = stmt
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(db_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)?;
+    docs.iter().map(|d| from_doc(d)).collect()
+}
+
 /// The case whose `column` (`case_id`, or `key_id` for the key's live case) is `value`.
 pub fn case(c: &Connection, column: &str, value: &str) -> Result<Option<Case>, StoreError> {
     let sql = match column {
