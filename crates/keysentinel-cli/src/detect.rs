@@ -338,6 +338,15 @@ fn evaluate(path: &Path, decisions: &[(String, Level, i64)]) -> anyhow::Result<(
         100.0 * fp as f64 / benign.max(1) as f64
     );
     println!("warned: {} of {} shared keys; median onset → first warn {median:.1} min", delays.len(), shared.len());
+    // What honest owners see: a warning notice is the first stage with an owner-facing action.
+    let benign_warned = first.keys().filter(|k| !shared.contains_key(**k) && reached(k, Level::Warn).is_some()).count();
+    let benign_reverify =
+        first.keys().filter(|k| !shared.contains_key(**k) && reached(k, Level::Reverify).is_some()).count();
+    println!(
+        "benign keys warned {benign_warned} ({:.2}%), sent to re-verification {benign_reverify} ({:.2}%)",
+        100.0 * benign_warned as f64 / benign.max(1) as f64,
+        100.0 * benign_reverify as f64 / benign.max(1) as f64
+    );
     let mut by: HashMap<&str, (usize, usize)> = HashMap::new();
     for (k, (s, _)) in &shared {
         let e = by.entry(s.as_str()).or_default();
