@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{require, Authed, Query};
+use crate::routes::read;
 use crate::AppState;
 use axum::extract::{Path, State};
 use keysentinel_detect::{Decision, Level};
@@ -122,11 +123,7 @@ pub async fn list_cases(
         Some(n) => return Err(ApiError::invalid("limit", format!("{n} is outside 1..=1000"))),
     };
     let filter = CaseFilter { status, key_id, account_id, limit };
-    let reg = st.registry.clone();
-    let cases = tokio::task::spawn_blocking(move || reg.cases(filter)).await.map_err(|_| {
-        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed")
-    })??;
-    Ok(axum::Json(cases))
+    Ok(axum::Json(read(&st, move |r| r.cases(filter)).await?))
 }
 
 /// One case with its evidence: every detection that moved it, its history and policy version.
@@ -139,11 +136,7 @@ pub async fn get_case(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Case>, ApiError> {
     require(&st, &who, Permission::ReadInventory, "read cases").await?;
-    let reg = st.registry.clone();
-    let case = tokio::task::spawn_blocking(move || reg.case(&id)).await.map_err(|_| {
-        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed")
-    })??;
-    Ok(axum::Json(case))
+    Ok(axum::Json(read(&st, move |r| r.case(&id)).await?))
 }
 
 /// An analyst's step on a case, with the reason recorded in the audit log.
@@ -187,12 +180,7 @@ pub async fn case_notices(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Vec<keysentinel_domain::Notice>>, ApiError> {
     require(&st, &who, Permission::ReadInventory, "read notices").await?;
-    let reg = st.registry.clone();
-    let notices =
-        tokio::task::spawn_blocking(move || reg.case(&id).and_then(|c| reg.notices(&c.case_id))).await.map_err(
-            |_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "read task failed"),
-        )??;
-    Ok(axum::Json(notices))
+    Ok(axum::Json(read(&st, move |r| r.case(&id).and_then(|c| r.notices(&c.case_id))).await?))
 }
 
 /// Files the owner's request to get access back after re-verifying (support files it for the

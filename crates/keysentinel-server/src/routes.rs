@@ -23,7 +23,7 @@ type S = State<Arc<AppState>>;
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Runs a blocking registry read off the async workers.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
 ) -> ApiResult<T> {
