@@ -107,6 +107,11 @@ impl Recent {
         self.items.len()
     }
 
+    /// When `value` was last seen, if it still is remembered.
+    fn last_seen(&self, value: u64) -> Option<Millis> {
+        self.items.iter().find(|(v, _)| *v == value).map(|(_, t)| *t)
+    }
+
     fn values(&self) -> impl Iterator<Item = u64> + '_ {
         self.items.iter().map(|(v, _)| *v)
     }
@@ -126,6 +131,13 @@ struct Address {
 /// Addresses remembered before the ones idle for longer than the link window are forgotten.
 const ADDRESSES: usize = 1 << 20;
 
+fn line_key(line: IpAddr) -> u64 {
+    match line {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64,
+    }
+}
+
 /// FNV-1a: stable across runs and platforms, which keeps replays identical.
 fn h64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
@@ -142,6 +154,16 @@ fn client_family(ua: &str) -> &str {
 struct Seen {
     ts: Millis,
     place: Place,
+    /// The line: the address's /24 (IPv4) or /48 (IPv6), what one household or office keeps
+    /// for hours, while two households on the same carrier differ.
+    line: IpAddr,
+}
+
+fn line_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1))),
+    }
 }
 
 #[derive(Default)]
@@ -176,6 +198,9 @@ struct KeyState {
     order_baseline: Option<f32>,
     fired: Vec<(Indicator, Fired)>,
     level: Option<Level>,
+    /// Accounts (link-graph roots) whose orders coincided with this key's, when last; only for
+    /// the few keys that ever coincide.
+    co_ordered: Option<Box<Recent>>,
 }
 
 impl KeyState {
@@ -201,11 +226,19 @@ impl KeyState {
             order_baseline: None,
             fired: Vec::new(),
             level: None,
+            co_ordered: None,
         }
     }
 
     fn learned(&self, cfg: &Config, now: Millis) -> bool {
         self.requests >= cfg.learning_requests && self.first.is_some_and(|f| now - f >= cfg.learning_minutes * MINUTE)
+    }
+
+    /// Whether `asn` is one of this key's own networks: a sizeable share (≥ 5 %) of a history
+    /// long enough to say so.
+    fn established(&self, asn: u32) -> bool {
+        let n = self.asns.get(h64(&asn.to_le_bytes()));
+        n >= 5 && n.saturating_mul(20) >= self.requests
     }
 
     fn allowlisted(&self, ip: IpAddr) -> bool {
@@ -535,29 +568,32 @@ impl<'g> Engine<'g> {
                 }
             }
         }
-        // Alternating fixed lines: broadband X, then broadband Y, then X again within the
-        // window. One person moves between home Wi-Fi and the phone network, not between two
-        // households' lines within minutes.
+        // Alternating fixed lines: line X, then Y, then X again within the window. Two lines can
+        // be one person's (home and office; a carrier whose phones and homes share one ASN, which
+        // no classification by ASN tells apart), so two count only once the key has a history
+        // and one of them is on a network that is not its own; three or more lines taking turns
+        // are several households, on one carrier or on several.
+        let line = line_of(ip);
         if place.network == Network::Access {
-            if let Some(asn) = place.asn {
-                let places = &self.keys[k].places;
-                let fixed_other =
-                    |s: &Seen| s.place.network == Network::Access && s.place.asn.is_some_and(|a| a != asn);
-                if let Some(b) = places.iter().rposition(fixed_other) {
-                    if places.iter().take(b).any(|s| s.place.asn == Some(asn)) && !trusted_site {
-                        let other = places[b].place;
-                        self.fire(
-                            k,
-                            ts,
-                            Indicator::AlternatingNetworks,
-                            format!(
-                                "used alternately from fixed lines {} and {} within {} min",
-                                asn_text(&place),
-                                asn_text(&other),
-                                cfg.concurrent_window_minutes
-                            ),
-                        );
-                    }
+            let st = &self.keys[k];
+            let places = &st.places;
+            let fixed = |s: &&Seen| s.place.network == Network::Access;
+            if let Some(b) = places.iter().rposition(|s| fixed(&s) && s.line != line) {
+                let other = &places[b];
+                let lines =
+                    1 + distinct(places.iter().filter(fixed).filter(|s| s.line != line).map(|s| line_key(s.line)));
+                let own = |a: Option<u32>| a.is_some_and(|a| st.established(a));
+                let stranger = learned && !(own(other.place.asn) && own(place.asn));
+                if places.iter().take(b).any(|s| s.line == line) && !trusted_site && (lines >= 3 || stranger) {
+                    let evidence = format!(
+                        "used alternately from fixed lines {line} ({}) and {} ({}) within {} min ({lines} lines in turn{})",
+                        asn_text(&place),
+                        other.line,
+                        asn_text(&other.place),
+                        cfg.concurrent_window_minutes,
+                        if lines >= 3 { "" } else { "; one of them on a network new to this key" }
+                    );
+                    self.fire(k, ts, Indicator::AlternatingNetworks, evidence);
                 }
             }
         }
@@ -603,8 +639,8 @@ impl<'g> Engine<'g> {
             // A run of requests from one place is one entry (when it was last seen): the
             // indicators look at the order of places, and most keys stay put.
             match st.places.back_mut() {
-                Some(last) if last.place == place => last.ts = ts,
-                _ => st.places.push_back(Seen { ts, place }),
+                Some(last) if last.place == place && last.line == line => last.ts = ts,
+                _ => st.places.push_back(Seen { ts, place, line }),
             }
             while st.places.front().is_some_and(|s| ts - s.ts > window) || st.places.len() > 64 {
                 st.places.pop_front();
@@ -847,16 +883,29 @@ impl<'g> Engine<'g> {
         roots.sort_unstable();
         roots.dedup();
         if roots.len() >= 3 {
-            let evidence = format!(
-                "{symbol} {} orders of the same size from {} unrelated accounts within 2 s",
-                if buy { "buy" } else { "sell" },
-                roots.len()
-            );
-            let mut ks: Vec<usize> = others.iter().map(|(_, k)| *k).collect();
+            // Strangers' orders coincide all the time on a busy market (round sizes, one signal
+            // channel followed by thousands), so a coincidence counts only when it repeats with
+            // an account this key coincided with in an earlier episode: that is a ring.
+            let mut ks: Vec<(usize, usize)> = others.iter().map(|(a, k)| (*k, self.root(*a))).collect();
             ks.sort_unstable();
             ks.dedup();
-            for k in ks {
-                self.fire(k, ts, Indicator::CoordinatedOrders, evidence.clone());
+            for (k, own) in ks {
+                let seen = self.keys[k].co_ordered.get_or_insert_with(Default::default);
+                let mut again = 0;
+                for r in roots.iter().copied().filter(|r| *r != own) {
+                    if seen.last_seen(r as u64).is_some_and(|t| ts - t > MINUTE && ts - t <= DAY) {
+                        again += 1;
+                    }
+                    seen.see(r as u64, ts, DAY);
+                }
+                if again > 0 {
+                    let evidence = format!(
+                        "{symbol} {} orders of the same size from {} unrelated accounts within 2 s, {again} of them coinciding with this key before",
+                        if buy { "buy" } else { "sell" },
+                        roots.len()
+                    );
+                    self.fire(k, ts, Indicator::CoordinatedOrders, evidence);
+                }
             }
         }
     }
@@ -884,13 +933,16 @@ impl<'g> Engine<'g> {
             }
             None => st.fired.push((ind, Fired { count: 1, last: ts, evidence })),
         }
-        let active: Vec<(Indicator, u32, String)> = st
+        let active: Vec<(Reason, f32)> = st
             .fired
             .iter()
             .filter(|(_, f)| ts - f.last <= ttl && f.count > 0)
-            .map(|(i, f)| (*i, f.count, f.evidence.clone()))
+            .map(|(i, f)| {
+                let reason = Reason { indicator: *i, count: f.count, evidence: f.evidence.clone() };
+                (reason, repeated(*i, f.count))
+            })
             .collect();
-        let risk = combine(active.iter().map(|(i, n, _)| repeated(*i, *n)));
+        let risk = combine(active.iter().map(|(_, w)| *w));
         let thresholds =
             if self.institutional(k) { self.cfg.thresholds.institutional } else { self.cfg.thresholds.retail };
         let Some(level) = Level::of(risk, &thresholds) else { return };
@@ -899,13 +951,9 @@ impl<'g> Engine<'g> {
             return;
         }
         st.level = Some(level);
-        let mut reasons: Vec<Reason> =
-            active.into_iter().map(|(indicator, count, evidence)| Reason { indicator, count, evidence }).collect();
-        reasons.sort_by(|a, b| {
-            repeated(b.indicator, b.count)
-                .total_cmp(&repeated(a.indicator, a.count))
-                .then(a.indicator.cmp(&b.indicator))
-        });
+        let mut active = active;
+        active.sort_by(|(a, wa), (b, wb)| wb.total_cmp(wa).then(a.indicator.cmp(&b.indicator)));
+        let reasons: Vec<Reason> = active.into_iter().map(|(r, _)| r).collect();
         self.decisions.push(Decision {
             ts,
             key_id: st.key_id.clone(),

@@ -56,7 +56,7 @@ impl Indicator {
     pub fn weight(self) -> f32 {
         match self {
             Indicator::ConcurrentUse => 0.55,
-            Indicator::AlternatingNetworks => 0.35,
+            Indicator::AlternatingNetworks => 0.45,
             Indicator::AlternatingClients => 0.35,
             Indicator::ProbedThenUsed => 0.65,
             Indicator::ImpossibleTravel => 0.50,

@@ -33,6 +33,9 @@ impl Table {
         let mut add = |ip: &str, p: Place| t.insert(ip.parse().unwrap(), p);
         add("211.1.1.1", place("KR", 37.56, 126.97, 4766, Network::Access)); // Seoul, KT
         add("211.1.1.2", place("KR", 37.50, 127.03, 4766, Network::Access));
+        add("211.1.2.1", place("KR", 37.50, 127.03, 4766, Network::Access)); // other KT households
+        add("211.1.3.1", place("KR", 37.50, 127.03, 4766, Network::Access));
+        add("106.1.1.1", place("KR", 37.52, 126.92, 17858, Network::Access)); // LG U+: homes and phones
         add("59.1.1.1", place("KR", 35.18, 129.07, 9318, Network::Access)); // Busan, SK Broadband
         add("223.1.1.1", place("KR", 37.56, 126.97, 9644, Network::Mobile)); // SKT mobile
         add("113.1.1.1", place("VN", 21.03, 105.85, 45899, Network::Access)); // Hanoi
@@ -151,6 +154,53 @@ fn phone_and_home_alternate_honestly_two_households_do_not() {
         r.push(req(121 + i * 2, "k", if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" }, "ccxt/4.5.90", "VALID"));
     }
     assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
+}
+
+#[test]
+fn two_lines_of_ones_own_are_quiet_three_households_on_one_carrier_are_not() {
+    // A new key, used from home and from a carrier line that may well be the owner's phone:
+    // nothing to compare with yet, and two lines can be one person's.
+    let mut r = registry("k", "a");
+    for i in 0..8 {
+        r.push(req(i * 2, "k", if i % 2 == 0 { "211.1.1.1" } else { "106.1.1.1" }, "ccxt/4.5.90", "VALID"));
+    }
+    assert!(!fired(&run(&r), "k", Indicator::AlternatingNetworks));
+    // Home and office, both long part of the key's history, taking turns all day.
+    let mut r = registry("k", "a");
+    for i in 0..90 {
+        r.push(req(i * 4, "k", if i % 3 == 0 { "106.1.1.1" } else { "211.1.1.1" }, "ccxt/4.5.90", "VALID"));
+    }
+    assert!(!fired(&run(&r), "k", Indicator::AlternatingNetworks));
+    // Three households on the same carrier (one ASN, three lines) taking turns.
+    let mut r = history("k", "a");
+    for i in 0..6 {
+        r.push(req(121 + i * 2, "k", ["211.1.2.1", "211.1.1.1", "211.1.3.1"][i as usize % 3], "ccxt/4.5.90", "VALID"));
+    }
+    assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
+}
+
+#[test]
+fn orders_coinciding_once_are_chance_again_with_the_same_accounts_a_ring() {
+    let order = |min: i64, key: &str| {
+        format!(
+            r#"{{"type":"order","ts":"{}","key_id":"{key}","symbol":"KRW-BTC","side":"buy","action":"place","notional":1000000}}"#,
+            format_rfc3339_ms(T0 + min * MIN)
+        )
+    };
+    let episodes = |second: [&str; 3]| {
+        let mut r = Vec::new();
+        for m in 0..6 {
+            r.extend(registry(&format!("k{m}"), &format!("a{m}")));
+        }
+        r.extend(["k0", "k1", "k2"].map(|k| order(10, k)));
+        r.extend(second.map(|k| order(30, k)));
+        run(&r)
+    };
+    let strangers = episodes(["k0", "k3", "k4"]);
+    assert!(!fired(&strangers, "k0", Indicator::CoordinatedOrders), "different strangers each time");
+    let ring = episodes(["k0", "k1", "k2"]);
+    assert!(fired(&ring, "k0", Indicator::CoordinatedOrders));
+    assert!(fired(&ring, "k2", Indicator::CoordinatedOrders));
 }
 
 #[test]

@@ -73,8 +73,18 @@ pub struct Output {
 
 const KR_ACCESS: &[u32] = &[4766, 9318, 3786];
 const KR_MOBILE: &[u32] = &[9644, 17858];
-const ABROAD: &[(u32, &str)] =
-    &[(4713, "JP"), (7922, "US"), (45899, "VN"), (4134, "CN"), (12389, "RU"), (9299, "PH"), (7470, "TH")];
+/// Networks abroad: (ASN, country, hours of the flight from Seoul to the far end of that
+/// country — Moscow, the US east coast — so no honest trip in the simulation is faster than a
+/// real one).
+const ABROAD: &[(u32, &str, i64)] = &[
+    (4713, "JP", 3),
+    (7922, "US", 14),
+    (45899, "VN", 5),
+    (4134, "CN", 4),
+    (12389, "RU", 10),
+    (9299, "PH", 4),
+    (7470, "TH", 6),
+];
 const CLOUD: &[u32] = &[16509, 14061, 20473, 16276, 24940];
 const VPN: &[u32] = &[9009, 60068];
 const UAS: &[&str] = &[
@@ -385,9 +395,9 @@ fn key_record(key: &str, account: &str, allow: &str, vendor: Option<&str>) -> St
 fn retail(g: &mut Gen<'_>, key: &str, a: &Actor, traveller: bool, vpn: Option<u32>, from: i64, to: i64) {
     let trip = traveller.then(|| {
         let leave = from + g.rng.gen_range(4 * HOUR..(to - from).max(5 * HOUR));
-        let (asn, _) = ABROAD[g.rng.gen_range(0..ABROAD.len())];
-        // A flight of 2–12 hours: no requests in between.
-        (leave, leave + g.rng.gen_range(2 * HOUR..12 * HOUR), asn, g.rng.gen::<u64>())
+        let (asn, _, flight) = ABROAD[g.rng.gen_range(0..ABROAD.len())];
+        // The flight and 1–4 hours at the airports: no requests in between.
+        (leave, leave + g.rng.gen_range((flight + 1) * HOUR..(flight + 4) * HOUR), asn, g.rng.gen::<u64>())
     });
     let per_hour = g.rng.gen_range(0.3..2.0);
     g.sessions(from, to, per_hour, |g, at| {
@@ -411,7 +421,7 @@ fn retail(g: &mut Gen<'_>, key: &str, a: &Actor, traveller: bool, vpn: Option<u3
 fn shared(g: &mut Gen<'_>, key: &str, scenario: &str, onset: i64, end: i64) {
     match scenario {
         "lent_abroad" => {
-            let (asn, _) = ABROAD[g.rng.gen_range(0..ABROAD.len())];
+            let (asn, _, _) = ABROAD[g.rng.gen_range(0..ABROAD.len())];
             let range = g.rng.gen();
             let ua = UAS[g.rng.gen_range(0..UAS.len())];
             g.sessions(onset, end, 3.0, |g, at| {
