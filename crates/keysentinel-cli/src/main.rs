@@ -286,7 +286,7 @@ enum OperatorsCmd {
     /// Create an operator and print its token (once).
     Create {
         operator_id: String,
-        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway"])]
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance"])]
         role: String,
         #[arg(long, default_value = "")]
         description: String,

@@ -266,6 +266,7 @@ fn dispute_with_an_evidence_pack(
             serde_json::from_str::<Value>(p["entry"].as_str().unwrap()).unwrap()["action"].as_str().unwrap().to_owned()
         })
         .collect();
+    assert!(!actions.iter().any(|a| a.starts_with("report.")), "the owner's pack never shows reporting: {actions:?}");
     for want in [
         "key.create",
         "case.open",
@@ -315,6 +316,71 @@ type Received = std::sync::Arc<std::sync::Mutex<Vec<(std::collections::HashMap<S
 
 /// A webhook receiver on a free port: answers the first request 503 and the rest 200, and keeps
 /// every request's headers (lower-case names) and body.
+/// The compliance officer assesses the matter, decides to report it, exports the draft and
+/// records the filing; an analyst can neither see nor touch any of it.
+fn report_the_matter(http: &Client, u: &str, case_id: &str, mlro: &str, analyst: &str) {
+    let post = |path: &str, who: &str, body: Value| {
+        let r = http.post(format!("{u}/v1/cases/{case_id}/{path}")).bearer_auth(who).json(&body).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap())
+    };
+    let assess = json!({ "reason": "case reached forced expiry; borrowed-name use suspected" });
+    assert_eq!(post("report", analyst, assess.clone()).0, 403, "analysts do not assess reports");
+    let (status, body) = post("report", mlro, assess.clone());
+    assert_eq!(status, 200, "{body}");
+    let a: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((a["status"].as_str(), a["jurisdiction"].as_str()), (Some("assessing"), Some("KR")), "{a}");
+    assert!(a["deadline"].is_null(), "KoFIU's clock starts at the determination: {a}");
+    assert_eq!(post("report", mlro, assess).0, 409, "one assessment per case");
+    let r = http.get(format!("{u}/v1/cases/{case_id}/report")).bearer_auth(analyst).send().unwrap();
+    assert_eq!(r.status().as_u16(), 403, "analysts do not read reports");
+    let filed = json!({ "step": "filed", "reference": "KoFIU-2026-0001", "reason": "filed on the FIU's system" });
+    assert_eq!(post("report/steps", mlro, filed.clone()).0, 409, "nothing to file before the decision");
+    let decide = json!({ "step": "decide", "file": true, "reasons": "key lent to a third party abroad",
+        "reason": "reporting officer's determination" });
+    let (status, body) = post("report/steps", mlro, decide);
+    assert_eq!(status, 200, "{body}");
+    let a: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(a["status"], "to_file");
+    assert!(a["deadline"].is_string(), "{a}");
+
+    let (status, body) = post("report/draft", mlro, json!({ "reason": "preparing the STR" }));
+    assert_eq!(status, 200, "{body}");
+    let draft: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(draft["subject"]["account_id"], "acct-3");
+    assert_eq!(draft["reporting_entity"]["internal_reference"], case_id);
+    let ips: Vec<&str> =
+        draft["unidentified_parties"]["ip_addresses"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(ips.contains(&"198.51.100.23"), "the address that probed the key: {draft}");
+    assert!(draft["grounds"].as_str().unwrap().contains("wrong signatures"), "{draft}");
+    assert!(draft["to_complete"].as_array().unwrap().len() >= 4, "{draft}");
+    let r = http
+        .post(format!("{u}/v1/cases/{case_id}/report/draft?format=text"))
+        .bearer_auth(mlro)
+        .json(&json!({ "reason": "the filer's copy" }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().unwrap();
+    assert!(text.contains("KoFIU") && text.contains(case_id) && text.contains("[to complete]"), "{text}");
+
+    let (status, body) = post("report/steps", mlro, filed);
+    assert_eq!(status, 200, "{body}");
+    let a: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((a["status"].as_str(), a["filing"]["late"].as_bool()), (Some("filed"), Some(false)), "{a}");
+    let queue: Vec<Value> =
+        http.get(format!("{u}/v1/reports?open=false")).bearer_auth(mlro).send().unwrap().json().unwrap();
+    assert!(queue.iter().any(|r| r["case_id"] == case_id), "{queue:?}");
+    let audit: Vec<Value> =
+        http.get(format!("{u}/v1/audit/entries?limit=1000")).bearer_auth(mlro).send().unwrap().json().unwrap();
+    let steps: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["target"] == format!("report:{case_id}").as_str())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["report.assess", "report.decide", "report.export", "report.export", "report.filed"]);
+}
+
 fn webhook_receiver() -> (String, Received) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -540,6 +606,7 @@ fn staged_response(shadow: bool, segment: &str) {
             r.json::<Value>().unwrap()["code"].as_str().unwrap().to_owned()
         });
         assert_eq!(verify("203.0.113.9", &secret), "REVOKED", "the old key stays dead");
+        report_the_matter(&http, &u, &case_id, &token("mlro-1", "compliance"), &analyst);
         dispute_with_an_evidence_pack(&http, &u, &case_id, &token("aud-1", "auditor"), &analyst, dir.path());
     }
     let one =

@@ -12,6 +12,7 @@ pub mod key;
 pub mod notice;
 pub mod operator;
 pub mod policy;
+pub mod report;
 pub mod response;
 pub mod scheme;
 pub mod scope;
@@ -24,6 +25,7 @@ pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, Sensitive
 pub use notice::{Delivery, Notice, NoticeKind};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
+pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, ReportStep, ReportingConfig};
 pub use response::{
     Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Finding, Mode, Plan, Reinstatement,
     ReinstatementStatus, Resolution, ResponsePolicy, Signoff, Stage, Suspicion,

@@ -18,6 +18,9 @@ pub enum Role {
     Auditor,
     /// An API gateway: may only call verify.
     Gateway,
+    /// The compliance (reporting) officer: assesses, decides and files suspicious-matter
+    /// reports, which no other role sees but the auditor.
+    Compliance,
 }
 
 /// Everything the admin API lets an operator do, grouped by risk.
@@ -35,10 +38,15 @@ pub enum Permission {
     Verify,
     /// Send activity and registry records to detection (`POST /v1/events`).
     IngestEvents,
+    /// Read suspicious-matter report assessments and drafts.
+    ReadReports,
+    /// Assess, decide and file suspicious-matter reports.
+    ReportMatters,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Admin, Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway];
+    pub const ALL: [Role; 6] =
+        [Role::Admin, Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway, Role::Compliance];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,17 +55,21 @@ impl Role {
             Role::Approver => "approver",
             Role::Auditor => "auditor",
             Role::Gateway => "gateway",
+            Role::Compliance => "compliance",
         }
     }
 
     pub fn allows(self, permission: Permission) -> bool {
         use Permission::*;
         match self {
-            Role::Admin => !matches!(permission, ApproveGrant | Verify),
+            // Reporting is kept to the compliance officer (and read by the auditor): who else
+            // knows a report is considered, the more likely the owner is tipped off.
+            Role::Admin => !matches!(permission, ApproveGrant | Verify | ReadReports | ReportMatters),
             Role::Analyst => matches!(permission, ReadInventory | ContainKeys | RevokeKeys | ReadAudit),
             Role::Approver => matches!(permission, ReadInventory | ApproveGrant),
-            Role::Auditor => matches!(permission, ReadInventory | ReadAudit),
+            Role::Auditor => matches!(permission, ReadInventory | ReadAudit | ReadReports),
             Role::Gateway => matches!(permission, Verify | IngestEvents),
+            Role::Compliance => matches!(permission, ReadInventory | ReadAudit | ReadReports | ReportMatters),
         }
     }
 }
@@ -74,7 +86,7 @@ impl std::str::FromStr for Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
             ValidationError::new(
                 "role",
-                format!("unknown role {s:?}; expected admin, analyst, approver, auditor or gateway"),
+                format!("unknown role {s:?}; expected admin, analyst, approver, auditor, gateway or compliance"),
             )
         })
     }

@@ -128,6 +128,9 @@ pub struct ResponsePolicy {
     pub mode: Mode,
     pub retail: StageRules,
     pub institutional: StageRules,
+    /// Who reports suspicious matters, to which FIU, and its business calendar.
+    #[serde(default)]
+    pub reporting: crate::report::ReportingConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,7 @@ impl ResponsePolicy {
         if self.version.trim().is_empty() {
             return Err(ResponsePolicyError("version must not be empty".into()));
         }
+        self.reporting.holidays().map_err(|e| ResponsePolicyError(format!("[reporting] {e}")))?;
         for (class, rules) in [("retail", &self.retail), ("institutional", &self.institutional)] {
             let mut previous = Action::Monitor;
             for stage in Stage::ALL {
@@ -193,6 +197,7 @@ impl Default for ResponsePolicy {
                 reverify: rule(Action::Suspend, false, 8),
                 invalidate: rule(Action::Revoke, false, 4),
             },
+            reporting: crate::report::ReportingConfig::default(),
         }
     }
 }
@@ -571,10 +576,35 @@ impl ResponsePolicy {
     }
 }
 
+/// A retail case at `reverify`, for tests.
+#[cfg(test)]
+pub(crate) fn sample_case(now: Timestamp) -> Case {
+    let parse = |k: &str| AccessKey::parse(k).unwrap_or_else(|e| panic!("{e}"));
+    Case {
+        case_id: "case-1".into(),
+        key_id: parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT"),
+        account_id: AccountId::parse("acct-1").unwrap_or_else(|e| panic!("{e}")),
+        segment: Segment::Retail,
+        status: CaseStatus::Open,
+        stage: Stage::Reverify,
+        risk: 0.8,
+        policy_version: "p".into(),
+        enforced: true,
+        pending_action: None,
+        suspicions: vec![],
+        history: vec![],
+        opened_at: now,
+        updated_at: now,
+        due_at: now,
+        assignee: None,
+        resolution: None,
+        reinstatement: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{AccessKey, AccountId};
 
     #[test]
     fn the_default_policy_is_valid_and_staged() {
@@ -592,27 +622,7 @@ mod tests {
     #[test]
     fn reinstatement_needs_a_review_and_two_approvers_none_of_them_the_filer() {
         let now = time::OffsetDateTime::UNIX_EPOCH;
-        let key = AccessKey::parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT").unwrap_or_else(|e| panic!("{e}"));
-        let mut case = Case {
-            case_id: "case-1".into(),
-            key_id: key,
-            account_id: AccountId::parse("acct-1").unwrap_or_else(|e| panic!("{e}")),
-            segment: Segment::Retail,
-            status: CaseStatus::Open,
-            stage: Stage::Reverify,
-            risk: 0.8,
-            policy_version: "p".into(),
-            enforced: true,
-            pending_action: None,
-            suspicions: vec![],
-            history: vec![],
-            opened_at: now,
-            updated_at: now,
-            due_at: now,
-            assignee: None,
-            resolution: None,
-            reinstatement: None,
-        };
+        let mut case = sample_case(now);
         let request = Reinstatement {
             status: ReinstatementStatus::Requested,
             requested: Signoff { by: "op:filer".into(), at: now, note: String::new() },

@@ -18,6 +18,8 @@ pub enum RegistryError {
     Forbidden(String),
     #[error("not allowed: {0}")]
     CaseState(#[from] keysentinel_domain::CaseError),
+    #[error("not allowed: {0}")]
+    ReportState(#[from] keysentinel_domain::report::ReportError),
     #[error("storage: {0}")]
     Store(StoreError),
 }
@@ -49,6 +51,7 @@ impl RegistryError {
             RegistryError::Conflict { .. } => "conflict",
             RegistryError::Forbidden(_) => "forbidden",
             RegistryError::CaseState(_) => "invalid_case_state",
+            RegistryError::ReportState(_) => "invalid_report_state",
             RegistryError::Store(StoreError::Unaudited) => "unaudited_change",
             RegistryError::Store(_) => "storage_error",
         }

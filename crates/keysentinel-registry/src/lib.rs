@@ -12,6 +12,7 @@ mod keys;
 mod observe;
 mod operators;
 mod reinstate;
+mod reports;
 mod rewrap;
 
 use keysentinel_domain::{Clock, KeyPolicy, Timestamp};

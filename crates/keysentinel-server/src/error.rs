@@ -63,9 +63,10 @@ impl From<RegistryError> for ApiError {
         let status = match &e {
             RegistryError::Validation(_) => StatusCode::BAD_REQUEST,
             RegistryError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RegistryError::Transition(_) | RegistryError::Conflict { .. } | RegistryError::CaseState(_) => {
-                StatusCode::CONFLICT
-            }
+            RegistryError::Transition(_)
+            | RegistryError::Conflict { .. }
+            | RegistryError::CaseState(_)
+            | RegistryError::ReportState(_) => StatusCode::CONFLICT,
             RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
             RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
             RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,6 +9,7 @@ pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
 pub mod notify;
+pub mod reports;
 pub mod response;
 pub mod routes;
 pub mod telemetry;
@@ -107,7 +108,8 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         events::ingest_events, events::list_decisions,
         response::list_cases, response::get_case, response::case_command, response::case_notices,
         response::get_response_policy, response::request_reinstatement, response::review_reinstatement,
-        response::approve_reinstatement, evidence::evidence_pack,
+        response::approve_reinstatement, evidence::evidence_pack, reports::assess, reports::get_report,
+        reports::step, reports::draft, reports::list,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -119,6 +121,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         (name = "policy", description = "The key policy in force"),
         (name = "response", description = "Cases and the staged response to suspected sharing"),
         (name = "detection", description = "Detection of suspected key sharing: events in, decisions out"),
+        (name = "reporting", description = "Suspicious-matter report assessments (compliance officer only)"),
         (name = "service", description = "Health"),
     )
 )]
@@ -190,6 +193,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases/{case_id}/reinstatement/review", post(response::review_reinstatement))
         .route("/v1/cases/{case_id}/reinstatement/approve", post(response::approve_reinstatement))
         .route("/v1/response-policy", get(response::get_response_policy))
+        .route("/v1/cases/{case_id}/report", post(reports::assess).get(reports::get_report))
+        .route("/v1/cases/{case_id}/report/steps", post(reports::step))
+        .route("/v1/cases/{case_id}/report/draft", post(reports::draft))
+        .route("/v1/reports", get(reports::list))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)
         .merge(events)

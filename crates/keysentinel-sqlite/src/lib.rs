@@ -10,7 +10,9 @@ mod verify;
 mod writer;
 
 use keysentinel_audit::Hash;
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, KeyStatus, Notice, Operator};
+use keysentinel_domain::{
+    AccessKey, Account, AccountId, ApiKey, Case, Clock, KeyStatus, Notice, Operator, ReportAssessment,
+};
 use keysentinel_secrets::Keyring;
 use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
 use keysentinel_store::{
@@ -22,8 +24,11 @@ use std::sync::{mpsc, Arc, Mutex};
 
 pub use verify::{export_checkpoint, verify_file, ExportedCheckpoint, FileVerifyError, FileVerifyOptions};
 
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_cases.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_cases.sql"),
+    include_str!("../migrations/0003_reports.sql"),
+];
 /// Most operations one commit takes; bounds how long one slow batch holds the write lock.
 const MAX_BATCH: usize = 512;
 /// Queue depth before `submit` blocks the caller (back-pressure rather than unbounded memory).
@@ -213,6 +218,17 @@ impl ReadStore for SqliteStore {
         let sql =
             "SELECT doc FROM notices WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, notice_id LIMIT ?2";
         self.with_reader(|c| rows::docs(c, sql, params![rows::ms(now), limit]))
+    }
+
+    fn report(&self, case_id: &str) -> Result<Option<ReportAssessment>, StoreError> {
+        self.with_reader(|c| rows::report(c, case_id))
+    }
+
+    fn reports(&self, open_only: bool, limit: u32) -> Result<Vec<ReportAssessment>, StoreError> {
+        // Open ones (assessing or to file) by deadline, those without one last; then the rest.
+        let sql = "SELECT doc FROM report_assessments WHERE (?1 = 0 OR status IN ('assessing', 'to_file'))
+                   ORDER BY status IN ('assessing', 'to_file') DESC, deadline_ms IS NULL, deadline_ms, opened_ms LIMIT ?2";
+        self.with_reader(|c| rows::docs(c, sql, params![open_only, limit]))
     }
 
     fn notices(&self, case_id: &str) -> Result<Vec<Notice>, StoreError> {

@@ -1,7 +1,7 @@
 //! Row encoding: each entity is stored as its JSON document plus indexed columns.
 
 use crate::db_err;
-use keysentinel_domain::{AccessKey, Account, AccountId, Case};
+use keysentinel_domain::{AccessKey, Account, AccountId, Case, ReportAssessment};
 use keysentinel_store::{StoreError, StoredKey};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
@@ -56,6 +56,16 @@ pub fn case(c: &Connection, column: &str, value: &str) -> Result<Option<Case>, S
     };
     let doc: Option<String> =
         c.prepare_cached(sql).map_err(db_err)?.query_row([value], |r| r.get(0)).optional().map_err(db_err)?;
+    doc.map(|d| from_doc(&d)).transpose()
+}
+
+pub fn report(c: &Connection, case_id: &str) -> Result<Option<ReportAssessment>, StoreError> {
+    let doc: Option<String> = c
+        .prepare_cached("SELECT doc FROM report_assessments WHERE case_id = ?1")
+        .map_err(db_err)?
+        .query_row([case_id], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
     doc.map(|d| from_doc(&d)).transpose()
 }
 

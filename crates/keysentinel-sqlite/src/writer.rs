@@ -3,7 +3,9 @@
 use crate::rows::{self, field, ms, to_doc};
 use crate::{db_err, ConnMeta};
 use keysentinel_audit::{AuditDraft, Checkpoint, Hash, LogState};
-use keysentinel_domain::{AccessKey, Account, AccountId, ApiKey, Case, Clock, Notice, Operator, OperatorId};
+use keysentinel_domain::{
+    AccessKey, Account, AccountId, ApiKey, Case, Clock, Notice, Operator, OperatorId, ReportAssessment,
+};
 use keysentinel_store::keys::Meta;
 use keysentinel_store::{LogKeys, Outcome, StoreError, StoredKey, WriteOp, WriteTx};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -75,6 +77,26 @@ impl WriteTx for Tx<'_> {
                 case.stage.as_str(),
                 rows::ms(case.opened_at),
                 to_doc(case)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn report(&mut self, case_id: &str) -> Result<Option<ReportAssessment>, StoreError> {
+        rows::report(self.conn, case_id)
+    }
+
+    fn put_report(&mut self, report: &ReportAssessment) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO report_assessments(case_id, status, deadline_ms, opened_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(case_id) DO UPDATE SET status = excluded.status, deadline_ms = excluded.deadline_ms,
+             doc = excluded.doc",
+            params![
+                report.case_id,
+                report.status.as_str(),
+                report.deadline.map(rows::ms),
+                rows::ms(report.opened.at),
+                to_doc(report)?
             ],
         )?;
         Ok(())

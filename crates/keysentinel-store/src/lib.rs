@@ -12,7 +12,8 @@ pub mod keys;
 
 use keysentinel_audit::{AuditDraft, Hash};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, KeyStatus, Notice, Operator, OperatorId, VendorId,
+    AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, KeyStatus, Notice, Operator, OperatorId, ReportAssessment,
+    VendorId,
 };
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -84,6 +85,10 @@ pub trait WriteTx {
     /// Inserts the case or replaces it whole.
     fn put_case(&mut self, case: &Case) -> Result<(), StoreError>;
     fn notice(&mut self, id: &str) -> Result<Option<Notice>, StoreError>;
+    /// A case's suspicious-matter report assessment.
+    fn report(&mut self, case_id: &str) -> Result<Option<ReportAssessment>, StoreError>;
+    /// Inserts the assessment or replaces it whole.
+    fn put_report(&mut self, report: &ReportAssessment) -> Result<(), StoreError>;
     /// Inserts the notice or replaces it whole.
     fn put_notice(&mut self, notice: &Notice) -> Result<(), StoreError>;
     fn update_account(&mut self, account: &Account) -> Result<(), StoreError>;
@@ -137,6 +142,9 @@ pub trait ReadStore: Send + Sync {
     fn due_notices(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError>;
     /// A case's notices, oldest first.
     fn notices(&self, case_id: &str) -> Result<Vec<Notice>, StoreError>;
+    fn report(&self, case_id: &str) -> Result<Option<ReportAssessment>, StoreError>;
+    /// Report assessments, open ones first by deadline (or only those).
+    fn reports(&self, open_only: bool, limit: u32) -> Result<Vec<ReportAssessment>, StoreError>;
     fn key(&self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
     fn keys(&self, filter: &KeyFilter, now: OffsetDateTime) -> Result<Vec<ApiKey>, StoreError>;
     fn operator_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<Operator>, StoreError>;
