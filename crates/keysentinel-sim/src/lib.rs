@@ -60,6 +60,7 @@ impl Default for Params {
 pub struct Truth {
     pub key_id: String,
     pub scenario: &'static str,
+    /// The other party's first use of the key.
     pub onset_ms: i64,
 }
 
@@ -143,6 +144,13 @@ impl Gen<'_> {
         // The same pick, the same address: a household or a server keeps its address.
         let span = u64::from((b - a).max(2) - 1);
         Ipv4Addr::from(a + 1 + ((range_pick >> 16) % span) as u32)
+    }
+
+    /// When the first of the events generated since `mark` happens: the ground truth's onset
+    /// of sharing is the other party's first use of the key, since before it there is nothing
+    /// any detector could see.
+    fn first_since(&self, mark: usize) -> Option<i64> {
+        self.events[mark..].iter().map(|(t, _, _)| *t).min()
     }
 
     fn request(&mut self, at: i64, key: &str, ip: Ipv4Addr, ua: &str, outcome: &str) {
@@ -267,8 +275,10 @@ pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {
                         1 => "group_shared",
                         _ => "leaked_cloud",
                     };
+                    let mark = g.events.len();
                     shared(&mut g, &key, scenario, onset, end);
-                    truth.push(Truth { key_id: key.clone(), scenario, onset_ms: onset });
+                    let onset_ms = g.first_since(mark).unwrap_or(onset);
+                    truth.push(Truth { key_id: key.clone(), scenario, onset_ms });
                 }
             }
             "pro" => {
@@ -353,9 +363,9 @@ pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {
             // Before the onset, each owner uses their own key at home.
             let actor = Actor { ua: UAS[m % UAS.len()], asn: KR_ACCESS[m % 3], range: g.rng.gen(), mobile: None };
             retail(&mut g, &key, &actor, false, None, start, ring_onset);
-            truth.push(Truth { key_id: key.clone(), scenario, onset_ms: ring_onset });
             ring_keys.push(key);
         }
+        let mark = g.events.len();
         let ua = if scenario == "affiliate_ring" { "AffiliateTool/1.0" } else { "SignalBot/7.4" };
         let coordinated = scenario == "affiliate_ring";
         g.sessions(ring_onset, end, 12.0, |g, at| {
@@ -368,6 +378,8 @@ pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {
                 }
             }
         });
+        let onset_ms = g.first_since(mark).unwrap_or(ring_onset);
+        truth.extend(ring_keys.into_iter().map(|key_id| Truth { key_id, scenario, onset_ms }));
     }
 
     // Registry records first, then activity in event-time order.
