@@ -189,6 +189,25 @@ impl ApiKey {
         set
     }
 
+    /// Containment: drops the key's sensitive grants (withdraw, transfer — requested or
+    /// approved) and, with `trading`, its trade scope. Returns what was dropped; nothing on a
+    /// revoked key. Getting them back is the ordinary way: a new grant, approved by a second
+    /// person.
+    pub fn restrict(&mut self, trading: bool) -> Vec<Scope> {
+        if self.status == KeyStatus::Revoked {
+            return Vec::new();
+        }
+        let mut dropped: Vec<Scope> = self.grants.iter().map(|g| g.scope).collect();
+        self.grants.clear();
+        if trading && self.scopes.contains(Scope::Trade) {
+            self.scopes.remove(Scope::Trade);
+            dropped.push(Scope::Trade);
+        }
+        dropped.sort_unstable();
+        dropped.dedup();
+        dropped
+    }
+
     /// True while the key counts against the per-account limit.
     pub fn is_live(&self, now: Timestamp) -> bool {
         matches!(self.effective_status(now), KeyStatus::Active | KeyStatus::Suspended)

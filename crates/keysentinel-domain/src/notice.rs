@@ -17,6 +17,8 @@ pub const MAX_ATTEMPTS: u32 = 10;
 pub enum NoticeKind {
     /// The key is used in a way that suggests sharing; it keeps working.
     Warning,
+    /// Some of the key's rights (withdrawals, transfers, perhaps trading) are paused.
+    Restricted,
     /// The key is suspended until the owner re-verifies.
     Suspended,
     /// The key is revoked for good.
@@ -27,6 +29,7 @@ impl NoticeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             NoticeKind::Warning => "warning",
+            NoticeKind::Restricted => "restricted",
             NoticeKind::Suspended => "suspended",
             NoticeKind::Revoked => "revoked",
         }
@@ -123,6 +126,20 @@ impl Notice {
                     ),
                 },
             ),
+            NoticeKind::Restricted => (
+                Text {
+                    subject: format!("[제한] API 키 {key} 의 일부 권한이 중지되었습니다"),
+                    body: format!(
+                        "고객님의 API 키 {key} 가 고객님 본인이 아닌 다른 사람에 의해 사용되고 있을 가능성이 있어,                          확인이 끝날 때까지 출금·이체 등 일부 권한을 중지했습니다. 조회는 계속 가능합니다. 본인의                          이용이 맞다면 고객센터를 통해 권한 복구를 신청하실 수 있습니다. 고객님의 자산은 이 조치로                          이동되지 않았습니다. 문의 번호: {case_id}"
+                    ),
+                },
+                Text {
+                    subject: format!("[Restricted] Some rights of your API key {key} are paused"),
+                    body: format!(
+                        "Your API key {key} may be used by someone other than you, so some of its rights (withdrawals,                          transfers, and possibly trading) are paused while we check. Reading your account still works.                          If the use is yours, you can ask support to restore them. No funds were moved by this action.                          Reference: {case_id}"
+                    ),
+                },
+            ),
             NoticeKind::Suspended => (
                 Text {
                     subject: format!("[정지] API 키 {key} 가 일시 정지되었습니다"),
@@ -207,7 +224,7 @@ mod tests {
         let key = AccessKey::parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT").unwrap_or_else(|e| panic!("{e}"));
         let account = AccountId::parse("acct-1").unwrap_or_else(|e| panic!("{e}"));
         let now = time::OffsetDateTime::UNIX_EPOCH;
-        for kind in [NoticeKind::Warning, NoticeKind::Suspended, NoticeKind::Revoked] {
+        for kind in [NoticeKind::Warning, NoticeKind::Restricted, NoticeKind::Suspended, NoticeKind::Revoked] {
             let n = Notice::new("n1".into(), "case-1", &account, &key, kind, Stage::Warn, now);
             let all = format!("{} {} {} {}", n.ko.subject, n.ko.body, n.en.subject, n.en.body);
             for word in ["report", "STR", "SAR", "FIU", "authorit", "신고", "금융정보분석원", "수사"] {

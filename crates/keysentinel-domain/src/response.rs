@@ -54,6 +54,11 @@ pub enum Action {
     Monitor,
     /// Tell the owner; the key keeps working.
     Notify,
+    /// Containment: drop the key's withdraw and transfer rights (its sensitive grants), tell
+    /// the owner; it keeps reading and trading. Funds cannot leave through it meanwhile.
+    Contain,
+    /// Containment: as `contain`, and trading too is dropped; the key can only read.
+    ReadOnly,
     /// Suspend the key until the owner re-verifies their identity.
     Suspend,
     /// Revoke the key: forced expiry, never reactivated.
@@ -65,6 +70,8 @@ impl Action {
         match self {
             Action::Monitor => "monitor",
             Action::Notify => "notify",
+            Action::Contain => "contain",
+            Action::ReadOnly => "read_only",
             Action::Suspend => "suspend",
             Action::Revoke => "revoke",
         }
@@ -73,6 +80,11 @@ impl Action {
     /// Whether the action changes whether the key verifies.
     pub fn stops_the_key(self) -> bool {
         matches!(self, Action::Suspend | Action::Revoke)
+    }
+
+    /// Whether the action changes the key (its status or its rights).
+    pub fn changes_the_key(self) -> bool {
+        !matches!(self, Action::Monitor | Action::Notify)
     }
 }
 
@@ -407,6 +419,30 @@ pub struct CaseError {
 }
 
 impl Case {
+    /// A new case on a key, open at `monitor` until the caller records what opened it.
+    pub fn open(case_id: String, key_id: AccessKey, account_id: AccountId, segment: Segment, now: Timestamp) -> Self {
+        Case {
+            case_id,
+            key_id,
+            account_id,
+            segment,
+            status: CaseStatus::Open,
+            stage: Stage::Monitor,
+            risk: 0.0,
+            policy_version: String::new(),
+            enforced: false,
+            pending_action: None,
+            suspicions: Vec::new(),
+            history: Vec::new(),
+            opened_at: now,
+            updated_at: now,
+            due_at: now,
+            assignee: None,
+            resolution: None,
+            reinstatement: None,
+        }
+    }
+
     /// Files the owner's request to get access back. The key must have been stopped (stage
     /// reverify or above) and no other request be under way.
     pub fn request_reinstatement(&mut self, request: Reinstatement, now: Timestamp) -> Result<(), CaseError> {
@@ -570,7 +606,7 @@ impl ResponsePolicy {
         Plan {
             action: rule.action,
             act: enforcing && rule.automatic,
-            queue: enforcing && !rule.automatic && rule.action.stops_the_key(),
+            queue: enforcing && !rule.automatic && rule.action.changes_the_key(),
             sla_hours: rule.sla_hours,
         }
     }
@@ -580,26 +616,11 @@ impl ResponsePolicy {
 #[cfg(test)]
 pub(crate) fn sample_case(now: Timestamp) -> Case {
     let parse = |k: &str| AccessKey::parse(k).unwrap_or_else(|e| panic!("{e}"));
-    Case {
-        case_id: "case-1".into(),
-        key_id: parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT"),
-        account_id: AccountId::parse("acct-1").unwrap_or_else(|e| panic!("{e}")),
-        segment: Segment::Retail,
-        status: CaseStatus::Open,
-        stage: Stage::Reverify,
-        risk: 0.8,
-        policy_version: "p".into(),
-        enforced: true,
-        pending_action: None,
-        suspicions: vec![],
-        history: vec![],
-        opened_at: now,
-        updated_at: now,
-        due_at: now,
-        assignee: None,
-        resolution: None,
-        reinstatement: None,
-    }
+    let account = AccountId::parse("acct-1").unwrap_or_else(|e| panic!("{e}"));
+    let mut case =
+        Case::open("case-1".into(), parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT"), account, Segment::Retail, now);
+    (case.stage, case.risk, case.policy_version, case.enforced) = (Stage::Reverify, 0.8, "p".into(), true);
+    case
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::{Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
     Action, ApiKey, Case, CaseCommand, CaseEvent, CaseStatus, Delivery, KeyStatus, Notice, NoticeKind, ResponsePolicy,
-    Segment, Stage, Suspicion,
+    Scope, Segment, Stage, Suspicion,
 };
 use keysentinel_store::{CaseFilter, StoredKey, WriteTx};
 use rand::RngCore;
@@ -39,12 +39,62 @@ fn queue_notice(tx: &mut dyn WriteTx, case: &mut Case, kind: NoticeKind, by: &st
     Ok(notice.notice_id)
 }
 
-fn notice_kind(status: KeyStatus) -> NoticeKind {
-    if status == KeyStatus::Revoked {
-        NoticeKind::Revoked
-    } else {
-        NoticeKind::Suspended
+/// What a response action did to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyChange {
+    Status(KeyStatus),
+    /// Containment: these scopes were dropped.
+    Restricted(Vec<Scope>),
+}
+
+impl KeyChange {
+    fn notice(&self) -> NoticeKind {
+        match self {
+            KeyChange::Status(KeyStatus::Revoked) => NoticeKind::Revoked,
+            KeyChange::Status(_) => NoticeKind::Suspended,
+            KeyChange::Restricted(_) => NoticeKind::Restricted,
+        }
     }
+
+    fn describe(&self) -> String {
+        match self {
+            KeyChange::Status(s) => format!("is now {}", s.as_str()),
+            KeyChange::Restricted(dropped) => {
+                format!("lost {}", dropped.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            }
+        }
+    }
+}
+
+/// Writes the changed key and its audit entry, under the case and the policy version.
+fn record_key_change(
+    tx: &mut dyn WriteTx,
+    actor: Actor,
+    key: &ApiKey,
+    change: &KeyChange,
+    reason: String,
+    policy_version: &str,
+    case_id: &str,
+) -> Result<(), RegistryError> {
+    tx.update_key(key)?;
+    let (action, details) = match change {
+        KeyChange::Status(to) => (
+            if *to == KeyStatus::Revoked { "key.revoke" } else { "key.suspend" },
+            json!({ "to": to, "account_id": key.account_id, "case_id": case_id }),
+        ),
+        KeyChange::Restricted(dropped) => {
+            ("key.restrict", json!({ "dropped": dropped, "account_id": key.account_id, "case_id": case_id }))
+        }
+    };
+    tx.append_audit(AuditDraft {
+        actor,
+        action: action.into(),
+        target: key.access_key.to_string(),
+        reason,
+        policy_version: Some(policy_version.to_owned()),
+        details,
+    })?;
+    Ok(())
 }
 
 impl Registry {
@@ -98,21 +148,12 @@ impl Registry {
                 let mut changed = None;
                 if let Some(action) = take {
                     let StoredKey { mut key, .. } = crate::keys::load_key(tx, &case.key_id)?;
-                    if let Some(to) = apply(&mut key, action, &reason, &by, now)? {
-                        tx.update_key(&key)?;
-                        changed = Some(to);
-                        tx.append_audit(AuditDraft {
-                            actor: actor.clone(),
-                            action: if to == KeyStatus::Revoked { "key.revoke" } else { "key.suspend" }.into(),
-                            target: key.access_key.to_string(),
-                            reason: reason.clone(),
-                            policy_version: Some(case.policy_version.clone()),
-                            details: json!({ "to": to, "account_id": key.account_id, "case_id": case.case_id }),
-                        })?;
+                    if let Some(change) = apply(&mut key, action, &reason, &by, now)? {
+                        let (version, id) = (case.policy_version.clone(), case.case_id.clone());
+                        record_key_change(tx, actor.clone(), &key, &change, reason.clone(), &version, &id)?;
+                        queue_notice(tx, &mut case, change.notice(), &by)?;
+                        changed = Some(change.describe());
                     }
-                }
-                if let Some(to) = changed {
-                    queue_notice(tx, &mut case, notice_kind(to), &by)?;
                 }
                 tx.put_case(&case)?;
                 tx.append_audit(AuditDraft {
@@ -121,13 +162,28 @@ impl Registry {
                     target: case.case_id.clone(),
                     reason,
                     policy_version: Some(case.policy_version.clone()),
-                    details: json!({ "command": cmd, "status": case.status, "key_changed_to": changed }),
+                    details: json!({ "command": cmd, "status": case.status, "key_change": changed }),
                 })?;
                 Ok(case)
             })
             .await?;
         self.publish(std::slice::from_ref(&case.key_id));
         Ok(case)
+    }
+
+    /// SLA breaches: cases not closed (of `filter.status` if given) whose `due_at` has passed,
+    /// most overdue first.
+    pub fn overdue_cases(&self, filter: CaseFilter) -> Result<Vec<Case>, RegistryError> {
+        let now = self.now();
+        let statuses = filter.status.map_or_else(|| vec![CaseStatus::Open, CaseStatus::AwaitingDecision], |s| vec![s]);
+        let mut late = Vec::new();
+        for status in statuses.into_iter().filter(|s| *s != CaseStatus::Closed) {
+            let all = CaseFilter { status: Some(status), limit: 1000, ..filter.clone() };
+            late.extend(self.store.cases(&all)?.into_iter().filter(|c| c.due_at < now));
+        }
+        late.sort_by_key(|c| c.due_at);
+        late.truncate(filter.limit.clamp(1, 1000) as usize);
+        Ok(late)
     }
 
     /// Notices due for delivery now.
@@ -196,26 +252,8 @@ fn respond_in(
 
     let existing = tx.live_case(&key.access_key)?;
     let opened = existing.is_none();
-    let mut case = existing.unwrap_or_else(|| Case {
-        case_id: new_id("case"),
-        key_id: key.access_key.clone(),
-        account_id: key.account_id.clone(),
-        segment,
-        status: CaseStatus::Open,
-        stage: suspicion.stage,
-        risk: suspicion.risk,
-        policy_version: policy.version.clone(),
-        enforced: false,
-        pending_action: None,
-        suspicions: Vec::new(),
-        history: Vec::new(),
-        opened_at: now,
-        updated_at: now,
-        due_at: now,
-        assignee: None,
-        resolution: None,
-        reinstatement: None,
-    });
+    let mut case = existing
+        .unwrap_or_else(|| Case::open(new_id("case"), key.access_key.clone(), key.account_id.clone(), segment, now));
     let escalated = opened || suspicion.stage > case.stage;
     case.stage = case.stage.max(suspicion.stage);
     case.risk = case.risk.max(suspicion.risk);
@@ -239,10 +277,10 @@ fn respond_in(
         format!("suspected key sharing ({}, stage {}): {}", case.case_id, suspicion.stage, indicators.join(", "));
     let mut key_change = None;
     if plan.act {
-        if let Some(to) = apply(&mut key, plan.action, &reason, &by, now)? {
-            key_change = Some(to);
-            event("action_taken", format!("{}: key {} is now {}", plan.action.as_str(), key.access_key, to.as_str()));
-        } else if plan.action.stops_the_key() {
+        if let Some(change) = apply(&mut key, plan.action, &reason, &by, now)? {
+            event("action_taken", format!("{}: key {} {}", plan.action.as_str(), key.access_key, change.describe()));
+            key_change = Some(change);
+        } else if plan.action.changes_the_key() {
             event("action_taken", format!("{}: key was already {}", plan.action.as_str(), key.status.as_str()));
         } else {
             event("action_taken", plan.action.as_str().to_owned());
@@ -264,8 +302,8 @@ fn respond_in(
         event("action_shadowed", format!("would {} (policy {} in shadow mode)", plan.action.as_str(), policy.version));
     }
 
-    let notice = match (plan.act, plan.action, key_change) {
-        (true, _, Some(to)) => Some(queue_notice(tx, &mut case, notice_kind(to), &by)?),
+    let notice = match (plan.act, plan.action, &key_change) {
+        (true, _, Some(change)) => Some(queue_notice(tx, &mut case, change.notice(), &by)?),
         (true, Action::Notify, None) => Some(queue_notice(tx, &mut case, NoticeKind::Warning, &by)?),
         _ => None,
     };
@@ -283,37 +321,29 @@ fn respond_in(
             "notice": notice,
         }),
     })?;
-    if let Some(to) = key_change {
-        tx.update_key(&key)?;
-        tx.append_audit(AuditDraft {
-            actor,
-            action: match to {
-                KeyStatus::Revoked => "key.revoke",
-                _ => "key.suspend",
-            }
-            .into(),
-            target: key.access_key.to_string(),
-            reason,
-            policy_version: Some(policy.version.clone()),
-            details: json!({ "to": to, "account_id": key.account_id, "case_id": case.case_id }),
-        })?;
+    if let Some(change) = key_change {
+        record_key_change(tx, actor, &key, &change, reason, &policy.version, &case.case_id)?;
     }
     Ok(Some(case))
 }
 
-/// Applies a stopping action to the key; the new status when it changed.
+/// Applies an action to the key; what changed, if anything did.
 fn apply(
     key: &mut ApiKey,
     action: Action,
     reason: &str,
     actor: &str,
     now: OffsetDateTime,
-) -> Result<Option<KeyStatus>, RegistryError> {
+) -> Result<Option<KeyChange>, RegistryError> {
     let status = key.effective_status(now);
     match action {
         Action::Suspend if status == KeyStatus::Active => key.suspend(reason, actor, now)?,
         Action::Revoke if status != KeyStatus::Revoked => key.revoke(reason, actor, now)?,
+        Action::Contain | Action::ReadOnly => {
+            let dropped = key.restrict(action == Action::ReadOnly);
+            return Ok((!dropped.is_empty()).then_some(KeyChange::Restricted(dropped)));
+        }
         _ => return Ok(None),
     }
-    Ok(Some(key.status))
+    Ok(Some(KeyChange::Status(key.status)))
 }

@@ -3,12 +3,12 @@
 // Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use keysentinel_audit::Actor;
+use keysentinel_audit::{Actor, AuditEntry};
 use keysentinel_domain::*;
 use keysentinel_registry::*;
 use keysentinel_secrets::{Keyring, MasterKey};
 use keysentinel_sqlite::{verify_file, FileVerifyOptions, SqliteStore};
-use keysentinel_store::{KeyFilter, Outcome, StoreError};
+use keysentinel_store::{CaseFilter, KeyFilter, Outcome, StoreError};
 use std::sync::{Arc, Mutex};
 use time::macros::datetime;
 use time::Duration;
@@ -395,4 +395,102 @@ async fn master_key_rotation_rewraps_everything() {
     assert_eq!((report.unchanged, report.errors.len()), (1, 0), "{report:?}");
     assert_eq!(reg.audit_entries(0, 100).unwrap().iter().filter(|e| e.action == "secrets.rewrap").count(), 1);
     verify_file(&db, &FileVerifyOptions::default()).unwrap();
+}
+
+fn suspicion(key: &AccessKey, stage: Stage, at: Timestamp) -> Suspicion {
+    Suspicion {
+        at,
+        key_id: key.clone(),
+        stage,
+        risk: 0.6,
+        findings: vec![Finding {
+            indicator: "signed_outside_allowlist".into(),
+            count: 1,
+            evidence: "correctly signed from 203.0.113.7 (US AS16509), outside the key's allowlist".into(),
+        }],
+        detector: "test".into(),
+    }
+}
+
+#[tokio::test]
+async fn containment_drops_withdrawals_then_trading_short_of_suspension() {
+    let e = env();
+    account(&e.reg, "acct", Segment::Retail).await;
+    let issued = e
+        .reg
+        .create_key(admin(), new_key("acct", &[Scope::Read, Scope::Trade, Scope::Withdraw], &["198.51.100.0/24"]))
+        .await
+        .unwrap();
+    let ak = issued.key.access_key.clone();
+    e.reg.approve_grant(approver("bob"), ak.clone(), Scope::Withdraw, "customer called".into()).await.unwrap();
+    let text = include_str!("../../../deploy/response/response-policy.toml")
+        .replace(
+            "warn = { action = \"notify\", automatic = true, sla_hours = 72 }",
+            "warn = { action = \"contain\", automatic = true, sla_hours = 72 }",
+        )
+        .replace(
+            "reverify = { action = \"suspend\", automatic = true, sla_hours = 24 }",
+            "reverify = { action = \"read_only\", automatic = true, sla_hours = 24 }",
+        );
+    let policy = Arc::new(ResponsePolicy::from_toml(&text).unwrap());
+    assert_eq!(policy.retail.warn.action, Action::Contain);
+
+    let case = e.reg.respond(suspicion(&ak, Stage::Warn, e.clock.now()), policy.clone()).await.unwrap().unwrap();
+    let key = e.reg.key(&ak).unwrap();
+    let scopes = key.effective_scopes(e.clock.now());
+    assert!(!scopes.contains(Scope::Withdraw) && scopes.contains(Scope::Trade), "funds cannot leave; trading goes on");
+    assert_eq!(key.status, KeyStatus::Active);
+    let notices = e.reg.notices(&case.case_id).unwrap();
+    assert_eq!(notices.iter().map(|n| n.kind).collect::<Vec<_>>(), [NoticeKind::Restricted]);
+
+    let case = e.reg.respond(suspicion(&ak, Stage::Reverify, e.clock.now()), policy).await.unwrap().unwrap();
+    let scopes = e.reg.key(&ak).unwrap().effective_scopes(e.clock.now());
+    assert_eq!(scopes.iter().collect::<Vec<_>>(), [Scope::Read], "read only");
+    assert!(
+        case.history.iter().any(|h| h.what == "action_taken" && h.detail.contains("lost trade")),
+        "{:?}",
+        case.history
+    );
+    let entries: Vec<AuditEntry> =
+        e.reg.audit_entries(0, 1000).unwrap().into_iter().filter(|a| a.action == "key.restrict").collect();
+    assert_eq!(entries.len(), 2, "each restriction audited");
+    assert_eq!(entries[0].details["dropped"], serde_json::json!(["withdraw"]));
+}
+
+#[tokio::test]
+async fn cases_past_their_sla_are_listed_most_overdue_first() {
+    let e = env();
+    account(&e.reg, "acct", Segment::Retail).await;
+    let policy = Arc::new(ResponsePolicy::default());
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let issued = e.reg.create_key(admin(), new_key("acct", &[Scope::Read], &["198.51.100.0/24"])).await.unwrap();
+        keys.push(issued.key.access_key);
+    }
+    // A warning (72 h to act) on the first key, a re-verification (24 h) on the second.
+    let warned = e.reg.respond(suspicion(&keys[0], Stage::Warn, e.clock.now()), policy.clone()).await.unwrap().unwrap();
+    let stopped = e.reg.respond(suspicion(&keys[1], Stage::Reverify, e.clock.now()), policy).await.unwrap().unwrap();
+    let overdue = |e: &Env| {
+        e.reg
+            .overdue_cases(CaseFilter { limit: 100, ..CaseFilter::default() })
+            .unwrap()
+            .into_iter()
+            .map(|c| c.case_id)
+            .collect::<Vec<_>>()
+    };
+    assert!(overdue(&e).is_empty());
+    *e.clock.0.lock().unwrap() += Duration::hours(25);
+    assert_eq!(overdue(&e), std::slice::from_ref(&stopped.case_id));
+    *e.clock.0.lock().unwrap() += Duration::hours(48);
+    assert_eq!(overdue(&e), [stopped.case_id.clone(), warned.case_id.clone()]);
+    e.reg
+        .case_command(
+            admin(),
+            stopped.case_id.clone(),
+            CaseCommand::Close { resolution: Resolution::ConfirmedSharing },
+            "done".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(overdue(&e), [warned.case_id], "a closed case is no longer overdue");
 }

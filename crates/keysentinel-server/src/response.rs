@@ -83,11 +83,13 @@ pub struct CaseQuery {
     pub status: Option<String>,
     pub key_id: Option<String>,
     pub account_id: Option<String>,
+    /// Only cases not closed whose `due_at` has passed (SLA breaches), most overdue first.
+    pub overdue: Option<bool>,
     /// 1 to 1000 (default 100).
     pub limit: Option<u32>,
 }
 
-/// Cases, newest first.
+/// Cases, newest first (or, with `overdue=true`, the SLA breaches, most overdue first).
 #[utoipa::path(get, path = "/v1/cases", tag = "response", params(CaseQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<Case>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_cases(
@@ -123,7 +125,13 @@ pub async fn list_cases(
         Some(n) => return Err(ApiError::invalid("limit", format!("{n} is outside 1..=1000"))),
     };
     let filter = CaseFilter { status, key_id, account_id, limit };
-    Ok(axum::Json(read(&st, move |r| r.cases(filter)).await?))
+    if q.overdue != Some(true) {
+        return Ok(axum::Json(read(&st, move |r| r.cases(filter)).await?));
+    }
+    if status == Some(CaseStatus::Closed) {
+        return Err(ApiError::invalid("status", "a closed case is never overdue"));
+    }
+    Ok(axum::Json(read(&st, move |r| r.overdue_cases(filter)).await?))
 }
 
 /// One case with its evidence: every detection that moved it, its history and policy version.
