@@ -3,7 +3,7 @@
 //! iteration in anything that reaches the output).
 
 use crate::config::Config;
-use crate::event::{Millis, OrderAction, Outcome, Record};
+use crate::event::{Millis, OrderAction, Outcome, Record, RelationshipKind};
 use crate::geo::{distance_km, Locate, Network, Place};
 use crate::indicator::{combine, repeated, Indicator, Level};
 // ahash, randomly seeded: fast, and keys chosen by clients (IPs, device ids) cannot be picked to
@@ -35,6 +35,16 @@ pub struct Decision {
     pub risk: f32,
     pub level: Level,
     pub reasons: Vec<Reason>,
+    /// Accounts linked to this key's: through an address or device it shared lately, a
+    /// documented relationship, or orders that coincided with its own.
+    pub related: Vec<Related>,
+}
+
+/// An account related to a decision's key, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    pub account_id: String,
+    pub via: String,
 }
 
 impl Decision {
@@ -46,8 +56,15 @@ impl Decision {
             .map(|r| serde_json::json!({ "indicator": r.indicator.as_str(), "count": r.count, "evidence": r.evidence }))
             .collect();
         let risk = (f64::from(self.risk) * 1000.0).round() / 1000.0;
+        let related = if self.related.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<serde_json::Value> =
+                self.related.iter().map(|r| serde_json::json!({ "account_id": r.account_id, "via": r.via })).collect();
+            format!(",\"related_accounts\":{}", serde_json::Value::from(list))
+        };
         format!(
-            "{{\"ts\":{},\"key_id\":{},\"account_id\":{},\"risk\":{},\"level\":\"{}\",\"reasons\":{}}}",
+            "{{\"ts\":{},\"key_id\":{},\"account_id\":{},\"risk\":{},\"level\":\"{}\",\"reasons\":{}{related}}}",
             serde_json::Value::from(crate::event::format_rfc3339_ms(self.ts)),
             serde_json::Value::from(self.key_id.as_str()),
             serde_json::Value::from(self.account_id.as_str()),
@@ -201,6 +218,10 @@ struct KeyState {
     /// Accounts (link-graph roots) whose orders coincided with this key's, when last; only for
     /// the few keys that ever coincide.
     co_ordered: Option<Box<Recent>>,
+    /// The last few addresses and the last device the key was used from, to find the accounts
+    /// that shared them when a decision is made.
+    recent_ips: arrayvec::ArrayVec<IpAddr, 4>,
+    device: Option<Box<str>>,
 }
 
 impl KeyState {
@@ -227,6 +248,8 @@ impl KeyState {
             fired: Vec::new(),
             level: None,
             co_ordered: None,
+            recent_ips: arrayvec::ArrayVec::new(),
+            device: None,
         }
     }
 
@@ -248,10 +271,13 @@ impl KeyState {
 
 #[derive(Default)]
 struct AccountState {
+    id: String,
     /// Judged against a mandate rather than like retail (market makers, brokers, institutions).
     institutional: bool,
     declared: Vec<[u8; 2]>,
     keys: Vec<usize>,
+    /// Documented relationships: the other account and the kind.
+    partners: Vec<(usize, RelationshipKind)>,
 }
 
 pub struct Engine<'g> {
@@ -313,7 +339,7 @@ impl<'g> Engine<'g> {
             return i;
         }
         let i = self.accounts.len();
-        self.accounts.push(AccountState::default());
+        self.accounts.push(AccountState { id: id.to_owned(), ..AccountState::default() });
         self.parent.push(i);
         self.account_index.insert(id.to_owned(), i);
         i
@@ -384,8 +410,12 @@ impl<'g> Engine<'g> {
             }
             // Every kind of documented relationship (affiliate, broker-client, market-making
             // mandate, vendor delegation) makes the accounts related for the link graph.
-            Record::Relationship { from, to, .. } => {
+            Record::Relationship { from, to, kind } => {
                 let (a, b) = (self.account(from), self.account(to));
+                if a != b && !self.accounts[a].partners.iter().any(|(p, _)| *p == b) {
+                    self.accounts[a].partners.push((b, *kind));
+                    self.accounts[b].partners.push((a, *kind));
+                }
                 let (ra, rb) = (self.root(a), self.root(b));
                 if ra != rb {
                     self.parent[ra.max(rb)] = ra.min(rb);
@@ -477,6 +507,21 @@ impl<'g> Engine<'g> {
             _ => return,
         }
         let place = self.place(ip, ts);
+        // Where and on what the key was used, first: a decision made below names the accounts
+        // that shared them.
+        let st = &mut self.keys[k];
+        if st.recent_ips.last() != Some(&ip) {
+            st.recent_ips.retain(|a| *a != ip);
+            if st.recent_ips.is_full() {
+                st.recent_ips.remove(0);
+            }
+            st.recent_ips.push(ip);
+        }
+        if let Some(d) = device {
+            if st.device.as_deref() != Some(d) {
+                st.device = Some(d.into());
+            }
+        }
         if outcome == Outcome::IpNotAllowed {
             self.fire(
                 k,
@@ -910,6 +955,42 @@ impl<'g> Engine<'g> {
         }
     }
 
+    /// The accounts linked to key `k`'s (at most 20, by account id), for the case's evidence:
+    /// those that drove keys from its recent addresses or device, its documented partners, and
+    /// those whose orders coincided with its own.
+    fn related(&self, k: usize) -> Vec<Related> {
+        let st = &self.keys[k];
+        let own = st.account_ix;
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for ip in &st.recent_ips {
+            if let Some(a) = self.addresses.get(ip) {
+                found.extend(a.accounts.values().map(|x| (x as usize, format!("shared address {ip}"))));
+            }
+        }
+        if let Some((d, links)) = st.device.as_deref().and_then(|d| Some((d, self.device_links.get(d)?))) {
+            found.extend(links.values().map(|x| (x as usize, format!("shared device {d:?}"))));
+        }
+        found.extend(
+            self.accounts[own]
+                .partners
+                .iter()
+                .map(|(p, kind)| (*p, format!("documented relationship ({})", kind.as_str()))),
+        );
+        if let Some(co) = &st.co_ordered {
+            found.extend(co.values().map(|x| (x as usize, "coordinated orders".to_owned())));
+        }
+        let mut related: Vec<Related> = Vec::new();
+        for (a, via) in found {
+            let Some(acct) = self.accounts.get(a).filter(|_| a != own) else { continue };
+            if !related.iter().any(|r| r.account_id == acct.id) {
+                related.push(Related { account_id: acct.id.clone(), via });
+            }
+        }
+        related.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        related.truncate(20);
+        related
+    }
+
     fn active(&self, k: usize, ind: Indicator, ts: Millis) -> bool {
         let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
         self.keys[k].fired.iter().any(|(i, f)| *i == ind && f.count > 0 && ts - f.last <= ttl)
@@ -954,14 +1035,9 @@ impl<'g> Engine<'g> {
         let mut active = active;
         active.sort_by(|(a, wa), (b, wb)| wb.total_cmp(wa).then(a.indicator.cmp(&b.indicator)));
         let reasons: Vec<Reason> = active.into_iter().map(|(r, _)| r).collect();
-        self.decisions.push(Decision {
-            ts,
-            key_id: st.key_id.clone(),
-            account_id: st.account.clone(),
-            risk,
-            level,
-            reasons,
-        });
+        let (key_id, account_id) = (st.key_id.clone(), st.account.clone());
+        let related = self.related(k);
+        self.decisions.push(Decision { ts, key_id, account_id, risk, level, reasons, related });
     }
 }
 

@@ -178,6 +178,17 @@ pub enum RelationshipKind {
     VendorDelegation,
 }
 
+impl RelationshipKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelationshipKind::Affiliate => "affiliate",
+            RelationshipKind::BrokerClient => "broker_client",
+            RelationshipKind::MmMandate => "mm_mandate",
+            RelationshipKind::VendorDelegation => "vendor_delegation",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Buy,

@@ -283,3 +283,37 @@ fn the_same_records_give_the_same_decisions() {
             || first["reasons"][0]["evidence"].as_str().unwrap().contains("VN")
     );
 }
+
+#[test]
+fn decisions_name_the_accounts_linked_to_the_key() {
+    let geo = Table::new();
+    let mut e = Engine::new(Config::default(), &geo);
+    let mut r = Vec::new();
+    for m in 0..3 {
+        r.extend(registry(&format!("k{m}"), &format!("a{m}")));
+    }
+    r.extend(registry("k9", "a9"));
+    r.push(r#"{"type":"relationship","from":"a2","to":"a9","kind":"affiliate"}"#.to_owned());
+    for m in 0..3 {
+        r.push(req(m, &format!("k{m}"), "3.1.1.1", "Desk/1.0", "VALID"));
+    }
+    let mut decisions = Vec::new();
+    for l in &r {
+        e.ingest(&parse_line(l).unwrap());
+        decisions.extend(e.take_decisions());
+    }
+    // The third account to use the address makes the link; its decision names the other two,
+    // and its documented partner.
+    let d = decisions.iter().find(|d| d.key_id == "k2").expect("a decision on k2");
+    let related: Vec<(&str, &str)> = d.related.iter().map(|r| (r.account_id.as_str(), r.via.as_str())).collect();
+    assert_eq!(
+        related,
+        [
+            ("a0", "shared address 3.1.1.1"),
+            ("a1", "shared address 3.1.1.1"),
+            ("a9", "documented relationship (affiliate)")
+        ],
+        "not itself, each once, by account"
+    );
+    assert!(d.to_json().contains("\"related_accounts\":[{"), "{}", d.to_json());
+}

@@ -28,7 +28,7 @@ pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, ReportStep, ReportingConfig};
 pub use response::{
     Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Finding, Mode, Plan, Reinstatement,
-    ReinstatementStatus, Resolution, ResponsePolicy, Signoff, Stage, Suspicion,
+    ReinstatementStatus, RelatedAccount, Resolution, ResponsePolicy, Signoff, Stage, Suspicion,
 };
 pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};

@@ -729,6 +729,7 @@ mod tests {
                 },
             ],
             detector: "test".into(),
+            related_accounts: vec![],
         });
         let config = ReportingConfig { jurisdiction: Jurisdiction::Au, ..ReportingConfig::default() };
         let a = ReportAssessment::open(&case, &config, "op:mlro", "", now).unwrap();

@@ -257,6 +257,17 @@ pub struct Suspicion {
     pub findings: Vec<Finding>,
     /// The detection settings' identity (engine version and thresholds), for the record.
     pub detector: String,
+    /// Accounts linked to the key's through shared addresses or devices, documented
+    /// relationships or coinciding orders, as detection saw them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related_accounts: Vec<RelatedAccount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RelatedAccount {
+    pub account_id: String,
+    /// How it is linked ("shared address 203.0.113.7", "documented relationship (affiliate)").
+    pub via: String,
 }
 
 /// Something that happened in a case, in order.
@@ -396,6 +407,11 @@ pub enum CaseCommand {
     Dispute {
         text: String,
     },
+    /// The playbook's review of the accounts linked to the key's (`GET …/related`): which were
+    /// looked at and what was found.
+    ReviewRelated {
+        text: String,
+    },
 }
 
 impl CaseCommand {
@@ -407,6 +423,7 @@ impl CaseCommand {
             CaseCommand::Note { .. } => "note",
             CaseCommand::Close { .. } => "close",
             CaseCommand::Dispute { .. } => "dispute",
+            CaseCommand::ReviewRelated { .. } => "review_related",
         }
     }
 }
@@ -571,7 +588,9 @@ impl Case {
                 self.assignee = Some(operator_id.clone());
                 format!("assigned to {operator_id}: {reason}")
             }
-            CaseCommand::Note { text } | CaseCommand::Dispute { text } => text.clone(),
+            CaseCommand::Note { text } | CaseCommand::Dispute { text } | CaseCommand::ReviewRelated { text } => {
+                text.clone()
+            }
             CaseCommand::Close { resolution } => {
                 if self.pending_action.is_some() {
                     return self.refuse("has an action awaiting a decision: approve or dismiss it first");

@@ -14,6 +14,25 @@ use serde_json::json;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
+/// An account linked to a case's key, with its own cases.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct LinkedAccount {
+    pub account_id: String,
+    pub via: String,
+    pub cases: Vec<CaseRef>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CaseRef {
+    pub case_id: String,
+    pub key_id: String,
+    pub status: CaseStatus,
+    pub stage: Stage,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub opened_at: OffsetDateTime,
+}
+
 /// The actor recorded for what the response policy does on its own.
 fn response_actor() -> Actor {
     Actor::System { component: "response".into() }
@@ -130,7 +149,7 @@ impl Registry {
         reason: String,
     ) -> Result<Case, RegistryError> {
         crate::check_reason(&reason)?;
-        if let CaseCommand::Note { text } | CaseCommand::Dispute { text } = &cmd {
+        if let CaseCommand::Note { text } | CaseCommand::Dispute { text } | CaseCommand::ReviewRelated { text } = &cmd {
             keysentinel_domain::account::check_text("text", text, 4000)?;
         }
         let case = self
@@ -169,6 +188,36 @@ impl Registry {
             .await?;
         self.publish(std::slice::from_ref(&case.key_id));
         Ok(case)
+    }
+
+    /// The case's group: the accounts linked to its key's (as its detections found them) and
+    /// their cases, for the playbook's review of related accounts.
+    pub fn case_related(&self, case_id: &str) -> Result<Vec<LinkedAccount>, RegistryError> {
+        let case = self.case(case_id)?;
+        let mut linked: Vec<LinkedAccount> = Vec::new();
+        for r in case.suspicions.iter().flat_map(|s| &s.related_accounts) {
+            if linked.iter().any(|l| l.account_id == r.account_id) {
+                continue;
+            }
+            let cases = match keysentinel_domain::AccountId::parse(&r.account_id) {
+                Ok(id) => self
+                    .store
+                    .cases(&CaseFilter { account_id: Some(id), limit: 20, ..CaseFilter::default() })?
+                    .into_iter()
+                    .map(|c| CaseRef {
+                        case_id: c.case_id,
+                        key_id: c.key_id.to_string(),
+                        status: c.status,
+                        stage: c.stage,
+                        opened_at: c.opened_at,
+                    })
+                    .collect(),
+                // An account known to detection only (named in events, not in the registry).
+                Err(_) => Vec::new(),
+            };
+            linked.push(LinkedAccount { account_id: r.account_id.clone(), via: r.via.clone(), cases });
+        }
+        Ok(linked)
     }
 
     /// SLA breaches: cases not closed (of `filter.status` if given) whose `due_at` has passed,

@@ -21,6 +21,7 @@ use keysentinel_store::{Outcome, Store, WriteOp, WriteTx};
 use std::sync::Arc;
 
 pub use accounts::{AccountPatch, NewAccount};
+pub use cases::{CaseRef, LinkedAccount};
 pub use error::RegistryError;
 pub use evidence::{body_digest, EvidencePack, PACK_FORMAT};
 pub use import::{ImportIssue, ImportOptions, ImportReport};

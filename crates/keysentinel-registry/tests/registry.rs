@@ -409,6 +409,7 @@ fn suspicion(key: &AccessKey, stage: Stage, at: Timestamp) -> Suspicion {
             evidence: "correctly signed from 203.0.113.7 (US AS16509), outside the key's allowlist".into(),
         }],
         detector: "test".into(),
+        related_accounts: vec![],
     }
 }
 
@@ -493,4 +494,31 @@ async fn cases_past_their_sla_are_listed_most_overdue_first() {
         .await
         .unwrap();
     assert_eq!(overdue(&e), [warned.case_id], "a closed case is no longer overdue");
+}
+
+#[tokio::test]
+async fn a_case_shows_the_linked_accounts_cases_and_their_review_is_recorded() {
+    let e = env();
+    let policy = Arc::new(ResponsePolicy::default());
+    let mut keys = Vec::new();
+    for a in ["acct-1", "acct-2"] {
+        account(&e.reg, a, Segment::Retail).await;
+        let issued = e.reg.create_key(admin(), new_key(a, &[Scope::Read], &["198.51.100.0/24"])).await.unwrap();
+        keys.push(issued.key.access_key);
+    }
+    let other = e.reg.respond(suspicion(&keys[1], Stage::Warn, e.clock.now()), policy.clone()).await.unwrap().unwrap();
+    let mut s = suspicion(&keys[0], Stage::Warn, e.clock.now());
+    s.related_accounts = vec![
+        RelatedAccount { account_id: "acct-2".into(), via: "shared address 203.0.113.7".into() },
+        RelatedAccount { account_id: "acct-ghost".into(), via: "shared device \"d1\"".into() },
+    ];
+    let case = e.reg.respond(s, policy).await.unwrap().unwrap();
+    let linked = e.reg.case_related(&case.case_id).unwrap();
+    assert_eq!(linked.len(), 2);
+    assert_eq!(linked[0].account_id, "acct-2");
+    assert_eq!(linked[0].cases.iter().map(|c| c.case_id.clone()).collect::<Vec<_>>(), [other.case_id]);
+    assert!(linked[1].cases.is_empty(), "an account only detection knows");
+    let cmd = CaseCommand::ReviewRelated { text: "acct-2 is the owner's spouse; same household".into() };
+    let case = e.reg.case_command(admin(), case.case_id, cmd, "playbook step".into()).await.unwrap();
+    assert_eq!(case.history.last().unwrap().what, "review_related");
 }

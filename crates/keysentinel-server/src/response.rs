@@ -9,7 +9,8 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use keysentinel_detect::{Decision, Level};
 use keysentinel_domain::{
-    AccessKey, AccountId, Case, CaseCommand, CaseStatus, Finding, Permission, ResponsePolicy, Stage, Suspicion,
+    AccessKey, AccountId, Case, CaseCommand, CaseStatus, Finding, Permission, RelatedAccount, ResponsePolicy, Stage,
+    Suspicion,
 };
 use keysentinel_registry::{Registry, ReinstatementRequest};
 use keysentinel_store::CaseFilter;
@@ -42,6 +43,11 @@ pub fn suspicion(d: &Decision) -> Option<Suspicion> {
             .map(|r| Finding { indicator: r.indicator.as_str().into(), count: r.count, evidence: r.evidence.clone() })
             .collect(),
         detector: concat!("keysentinel-detect ", env!("CARGO_PKG_VERSION")).into(),
+        related_accounts: d
+            .related
+            .iter()
+            .map(|r| RelatedAccount { account_id: r.account_id.clone(), via: r.via.clone() })
+            .collect(),
     })
 }
 
@@ -145,6 +151,22 @@ pub async fn get_case(
 ) -> Result<axum::Json<Case>, ApiError> {
     require(&st, &who, Permission::ReadInventory, "read cases").await?;
     Ok(axum::Json(read(&st, move |r| r.case(&id)).await?))
+}
+
+/// The case's group: the accounts its detections linked to the key's (shared addresses or
+/// devices, documented relationships, coinciding orders), each with its own cases — what the
+/// playbook's review of related accounts works from.
+#[utoipa::path(get, path = "/v1/cases/{case_id}/related", tag = "response", security(("bearer" = [])),
+    params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Vec<keysentinel_registry::LinkedAccount>), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn related(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Vec<keysentinel_registry::LinkedAccount>>, ApiError> {
+    require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    Ok(axum::Json(read(&st, move |r| r.case_related(&id)).await?))
 }
 
 /// An analyst's step on a case, with the reason recorded in the audit log.
