@@ -102,9 +102,14 @@ struct ServeArgs {
     /// time, so a replay is caught only within this window).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86400))]
     nonce_window_seconds: u64,
-    /// Where verify events are appended as NDJSON (default: DATA_DIR/events/requests.ndjson).
-    #[arg(long, env = "KEYSENTINEL_EVENTS_FILE")]
-    events_file: Option<PathBuf>,
+    /// Where verify events are appended as NDJSON, one file per UTC day
+    /// (`requests-YYYY-MM-DD.ndjson`; default: DATA_DIR/events).
+    #[arg(long, env = "KEYSENTINEL_EVENTS_DIR")]
+    events_dir: Option<PathBuf>,
+    /// Remove events files older than this many days (checked hourly), keeping the lines of
+    /// keys under a legal hold; without it nothing is ever removed.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    events_retention_days: Option<u32>,
     /// Verify events buffered before new ones are shed (and counted in the metrics).
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     event_queue: u64,
@@ -420,7 +425,10 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         let config = keysentinel_verify::VerifyConfig { nonce_window_ms: args.nonce_window_seconds as i64 * 1000, ..Default::default() };
         let node = format!("{:x}{:x}", std::process::id(), opened.registry.now().unix_timestamp());
         let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node.clone());
-        let events_path = args.events_file.clone().unwrap_or_else(|| cli.data_dir.join("events").join("requests.ndjson"));
+        let events_dir = args.events_dir.clone().unwrap_or_else(|| cli.data_dir.join("events"));
+        let _retention = args.events_retention_days.map(|days| {
+            keysentinel_server::retention::spawn(opened.registry.clone(), events_dir.clone(), days, std::time::Duration::from_secs(3600))
+        });
         let response_policy = std::sync::Arc::new(match &args.response_policy {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("cannot read response policy {}", path.display()))?;
@@ -437,7 +445,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             tracing::info!(version = %response_policy.version, mode = ?response_policy.mode, "response policy in force");
             Some(keysentinel_server::detection::Detection::start(config, geo, args.detection_queue as usize, Some(sink))?)
         };
-        let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_path, node, detection.clone());
+        let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_dir, node, detection.clone());
         let mut state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
         if let Some(d) = detection {
             state = state.with_detection(d)?;

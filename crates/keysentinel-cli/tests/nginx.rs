@@ -178,10 +178,15 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     assert_eq!(hits(), before + 2);
 
     // Every verify became an event in the events file (written off the request path).
-    let events_file = data.join("events/requests.ndjson");
+    let events_dir = data.join("events");
     let mut outcomes = Vec::new();
     for _ in 0..100 {
-        let text = std::fs::read_to_string(&events_file).unwrap_or_default();
+        // One file per UTC day; a run across midnight has two.
+        let mut files: Vec<_> = std::fs::read_dir(&events_dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default()).collect();
         outcomes = text
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["outcome"].as_str().unwrap().to_owned())

@@ -323,6 +323,9 @@ pub struct Case {
     /// The owner's way back, once they ask for it.
     #[serde(default)]
     pub reinstatement: Option<Reinstatement>,
+    /// A legal hold on the key's logs: who placed it, when, why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_hold: Option<Signoff>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -412,6 +415,15 @@ pub enum CaseCommand {
     ReviewRelated {
         text: String,
     },
+    /// Preserve the key's logs: event-file retention keeps its events while the hold stands
+    /// (also on a closed case: holds often come after).
+    Hold {
+        text: String,
+    },
+    /// Lift the hold.
+    ReleaseHold {
+        text: String,
+    },
 }
 
 impl CaseCommand {
@@ -424,6 +436,8 @@ impl CaseCommand {
             CaseCommand::Close { .. } => "close",
             CaseCommand::Dispute { .. } => "dispute",
             CaseCommand::ReviewRelated { .. } => "review_related",
+            CaseCommand::Hold { .. } => "hold",
+            CaseCommand::ReleaseHold { .. } => "release_hold",
         }
     }
 }
@@ -457,6 +471,7 @@ impl Case {
             assignee: None,
             resolution: None,
             reinstatement: None,
+            legal_hold: None,
         }
     }
 
@@ -568,7 +583,9 @@ impl Case {
         reason: &str,
         now: Timestamp,
     ) -> Result<Option<Action>, CaseError> {
-        if self.status == CaseStatus::Closed && !matches!(cmd, CaseCommand::Dispute { .. }) {
+        let after_closing =
+            matches!(cmd, CaseCommand::Dispute { .. } | CaseCommand::Hold { .. } | CaseCommand::ReleaseHold { .. });
+        if self.status == CaseStatus::Closed && !after_closing {
             return self.refuse("is closed");
         }
         let mut take = None;
@@ -590,6 +607,19 @@ impl Case {
             }
             CaseCommand::Note { text } | CaseCommand::Dispute { text } | CaseCommand::ReviewRelated { text } => {
                 text.clone()
+            }
+            CaseCommand::Hold { text } => {
+                if self.legal_hold.is_some() {
+                    return self.refuse("is already on legal hold");
+                }
+                self.legal_hold = Some(Signoff { by: by.into(), at: now, note: text.clone() });
+                format!("legal hold: {text}")
+            }
+            CaseCommand::ReleaseHold { text } => {
+                if self.legal_hold.take().is_none() {
+                    return self.refuse("is not on legal hold");
+                }
+                format!("hold released: {text}")
             }
             CaseCommand::Close { resolution } => {
                 if self.pending_action.is_some() {

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod notify;
 pub mod reports;
 pub mod response;
+pub mod retention;
 pub mod routes;
 pub mod telemetry;
 

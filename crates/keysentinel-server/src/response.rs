@@ -194,6 +194,8 @@ pub async fn case_command(
     // right to contain keys (analysts and admins).
     let (permission, what) = match step.command {
         CaseCommand::Approve => (Permission::RevokeKeys, "approve a case's action"),
+        // Lifting a hold lets retention purge the key's logs: the compliance officer's call.
+        CaseCommand::ReleaseHold { .. } => (Permission::ReportMatters, "release legal holds"),
         _ => (Permission::ContainKeys, "work cases"),
     };
     require(&st, &who, permission, what).await?;

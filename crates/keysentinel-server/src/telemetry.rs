@@ -266,48 +266,78 @@ impl EventPipeline {
 /// producer's `linger.ms` trades a little latency for batching).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Appends events to an NDJSON file in batches, flushing after each batch, and hands each to
-/// detection when it runs.
+/// The events file of a UTC day: `DIR/requests-YYYY-MM-DD.ndjson`. One file a day makes
+/// retention a matter of whole files (`crate::retention`).
+pub fn day_file(dir: &std::path::Path, day: i64) -> PathBuf {
+    let date = time::OffsetDateTime::from_unix_timestamp(day * 86_400).map(|t| t.date()).unwrap_or(time::Date::MIN);
+    dir.join(format!("requests-{}.ndjson", crate::retention::iso(date)))
+}
+
+/// The day files being appended to: the open one, and the day that could not be opened (not
+/// retried until the next day, so a full disk logs once, not per event).
+struct DayFiles {
+    dir: PathBuf,
+    current: Option<(i64, std::io::BufWriter<std::fs::File>)>,
+    failed_day: Option<i64>,
+}
+
+impl DayFiles {
+    fn write(&mut self, e: &RequestEvent, node: &str) {
+        let day = e.ts_ms.div_euclid(86_400_000);
+        if self.current.as_ref().is_none_or(|(d, _)| *d != day) && self.failed_day != Some(day) {
+            self.flush();
+            self.current = None;
+            let path = day_file(&self.dir, day);
+            match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(f) => self.current = Some((day, std::io::BufWriter::with_capacity(256 * 1024, f))),
+                Err(err) => {
+                    self.failed_day = Some(day);
+                    tracing::error!(path = %path.display(), error = %err, "cannot open the events file; verify events are not recorded");
+                }
+            }
+        }
+        if let Some((_, out)) = self.current.as_mut() {
+            let ok = serde_json::to_writer(&mut *out, &e.record(node)).is_ok() && out.write_all(b"\n").is_ok();
+            if !ok && self.failed_day != Some(day) {
+                self.failed_day = Some(day);
+                tracing::error!(dir = %self.dir.display(), "cannot write verify events");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((_, out)) = self.current.as_mut() {
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Appends events to the day's NDJSON file in `dir` in batches, flushing after each batch, and
+/// hands each to detection when it runs.
 pub fn spawn_file_writer(
     mut rx: mpsc::Receiver<RequestEvent>,
-    path: PathBuf,
+    dir: PathBuf,
     node: String,
     detection: Option<std::sync::Arc<crate::detection::Detection>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot create the events directory");
         }
-        let file = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot open the events file; verify events are not recorded");
-                while let Some(e) = rx.blocking_recv() {
-                    if let (Some(d), Some(rec)) = (&detection, crate::detection::request_record(&e)) {
-                        d.offer(rec);
-                    }
-                }
-                return;
-            }
-        };
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
-        let mut failed = false;
-        let mut write = |out: &mut std::io::BufWriter<std::fs::File>, e: &RequestEvent| {
-            let ok = serde_json::to_writer(&mut *out, &e.record(&node)).is_ok() && out.write_all(b"\n").is_ok();
-            if !ok && !std::mem::replace(&mut failed, true) {
-                tracing::error!(path = %path.display(), "cannot write verify events");
-            }
+        let mut files = DayFiles { dir, current: None, failed_day: None };
+        let handle = |files: &mut DayFiles, e: &RequestEvent| {
+            files.write(e, &node);
             if let (Some(d), Some(rec)) = (&detection, crate::detection::request_record(e)) {
                 d.offer(rec);
             }
         };
         // Parked on the queue only when it is empty; then one batch, then linger.
         while let Some(first) = rx.blocking_recv() {
-            write(&mut out, &first);
+            handle(&mut files, &first);
             while let Ok(e) = rx.try_recv() {
-                write(&mut out, &e);
+                handle(&mut files, &e);
             }
-            let _ = out.flush();
+            files.flush();
             std::thread::sleep(LINGER);
         }
     })

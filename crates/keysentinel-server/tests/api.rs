@@ -443,3 +443,56 @@ async fn keys_existing_at_start_are_loaded_into_the_verifier() {
     let entry = state.verifier.keys().get(ak).expect("loaded");
     assert_eq!(&*entry.account_id, "early");
 }
+
+#[tokio::test]
+async fn a_legal_hold_keeps_a_keys_events_through_retention_until_compliance_lifts_it() {
+    let api = start().await;
+    let (analyst, mlro) = (api.operator("ana", Role::Analyst).await, api.operator("mlro", Role::Compliance).await);
+    api.account("acct-h", "retail").await;
+    let new_key = json!({ "account_id": "acct-h", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+    let (s, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();
+    let suspicion = keysentinel_domain::Suspicion {
+        at: api.reg.now(),
+        key_id: keysentinel_domain::AccessKey::parse(&ak).unwrap(),
+        stage: keysentinel_domain::Stage::Warn,
+        risk: 0.6,
+        findings: vec![],
+        detector: "test".into(),
+        related_accounts: vec![],
+    };
+    let case = api.reg.respond(suspicion, Arc::new(Default::default())).await.unwrap().unwrap();
+    let commands = format!("/v1/cases/{}/commands", case.case_id);
+    let hold = json!({ "command": "hold", "text": "police request 2026-117", "reason": "preserve logs" });
+    let (s, v) = api.call(Method::POST, &commands, Some(&analyst), Some(hold)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // An events file from 40 days ago, with the held key and another.
+    let dir = tempfile::tempdir().unwrap();
+    let day = api.reg.now().date() - time::Duration::days(40);
+    let old =
+        keysentinel_server::telemetry::day_file(dir.path(), (day.midnight().assume_utc().unix_timestamp()) / 86_400);
+    std::fs::write(&old, format!("{{\"key_id\":\"{ak}\",\"n\":1}}\n{{\"key_id\":\"ksk_other\",\"n\":2}}\n")).unwrap();
+    let removed = keysentinel_server::retention::run_once(&api.reg, dir.path(), 30).await.unwrap();
+    assert_eq!(removed, 1);
+    assert!(!old.exists());
+    let held = std::fs::read_to_string(old.with_extension("held.ndjson")).unwrap();
+    assert_eq!(held, format!("{{\"key_id\":\"{ak}\",\"n\":1}}\n"), "only the held key's lines are kept");
+    let entries = api.reg.audit_entries(0, 1000).unwrap();
+    let purge = entries.iter().find(|e| e.action == "events.purge").unwrap();
+    assert_eq!(
+        (purge.details["lines_removed"].as_u64(), purge.details["lines_kept_for_holds"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(keysentinel_server::retention::run_once(&api.reg, dir.path(), 30).await.unwrap(), 0, "held: kept");
+
+    let release = json!({ "command": "release_hold", "text": "matter closed", "reason": "legal's instruction" });
+    let (s, _) = api.call(Method::POST, &commands, Some(&analyst), Some(release.clone())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "lifting a hold is the compliance officer's call");
+    let (s, v) = api.call(Method::POST, &commands, Some(&mlro), Some(release)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(keysentinel_server::retention::run_once(&api.reg, dir.path(), 30).await.unwrap(), 1);
+    assert!(!old.with_extension("held.ndjson").exists());
+}

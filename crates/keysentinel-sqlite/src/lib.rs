@@ -224,6 +224,23 @@ impl ReadStore for SqliteStore {
         self.with_reader(|c| rows::report(c, case_id))
     }
 
+    fn held_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT DISTINCT key_id FROM cases WHERE json_extract(doc, '$.legal_hold') IS NOT NULL ORDER BY key_id",
+                )
+                .map_err(db_err)?;
+            let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err)?;
+            let mut keys = Vec::new();
+            for id in ids {
+                let id = id.map_err(db_err)?;
+                keys.push(AccessKey::parse(&id).map_err(|e| StoreError::Corrupt(format!("case key {id:?}: {e}")))?);
+            }
+            Ok(keys)
+        })
+    }
+
     fn reports(&self, open_only: bool, limit: u32) -> Result<Vec<ReportAssessment>, StoreError> {
         // Open ones (assessing or to file) by deadline, those without one last; then the rest.
         let sql = "SELECT doc FROM report_assessments WHERE (?1 = 0 OR status IN ('assessing', 'to_file'))

@@ -143,6 +143,8 @@ pub trait ReadStore: Send + Sync {
     /// A case's notices, oldest first.
     fn notices(&self, case_id: &str) -> Result<Vec<Notice>, StoreError>;
     fn report(&self, case_id: &str) -> Result<Option<ReportAssessment>, StoreError>;
+    /// Keys whose logs a case holds (legal hold), in any case status.
+    fn held_keys(&self) -> Result<Vec<AccessKey>, StoreError>;
     /// Report assessments, open ones first by deadline (or only those).
     fn reports(&self, open_only: bool, limit: u32) -> Result<Vec<ReportAssessment>, StoreError>;
     fn key(&self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError>;
