@@ -10,7 +10,7 @@ use keysentinel_detect::Engine;
 use keysentinel_domain::{Plan, ResponsePolicy, Segment, Stage};
 use keysentinel_server::response::stage;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -31,10 +31,18 @@ pub struct BacktestArgs {
     pub geo: GeoArgs,
 }
 
-fn load_policy(path: &Path) -> anyhow::Result<ResponsePolicy> {
+/// A response policy file, validated, its escalation rules checked against the engine's
+/// indicators (for `serve` and `policy backtest` alike).
+pub(crate) fn load_policy(path: &Path) -> anyhow::Result<ResponsePolicy> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", path.display())))?;
-    Ok(ResponsePolicy::from_toml(&text).map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())))?)
+    let invalid = |e: keysentinel_domain::response::ResponsePolicyError| {
+        Failure::new(Exit::Invalid, format!("{}: {e}", path.display()))
+    };
+    let policy = ResponsePolicy::from_toml(&text).map_err(invalid)?;
+    let known: Vec<&str> = keysentinel_detect::Indicator::ALL.iter().map(|i| i.as_str()).collect();
+    policy.check_indicators(&known).map_err(invalid)?;
+    Ok(policy)
 }
 
 /// The domain segment of an event-format segment name (unknown names are judged as retail).
@@ -73,8 +81,9 @@ pub fn backtest(args: &BacktestArgs, as_json: bool) -> anyhow::Result<()> {
         .map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", args.events.display())))?;
     let mut engine = Engine::new(config, geo.as_ref());
     let mut segments: HashMap<String, Segment> = HashMap::new();
-    // Each key's highest stage and its account.
-    let mut reached: BTreeMap<String, (Stage, String)> = BTreeMap::new();
+    // Each key's highest stage, its account, and every indicator of its decisions (for the
+    // policies' escalation rules).
+    let mut reached: BTreeMap<String, (Stage, String, BTreeSet<&'static str>)> = BTreeMap::new();
     let (mut n, mut bad) = (0u64, 0u64);
     for_each_line(file, |line, _| {
         n += 1;
@@ -97,8 +106,9 @@ pub fn backtest(args: &BacktestArgs, as_json: bool) -> anyhow::Result<()> {
             }
         }
         for d in engine.take_decisions() {
-            let entry = reached.entry(d.key_id).or_insert((Stage::Monitor, d.account_id));
+            let entry = reached.entry(d.key_id).or_insert((Stage::Monitor, d.account_id, BTreeSet::new()));
             entry.0 = entry.0.max(stage(d.level));
+            entry.2.extend(d.reasons.iter().map(|r| r.indicator.as_str()));
         }
         Ok(())
     })?;
@@ -106,9 +116,19 @@ pub fn backtest(args: &BacktestArgs, as_json: bool) -> anyhow::Result<()> {
     // Keys per (segment, policy outcome), and the keys whose outcome differs.
     let mut tally: BTreeMap<(&'static str, String, String), (u64, u64)> = BTreeMap::new();
     let mut differences = Vec::new();
-    for (key, (st, account)) in &reached {
+    for (key, (st, account, indicators)) in &reached {
         let seg = segments.get(account).copied().unwrap_or(Segment::Retail);
-        let (was, will) = (outcome(&current, current.plan(seg, *st)), outcome(&new, new.plan(seg, *st)));
+        let indicators: Vec<&str> = indicators.iter().copied().collect();
+        let under = |p: &ResponsePolicy| {
+            let (at, _) = p.stage_for(*st, &indicators);
+            let out = outcome(p, p.plan(seg, at));
+            if at == *st {
+                out
+            } else {
+                format!("{out} (escalated to {at})")
+            }
+        };
+        let (was, will) = (under(&current), under(&new));
         tally.entry((seg.as_str(), st.as_str().to_owned(), was.clone())).or_default().0 += 1;
         tally.entry((seg.as_str(), st.as_str().to_owned(), will.clone())).or_default().1 += 1;
         if was != will {

@@ -430,10 +430,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             keysentinel_server::retention::spawn(opened.registry.clone(), events_dir.clone(), days, std::time::Duration::from_secs(3600))
         });
         let response_policy = std::sync::Arc::new(match &args.response_policy {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read response policy {}", path.display()))?;
-                keysentinel_domain::ResponsePolicy::from_toml(&text).map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())))?
-            }
+            Some(path) => backtest::load_policy(path)?,
             None => keysentinel_domain::ResponsePolicy::default(),
         });
         let detection = if args.no_detection {

@@ -29,6 +29,27 @@ pub enum Indicator {
 }
 
 impl Indicator {
+    pub const ALL: [Indicator; 18] = [
+        Indicator::ConcurrentUse,
+        Indicator::AlternatingNetworks,
+        Indicator::AlternatingClients,
+        Indicator::ProbedThenUsed,
+        Indicator::ImpossibleTravel,
+        Indicator::IpRotation,
+        Indicator::NewHostingNetwork,
+        Indicator::ClientChurn,
+        Indicator::BadSignatureBurst,
+        Indicator::OutsideAllowlist,
+        Indicator::Dormant,
+        Indicator::OrderAnomaly,
+        Indicator::CoordinatedOrders,
+        Indicator::OutsideDeclared,
+        Indicator::LinkedAccounts,
+        Indicator::Unfamiliar,
+        Indicator::Complaint,
+        Indicator::VendorIntel,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Indicator::ConcurrentUse => "concurrent_distant_use",

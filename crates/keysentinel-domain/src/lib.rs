@@ -27,7 +27,7 @@ pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, ReportStep, ReportingConfig};
 pub use response::{
-    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Finding, Mode, Plan, Reinstatement,
+    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, Mode, Plan, Reinstatement,
     ReinstatementStatus, RelatedAccount, Resolution, ResponsePolicy, Signoff, Stage, Suspicion,
 };
 pub use scheme::SigningScheme;

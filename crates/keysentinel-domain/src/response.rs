@@ -140,9 +140,21 @@ pub struct ResponsePolicy {
     pub mode: Mode,
     pub retail: StageRules,
     pub institutional: StageRules,
+    /// Indicators that take a key to at least a stage whatever its risk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate: Vec<Escalation>,
     /// Who reports suspicious matters, to which FIU, and its business calendar.
     #[serde(default)]
     pub reporting: crate::report::ReportingConfig,
+}
+
+/// A rule of the policy's indicator dimension: a detection with any of `indicators` is treated
+/// as at least `at_least` (a leaked secret probed from the cloud is not a matter of degree).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    pub indicators: Vec<String>,
+    pub at_least: Stage,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +195,33 @@ impl ResponsePolicy {
         Ok(())
     }
 
+    /// The stage a detection is treated as: its own, or higher where an escalation rule names
+    /// one of its indicators; with the rule that raised it.
+    pub fn stage_for<'a>(&'a self, stage: Stage, indicators: &[&str]) -> (Stage, Option<&'a Escalation>) {
+        let rule = self
+            .escalate
+            .iter()
+            .filter(|e| e.at_least > stage && e.indicators.iter().any(|i| indicators.contains(&i.as_str())))
+            .max_by_key(|e| e.at_least);
+        (rule.map_or(stage, |e| e.at_least), rule)
+    }
+
+    /// Refuses escalation rules naming an indicator not in `known` (a typo would never match).
+    pub fn check_indicators(&self, known: &[&str]) -> Result<(), ResponsePolicyError> {
+        for e in &self.escalate {
+            if e.indicators.is_empty() {
+                return Err(ResponsePolicyError("[[escalate]] needs at least one indicator".into()));
+            }
+            if let Some(bad) = e.indicators.iter().find(|i| !known.contains(&i.as_str())) {
+                return Err(ResponsePolicyError(format!(
+                    "[[escalate]] names unknown indicator {bad:?}; known: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn rule(&self, segment: Segment, stage: Stage) -> StageRule {
         match segment {
             Segment::Retail => self.retail.get(stage),
@@ -209,6 +248,7 @@ impl Default for ResponsePolicy {
                 reverify: rule(Action::Suspend, false, 8),
                 invalidate: rule(Action::Revoke, false, 4),
             },
+            escalate: Vec::new(),
             reporting: crate::report::ReportingConfig::default(),
         }
     }
@@ -687,6 +727,22 @@ mod tests {
         assert_eq!(p.plan(Segment::Retail, Stage::Warn).action, Action::Notify);
         let text = toml::to_string(&p).unwrap();
         assert_eq!(ResponsePolicy::from_toml(&text).unwrap(), p);
+    }
+
+    #[test]
+    fn escalation_rules_raise_the_stage_for_their_indicators_only() {
+        let text = toml::to_string(&ResponsePolicy::default()).unwrap()
+            + "\n[[escalate]]\nindicators = [\"probed_then_used\"]\nat_least = \"invalidate\"\n\n\
+               [[escalate]]\nindicators = [\"complaint\", \"vendor_intel\"]\nat_least = \"reverify\"\n";
+        let p = ResponsePolicy::from_toml(&text).unwrap();
+        assert_eq!(p.stage_for(Stage::Warn, &["bad_signature_burst"]).0, Stage::Warn);
+        assert_eq!(p.stage_for(Stage::Warn, &["complaint"]).0, Stage::Reverify);
+        let (stage, rule) = p.stage_for(Stage::Warn, &["complaint", "probed_then_used"]);
+        assert_eq!((stage, rule.map(|r| r.at_least)), (Stage::Invalidate, Some(Stage::Invalidate)), "the highest rule");
+        assert_eq!(p.stage_for(Stage::Invalidate, &["complaint"]), (Stage::Invalidate, None), "never lowers");
+        assert!(p.check_indicators(&["probed_then_used", "complaint", "vendor_intel"]).is_ok());
+        let err = p.check_indicators(&["probed_then_used", "complaint"]).unwrap_err();
+        assert!(err.to_string().contains("vendor_intel"), "{err}");
     }
 
     #[test]

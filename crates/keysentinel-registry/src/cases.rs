@@ -329,16 +329,17 @@ fn respond_in(
     let mut key = stored.key;
     let now = tx.now();
     let segment = tx.account(&key.account_id)?.map_or(Segment::Retail, |a| a.segment);
-    let plan = policy.plan(segment, suspicion.stage);
     let actor = response_actor();
     let indicators: Vec<&str> = suspicion.findings.iter().map(|f| f.indicator.as_str()).collect();
+    let (stage, escalation) = policy.stage_for(suspicion.stage, &indicators);
+    let plan = policy.plan(segment, stage);
 
     let existing = tx.live_case(&key.access_key)?;
     let opened = existing.is_none();
     let mut case = existing
         .unwrap_or_else(|| Case::open(new_id("case"), key.access_key.clone(), key.account_id.clone(), segment, now));
-    let escalated = opened || suspicion.stage > case.stage;
-    case.stage = case.stage.max(suspicion.stage);
+    let escalated = opened || stage > case.stage;
+    case.stage = case.stage.max(stage);
     case.risk = case.risk.max(suspicion.risk);
     case.policy_version = policy.version.clone();
     case.enforced = policy.mode == keysentinel_domain::Mode::Enforce;
@@ -355,9 +356,14 @@ fn respond_in(
         if opened { "opened" } else { "detected" },
         format!("stage {} (risk {:.2}): {}", suspicion.stage, suspicion.risk, indicators.join(", ")),
     );
+    if let Some(rule) = escalation {
+        event(
+            "escalated",
+            format!("treated as {stage}: the policy escalates {} to at least {stage}", rule.indicators.join(", ")),
+        );
+    }
 
-    let reason =
-        format!("suspected key sharing ({}, stage {}): {}", case.case_id, suspicion.stage, indicators.join(", "));
+    let reason = format!("suspected key sharing ({}, stage {stage}): {}", case.case_id, indicators.join(", "));
     let mut key_change = None;
     if plan.act {
         if let Some(change) = apply(&mut key, plan.action, &reason, &by, now)? {
@@ -398,7 +404,8 @@ fn respond_in(
         reason: reason.clone(),
         policy_version: Some(policy.version.clone()),
         details: json!({
-            "key_id": case.key_id, "account_id": case.account_id, "stage": suspicion.stage, "risk": suspicion.risk,
+            "key_id": case.key_id, "account_id": case.account_id, "stage": stage, "detected_stage": suspicion.stage,
+            "risk": suspicion.risk,
             "indicators": indicators, "detector": suspicion.detector, "planned": plan.action,
             "enforced": case.enforced, "automatic": plan.act, "queued": plan.queue, "status": case.status,
             "notice": notice,

@@ -522,3 +522,19 @@ async fn a_case_shows_the_linked_accounts_cases_and_their_review_is_recorded() {
     let case = e.reg.case_command(admin(), case.case_id, cmd, "playbook step".into()).await.unwrap();
     assert_eq!(case.history.last().unwrap().what, "review_related");
 }
+
+#[tokio::test]
+async fn an_escalation_rule_takes_a_probed_key_straight_to_revocation() {
+    let e = env();
+    account(&e.reg, "acct", Segment::Retail).await;
+    let issued = e.reg.create_key(admin(), new_key("acct", &[Scope::Read], &["198.51.100.0/24"])).await.unwrap();
+    let ak = issued.key.access_key;
+    let mut policy = ResponsePolicy::default();
+    policy.escalate.push(Escalation { indicators: vec!["probed_then_used".into()], at_least: Stage::Invalidate });
+    let mut s = suspicion(&ak, Stage::Warn, e.clock.now());
+    s.findings.push(Finding { indicator: "probed_then_used".into(), count: 1, evidence: "from AS16509".into() });
+    let case = e.reg.respond(s, Arc::new(policy)).await.unwrap().unwrap();
+    assert_eq!(case.stage, Stage::Invalidate);
+    assert!(case.history.iter().any(|h| h.what == "escalated"), "{:?}", case.history);
+    assert_eq!(e.reg.key(&ak).unwrap().status, KeyStatus::Revoked);
+}
