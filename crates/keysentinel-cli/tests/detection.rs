@@ -244,6 +244,9 @@ fn dispute_with_an_evidence_pack(
     analyst: &str,
     dir: &std::path::Path,
 ) {
+    let hold = json!({ "command": "hold", "text": "police request 2026-117", "reason": "preserve the key's logs" });
+    let r = http.post(format!("{u}/v1/cases/{case_id}/commands")).bearer_auth(analyst).json(&hold).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "a closed case still takes a hold");
     let dispute =
         json!({ "command": "dispute", "text": "I never shared my key", "reason": "owner's letter of 2026-11-28" });
     let r = http.post(format!("{u}/v1/cases/{case_id}/commands")).bearer_auth(analyst).json(&dispute).send().unwrap();
@@ -267,6 +270,8 @@ fn dispute_with_an_evidence_pack(
         })
         .collect();
     assert!(!actions.iter().any(|a| a.starts_with("report.")), "the owner's pack never shows reporting: {actions:?}");
+    assert!(!actions.iter().any(|a| a.contains("hold")), "nor a legal hold: {actions:?}");
+    assert!(!pack["body"].to_string().contains("police request"), "{}", pack["body"]);
     for want in [
         "key.create",
         "case.open",

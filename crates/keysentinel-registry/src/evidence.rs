@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 
 pub const PACK_FORMAT: &str = "keysentinel-evidence-pack/1";
 
+/// Case steps an evidence pack leaves out.
+const HOLD_STEPS: [&str; 2] = ["hold", "release_hold"];
+
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvidencePack {
     pub format: String,
@@ -51,7 +54,12 @@ impl Registry {
         reason: String,
     ) -> Result<EvidencePack, RegistryError> {
         crate::check_reason(&reason)?;
-        let case = self.case(&case_id)?;
+        let mut case = self.case(&case_id)?;
+        // A legal hold can stand for a law-enforcement request the owner must not learn of: the
+        // owner's pack leaves it out, like any report assessment (whose entries never name the
+        // case).
+        case.legal_hold = None;
+        case.history.retain(|e| !HOLD_STEPS.contains(&e.what.as_str()));
         let notices = self.notices(&case_id)?;
         let key = self.store.key(&case.key_id)?.map(|s| s.key);
         // The entries about the case: the case itself, its key (and a reinstated key), its notices.
@@ -69,7 +77,8 @@ impl Registry {
             for (seq, text) in &page {
                 let entry: AuditEntry =
                     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("audit entry {seq}: {e}")))?;
-                if targets.contains(&entry.target) {
+                let hold_step = HOLD_STEPS.iter().any(|h| entry.action.strip_prefix("case.") == Some(h));
+                if targets.contains(&entry.target) && !hold_step {
                     seqs.push(*seq);
                 }
             }
