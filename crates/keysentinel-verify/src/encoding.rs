@@ -24,7 +24,8 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
 
 /// The value of the last `name=` parameter in a query or form string, still encoded.
 pub fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).filter(|(k, _)| *k == name).map(|(_, v)| v).next_back()
+    // From the back, stopping at the first match: this runs on every verify.
+    query.rsplit('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// Splits a trailing `signature=` parameter off a query or form string: returns the signed part
@@ -33,9 +34,11 @@ pub fn split_signature(s: &str) -> Option<(&str, &str)> {
     if let Some(sig) = s.strip_prefix("signature=") {
         return (!sig.contains('&')).then_some(("", sig));
     }
-    let at = s.rfind("&signature=")?;
-    let sig = &s[at + "&signature=".len()..];
-    (!sig.contains('&')).then_some((&s[..at], sig))
+    // The signature is the last parameter: what follows the last `&` (a byte search; a
+    // substring search costs more than the rest of the parsing on every verify).
+    let at = s.rfind('&')?;
+    let sig = s[at + 1..].strip_prefix("signature=")?;
+    Some((&s[..at], sig))
 }
 
 /// `encodeURIComponent` with ccxt's safe set `~()*!.'` (Bithumb's query hash input).
@@ -133,6 +136,26 @@ pub fn bithumb_body_query(members: &[(String, serde_json::Value)]) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        // The byte-search versions answer exactly as the plain definitions do.
+        #[test]
+        fn param_and_split_signature_match_their_definitions(
+            q in "([a-z]{0,3}(=[a-z0-9&=]{0,4})?&?){0,6}(signature=[a-f0-9&]{0,4})?",
+            name in "[a-z]{1,3}",
+        ) {
+            let param_def = q.split('&').filter_map(|kv| kv.split_once('=')).filter(|(k, _)| *k == name).map(|(_, v)| v).next_back();
+            prop_assert_eq!(param(&q, &name), param_def);
+            let split_def = match q.strip_prefix("signature=") {
+                Some(sig) => (!sig.contains('&')).then_some(("", sig)),
+                None => q.rfind("&signature=").and_then(|at| {
+                    let sig = &q[at + "&signature=".len()..];
+                    (!sig.contains('&')).then_some((&q[..at], sig))
+                }),
+            };
+            prop_assert_eq!(split_signature(&q), split_def);
+        }
+    }
 
     #[test]
     fn signature_is_split_only_when_last() {

@@ -92,15 +92,19 @@ pub(crate) fn extract(auth: &str) -> Result<Credential<'_>, Code> {
             }
         }
     };
+    // The claims are decoded with SIMD (base64-simd): at ~330 characters a token, the scalar
+    // decoder took a tenth of a verify. Either decoder refuses what is not base64url; the
+    // signature covers the encoded text, so how leniently bits are read cannot matter.
+    let b64 = base64_simd::URL_SAFE_NO_PAD;
     let mut inline = [0u8; INLINE_PAYLOAD];
     let heap;
-    let payload: &[u8] = match URL_SAFE_NO_PAD.decode_slice(p, &mut inline) {
-        Ok(n) => inline.get(..n).ok_or(Code::Malformed)?,
-        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-            heap = URL_SAFE_NO_PAD.decode(p).map_err(|_| Code::Malformed)?;
+    let n = b64.decoded_length(p.as_bytes()).map_err(|_| Code::Malformed)?;
+    let payload: &[u8] = match inline.get_mut(..n) {
+        Some(buf) => b64.decode(p.as_bytes(), base64_simd::Out::from_slice(buf)).map_err(|_| Code::Malformed)?,
+        None => {
+            heap = b64.decode_to_vec(p.as_bytes()).map_err(|_| Code::Malformed)?;
             &heap
         }
-        Err(_) => return Err(Code::Malformed),
     };
     let mut signature = [0u8; 64];
     // The claims are read inside `with_claims`, so the serde fallback can lend its strings too.
@@ -237,7 +241,10 @@ pub(crate) fn check<'c, 'r>(
                 return Err(Code::Malformed);
             }
             let digest = Sha512::digest(&input);
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(claimed.as_slice(), digest.as_slice())) {
+            // A plain comparison: both sides are hashes of public data (the request's own
+            // parameters, and a claim the signature above already vouched for), so how long it
+            // takes reveals nothing; the secret-dependent comparison is the MAC's, constant-time.
+            if claimed.as_slice() != digest.as_slice() {
                 return Err(Code::BadSignature);
             }
         }
