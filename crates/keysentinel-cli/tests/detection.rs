@@ -515,6 +515,7 @@ fn staged_response(shadow: bool, segment: &str) {
         .map(|f| f["indicator"].as_str().unwrap())
         .collect();
     assert!(indicators.contains(&"bad_signature_burst") && indicators.contains(&"signed_outside_allowlist"), "{case}");
+    assert!(case["suspicions"][0]["baseline"]["requests"].as_u64() >= Some(1), "the key's baseline: {case}");
     assert_eq!(verify("203.0.113.9", &secret), "VALID", "a warning does not stop the key");
 
     post(json!({ "type": "complaint", "ts": rfc3339(now_ms()), "account_id": "acct-3",

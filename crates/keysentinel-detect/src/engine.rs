@@ -38,6 +38,19 @@ pub struct Decision {
     /// Accounts linked to this key's: through an address or device it shared lately, a
     /// documented relationship, or orders that coincided with its own.
     pub related: Vec<Related>,
+    /// The key's own history when the decision was made: what the evidence departs from.
+    pub baseline: Baseline,
+}
+
+/// A key's baseline: its requests, since when, its most used networks and countries with their
+/// share of its requests, and how many client families it has used.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Baseline {
+    pub requests: u32,
+    pub since_ms: Option<Millis>,
+    pub networks: Vec<(u32, f32)>,
+    pub countries: Vec<(String, f32)>,
+    pub clients: usize,
 }
 
 /// An account related to a decision's key, and how.
@@ -63,8 +76,17 @@ impl Decision {
                 self.related.iter().map(|r| serde_json::json!({ "account_id": r.account_id, "via": r.via })).collect();
             format!(",\"related_accounts\":{}", serde_json::Value::from(list))
         };
+        let b = &self.baseline;
+        let share = |x: f32| (f64::from(x) * 1000.0).round() / 1000.0;
+        let baseline = serde_json::json!({
+            "requests": b.requests,
+            "since": b.since_ms.map(crate::event::format_rfc3339_ms),
+            "networks": b.networks.iter().map(|(asn, x)| serde_json::json!({ "asn": format!("AS{asn}"), "share": share(*x) })).collect::<Vec<_>>(),
+            "countries": b.countries.iter().map(|(c, x)| serde_json::json!({ "country": c, "share": share(*x) })).collect::<Vec<_>>(),
+            "clients": b.clients,
+        });
         format!(
-            "{{\"ts\":{},\"key_id\":{},\"account_id\":{},\"risk\":{},\"level\":\"{}\",\"reasons\":{}{related}}}",
+            "{{\"ts\":{},\"key_id\":{},\"account_id\":{},\"risk\":{},\"level\":\"{}\",\"reasons\":{}{related},\"baseline\":{baseline}}}",
             serde_json::Value::from(crate::event::format_rfc3339_ms(self.ts)),
             serde_json::Value::from(self.key_id.as_str()),
             serde_json::Value::from(self.account_id.as_str()),
@@ -153,6 +175,16 @@ fn line_key(line: IpAddr) -> u64 {
         IpAddr::V4(v4) => u64::from(u32::from(v4)),
         IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64,
     }
+}
+
+/// Networks and countries are counted by their own value (not a hash), so a decision can show
+/// the key's baseline in their names.
+fn asn_key(asn: u32) -> u64 {
+    u64::from(asn)
+}
+
+fn country_key(c: [u8; 2]) -> u64 {
+    u64::from(u16::from_be_bytes(c))
 }
 
 /// FNV-1a: stable across runs and platforms, which keeps replays identical.
@@ -260,7 +292,7 @@ impl KeyState {
     /// Whether `asn` is one of this key's own networks: a sizeable share (≥ 5 %) of a history
     /// long enough to say so.
     fn established(&self, asn: u32) -> bool {
-        let n = self.asns.get(h64(&asn.to_le_bytes()));
+        let n = self.asns.get(asn_key(asn));
         n >= 5 && n.saturating_mul(20) >= self.requests
     }
 
@@ -433,10 +465,10 @@ impl<'g> Engine<'g> {
                 for k in self.accounts[a].keys.clone() {
                     let st = &mut self.keys[k];
                     if let Some(asn) = place.asn {
-                        st.asns.add(h64(&asn.to_le_bytes()));
+                        st.asns.add(asn_key(asn));
                     }
                     if let Some(c) = place.country {
-                        st.countries.add(h64(&c));
+                        st.countries.add(country_key(c));
                     }
                 }
             }
@@ -701,7 +733,7 @@ impl<'g> Engine<'g> {
         }
 
         // First use from a hosting or VPN network the key has not used.
-        let asn_h = place.asn.map(|a| h64(&a.to_le_bytes()));
+        let asn_h = place.asn.map(asn_key);
         if learned
             && matches!(place.network, Network::Hosting | Network::Vpn)
             && asn_h.is_some_and(|h| self.keys[k].asns.get(h) == 0)
@@ -818,8 +850,8 @@ impl<'g> Engine<'g> {
             self.global_asns.add(h);
         }
         if let Some(c) = place.country {
-            st.countries.add(h64(&c));
-            self.global_countries.add(h64(&c));
+            st.countries.add(country_key(c));
+            self.global_countries.add(country_key(c));
         }
         if let Some(f) = family_h {
             st.families.add(f);
@@ -836,7 +868,7 @@ impl<'g> Engine<'g> {
         let global = |c: &Counts, h: u64| (c.get(h) as f32 + 1.0) / (c.total as f32 + 50.0);
         let mut llr = 0.0;
         if let (Some(asn), Some(country)) = (place.asn, place.country) {
-            let (ah, ch) = (h64(&asn.to_le_bytes()), h64(&country));
+            let (ah, ch) = (asn_key(asn), country_key(country));
             let p_country = (st.countries.get(ch) as f32 + BETA * global(&self.global_countries, ch)) / (n + BETA);
             let p_user = (st.asns.get(ah) as f32 + BETA * p_country) / (n + BETA);
             let boost = if matches!(place.network, Network::Hosting | Network::Vpn) { 3.0 } else { 1.0 };
@@ -991,6 +1023,26 @@ impl<'g> Engine<'g> {
         related
     }
 
+    fn baseline(&self, k: usize) -> Baseline {
+        let st = &self.keys[k];
+        fn top(c: &Counts) -> Vec<(u64, f32)> {
+            let mut items = c.items.clone();
+            items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            items.truncate(3);
+            items.into_iter().map(|(v, n)| (v, n as f32 / c.total.max(1) as f32)).collect()
+        }
+        Baseline {
+            requests: st.requests,
+            since_ms: st.first,
+            networks: top(&st.asns).into_iter().map(|(v, x)| (v as u32, x)).collect(),
+            countries: top(&st.countries)
+                .into_iter()
+                .map(|(v, x)| (String::from_utf8_lossy(&(v as u16).to_be_bytes()).into_owned(), x))
+                .collect(),
+            clients: st.families.items.len(),
+        }
+    }
+
     fn active(&self, k: usize, ind: Indicator, ts: Millis) -> bool {
         let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
         self.keys[k].fired.iter().any(|(i, f)| *i == ind && f.count > 0 && ts - f.last <= ttl)
@@ -1036,8 +1088,8 @@ impl<'g> Engine<'g> {
         active.sort_by(|(a, wa), (b, wb)| wb.total_cmp(wa).then(a.indicator.cmp(&b.indicator)));
         let reasons: Vec<Reason> = active.into_iter().map(|(r, _)| r).collect();
         let (key_id, account_id) = (st.key_id.clone(), st.account.clone());
-        let related = self.related(k);
-        self.decisions.push(Decision { ts, key_id, account_id, risk, level, reasons, related });
+        let (related, baseline) = (self.related(k), self.baseline(k));
+        self.decisions.push(Decision { ts, key_id, account_id, risk, level, reasons, related, baseline });
     }
 }
 

@@ -13,5 +13,5 @@ pub mod geo;
 pub mod indicator;
 
 pub use config::Config;
-pub use engine::{Decision, Engine, Reason, Related};
+pub use engine::{Baseline, Decision, Engine, Reason, Related};
 pub use indicator::{Indicator, Level};

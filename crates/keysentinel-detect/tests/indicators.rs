@@ -316,4 +316,18 @@ fn decisions_name_the_accounts_linked_to_the_key() {
         "not itself, each once, by account"
     );
     assert!(d.to_json().contains("\"related_accounts\":[{"), "{}", d.to_json());
+    // With the baseline the evidence departs from.
+    assert_eq!((d.baseline.requests, d.baseline.clients), (0, 0), "k2's first request: {:?}", d.baseline);
+    let mut r = history("k", "a");
+    r.push(req(125, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));
+    let geo = Table::new();
+    let mut e = Engine::new(Config::default(), &geo);
+    let mut last = None;
+    for l in &r {
+        e.ingest(&parse_line(l).unwrap());
+        last = e.take_decisions().pop().or(last);
+    }
+    let b = last.expect("impossible travel").baseline;
+    assert_eq!((b.requests, b.networks.clone(), b.clients), (30, vec![(4766, 1.0)], 1), "{b:?}");
+    assert_eq!(b.countries, vec![("KR".to_owned(), 1.0)]);
 }

@@ -27,8 +27,8 @@ pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, ReportStep, ReportingConfig};
 pub use response::{
-    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, Mode, Plan, Reinstatement,
-    ReinstatementStatus, RelatedAccount, Resolution, ResponsePolicy, Signoff, Stage, Suspicion,
+    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, KeyBaseline, Mode, Plan,
+    Reinstatement, ReinstatementStatus, RelatedAccount, Resolution, ResponsePolicy, Share, Signoff, Stage, Suspicion,
 };
 pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};

@@ -730,6 +730,7 @@ mod tests {
             ],
             detector: "test".into(),
             related_accounts: vec![],
+            baseline: None,
         });
         let config = ReportingConfig { jurisdiction: Jurisdiction::Au, ..ReportingConfig::default() };
         let a = ReportAssessment::open(&case, &config, "op:mlro", "", now).unwrap();

@@ -301,6 +301,30 @@ pub struct Suspicion {
     /// relationships or coinciding orders, as detection saw them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related_accounts: Vec<RelatedAccount>,
+    /// The key's own history when detected: what the evidence departs from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<KeyBaseline>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyBaseline {
+    /// Requests the key had made.
+    pub requests: u32,
+    /// Its first request.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schema(value_type = Option<String>)]
+    pub since: Option<Timestamp>,
+    /// Its most used networks ("AS4766") and countries ("KR"), each with its share of requests.
+    pub networks: Vec<Share>,
+    pub countries: Vec<Share>,
+    /// Client families (user-agent products) it had used.
+    pub clients: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Share {
+    pub value: String,
+    pub share: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -455,6 +479,16 @@ pub enum CaseCommand {
     ReviewRelated {
         text: String,
     },
+    /// The playbook's decision on restrictions: take `action` (contain, read_only, suspend or
+    /// revoke) on the key now, in the case's name.
+    Restrict {
+        action: Action,
+    },
+    /// The playbook's decision on enhanced due diligence of the customer: what is asked of them
+    /// or why none is needed.
+    DueDiligence {
+        text: String,
+    },
     /// Preserve the key's logs: event-file retention keeps its events while the hold stands
     /// (also on a closed case: holds often come after).
     Hold {
@@ -476,6 +510,8 @@ impl CaseCommand {
             CaseCommand::Close { .. } => "close",
             CaseCommand::Dispute { .. } => "dispute",
             CaseCommand::ReviewRelated { .. } => "review_related",
+            CaseCommand::Restrict { .. } => "restrict",
+            CaseCommand::DueDiligence { .. } => "due_diligence",
             CaseCommand::Hold { .. } => "hold",
             CaseCommand::ReleaseHold { .. } => "release_hold",
         }
@@ -648,6 +684,14 @@ impl Case {
             CaseCommand::Note { text } | CaseCommand::Dispute { text } | CaseCommand::ReviewRelated { text } => {
                 text.clone()
             }
+            CaseCommand::Restrict { action } => {
+                if !action.changes_the_key() {
+                    return self.refuse("restrict takes contain, read_only, suspend or revoke");
+                }
+                take = Some(*action);
+                format!("restrict: {}: {reason}", action.as_str())
+            }
+            CaseCommand::DueDiligence { text } => format!("enhanced due diligence: {text}"),
             CaseCommand::Hold { text } => {
                 if self.legal_hold.is_some() {
                     return self.refuse("is already on legal hold");

@@ -152,6 +152,7 @@ impl Registry {
         if let CaseCommand::Note { text }
         | CaseCommand::Dispute { text }
         | CaseCommand::ReviewRelated { text }
+        | CaseCommand::DueDiligence { text }
         | CaseCommand::Hold { text }
         | CaseCommand::ReleaseHold { text } = &cmd
         {

@@ -410,6 +410,7 @@ fn suspicion(key: &AccessKey, stage: Stage, at: Timestamp) -> Suspicion {
         }],
         detector: "test".into(),
         related_accounts: vec![],
+        baseline: None,
     }
 }
 
@@ -537,4 +538,29 @@ async fn an_escalation_rule_takes_a_probed_key_straight_to_revocation() {
     assert_eq!(case.stage, Stage::Invalidate);
     assert!(case.history.iter().any(|h| h.what == "escalated"), "{:?}", case.history);
     assert_eq!(e.reg.key(&ak).unwrap().status, KeyStatus::Revoked);
+}
+
+#[tokio::test]
+async fn the_playbook_decides_restrictions_and_due_diligence_on_the_case() {
+    let e = env();
+    account(&e.reg, "acct", Segment::Retail).await;
+    let issued =
+        e.reg.create_key(admin(), new_key("acct", &[Scope::Read, Scope::Trade], &["198.51.100.0/24"])).await.unwrap();
+    let ak = issued.key.access_key;
+    let case = e.reg.respond(suspicion(&ak, Stage::Warn, e.clock.now()), Arc::new(ResponsePolicy::default())).await;
+    let id = case.unwrap().unwrap().case_id;
+    let refused = e
+        .reg
+        .case_command(admin(), id.clone(), CaseCommand::Restrict { action: Action::Notify }, "x".into())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "invalid_case_state");
+    let cmd = CaseCommand::Restrict { action: Action::ReadOnly };
+    let case = e.reg.case_command(admin(), id.clone(), cmd, "while the owner is asked".into()).await.unwrap();
+    assert_eq!(e.reg.key(&ak).unwrap().effective_scopes(e.clock.now()).iter().collect::<Vec<_>>(), [Scope::Read]);
+    assert_eq!(e.reg.notices(&id).unwrap().last().unwrap().kind, NoticeKind::Restricted);
+    assert!(case.history.iter().any(|h| h.what == "restrict"));
+    let edd = CaseCommand::DueDiligence { text: "source of funds and the bot's operator requested".into() };
+    let case = e.reg.case_command(admin(), id, edd, "EDD".into()).await.unwrap();
+    assert_eq!(case.history.last().unwrap().what, "due_diligence");
 }

@@ -9,8 +9,8 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use keysentinel_detect::{Decision, Level};
 use keysentinel_domain::{
-    AccessKey, AccountId, Case, CaseCommand, CaseStatus, Finding, Permission, RelatedAccount, ResponsePolicy, Stage,
-    Suspicion,
+    AccessKey, AccountId, Case, CaseCommand, CaseStatus, Finding, KeyBaseline, Permission, RelatedAccount,
+    ResponsePolicy, Share, Stage, Suspicion,
 };
 use keysentinel_registry::{Registry, ReinstatementRequest};
 use keysentinel_store::CaseFilter;
@@ -48,7 +48,19 @@ pub fn suspicion(d: &Decision) -> Option<Suspicion> {
             .iter()
             .map(|r| RelatedAccount { account_id: r.account_id.clone(), via: r.via.clone() })
             .collect(),
+        baseline: Some(baseline(&d.baseline)),
     })
+}
+
+fn baseline(b: &keysentinel_detect::Baseline) -> KeyBaseline {
+    let ms = |t: i64| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000).ok();
+    KeyBaseline {
+        requests: b.requests,
+        since: b.since_ms.and_then(ms),
+        networks: b.networks.iter().map(|(asn, x)| Share { value: format!("AS{asn}"), share: *x }).collect(),
+        countries: b.countries.iter().map(|(c, x)| Share { value: c.clone(), share: *x }).collect(),
+        clients: u32::try_from(b.clients).unwrap_or(u32::MAX),
+    }
 }
 
 /// Starts the responder: returns the sink to give detection, and the task that applies the
@@ -193,7 +205,9 @@ pub async fn case_command(
     // Taking a queued revocation needs the right to revoke; every other step on a case needs the
     // right to contain keys (analysts and admins).
     let (permission, what) = match step.command {
-        CaseCommand::Approve => (Permission::RevokeKeys, "approve a case's action"),
+        CaseCommand::Approve | CaseCommand::Restrict { action: keysentinel_domain::Action::Revoke } => {
+            (Permission::RevokeKeys, "approve or take a case's action")
+        }
         // Lifting a hold lets retention purge the key's logs: the compliance officer's call.
         CaseCommand::ReleaseHold { .. } => (Permission::ReportMatters, "release legal holds"),
         _ => (Permission::ContainKeys, "work cases"),

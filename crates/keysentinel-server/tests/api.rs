@@ -462,6 +462,7 @@ async fn a_legal_hold_keeps_a_keys_events_through_retention_until_compliance_lif
         findings: vec![],
         detector: "test".into(),
         related_accounts: vec![],
+        baseline: None,
     };
     let case = api.reg.respond(suspicion, Arc::new(Default::default())).await.unwrap().unwrap();
     let commands = format!("/v1/cases/{}/commands", case.case_id);
