@@ -187,11 +187,7 @@ pub async fn list_decisions(
             ApiError::invalid("level", format!("{l:?} is not a level: monitor, warn, reverify or invalidate"))
         })?),
     };
-    let limit = match q.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n as usize,
-        Some(n) => return Err(ApiError::invalid("limit", format!("{n} is outside 1..=1000"))),
-    };
+    let limit = crate::extract::list_limit(q.limit)? as usize;
     let found = detection.recent(q.key_id.as_deref(), level, limit);
     Ok(axum::Json(found.iter().map(DecisionView::from).collect()))
 }

@@ -93,3 +93,12 @@ pub async fn require(state: &AppState, who: &Authed, permission: Permission, wha
     }
     Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message))
 }
+
+/// A list's `limit` parameter: 1 to 1000, 100 when absent.
+pub fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(n) => Err(ApiError::invalid("limit", format!("{n} is outside 1..=1000"))),
+    }
+}

@@ -127,11 +127,7 @@ pub async fn list(
     Query(q): Query<ReportsQuery>,
 ) -> Result<axum::Json<Vec<ReportAssessment>>, ApiError> {
     require(&st, &who, Permission::ReadReports, "read suspicious-matter reports").await?;
-    let limit = match q.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n,
-        Some(n) => return Err(ApiError::invalid("limit", format!("{n} is outside 1..=1000"))),
-    };
+    let limit = crate::extract::list_limit(q.limit)?;
     let open = q.open.unwrap_or(true);
     Ok(axum::Json(read(&st, move |r| r.reports(open, limit)).await?))
 }

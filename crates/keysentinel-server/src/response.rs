@@ -137,11 +137,7 @@ pub async fn list_cases(
         .map(AccountId::parse)
         .transpose()
         .map_err(|e| ApiError::invalid("account_id", e.to_string()))?;
-    let limit = match q.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n,
-        Some(n) => return Err(ApiError::invalid("limit", format!("{n} is outside 1..=1000"))),
-    };
+    let limit = crate::extract::list_limit(q.limit)?;
     let filter = CaseFilter { status, key_id, account_id, limit };
     if q.overdue != Some(true) {
         return Ok(axum::Json(read(&st, move |r| r.cases(filter)).await?));
