@@ -7,10 +7,11 @@
 //! (which includes the fsync and the signed audit checkpoint).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use hmac::{Hmac, Mac};
+mod common;
+
 use keysentinel_audit::Actor;
 use keysentinel_domain::*;
-use keysentinel_registry::{NewAccount, NewKey, NewKeyAlgorithm, Registry, SystemClock};
+use keysentinel_registry::{NewAccount, Registry, SystemClock};
 use keysentinel_secrets::{Keyring, MasterKey};
 use keysentinel_server::telemetry::EventPipeline;
 use keysentinel_server::AppState;
@@ -79,29 +80,7 @@ fn main() {
 
     let (mut revoke_us, mut suspend_us, mut commit_us) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let issued = rt
-            .block_on(reg.create_key(
-                admin.clone(),
-                NewKey {
-                    account_id: AccountId::parse("acct").unwrap(),
-                    algorithm: NewKeyAlgorithm::Hmac,
-                    scheme: SigningScheme::Binance,
-                    scopes: vec![Scope::Read],
-                    ip_allowlist: IpAllowlist::parse(&["203.0.113.0/24"]).unwrap(),
-                    lifetime_days: None,
-                    vendor_id: None,
-                    purpose: String::new(),
-                    terms_version: "2026-05".into(),
-                    sensitive_grant_hours: None,
-                },
-            ))
-            .unwrap();
-        let ak = issued.key.access_key.to_string();
-        let now_ms = (reg.now().unix_timestamp_nanos() / 1_000_000) as i64;
-        let q = format!("timestamp={now_ms}&recvWindow=60000");
-        let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(issued.secret.as_ref().unwrap().as_bytes()).unwrap();
-        m.update(q.as_bytes());
-        let query = format!("{q}&signature={}", hex::encode(m.finalize().into_bytes()));
+        let (ak, query, now_ms) = common::signed_key(&rt, &reg, &admin, &AccountId::parse("acct").unwrap());
 
         committed_at.store(0, Ordering::SeqCst);
         applied_at.store(0, Ordering::SeqCst);
