@@ -384,6 +384,14 @@ fn report_the_matter(http: &Client, u: &str, case_id: &str, mlro: &str, analyst:
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(steps, ["report.assess", "report.decide", "report.export", "report.export", "report.filed"]);
+    // Analysts read the audit log, but not its reporting entries, nor their proofs.
+    let seen: Vec<Value> =
+        http.get(format!("{u}/v1/audit/entries?limit=1000")).bearer_auth(analyst).send().unwrap().json().unwrap();
+    assert!(!seen.is_empty() && !seen.iter().any(|e| e["target"].as_str().unwrap().starts_with("report:")));
+    let seq = audit.iter().find(|e| e["action"] == "report.filed").unwrap()["seq"].as_u64().unwrap();
+    let proof = |who: &str| http.get(format!("{u}/v1/audit/entries/{seq}/proof")).bearer_auth(who).send().unwrap();
+    assert_eq!(proof(analyst).status().as_u16(), 404);
+    assert_eq!(proof(mlro).status().as_u16(), 200);
 }
 
 fn webhook_receiver() -> (String, Received) {

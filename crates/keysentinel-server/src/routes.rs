@@ -379,7 +379,18 @@ pub async fn audit_entries(
 ) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
     require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
     let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100));
-    Ok(axum::Json(read(&st, move |r| r.audit_entries(from, limit)).await?))
+    let mut entries = read(&st, move |r| r.audit_entries(from, limit)).await?;
+    if !who.0.role.allows(Permission::ReadReports) {
+        entries.retain(|e| !is_report_entry(&e.target));
+    }
+    Ok(axum::Json(entries))
+}
+
+/// Suspicious-matter report steps are for the roles that may read reports: who else learns a
+/// report was considered, the likelier the owner is tipped off. The entries stay in the log
+/// (and in its checkpoints); the listing and proofs skip them for the other roles.
+fn is_report_entry(target: &str) -> bool {
+    target.starts_with("report:")
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -410,5 +421,10 @@ pub async fn audit_checkpoint(State(st): S, who: Authed) -> ApiResult<axum::Json
 pub async fn audit_proof(State(st): S, who: Authed, Path(seq): Path<String>) -> ApiResult<axum::Json<InclusionProof>> {
     require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
     let seq: u64 = seq.parse().map_err(|_| ApiError::invalid("seq", "must be a non-negative integer"))?;
-    Ok(axum::Json(read(&st, move |r| r.audit_proof(seq)).await?))
+    let proof = read(&st, move |r| r.audit_proof(seq)).await?;
+    let target = serde_json::from_str::<AuditEntry>(&proof.entry).map(|e| e.target).unwrap_or_default();
+    if is_report_entry(&target) && !who.0.role.allows(Permission::ReadReports) {
+        return Err(RegistryError::NotFound { what: "audit entry", id: seq.to_string() }.into());
+    }
+    Ok(axum::Json(proof))
 }
