@@ -226,35 +226,6 @@ impl Registry {
         Ok(linked)
     }
 
-    /// Keys under a legal hold (retention keeps their logs).
-    pub fn held_keys(&self) -> Result<Vec<keysentinel_domain::AccessKey>, RegistryError> {
-        Ok(self.store.held_keys()?)
-    }
-
-    /// Records a retention run that removed an events file (keeping the held keys' lines in
-    /// `kept_in`, if any): purging logs is a change like any other, and audited.
-    pub async fn record_purge(
-        &self,
-        file: String,
-        removed: u64,
-        kept: u64,
-        kept_in: Option<String>,
-        days: u32,
-    ) -> Result<(), RegistryError> {
-        self.transact(move |tx| {
-            tx.append_audit(AuditDraft {
-                actor: Actor::System { component: "retention".into() },
-                action: "events.purge".into(),
-                target: file.clone(),
-                reason: format!("older than the {days}-day retention"),
-                policy_version: None,
-                details: json!({ "lines_removed": removed, "lines_kept_for_holds": kept, "kept_in": kept_in }),
-            })?;
-            Ok(())
-        })
-        .await
-    }
-
     /// SLA breaches: cases not closed (of `filter.status` if given) whose `due_at` has passed,
     /// most overdue first.
     pub fn overdue_cases(&self, filter: CaseFilter) -> Result<Vec<Case>, RegistryError> {

@@ -13,6 +13,7 @@ mod observe;
 mod operators;
 mod reinstate;
 mod reports;
+mod retention;
 mod rewrap;
 
 use keysentinel_domain::{Clock, KeyPolicy, Timestamp};

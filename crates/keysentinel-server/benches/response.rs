@@ -8,15 +8,10 @@
 
 mod common;
 
-use keysentinel_audit::Actor;
 use keysentinel_detect::event::Record;
 use keysentinel_domain::*;
-use keysentinel_registry::{NewAccount, Registry, SystemClock};
-use keysentinel_secrets::{Keyring, MasterKey};
+use keysentinel_registry::NewAccount;
 use keysentinel_server::detection::Detection;
-use keysentinel_server::telemetry::EventPipeline;
-use keysentinel_server::AppState;
-use keysentinel_sqlite::SqliteStore;
 use keysentinel_verify::{Code, Request, Verifier};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -58,28 +53,12 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let _guard = rt.enter();
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
-    let keyring = Arc::new(Keyring::new(MasterKey::generate(), vec![]));
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, _) = SqliteStore::open(&dir.path().join("ks.db"), &keyring, clock.clone()).unwrap();
-    let reg = Arc::new(Registry::new(Arc::new(store), Arc::new(KeyPolicy::default_policy().unwrap()), keyring, clock));
-    let admin = Actor::Operator { id: "admin".into(), role: "admin".into() };
+    let (reg, admin) = common::registry(dir.path());
     let (sink, _responder) =
         keysentinel_server::response::spawn_responder(reg.clone(), Arc::new(ResponsePolicy::default()));
     let detection =
         Detection::start(Default::default(), Box::new(keysentinel_detect::geo::NoGeo), 1 << 16, Some(sink)).unwrap();
-    let state = rt.block_on(async {
-        let (events, mut rx) = EventPipeline::new(1 << 16, "bench".into());
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        AppState::new(
-            reg.clone(),
-            keysentinel_verify::routes::RouteTable::default_routes().unwrap(),
-            Default::default(),
-            events,
-        )
-        .unwrap()
-        .with_detection(detection.clone())
-        .unwrap()
-    });
+    let state = common::state(&rt, &reg).with_detection(detection.clone()).unwrap();
     let verifier = state.verifier.clone();
 
     let (mut detected_us, mut operator_us) = (Vec::new(), Vec::new());

@@ -9,13 +9,8 @@
 
 mod common;
 
-use keysentinel_audit::Actor;
 use keysentinel_domain::*;
-use keysentinel_registry::{NewAccount, Registry, SystemClock};
-use keysentinel_secrets::{Keyring, MasterKey};
-use keysentinel_server::telemetry::EventPipeline;
-use keysentinel_server::AppState;
-use keysentinel_sqlite::SqliteStore;
+use keysentinel_registry::NewAccount;
 use keysentinel_verify::{Code, Request};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,27 +37,13 @@ fn main() {
     let rounds = if bench { 300 } else { 5 };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
-    let keyring = Arc::new(Keyring::new(MasterKey::generate(), vec![]));
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, _) = SqliteStore::open(&dir.path().join("ks.db"), &keyring, clock.clone()).unwrap();
-    let reg = Arc::new(Registry::new(Arc::new(store), Arc::new(KeyPolicy::default_policy().unwrap()), keyring, clock));
-    let admin = Actor::Operator { id: "admin".into(), role: "admin".into() };
+    let (reg, admin) = common::registry(dir.path());
     // Registered before the gateway's snapshot observer, so it runs first: it stamps the moment
     // the committed change starts being published, i.e. just after the commit.
     let epoch = Instant::now();
     let committed_at = Arc::new(AtomicU64::new(0));
     reg.observe(Arc::new(Stamp(committed_at.clone(), epoch))).unwrap();
-    let state = rt.block_on(async {
-        let (events, mut rx) = EventPipeline::new(1 << 16, "bench".into());
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        AppState::new(
-            reg.clone(),
-            keysentinel_verify::routes::RouteTable::default_routes().unwrap(),
-            Default::default(),
-            events,
-        )
-        .unwrap()
-    });
+    let state = common::state(&rt, &reg);
     let verifier = state.verifier.clone();
     let applied_at = Arc::new(AtomicU64::new(0));
     reg.observe(Arc::new(Stamp(applied_at.clone(), epoch))).unwrap();
