@@ -45,13 +45,14 @@ pub(crate) fn load_policy(path: &Path) -> anyhow::Result<ResponsePolicy> {
     Ok(policy)
 }
 
-/// The domain segment of an event-format segment name (unknown names are judged as retail).
-fn segment(name: &str) -> Segment {
-    match name {
-        "market_maker" => Segment::MarketMaker,
-        "broker" => Segment::Broker,
-        "corporate" | "institution" => Segment::Corporate,
-        _ => Segment::Retail,
+/// The domain segment of an event-format segment (pro traders are judged as retail).
+fn segment(s: &keysentinel_detect::event::Segment) -> Segment {
+    use keysentinel_detect::event::Segment as Event;
+    match s {
+        Event::MarketMaker => Segment::MarketMaker,
+        Event::Broker => Segment::Broker,
+        Event::Corporate | Event::Institution => Segment::Corporate,
+        Event::Retail | Event::Pro | Event::Unknown => Segment::Retail,
     }
 }
 

@@ -72,7 +72,7 @@ async fn demo(
         }
     );
     let params =
-        keysentinel_sim::Params { seed: 2026, accounts: 120, hours: 8, sharing_rate: 0.05, ..Default::default() };
+        keysentinel_sim::Params { seed: 2026, accounts: 120, hours: 8, sharing_rate: 0.02, ..Default::default() };
     let out = tokio::task::spawn_blocking(move || keysentinel_sim::simulate(&params, &Book(geo))).await?;
 
     // The registry side: accounts and keys, created for real.
@@ -226,7 +226,7 @@ async fn demo(
     );
     println!(
         "[demo] The simulation shared {} keys on purpose (lent abroad, group use, leaks, affiliate rings, unregistered bots).",
-        out.truth.len()
+        out.shared().count()
     );
     println!("[demo] Every step is in the audit log. Explore, with the admin token in {}:", admin_token_file.display());
     println!(

@@ -3,10 +3,9 @@
 
 use crate::exit::{Exit, Failure};
 use clap::Args;
-use keysentinel_detect::event::{parse_line, parse_rfc3339_ms, ParseError};
+use keysentinel_detect::event::{parse_line, ParseError};
 use keysentinel_detect::geo::{Locate, NoGeo};
-use keysentinel_detect::{Config, Engine, Level};
-use std::collections::HashMap;
+use keysentinel_detect::{Config, Engine};
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -64,6 +63,13 @@ pub struct ReplayArgs {
     /// Detection parameters (TOML, docs/detection.md); the defaults otherwise.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// With --truth: families (comma-separated) held out from tuning, reported apart.
+    #[arg(long, value_delimiter = ',')]
+    pub held_out: Vec<String>,
+    /// Write every firing of an indicator (NDJSON: ts, key_id, indicator, episodes, evidence),
+    /// to explain decisions and tune.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Only parse the records (the baseline of scripts/bench-detect).
     #[arg(long, hide = true)]
     pub parse_only: bool,
@@ -85,7 +91,7 @@ pub struct SimulateArgs {
     pub accounts: u64,
     #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u64).range(1..=24 * 365))]
     pub hours: u64,
-    /// Share of retail keys hit by each sharing scenario, 0 to 0.3.
+    /// Share of accounts hit by each sharing family, 0 to 0.1.
     #[arg(long, default_value_t = 0.01, value_parser = sharing_rate)]
     pub sharing_rate: f64,
     #[command(flatten)]
@@ -102,8 +108,8 @@ impl keysentinel_sim::AddressBook for Book<'_> {
 }
 
 pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
-    if !(0.0..=0.3).contains(&args.sharing_rate) {
-        return Err(Failure::new(Exit::Usage, "--sharing-rate must be between 0 and 0.3").into());
+    if !(0.0..=0.1).contains(&args.sharing_rate) {
+        return Err(Failure::new(Exit::Usage, "--sharing-rate must be between 0 and 0.1").into());
     }
     let geo_dir = args.geo.geo_dir.clone().or_else(|| Some(PathBuf::from(".cache/geo")).filter(|d| d.is_dir()));
     let geo = match &geo_dir {
@@ -130,24 +136,26 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     }
     w.flush()?;
     let mut t = BufWriter::new(create(&args.truth)?);
-    for s in &out.truth {
+    for k in &out.keys {
         writeln!(
             t,
             "{}",
-            serde_json::json!({ "key_id": s.key_id, "scenario": s.scenario, "onset": keysentinel_detect::event::format_rfc3339_ms(s.onset_ms) })
+            serde_json::json!({
+                "key_id": k.key_id,
+                "account_id": k.account_id,
+                "segment": k.segment,
+                "family": k.family,
+                "shared": k.shared_key(),
+                "onset": k.onset_ms.map(keysentinel_detect::event::format_rfc3339_ms),
+            })
         )?;
-    }
-    for (key, segment) in &out.keys {
-        if !out.truth.iter().any(|s| &s.key_id == key) {
-            writeln!(t, "{}", serde_json::json!({ "key_id": key, "scenario": null, "segment": segment }))?;
-        }
     }
     t.flush()?;
     eprintln!(
         "simulated {} events for {} keys ({} shared) into {}; truth in {}",
         out.events.len(),
         out.keys.len(),
-        out.truth.len(),
+        out.shared().count(),
         args.out.display(),
         args.truth.display()
     );
@@ -161,8 +169,8 @@ fn create(path: &Path) -> anyhow::Result<std::fs::File> {
 
 fn sharing_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if (0.0..=0.3).contains(&r) => Ok(r),
-        _ => Err(format!("{s:?} is not a rate between 0 and 0.3")),
+        Ok(r) if (0.0..=0.1).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a rate between 0 and 0.1")),
     }
 }
 
@@ -194,6 +202,13 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let mut engine = Engine::new(config, geo.as_ref());
+    let mut trace = match &args.trace {
+        Some(p) => {
+            engine.trace();
+            Some(BufWriter::new(create(p)?))
+        }
+        None => None,
+    };
     let (mut n, mut bad) = (0u64, 0u64);
     let rss_before = memory_kib("VmRSS:");
     let mut decisions = Vec::new();
@@ -224,9 +239,26 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             writeln!(out, "{}", d.to_json())?;
             decisions.push((d.key_id.clone(), d.level, d.ts));
         }
+        if let Some(t) = trace.as_mut() {
+            for f in engine.take_trace() {
+                let line = serde_json::json!({
+                    "ts": keysentinel_detect::event::format_rfc3339_ms(f.ts),
+                    "key_id": f.key_id,
+                    "indicator": f.indicator.as_str(),
+                    "episodes": f.episodes,
+                    "evidence": f.evidence,
+                    "risk": (f64::from(f.risk) * 1000.0).round() / 1000.0,
+                    "level": f.level.map(|l| l.as_str()),
+                });
+                writeln!(t, "{line}")?;
+            }
+        }
         Ok(())
     })?;
     out.flush()?;
+    if let Some(t) = trace.as_mut() {
+        t.flush()?;
+    }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -246,7 +278,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         })
     );
     if let Some(truth) = &args.truth {
-        evaluate(truth, &decisions)?;
+        crate::quality::report(truth, &decisions, &args.held_out)?;
     }
     Ok(())
 }
@@ -289,80 +321,4 @@ fn memory_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Precision and recall of `invalidate` by key, benign keys invalidated, and the median time
-/// from the onset of sharing to the first `warn`.
-fn evaluate(path: &Path, decisions: &[(String, Level, i64)]) -> anyhow::Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", path.display())))?;
-    let mut shared: HashMap<String, (String, i64)> = HashMap::new();
-    let mut benign = 0usize;
-    for line in std::io::BufReader::new(file).lines() {
-        let v: serde_json::Value = serde_json::from_str(&line?)?;
-        let key = v["key_id"].as_str().unwrap_or_default().to_owned();
-        match (v["scenario"].as_str(), v["onset"].as_str().and_then(parse_rfc3339_ms)) {
-            (Some(s), Some(onset)) => {
-                shared.insert(key, (s.to_owned(), onset));
-            }
-            _ => benign += 1,
-        }
-    }
-    let mut first: HashMap<&str, HashMap<Level, i64>> = HashMap::new();
-    for (k, level, ts) in decisions {
-        first.entry(k.as_str()).or_default().entry(*level).or_insert(*ts);
-    }
-    let reached =
-        |k: &str, l: Level| first.get(k).and_then(|m| m.iter().filter(|(lv, _)| **lv >= l).map(|(_, t)| *t).min());
-    let mut tp = 0;
-    let mut fp = 0;
-    let mut fp_keys = Vec::new();
-    for k in first.keys() {
-        if reached(k, Level::Invalidate).is_some() {
-            if shared.contains_key(*k) {
-                tp += 1;
-            } else {
-                fp += 1;
-                fp_keys.push(k.to_string());
-            }
-        }
-    }
-    let mut delays: Vec<i64> =
-        shared.iter().filter_map(|(k, (_, onset))| reached(k, Level::Warn).map(|t| (t - onset).max(0))).collect();
-    delays.sort_unstable();
-    let median = delays.get(delays.len() / 2).map_or(f64::NAN, |d| *d as f64 / 60_000.0);
-    let precision = if tp + fp == 0 { 1.0 } else { tp as f64 / (tp + fp) as f64 };
-    let recall = if shared.is_empty() { 1.0 } else { tp as f64 / shared.len() as f64 };
-    println!("shared keys: {}  benign keys: {benign}", shared.len());
-    println!(
-        "invalidate: precision {precision:.4}  recall {recall:.4}  benign invalidated {fp} ({:.3}%)",
-        100.0 * fp as f64 / benign.max(1) as f64
-    );
-    println!("warned: {} of {} shared keys; median onset → first warn {median:.1} min", delays.len(), shared.len());
-    // What honest owners see: a warning notice is the first stage with an owner-facing action.
-    let benign_warned = first.keys().filter(|k| !shared.contains_key(**k) && reached(k, Level::Warn).is_some()).count();
-    let benign_reverify =
-        first.keys().filter(|k| !shared.contains_key(**k) && reached(k, Level::Reverify).is_some()).count();
-    println!(
-        "benign keys warned {benign_warned} ({:.2}%), sent to re-verification {benign_reverify} ({:.2}%)",
-        100.0 * benign_warned as f64 / benign.max(1) as f64,
-        100.0 * benign_reverify as f64 / benign.max(1) as f64
-    );
-    let mut by: HashMap<&str, (usize, usize)> = HashMap::new();
-    for (k, (s, _)) in &shared {
-        let e = by.entry(s.as_str()).or_default();
-        e.0 += 1;
-        if reached(k, Level::Invalidate).is_some() {
-            e.1 += 1;
-        }
-    }
-    let mut by: Vec<_> = by.into_iter().collect();
-    by.sort();
-    for (s, (n, hit)) in by {
-        println!("  {s}: {hit}/{n} invalidated");
-    }
-    fp_keys.sort();
-    for k in fp_keys.iter().take(10) {
-        println!("  false invalidate: {k}");
-    }
-    Ok(())
 }

@@ -10,6 +10,7 @@ mod front;
 mod local;
 mod offline;
 mod output;
+mod quality;
 
 /// mimalloc: the gateway path allocates small, short-lived buffers per request (hyper's headers,
 /// the verify event), where it measurably beats the system allocator (docs/gateway.md, Measuring).

@@ -38,10 +38,34 @@ pub struct Config {
     /// Statistical score (log-likelihood ratio, attacker vs the key's own history) above which
     /// an access counts as unfamiliar.
     pub unfamiliar_llr: f32,
+    /// Firings of an indicator separated by this much quiet are separate episodes: persistence
+    /// is counted in episodes, not in requests.
+    pub episode_gap_minutes: i64,
+    /// How long the owner's own login (or an analyst's confirmation) vouches for the network or
+    /// device it came from.
+    pub attestation_days: i64,
+    /// The share of keys expected to be shared before any evidence: the prior of the posterior
+    /// risk.
+    pub prior_sharing: f64,
+    /// Population statistics (how often each indicator shows on the exchange's keys, per
+    /// segment) are kept over this many days.
+    pub calibration_days: usize,
+    /// Weight of the expert's prior rate against the observed one, in key-days: with fewer
+    /// observed key-days than this, the prior still dominates.
+    pub calibration_prior_key_days: f64,
+    /// How much of a shared key's chance to show an indicator carries over to each further
+    /// episode (sharing persists): P(n episodes | shared) = P(1) × persistenceⁿ⁻¹.
+    pub persistence: f64,
+    /// No indicator weighs more than this log-likelihood ratio.
+    pub max_llr: f64,
+    /// A kind of evidence corroborates another once its log-likelihood ratio reaches this.
+    pub corroboration_llr: f64,
+    /// Episodes of one kind of evidence that count as persistence without another kind.
+    pub persistent_episodes: u32,
     pub thresholds: Thresholds,
 }
 
-/// Risk (0–1) at which each level starts, per segment family.
+/// Posterior risk (0–1) at which each level starts, per segment family.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
@@ -53,7 +77,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { retail: [0.30, 0.50, 0.75, 0.90], institutional: [0.40, 0.60, 0.85, 0.95] }
+        Self { retail: [0.20, 0.50, 0.85, 0.97], institutional: [0.30, 0.70, 0.93, 0.99] }
     }
 }
 
@@ -75,6 +99,15 @@ impl Default for Config {
             link_window_minutes: 60,
             indicator_ttl_minutes: 24 * 60,
             unfamiliar_llr: 6.0,
+            episode_gap_minutes: 60,
+            attestation_days: 30,
+            prior_sharing: 0.01,
+            calibration_days: 14,
+            calibration_prior_key_days: 200.0,
+            persistence: 0.8,
+            max_llr: 8.0,
+            corroboration_llr: 1.0,
+            persistent_episodes: 3,
             thresholds: Thresholds::default(),
         }
     }

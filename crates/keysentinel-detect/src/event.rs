@@ -17,8 +17,9 @@ pub type Millis = i64;
 pub enum Record<'a> {
     Account {
         account_id: Cow<'a, str>,
-        segment: Cow<'a, str>,
-        declared_countries: Vec<Cow<'a, str>>,
+        segment: Segment,
+        /// ISO 3166-1 alpha-2, upper case.
+        declared_countries: Vec<[u8; 2]>,
         declared_purpose: Option<Cow<'a, str>>,
     },
     Key {
@@ -83,6 +84,85 @@ pub enum Record<'a> {
         vendor_id: Option<Cow<'a, str>>,
         text: Cow<'a, str>,
     },
+    /// Networks, countries, clients and devices confirmed as the owner's: by an analyst
+    /// dismissing a case, or by the owner answering a notice.
+    Confirmation {
+        ts: Millis,
+        account_id: Cow<'a, str>,
+        key_id: Option<Cow<'a, str>>,
+        by: Confirmer,
+        ips: Vec<IpAddr>,
+        asns: Vec<u32>,
+        countries: Vec<[u8; 2]>,
+        clients: Vec<Cow<'a, str>>,
+        devices: Vec<Cow<'a, str>>,
+        text: Option<Cow<'a, str>>,
+    },
+}
+
+/// Who confirmed what is the owner's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmer {
+    Analyst,
+    Owner,
+}
+
+impl Confirmer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confirmer::Analyst => "analyst",
+            Confirmer::Owner => "owner",
+        }
+    }
+}
+
+/// The exchange's customer segments (docs/events.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Segment {
+    #[default]
+    Retail,
+    Pro,
+    MarketMaker,
+    Broker,
+    Institution,
+    Corporate,
+    /// Keys whose account the engine was never told of.
+    Unknown,
+}
+
+impl Segment {
+    pub const COUNT: usize = 7;
+    pub const ALL: [Segment; Segment::COUNT] = [
+        Segment::Retail,
+        Segment::Pro,
+        Segment::MarketMaker,
+        Segment::Broker,
+        Segment::Institution,
+        Segment::Corporate,
+        Segment::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Segment::Retail => "retail",
+            Segment::Pro => "pro",
+            Segment::MarketMaker => "market_maker",
+            Segment::Broker => "broker",
+            Segment::Institution => "institution",
+            Segment::Corporate => "corporate",
+            Segment::Unknown => "unknown",
+        }
+    }
+
+    /// A segment an `account` record may name (not `unknown`).
+    pub fn parse(s: &str) -> Option<Segment> {
+        Segment::ALL.into_iter().find(|x| x.as_str() == s && *x != Segment::Unknown)
+    }
+
+    /// Judged against a mandate rather than like retail.
+    pub fn institutional(self) -> bool {
+        matches!(self, Segment::MarketMaker | Segment::Broker | Segment::Institution | Segment::Corporate)
+    }
 }
 
 fn owned(c: Cow<'_, str>) -> Cow<'static, str> {
@@ -99,8 +179,8 @@ impl Record<'_> {
         match self {
             Record::Account { account_id, segment, declared_countries, declared_purpose } => Record::Account {
                 account_id: owned(account_id),
-                segment: owned(segment),
-                declared_countries: declared_countries.into_iter().map(owned).collect(),
+                segment,
+                declared_countries,
                 declared_purpose: owned_opt(declared_purpose),
             },
             Record::Key { key_id, account_id, scopes, ip_allowlist, vendor_id, ts } => Record::Key {
@@ -152,6 +232,20 @@ impl Record<'_> {
                 vendor_id: owned_opt(vendor_id),
                 text: owned(text),
             },
+            Record::Confirmation { ts, account_id, key_id, by, ips, asns, countries, clients, devices, text } => {
+                Record::Confirmation {
+                    ts,
+                    account_id: owned(account_id),
+                    key_id: owned_opt(key_id),
+                    by,
+                    ips,
+                    asns,
+                    countries,
+                    clients: clients.into_iter().map(owned).collect(),
+                    devices: devices.into_iter().map(owned).collect(),
+                    text: owned_opt(text),
+                }
+            }
         }
     }
 
@@ -163,7 +257,8 @@ impl Record<'_> {
             | Record::Login { ts, .. }
             | Record::Withdrawal { ts, .. }
             | Record::Complaint { ts, .. }
-            | Record::VendorIntel { ts, .. } => Some(*ts),
+            | Record::VendorIntel { ts, .. }
+            | Record::Confirmation { ts, .. } => Some(*ts),
             Record::Key { ts, .. } => *ts,
             _ => None,
         }
@@ -220,16 +315,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn parse(code: &str) -> Outcome {
-        match code {
+    /// The outcome of a verify code; None for a code the verifier does not have.
+    pub fn parse(code: &str) -> Option<Outcome> {
+        Some(match code {
             "VALID" => Outcome::Valid,
             "BAD_SIGNATURE" => Outcome::BadSignature,
             "STALE_TIMESTAMP" | "REPLAYED" => Outcome::Stale,
             "IP_NOT_ALLOWED" => Outcome::IpNotAllowed,
             "SCOPE_DENIED" | "UNKNOWN_ENDPOINT" | "WRONG_SCHEME" => Outcome::Restricted,
             "REVOKED" | "SUSPENDED" | "EXPIRED" => Outcome::Inactive,
-            _ => Outcome::Other,
-        }
+            "MISSING_CREDENTIALS" | "MALFORMED" | "NOT_FOUND" | "BODY_REQUIRED" => Outcome::Other,
+            _ => return None,
+        })
     }
 }
 
@@ -308,6 +405,17 @@ struct Flat<'a> {
     address: Option<Cow<'a, str>>,
     #[serde(borrow)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    by: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ips: Option<Vec<Cow<'a, str>>>,
+    asns: Option<Vec<u32>>,
+    #[serde(borrow)]
+    countries: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    clients: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    devices: Option<Vec<Cow<'a, str>>>,
 }
 
 fn take<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, ParseError> {
@@ -321,6 +429,17 @@ fn nets(v: Option<Vec<Cow<'_, str>>>, field: &'static str) -> Result<Vec<ipnet::
             c.parse::<ipnet::IpNet>()
                 .or_else(|_| c.parse::<IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| ParseError::Invalid { field, message: format!("{c:?} is not a CIDR") })
+        })
+        .collect()
+}
+
+/// ISO 3166-1 alpha-2 codes, upper-cased.
+fn countries(v: Option<Vec<Cow<'_, str>>>, field: &'static str) -> Result<Vec<[u8; 2]>, ParseError> {
+    v.unwrap_or_default()
+        .iter()
+        .map(|c| match c.as_bytes() {
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Ok([a.to_ascii_uppercase(), b.to_ascii_uppercase()]),
+            _ => Err(ParseError::Invalid { field, message: format!("{c:?} is not an ISO 3166-1 alpha-2 code") }),
         })
         .collect()
 }
@@ -399,7 +518,9 @@ fn scan_flat(line: &str) -> Option<Flat<'_>> {
             "notional" => (23, None),
             "amount" => (24, None),
             // Arrays are outside the scanner's subset anyway.
-            "declared_countries" | "scopes" | "ip_allowlist" | "egress_cidrs" => return false,
+            "declared_countries" | "scopes" | "ip_allowlist" | "egress_cidrs" | "ips" | "asns" | "countries"
+            | "clients" | "devices" => return false,
+            "by" => (26, Some(&mut f.by)),
             _ => return true,
         };
         if seen & (1 << bit) != 0 {
@@ -442,7 +563,13 @@ fn record(flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
             device_id: flat.device_id,
             method: flat.method,
             path: flat.path,
-            outcome: Outcome::parse(&take(flat.outcome, "outcome")?),
+            outcome: {
+                let code = take(flat.outcome, "outcome")?;
+                Outcome::parse(&code).ok_or_else(|| ParseError::Invalid {
+                    field: "outcome",
+                    message: format!("{code:?} is not a verify code (VALID, BAD_SIGNATURE, IP_NOT_ALLOWED, …)"),
+                })?
+            },
         },
         "order" => Record::Order {
             ts: ts(flat.ts)?,
@@ -500,9 +627,39 @@ fn record(flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
         }
         "account" => Record::Account {
             account_id: take(flat.account_id, "account_id")?,
-            segment: take(flat.segment, "segment")?,
-            declared_countries: flat.declared_countries.unwrap_or_default(),
+            segment: {
+                let s = take(flat.segment, "segment")?;
+                Segment::parse(&s).ok_or_else(|| ParseError::Invalid {
+                    field: "segment",
+                    message: format!("{s:?}: retail, pro, market_maker, broker, institution or corporate"),
+                })?
+            },
+            declared_countries: countries(flat.declared_countries, "declared_countries")?,
             declared_purpose: flat.declared_purpose,
+        },
+        "confirmation" => Record::Confirmation {
+            ts: ts(flat.ts)?,
+            account_id: take(flat.account_id, "account_id")?,
+            key_id: flat.key_id,
+            by: match take(flat.by, "by")?.as_ref() {
+                "analyst" => Confirmer::Analyst,
+                "owner" => Confirmer::Owner,
+                other => return Err(ParseError::Invalid { field: "by", message: format!("{other:?}: analyst or owner") }),
+            },
+            ips: flat
+                .ips
+                .unwrap_or_default()
+                .iter()
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| ParseError::Invalid { field: "ips", message: format!("{v:?} is not an IP address") })
+                })
+                .collect::<Result<_, _>>()?,
+            asns: flat.asns.unwrap_or_default(),
+            countries: countries(flat.countries, "countries")?,
+            clients: flat.clients.unwrap_or_default(),
+            devices: flat.devices.unwrap_or_default(),
+            text: flat.text,
         },
         "key" => Record::Key {
             key_id: take(flat.key_id, "key_id")?,

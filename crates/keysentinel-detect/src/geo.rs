@@ -36,6 +36,10 @@ pub struct Place {
     /// Radius (km) within which the address most likely is.
     pub accuracy_km: f32,
     pub asn: Option<u32>,
+    /// The announced address range holding the address (0 when unknown): carriers number
+    /// phones and homes from different blocks of one ASN, so the engine learns per range
+    /// whether its addresses stay with a household or hop from session to session.
+    pub range: u32,
     pub network: Network,
     /// False when the city database puts the address far from where its network operates
     /// (a domestic ISP's range placed abroad): such locations are data errors more often than
@@ -45,7 +49,15 @@ pub struct Place {
 
 impl Place {
     pub const UNKNOWN: Place =
-        Place { country: None, lat_lon: None, accuracy_km: 0.0, asn: None, network: Network::Access, plausible: true };
+        Place {
+        country: None,
+        lat_lon: None,
+        accuracy_km: 0.0,
+        asn: None,
+        range: 0,
+        network: Network::Access,
+        plausible: true,
+    };
 
     pub fn country_str(&self) -> &str {
         self.country.as_ref().and_then(|c| std::str::from_utf8(c).ok()).unwrap_or("??")

@@ -1,8 +1,6 @@
-//! The indicators of suspected sharing, each with its weight in the risk score.
-//!
-//! Risk combines the indicators active on a key as a noisy-OR, `1 − Π(1 − wᵢ)`: independent
-//! pieces of evidence each close part of the remaining doubt. An indicator that fires again
-//! (after a quiet spell) strengthens, since persistence separates sharing from a one-off trip.
+//! The indicators of suspected sharing, the kind of evidence each is, and what is expected of
+//! it: how often it shows on a shared key, and — before the exchange's own population says
+//! otherwise — on an honest one (docs/detection.md, "Risk").
 
 use std::fmt;
 
@@ -26,10 +24,47 @@ pub enum Indicator {
     Unfamiliar,
     Complaint,
     VendorIntel,
+    ActorChange,
+    NewWithdrawalAddress,
+}
+
+/// Independent kinds of evidence. Indicators of one kind mostly stem from one fact (a new
+/// place is at once a new network, an unfamiliar access and maybe a new country), so within a
+/// kind only the strongest counts; kinds add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Where the key is used from.
+    Network,
+    /// With what program or device.
+    Client,
+    /// How it trades and when: the actor's habits.
+    Behaviour,
+    /// Links to other accounts.
+    Links,
+    /// Who holds the secret: bad signatures, correct ones from outside the allowlist.
+    Credentials,
+    /// People saying so: complaints, vendors' intelligence.
+    Reports,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [Kind::Network, Kind::Client, Kind::Behaviour, Kind::Links, Kind::Credentials, Kind::Reports];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Network => "network",
+            Kind::Client => "client",
+            Kind::Behaviour => "behaviour",
+            Kind::Links => "links",
+            Kind::Credentials => "credentials",
+            Kind::Reports => "reports",
+        }
+    }
 }
 
 impl Indicator {
-    pub const ALL: [Indicator; 18] = [
+    pub const COUNT: usize = 20;
+    pub const ALL: [Indicator; Indicator::COUNT] = [
         Indicator::ConcurrentUse,
         Indicator::AlternatingNetworks,
         Indicator::AlternatingClients,
@@ -48,6 +83,8 @@ impl Indicator {
         Indicator::Unfamiliar,
         Indicator::Complaint,
         Indicator::VendorIntel,
+        Indicator::ActorChange,
+        Indicator::NewWithdrawalAddress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,43 +107,98 @@ impl Indicator {
             Indicator::Unfamiliar => "unfamiliar_access",
             Indicator::Complaint => "complaint",
             Indicator::VendorIntel => "vendor_intel",
+            Indicator::ActorChange => "actor_change",
+            Indicator::NewWithdrawalAddress => "withdrawal_new_address_new_network",
         }
     }
 
-    /// The weight of a first firing.
-    pub fn weight(self) -> f32 {
-        match self {
-            Indicator::ConcurrentUse => 0.55,
-            Indicator::AlternatingNetworks => 0.45,
-            Indicator::AlternatingClients => 0.35,
-            Indicator::ProbedThenUsed => 0.65,
-            Indicator::ImpossibleTravel => 0.50,
-            Indicator::IpRotation => 0.25,
-            Indicator::NewHostingNetwork => 0.30,
-            Indicator::ClientChurn => 0.25,
-            Indicator::BadSignatureBurst => 0.50,
-            Indicator::OutsideAllowlist => 0.45,
-            Indicator::Dormant => 0.15,
-            Indicator::OrderAnomaly => 0.20,
-            Indicator::CoordinatedOrders => 0.45,
-            Indicator::OutsideDeclared => 0.10,
-            Indicator::LinkedAccounts => 0.55,
-            Indicator::Unfamiliar => 0.25,
-            Indicator::Complaint => 0.45,
-            Indicator::VendorIntel => 0.60,
-        }
+    pub fn parse(s: &str) -> Option<Indicator> {
+        Indicator::ALL.into_iter().find(|i| i.as_str() == s)
     }
 
-    /// How many firings count towards the weight (more do not add).
-    pub fn max_repeats(self) -> u32 {
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn kind(self) -> Kind {
         match self {
             Indicator::ConcurrentUse
             | Indicator::AlternatingNetworks
-            | Indicator::AlternatingClients
-            | Indicator::LinkedAccounts
-            | Indicator::CoordinatedOrders => 3,
-            Indicator::OutsideDeclared | Indicator::Dormant => 1,
-            _ => 2,
+            | Indicator::ImpossibleTravel
+            | Indicator::IpRotation
+            | Indicator::NewHostingNetwork
+            | Indicator::OutsideDeclared
+            | Indicator::Unfamiliar => Kind::Network,
+            Indicator::AlternatingClients | Indicator::ClientChurn => Kind::Client,
+            Indicator::Dormant | Indicator::OrderAnomaly | Indicator::ActorChange => Kind::Behaviour,
+            Indicator::CoordinatedOrders | Indicator::LinkedAccounts => Kind::Links,
+            Indicator::ProbedThenUsed
+            | Indicator::BadSignatureBurst
+            | Indicator::OutsideAllowlist
+            | Indicator::NewWithdrawalAddress => Kind::Credentials,
+            Indicator::Complaint | Indicator::VendorIntel => Kind::Reports,
+        }
+    }
+
+    /// Unambiguous compromise, which goes straight to the top stage: a key probed and then used
+    /// from a new hosting network, intelligence naming it, funds sent to a new address from a
+    /// network that is not the owner's.
+    pub fn unambiguous(self) -> bool {
+        matches!(self, Indicator::ProbedThenUsed | Indicator::VendorIntel | Indicator::NewWithdrawalAddress)
+    }
+
+    /// How often it shows on a day a key is used by someone else in the way it points to (a
+    /// key lent abroad, for travel; a proxy pool, for rotation): the expert's estimate, the
+    /// numerator of the likelihood ratio.
+    pub fn on_shared(self) -> f64 {
+        match self {
+            Indicator::ConcurrentUse => 0.60,
+            Indicator::AlternatingNetworks => 0.50,
+            Indicator::AlternatingClients => 0.50,
+            Indicator::ProbedThenUsed => 0.60,
+            Indicator::ImpossibleTravel => 0.50,
+            Indicator::IpRotation => 0.50,
+            Indicator::NewHostingNetwork => 0.50,
+            Indicator::ClientChurn => 0.30,
+            Indicator::BadSignatureBurst => 0.50,
+            Indicator::OutsideAllowlist => 0.50,
+            Indicator::Dormant => 0.10,
+            Indicator::OrderAnomaly => 0.40,
+            Indicator::CoordinatedOrders => 0.60,
+            Indicator::OutsideDeclared => 0.40,
+            Indicator::LinkedAccounts => 0.50,
+            Indicator::Unfamiliar => 0.60,
+            Indicator::Complaint => 0.20,
+            Indicator::VendorIntel => 0.30,
+            Indicator::ActorChange => 0.60,
+            Indicator::NewWithdrawalAddress => 0.50,
+        }
+    }
+
+    /// How often it shows on a day an honest key is used, before the population has said: the
+    /// prior of the denominator, which the exchange's own keys soon outweigh.
+    pub fn on_honest_prior(self) -> f64 {
+        match self {
+            Indicator::ConcurrentUse => 0.005,
+            Indicator::AlternatingNetworks => 0.02,
+            Indicator::AlternatingClients => 0.02,
+            Indicator::ProbedThenUsed => 0.0005,
+            Indicator::ImpossibleTravel => 0.005,
+            Indicator::IpRotation => 0.01,
+            Indicator::NewHostingNetwork => 0.02,
+            Indicator::ClientChurn => 0.01,
+            Indicator::BadSignatureBurst => 0.005,
+            Indicator::OutsideAllowlist => 0.01,
+            Indicator::Dormant => 0.01,
+            Indicator::OrderAnomaly => 0.02,
+            Indicator::CoordinatedOrders => 0.001,
+            Indicator::OutsideDeclared => 0.02,
+            Indicator::LinkedAccounts => 0.002,
+            Indicator::Unfamiliar => 0.03,
+            Indicator::Complaint => 0.0005,
+            Indicator::VendorIntel => 0.0005,
+            Indicator::ActorChange => 0.003,
+            Indicator::NewWithdrawalAddress => 0.0005,
         }
     }
 }
@@ -138,22 +230,14 @@ impl Level {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
     /// The level reached by `risk` under `thresholds` (monitor, warn, reverify, invalidate).
     pub fn of(risk: f32, thresholds: &[f32; 4]) -> Option<Level> {
         Level::ALL.iter().rev().zip(thresholds.iter().rev()).find(|(_, t)| risk >= **t).map(|(l, _)| *l)
     }
-}
-
-/// Noisy-OR of the weights.
-pub fn combine(weights: impl IntoIterator<Item = f32>) -> f32 {
-    1.0 - weights.into_iter().fold(1.0, |doubt, w| doubt * (1.0 - w.clamp(0.0, 1.0)))
-}
-
-/// The weight of an indicator that fired `n` times: each firing closes the same share of the
-/// remaining doubt, up to `max_repeats`.
-pub fn repeated(ind: Indicator, n: u32) -> f32 {
-    let n = n.min(ind.max_repeats()).max(1);
-    1.0 - (1.0 - ind.weight()).powi(n as i32)
 }
 
 #[cfg(test)]
@@ -161,15 +245,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn levels_and_combination() {
+    fn levels_names_and_kinds() {
         let t = [0.3, 0.5, 0.75, 0.9];
         assert_eq!(Level::of(0.1, &t), None);
         assert_eq!(Level::of(0.3, &t), Some(Level::Monitor));
         assert_eq!(Level::of(0.8, &t), Some(Level::Reverify));
         assert_eq!(Level::of(0.95, &t), Some(Level::Invalidate));
-        assert!((combine([0.5, 0.5]) - 0.75).abs() < 1e-6);
-        assert_eq!(combine([]), 0.0);
-        assert!(repeated(Indicator::ConcurrentUse, 3) > repeated(Indicator::ConcurrentUse, 1));
-        assert!((repeated(Indicator::Dormant, 5) - Indicator::Dormant.weight()).abs() < 1e-6);
+        for (i, ind) in Indicator::ALL.iter().enumerate() {
+            assert_eq!(ind.index(), i);
+            assert_eq!(Indicator::parse(ind.as_str()), Some(*ind));
+            assert!(ind.on_shared() > ind.on_honest_prior(), "{ind}");
+        }
+        assert_eq!(Indicator::ActorChange.kind(), Kind::Behaviour);
     }
 }

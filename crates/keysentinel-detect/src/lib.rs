@@ -7,11 +7,13 @@
 //! [`geo::Locate`]. Pure: no I/O and no clock, so a replay is deterministic.
 
 pub mod config;
+pub mod decision;
 pub mod engine;
 pub mod event;
 pub mod geo;
 pub mod indicator;
 
 pub use config::Config;
-pub use engine::{Baseline, Decision, Engine, Reason, Related};
-pub use indicator::{Indicator, Level};
+pub use decision::{Baseline, Decision, Reason, Related};
+pub use engine::{Assessment, Engine, Firing};
+pub use indicator::{Indicator, Kind, Level};

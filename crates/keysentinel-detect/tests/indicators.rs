@@ -22,6 +22,7 @@ fn place(country: &str, lat: f32, lon: f32, asn: u32, network: Network) -> Place
         lat_lon: Some((lat, lon)),
         accuracy_km: 20.0,
         asn: Some(asn),
+        range: 0,
         network,
         plausible: true,
     }
@@ -63,15 +64,26 @@ fn run(records: &[String]) -> HashMap<String, (Vec<Indicator>, Option<Level>)> {
     let geo = Table::new();
     let mut engine = Engine::new(Config::default(), &geo);
     let mut out: HashMap<String, (Vec<Indicator>, Option<Level>)> = HashMap::new();
+    let mut last = T0;
     for line in records {
-        engine.ingest(&parse_line(line).unwrap());
+        let rec = parse_line(line).unwrap();
+        last = rec.ts().unwrap_or(last);
+        engine.ingest(&rec);
         for d in engine.take_decisions() {
             let e = out.entry(d.key_id.clone()).or_default();
             e.1 = e.1.max(Some(d.level));
-            for r in d.reasons {
-                if !e.0.contains(&r.indicator) {
-                    e.0.push(r.indicator);
-                }
+        }
+    }
+    let keys: Vec<String> = records
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["key_id"].as_str().map(str::to_owned))
+        .collect();
+    for k in keys {
+        let fired: Vec<Indicator> = engine.indicators(&k, last).into_iter().map(|(i, _)| i).collect();
+        let e = out.entry(k).or_default();
+        for i in fired {
+            if !e.0.contains(&i) {
+                e.0.push(i);
             }
         }
     }

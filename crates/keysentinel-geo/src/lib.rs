@@ -95,10 +95,11 @@ struct AsnTable<T> {
 }
 
 impl<T: Ord + Copy> AsnTable<T> {
-    fn find(&self, ip: T) -> Option<(u32, u32)> {
-        let i = self.ranges.partition_point(|r| r.0 <= ip);
-        let r = self.ranges.get(i.checked_sub(1)?)?;
-        (ip <= r.1).then_some((r.2, r.3))
+    /// The ASN, organisation and position of the range holding `ip`.
+    fn find(&self, ip: T) -> Option<(u32, u32, usize)> {
+        let i = self.ranges.partition_point(|r| r.0 <= ip).checked_sub(1)?;
+        let r = self.ranges.get(i)?;
+        (ip <= r.1).then_some((r.2, r.3, i))
     }
 }
 
@@ -173,14 +174,19 @@ impl GeoData {
 
     /// The organisation registered for an ASN range containing `ip`.
     pub fn organisation(&self, ip: IpAddr) -> Option<&str> {
-        let (_, org) = self.asn(ip)?;
+        let (_, org, _) = self.asn(ip)?;
         self.orgs.get(org as usize).map(|o| &**o)
     }
 
-    fn asn(&self, ip: IpAddr) -> Option<(u32, u32)> {
+    /// The ASN, the organisation and a number naming the announced range (1-based; IPv6
+    /// ranges after the IPv4 ones).
+    fn asn(&self, ip: IpAddr) -> Option<(u32, u32, u32)> {
         match ip {
-            IpAddr::V4(v) => self.asn_v4.find(u32::from(v)),
-            IpAddr::V6(v) => self.asn_v6.find(u128::from(v)),
+            IpAddr::V4(v) => self.asn_v4.find(u32::from(v)).map(|(a, o, i)| (a, o, i as u32 + 1)),
+            IpAddr::V6(v) => self
+                .asn_v6
+                .find(u128::from(v))
+                .map(|(a, o, i)| (a, o, (i + 1 + self.asn_v4.ranges.len()) as u32)),
         }
     }
 
@@ -192,8 +198,9 @@ impl GeoData {
 
     fn lookup(&self, ip: IpAddr) -> Place {
         let mut place = self.city_place(ip);
-        if let Some((asn, org)) = self.asn(ip) {
+        if let Some((asn, org, range)) = self.asn(ip) {
             place.asn = Some(asn);
+            place.range = range;
             place.network = self.networks.get(org as usize).copied().unwrap_or(Network::Access);
             if let (Some(home), Some(c)) = (self.home.get(&asn), place.country) {
                 // A network that operates in one country, placed in another: the fixed and

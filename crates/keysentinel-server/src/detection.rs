@@ -8,7 +8,7 @@
 //! verify events are shed (and counted) when it is full, batches from producers are refused as a
 //! whole with 429 so the producer retries them, and registry records always go in.
 
-use keysentinel_detect::event::{Outcome, Record};
+use keysentinel_detect::event::{Outcome, Record, Segment};
 use keysentinel_detect::geo::Locate;
 use keysentinel_detect::{Config, Decision, Engine, Level};
 use keysentinel_domain::{Account, ApiKey};
@@ -239,8 +239,15 @@ pub fn key_record(key: &ApiKey) -> Record<'static> {
 pub fn account_record(account: &Account) -> Record<'static> {
     Record::Account {
         account_id: Cow::Owned(account.account_id.as_str().to_owned()),
-        segment: Cow::Borrowed(account.segment.as_str()),
-        declared_countries: account.declared_countries.iter().map(|c| Cow::Owned(c.as_str().to_owned())).collect(),
+        segment: Segment::parse(account.segment.as_str()).unwrap_or_default(),
+        declared_countries: account
+            .declared_countries
+            .iter()
+            .filter_map(|c| match c.as_str().as_bytes() {
+                [a, b] => Some([*a, *b]),
+                _ => None,
+            })
+            .collect(),
         declared_purpose: Some(Cow::Owned(account.declared_purpose.clone())),
     }
 }
@@ -256,7 +263,8 @@ pub fn request_record(event: &crate::telemetry::RequestEvent) -> Option<Record<'
         device_id: event.device_id.as_deref().map(|d| Cow::Owned(d.to_owned())),
         method: Some(Cow::Owned(event.method.to_string())),
         path: Some(Cow::Owned(event.path.to_string())),
-        outcome: Outcome::parse(event.outcome),
+        // Every verify code has its outcome (a test checks each).
+        outcome: Outcome::parse(event.outcome)?,
     })
 }
 
@@ -296,6 +304,16 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         d.recent(None, None, 100)
+    }
+
+    #[test]
+    fn every_verify_code_and_segment_reaches_the_engine() {
+        for code in keysentinel_verify::Code::ALL {
+            assert!(Outcome::parse(code.as_str()).is_some(), "{}", code.as_str());
+        }
+        for segment in keysentinel_domain::Segment::ALL {
+            assert!(Segment::parse(segment.as_str()).is_some(), "{segment}");
+        }
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! How often each indicator shows on the exchange's own keys, per segment, learned online: the
+//! denominator of each indicator's likelihood ratio. A pattern a quarter of the exchange's keys
+//! show on a given day is weak evidence, whatever an expert expected of it.
+//!
+//! Counted in key-days over the last `calibration_days` days (a ring of daily buckets, so the
+//! statistics follow the population as it changes): of the keys active on a day, how many
+//! showed the indicator that day with at least one, two or three episodes so far.
+
+use super::state::Segment;
+use crate::indicator::{Indicator, Kind};
+
+/// Episode levels counted: 1, 2 and 3 or more.
+pub const LEVELS: usize = 3;
+
+/// Combinations of the kinds of evidence (a bit per kind).
+const MASKS: usize = 1 << Kind::ALL.len();
+
+#[derive(Clone)]
+struct Bucket {
+    day: i64,
+    active: u32,
+    shown: [[u32; LEVELS]; Indicator::COUNT],
+    /// Key-days by the combination of kinds of evidence they showed.
+    kinds: [u32; MASKS],
+}
+
+impl Bucket {
+    fn empty(day: i64) -> Bucket {
+        Bucket { day, active: 0, shown: [[0; LEVELS]; Indicator::COUNT], kinds: [0; MASKS] }
+    }
+}
+
+pub struct Population {
+    days: usize,
+    /// Per segment, a ring of daily buckets.
+    segments: Vec<Vec<Bucket>>,
+}
+
+impl Population {
+    pub fn new(days: usize) -> Population {
+        let days = days.max(1);
+        Population { days, segments: vec![vec![Bucket::empty(i64::MIN); days]; Segment::COUNT] }
+    }
+
+    fn bucket(&mut self, segment: Segment, day: i64) -> &mut Bucket {
+        let slot = day.rem_euclid(self.days as i64) as usize;
+        let b = &mut self.segments[segment as usize][slot];
+        if b.day != day {
+            *b = Bucket::empty(day);
+        }
+        b
+    }
+
+    /// A key of `segment` was active on `day`.
+    pub fn active(&mut self, segment: Segment, day: i64) {
+        self.bucket(segment, day).active += 1;
+    }
+
+    /// A key of `segment` showed `ind` on `day` with at least `level` (1-based) episodes.
+    pub fn shown(&mut self, segment: Segment, day: i64, ind: Indicator, level: u32) {
+        let l = (level.clamp(1, LEVELS as u32) - 1) as usize;
+        self.bucket(segment, day).shown[ind.index()][l] += 1;
+    }
+
+    /// A key of `segment` went from showing the kinds of evidence in `from` to those in `to`
+    /// on `day` (masks of [`Kind`] bits; `to` holds `from`).
+    pub fn kinds(&mut self, segment: Segment, day: i64, from: u8, to: u8) {
+        let b = self.bucket(segment, day);
+        if from != 0 {
+            b.kinds[from as usize % MASKS] = b.kinds[from as usize % MASKS].saturating_sub(1);
+        }
+        b.kinds[to as usize % MASKS] += 1;
+    }
+
+    /// The share of `segment`'s active key-days (complete days of the window) that showed at
+    /// least the kinds of evidence in `mask`, shrunk towards `prior`.
+    pub fn kinds_rate(&self, segment: Segment, day: i64, mask: u8, prior: f64, prior_weight: f64) -> f64 {
+        let window = day - self.days as i64;
+        let (mut shown, mut active) = (0u64, 0u64);
+        for b in self.segments[segment as usize].iter().filter(|b| b.day > window && b.day < day) {
+            active += u64::from(b.active);
+            shown += b.kinds.iter().enumerate().filter(|(m, _)| *m as u8 & mask == mask).map(|(_, n)| u64::from(*n)).sum::<u64>();
+        }
+        (shown as f64 + prior_weight * prior) / (active as f64 + prior_weight)
+    }
+
+    /// The share of `segment`'s active key-days, over the complete days of the window before
+    /// `day`, that showed `ind` with at least `level` episodes, shrunk towards `prior` by
+    /// `prior_weight` key-days. Only complete days: early in a day few keys have had the time
+    /// to show a pattern, and the first to show it would be judged against a population that
+    /// has not shown it yet.
+    pub fn rate(&self, segment: Segment, day: i64, ind: Indicator, level: u32, prior: f64, prior_weight: f64) -> f64 {
+        let l = (level.clamp(1, LEVELS as u32) - 1) as usize;
+        let window = day - self.days as i64;
+        let (mut shown, mut active) = (0u64, 0u64);
+        for b in &self.segments[segment as usize] {
+            if b.day > window && b.day < day {
+                shown += u64::from(b.shown[ind.index()][l]);
+                active += u64::from(b.active);
+            }
+        }
+        (shown as f64 + prior_weight * prior) / (active as f64 + prior_weight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_follow_the_population_and_forget_old_days() {
+        let mut p = Population::new(3);
+        let ind = Indicator::AlternatingNetworks;
+        // No data: the prior.
+        assert!((p.rate(Segment::Retail, 10, ind, 1, 0.02, 50.0) - 0.02).abs() < 1e-9);
+        for _ in 0..1000 {
+            p.active(Segment::Retail, 10);
+        }
+        for _ in 0..250 {
+            p.shown(Segment::Retail, 10, ind, 1);
+        }
+        // The day itself is not complete yet: still the prior.
+        assert!((p.rate(Segment::Retail, 10, ind, 1, 0.02, 50.0) - 0.02).abs() < 1e-9);
+        let r = p.rate(Segment::Retail, 11, ind, 1, 0.02, 50.0);
+        assert!((0.23..0.25).contains(&r), "a quarter of the keys: {r}");
+        // Other segments and levels are apart.
+        assert!((p.rate(Segment::Pro, 11, ind, 1, 0.02, 50.0) - 0.02).abs() < 1e-9);
+        assert!(p.rate(Segment::Retail, 11, ind, 2, 0.01, 50.0) < 0.01);
+        // Three days later the day has left the window.
+        assert!((p.rate(Segment::Retail, 14, ind, 1, 0.02, 50.0) - 0.02).abs() < 1e-9);
+        p.active(Segment::Retail, 13);
+        assert!((p.rate(Segment::Retail, 14, ind, 1, 0.02, 50.0) - 0.02 * 50.0 / 51.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,66 @@
+//! With what the key is used: two programs taking turns from two places, and churn through
+//! many clients or devices.
+
+use super::state::{client_family, h64, Site, DAY, MINUTE};
+use super::{Engine, Req};
+use crate::indicator::Indicator;
+
+impl Engine<'_> {
+    pub(super) fn clients(&mut self, r: &Req<'_>) {
+        self.alternating_clients(r);
+        self.churn(r);
+    }
+
+    /// Client family X, then Y from another place, then X again within the window: two
+    /// programs of two people, not one person's upgrade. One person's bot in the cloud beside
+    /// their laptop at home, or two programs on one machine, are not: the places are both the
+    /// owner's, or one. Only fixed lines are places here: a phone on its carrier's network
+    /// (or a VPN) may be anywhere, the owner's sofa included.
+    fn alternating_clients(&mut self, r: &Req<'_>) {
+        let Some(f) = r.family else { return };
+        let window = self.cfg.concurrent_window_minutes * MINUTE;
+        let owner = r.owner();
+        let st = &mut self.keys[r.k];
+        // A run of requests from one client at one place is one entry: the order of runs is
+        // what counts.
+        let runs = &mut st.recent_families;
+        match runs.last_mut() {
+            Some(last) if last.1 == f && last.2 == r.site => {
+                last.0 = r.ts;
+                last.3 |= owner;
+            }
+            _ => {
+                if runs.is_full() {
+                    runs.remove(0);
+                }
+                runs.push((r.ts, f, r.site, owner));
+            }
+        }
+        let expired = runs.iter().take_while(|(t, ..)| r.ts - t > window).count();
+        runs.drain(..expired);
+        let runs = &st.recent_families;
+        let last = runs.len().saturating_sub(1);
+        let Some(b) = runs.iter().take(last).rposition(|(_, g, ..)| *g != f) else { return };
+        let (_, other, other_site, other_owner) = runs[b];
+        let turns = runs.iter().take(b).any(|(_, g, ..)| *g == f);
+        let elsewhere = other_site != r.site && matches!((other_site, r.site), (Site::Line(_), Site::Line(_)));
+        let theirs = (other_owner && owner) || self.client_attested(r.k, other, r.ts);
+        if turns && elsewhere && !theirs && !r.institutional && r.learned {
+            let evidence = format!(
+                "client {:?} alternating with another client from another place within {} min",
+                r.ua.map(client_family).unwrap_or("-"),
+                self.cfg.concurrent_window_minutes
+            );
+            self.fire(r.k, r.ts, Indicator::AlternatingClients, Some(if owner { other_site } else { r.site }), evidence);
+        }
+    }
+
+    fn churn(&mut self, r: &Req<'_>) {
+        let client = r.device.map(|d| h64(d.as_bytes())).or(r.ua.map(|u| h64(u.as_bytes())));
+        let Some(c) = client else { return };
+        let distinct = self.keys[r.k].recent_clients.see(c, r.ts, DAY);
+        if distinct >= self.cfg.churn_clients_per_day && !r.institutional {
+            self.fire(r.k, r.ts, Indicator::ClientChurn, None, format!("{distinct} distinct clients or devices within a day"));
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Links between accounts: one address or device driving keys of unrelated accounts, and the
+//! accounts a decision names as related.
+
+use super::state::{distinct, Recent};
+use super::{Engine, Req};
+use crate::decision::Related;
+use crate::event::Millis;
+use crate::geo::Network;
+use crate::indicator::Indicator;
+use std::net::IpAddr;
+
+pub(super) enum LinkKey<'a> {
+    Ip(IpAddr),
+    Device(&'a str),
+}
+
+/// An address's entry: the account (low half) and the client family it came with (high half).
+fn entry(account: usize, family: Option<u64>) -> u64 {
+    (account as u64 & 0xffff_ffff) | family.map_or(0, |f| (f as u32 as u64 | 1) << 32)
+}
+
+impl Engine<'_> {
+    /// One operator driving several unrelated accounts' keys from one address, with one
+    /// program: what an affiliate ring or an unregistered vendor does. Not for addresses many
+    /// honest users share — a mobile carrier's NAT, a VPN's exit, an approved vendor's egress
+    /// — nor for customers at their own office or campus (their logins vouch for it), who
+    /// moreover each bring their own program.
+    pub(super) fn links(&mut self, r: &Req<'_>) {
+        let account = self.keys[r.k].account_ix;
+        let shared_ip = matches!(r.place.network, Network::Mobile | Network::Vpn)
+            || self.approved_egress.iter().any(|n| n.contains(&r.ip))
+            || matches!(r.site, super::state::Site::Network(_));
+        if !shared_ip && !r.owner() {
+            let n = self.link(LinkKey::Ip(r.ip), r.ts, entry(account, r.family));
+            if n >= self.cfg.link_accounts {
+                let evidence = format!(
+                    "{} drove keys of {n} unrelated accounts with one client within {} min",
+                    r.ip, self.cfg.link_window_minutes
+                );
+                self.fire(r.k, r.ts, Indicator::LinkedAccounts, None, evidence);
+            }
+        }
+        if let Some(d) = r.device {
+            let n = self.link(LinkKey::Device(d), r.ts, entry(account, None));
+            if n >= self.cfg.link_accounts {
+                self.fire(r.k, r.ts, Indicator::LinkedAccounts, None, format!("device {d:?} drove keys of {n} unrelated accounts"));
+            }
+        }
+    }
+
+    /// Records the entry for the address or device; returns how many unrelated accounts (one
+    /// per relationship group) used it within the link window with the same client family.
+    fn link(&mut self, key: LinkKey<'_>, ts: Millis, value: u64) -> usize {
+        let window = self.cfg.link_window_minutes * super::state::MINUTE;
+        let recent = match key {
+            LinkKey::Ip(ip) => match self.addresses.get_mut(&ip) {
+                Some(a) => &mut a.accounts,
+                None => return 0,
+            },
+            LinkKey::Device(d) => {
+                if !self.device_links.contains_key(d) {
+                    self.device_links.insert(d.to_owned(), Recent::default());
+                }
+                match self.device_links.get_mut(d) {
+                    Some(w) => w,
+                    None => return 0,
+                }
+            }
+        };
+        let n = recent.see(value, ts, window);
+        if n < self.cfg.link_accounts {
+            return n;
+        }
+        let family = value >> 32;
+        let accounts: arrayvec::ArrayVec<u64, 16> =
+            recent.values().filter(|v| v >> 32 == family).map(|v| v & 0xffff_ffff).collect();
+        let roots: arrayvec::ArrayVec<u64, 16> = accounts.into_iter().map(|a| self.root(a as usize) as u64).collect();
+        distinct(roots.into_iter())
+    }
+
+    /// The accounts linked to key `k`'s (at most 20, by account id), for the case's evidence:
+    /// those that drove keys from its recent addresses or device, its documented partners, and
+    /// those whose orders coincided with its own.
+    pub(super) fn related(&self, k: usize) -> Vec<Related> {
+        let st = &self.keys[k];
+        let own = st.account_ix;
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for ip in &st.recent_ips {
+            if let Some(a) = self.addresses.get(ip) {
+                found.extend(a.accounts.values().map(|x| ((x & 0xffff_ffff) as usize, format!("shared address {ip}"))));
+            }
+        }
+        if let Some((d, links)) = st.device.as_deref().and_then(|d| Some((d, self.device_links.get(d)?))) {
+            found.extend(links.values().map(|x| ((x & 0xffff_ffff) as usize, format!("shared device {d:?}"))));
+        }
+        found.extend(
+            self.accounts[own]
+                .partners
+                .iter()
+                .map(|(p, kind)| (*p, format!("documented relationship ({})", kind.as_str()))),
+        );
+        if let Some(co) = &st.co_ordered {
+            found.extend(co.values().map(|x| (x as usize, "coordinated orders".to_owned())));
+        }
+        let mut related: Vec<Related> = Vec::new();
+        for (a, via) in found {
+            let Some(acct) = self.accounts.get(a).filter(|_| a != own) else { continue };
+            if !related.iter().any(|r| r.account_id == acct.id) {
+                related.push(Related { account_id: acct.id.clone(), via });
+            }
+        }
+        related.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        related.truncate(20);
+        related
+    }
+}

@@ -1,0 +1,218 @@
+//! Where the key is used from: impossible travel, concurrent use from distant places, fixed
+//! lines taking turns, rotation through networks, first use from hosting or VPN networks, and
+//! geography outside the declared jurisdictions.
+
+use super::state::{asn_key, asn_text, declared_text, Seen, Site, HOUR, MINUTE};
+use super::{Engine, Req};
+use crate::geo::{distance_km, Network};
+use crate::indicator::Indicator;
+
+impl Engine<'_> {
+    pub(super) fn places(&mut self, r: &Req<'_>) {
+        // Where the user physically is: only a fixed line says so. A VPN's exit or a cloud server
+        // is somewhere else by design, so honest VPN users and bots do not "teleport" (those
+        // networks have their own indicator); a phone's carrier places it at its gateway, and a
+        // roaming phone whose carrier routes it home looks as if it never left.
+        let physical = r.place.network == Network::Access && matches!(r.site, Site::Line(_)) && r.place.plausible;
+        if physical {
+            self.travel_and_concurrency(r);
+            self.alternating_lines(r);
+            let window = self.cfg.concurrent_window_minutes * MINUTE;
+            let st = &mut self.keys[r.k];
+            let seen = Seen { ts: r.ts, place: r.place, site: r.site, owner: r.owner() };
+            match st.places.back_mut() {
+                Some(last) if last.place == r.place && last.site == r.site => {
+                    last.ts = r.ts;
+                    last.owner |= seen.owner;
+                }
+                _ => st.places.push_back(seen),
+            }
+            while st.places.front().is_some_and(|s| r.ts - s.ts > window) || st.places.len() > 64 {
+                st.places.pop_front();
+            }
+        }
+        self.rotation(r);
+        self.new_hosting(r);
+        self.outside_declared(r);
+    }
+
+    /// Whether two runs are the owner's on both sides.
+    fn one_actor(a: &Seen, r: &Req<'_>) -> bool {
+        a.owner && r.owner()
+    }
+
+    fn travel_and_concurrency(&mut self, r: &Req<'_>) {
+        let cfg = &self.cfg;
+        let Some(here) = r.place.lat_lon else { return };
+        let mine = r.institutional && r.sanctioned;
+        // Impossible travel from the previous located request.
+        if let Some(prev) = self.keys[r.k].places.back().copied() {
+            if let Some(there) = prev.place.lat_lon {
+                let apart = km(here, there) - r.place.accuracy_km - prev.place.accuracy_km;
+                let hours = ((r.ts - prev.ts).max(1) as f32) / HOUR as f32;
+                if apart > cfg.travel_min_km && apart / hours > cfg.travel_max_kmh && !mine && !Self::one_actor(&prev, r) {
+                    let evidence = format!(
+                        "{} → {}: {:.0} km in {:.0} min ({:.0} km/h)",
+                        prev.place.country_str(),
+                        r.place.country_str(),
+                        apart,
+                        hours * 60.0,
+                        apart / hours
+                    );
+                    self.fire(r.k, r.ts, Indicator::ImpossibleTravel, Some(if r.owner() { prev.site } else { r.site }), evidence);
+                }
+            }
+        }
+        // Concurrent use: A, then B far away, then A again, all within the window.
+        let cfg = &self.cfg;
+        let places = &self.keys[r.k].places;
+        let far = |s: &Seen| {
+            s.place.lat_lon.is_some_and(|p| distance_km(p, here) - s.place.accuracy_km - r.place.accuracy_km > cfg.concurrent_min_km)
+        };
+        let Some(b) = places.iter().rposition(far) else { return };
+        let near =
+            |s: &Seen| s.place.lat_lon.is_some_and(|p| distance_km(p, here) < 100.0 + s.place.accuracy_km + r.place.accuracy_km);
+        let other = places[b];
+        if places.iter().take(b).any(near) && !mine && !Self::one_actor(&other, r) {
+            let evidence = format!(
+                "used alternately from {} ({}) and {} ({}) within {} min",
+                r.place.country_str(),
+                asn_text(&r.place),
+                other.place.country_str(),
+                asn_text(&other.place),
+                cfg.concurrent_window_minutes
+            );
+            self.fire(r.k, r.ts, Indicator::ConcurrentUse, Some(if r.owner() { other.site } else { r.site }), evidence);
+        }
+    }
+
+    /// Fixed lines taking turns: line X, then Y, then X and Y again within the window — two
+    /// places each returned to while the other is in use, which one person does not do. Lines
+    /// that are not returned to do not count: a phone under its carrier's home ASN takes a new
+    /// address at every session. Lines the owner logged in from (or the registry sanctions)
+    /// are theirs; it takes one that is not.
+    fn alternating_lines(&mut self, r: &Req<'_>) {
+        let Site::Line(line) = r.site else { return };
+        if r.sanctioned {
+            return;
+        }
+        let places = &self.keys[r.k].places;
+        // The last 16 runs on fixed lines are enough to see turns being taken.
+        let skip = places.len().saturating_sub(16);
+        let lines: arrayvec::ArrayVec<(Site, bool), 17> = places
+            .iter()
+            .skip(skip)
+            .filter(|s| matches!(s.site, Site::Line(_)))
+            .map(|s| (s.site, s.owner))
+            .chain(std::iter::once((r.site, r.owner())))
+            .collect();
+        // Lines returned to after another line, and whether each is the owner's.
+        let mut returning: arrayvec::ArrayVec<(Site, bool), 17> = arrayvec::ArrayVec::new();
+        for (i, (site, owner)) in lines.iter().enumerate() {
+            let before = &lines[..i];
+            let returned = before.iter().rposition(|(s, _)| s == site).is_some_and(|j| before[j + 1..].iter().any(|(s, _)| s != site));
+            if returned {
+                match returning.iter_mut().find(|(s, _)| s == site) {
+                    Some(e) => e.1 |= *owner,
+                    None => {
+                        let _ = returning.try_push((*site, *owner));
+                    }
+                }
+            }
+        }
+        let this_returned = returning.iter().any(|(s, _)| *s == r.site);
+        let strangers = returning.iter().filter(|(_, owner)| !owner).count();
+        if !this_returned || returning.len() < 2 || strangers == 0 {
+            return;
+        }
+        let stranger = returning.iter().rev().find(|(_, owner)| !owner).map(|(s, _)| *s);
+        let other = returning.iter().rev().find(|(s, _)| *s != r.site).map(|(s, _)| *s);
+        let other = match other {
+            Some(Site::Line(ip)) => ip.to_string(),
+            _ => "another line".into(),
+        };
+        let evidence = format!(
+            "used alternately from fixed lines {line} ({}) and {other} within {} min ({} lines in turn, {strangers} not the owner's)",
+            asn_text(&r.place),
+            self.cfg.concurrent_window_minutes,
+            returning.len(),
+        );
+        self.fire(r.k, r.ts, Indicator::AlternatingNetworks, stranger, evidence);
+    }
+
+    /// Rotation: many networks (ASNs) within an hour, or many fixed lines (residential proxies
+    /// hand out another home's address at every call).
+    fn rotation(&mut self, r: &Req<'_>) {
+        if r.institutional && r.sanctioned || r.owner() {
+            return;
+        }
+        let cfg = &self.cfg;
+        let st = &mut self.keys[r.k];
+        let asns = r.place.asn.map_or(0, |asn| st.recent_asns.see(u64::from(asn), r.ts, HOUR));
+        let lines = match r.site {
+            Site::Line(_) => st.recent_lines.see(r.site.key(), r.ts, HOUR),
+            Site::Network(_) => 0,
+        };
+        if asns >= cfg.rotation_asns_per_hour {
+            self.fire(r.k, r.ts, Indicator::IpRotation, None, format!("{asns} networks (ASNs) within an hour"));
+        } else if lines >= 2 * cfg.rotation_asns_per_hour {
+            let evidence = format!("{lines} fixed lines within an hour, latest {} ({})", r.ip, asn_text(&r.place));
+            self.fire(r.k, r.ts, Indicator::IpRotation, None, evidence);
+        }
+    }
+
+    /// First use, after learning, from a hosting or VPN network the key never used (and not
+    /// its own: allowlist, vendor, the owner's login); right after a burst of bad signatures,
+    /// a probed key now used.
+    fn new_hosting(&mut self, r: &Req<'_>) {
+        let new = r.learned
+            && matches!(r.place.network, Network::Hosting | Network::Vpn)
+            && r.place.asn.is_some_and(|a| self.keys[r.k].asns.get(asn_key(a)) == 0)
+            && !r.owner();
+        if !new {
+            return;
+        }
+        if self.active(r.k, Indicator::BadSignatureBurst, r.ts) {
+            let evidence = format!(
+                "valid use from a new {} network {} after a burst of bad signatures",
+                r.place.network.as_str(),
+                asn_text(&r.place)
+            );
+            self.fire(r.k, r.ts, Indicator::ProbedThenUsed, None, evidence);
+        }
+        let evidence = format!(
+            "first use from {} network {} ({}), {}",
+            r.place.network.as_str(),
+            asn_text(&r.place),
+            r.place.country_str(),
+            r.ip
+        );
+        self.fire(r.k, r.ts, Indicator::NewHostingNetwork, Some(r.site), evidence);
+    }
+
+    fn outside_declared(&mut self, r: &Req<'_>) {
+        let Some(c) = r.place.country else { return };
+        let declared = &self.accounts[self.keys[r.k].account_ix].declared;
+        // A domestic network's address that the city data places abroad is a data error, not a
+        // trip.
+        if r.learned
+            && r.place.plausible
+            && !declared.is_empty()
+            && !declared.contains(&c)
+            && !r.owner()
+            && !self.country_attested(r.k, c, r.ts)
+        {
+            let evidence = format!("used from {} (declared: {})", r.place.country_str(), declared_text(declared));
+            self.fire(r.k, r.ts, Indicator::OutsideDeclared, Some(r.site), evidence);
+        }
+    }
+}
+
+/// Distance in km, with the common case — the very same coordinates — free.
+fn km(a: (f32, f32), b: (f32, f32)) -> f32 {
+    if a == b {
+        0.0
+    } else {
+        distance_km(a, b)
+    }
+}

@@ -1,0 +1,275 @@
+//! From indicators to a stage (docs/detection.md, "Risk and levels").
+//!
+//! Each active indicator weighs its log-likelihood ratio: how much likelier its pattern is on a
+//! shared key than on the exchange's keys at large, `ln(P(n episodes | shared) / P(n episodes |
+//! population))`, the second learned from the population itself. Indicators of one kind mostly
+//! stem from one fact, so within a kind only the strongest counts; kinds add up, on top of the
+//! prior odds of sharing, into a posterior risk (the Freeman-style score, per kind of
+//! evidence). The heavy stages need corroboration: two kinds of evidence, or one that
+//! persisted over several episodes, or an unambiguous compromise.
+
+use super::state::{Fired, Site, DAY, MINUTE};
+use super::Engine;
+use crate::decision::{Decision, Reason};
+use crate::event::Millis;
+use crate::indicator::{Indicator, Kind, Level};
+
+/// Before the population says, how much of an honest key's chance to show an indicator carries
+/// over to each further episode: honest patterns repeat too (the home and the office, every
+/// day), a little less than sharing does.
+const HONEST_REPEAT: f64 = 0.6;
+
+struct Assessed {
+    risk: f32,
+    level: Option<Level>,
+}
+
+/// What the evidence on a key adds up to.
+pub struct Assessment {
+    pub risk: f32,
+    pub level: Option<Level>,
+    pub reasons: Vec<Reason>,
+    /// The correction for kinds of evidence that honest keys show together (≤ 0).
+    pub correction: f32,
+}
+
+impl Engine<'_> {
+    /// Records a firing, counts it in the population's statistics, then re-scores the key and
+    /// emits a decision if its level rose.
+    /// `at` is where the suspect part came from, when it came from one place: evidence of the
+    /// owner there, even later, takes the firing back.
+    pub(super) fn fire(&mut self, k: usize, ts: Millis, ind: Indicator, at: Option<Site>, evidence: String) {
+        let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
+        let gap = self.cfg.episode_gap_minutes * MINUTE;
+        let segment = self.segment(k);
+        let st = &mut self.keys[k];
+        if st.fired.iter().all(|f| ts - f.last > ttl) {
+            // Everything it rose on has expired: a new suspicion starts from nothing.
+            st.level = None;
+        }
+        let i = match st.fired.iter().position(|f| f.indicator == ind) {
+            Some(i) => i,
+            None => {
+                st.fired.push(Fired {
+                    indicator: ind,
+                    count: 0,
+                    episodes: 0,
+                    first: ts,
+                    last: ts,
+                    evidence: String::new(),
+                    sites: arrayvec::ArrayVec::new(),
+                    counted_day: i64::MIN,
+                    counted_level: 0,
+                });
+                st.fired.len() - 1
+            }
+        };
+        let f = &mut st.fired[i];
+        if f.count > 0 && ts - f.last > ttl {
+            (f.count, f.episodes, f.first) = (0, 0, ts);
+            f.sites.clear();
+        }
+        if let Some(site) = at {
+            if !f.sites.contains(&site) {
+                if f.sites.is_full() {
+                    f.sites.remove(0);
+                }
+                f.sites.push(site);
+            }
+        }
+        let before = (f.count, f.episodes);
+        if f.count == 0 {
+            (f.count, f.episodes, f.evidence) = (1, 1, evidence);
+        } else {
+            if ts - f.last >= 5 * MINUTE {
+                f.count = f.count.saturating_add(1);
+                f.evidence = evidence;
+            }
+            if ts - f.last > gap {
+                f.episodes = f.episodes.saturating_add(1);
+            }
+        }
+        f.last = ts;
+        if (f.count, f.episodes) == before {
+            // The same firing going on: nothing new to weigh.
+            return;
+        }
+        let day = ts.div_euclid(DAY);
+        if f.counted_day != day {
+            (f.counted_day, f.counted_level) = (day, 0);
+        }
+        let reached = f.episodes.min(super::calibration::LEVELS as u32);
+        for level in f.counted_level + 1..=reached {
+            self.population.shown(segment, day, ind, level);
+        }
+        let f = &mut self.keys[k].fired[i];
+        f.counted_level = f.counted_level.max(reached);
+        self.count_kinds(k, ts, segment, day);
+        let a = self.decide(k, ts);
+        if let Some(trace) = self.trace.as_mut() {
+            let (st, f) = (&self.keys[k], &self.keys[k].fired[i]);
+            trace.push(super::Firing {
+                ts,
+                key_id: st.key_id.clone(),
+                indicator: ind,
+                episodes: f.episodes,
+                evidence: f.evidence.clone(),
+                risk: a.risk,
+                level: a.level,
+            });
+        }
+    }
+
+    /// Counts the key's combination of kinds of evidence for the day, when it grew.
+    fn count_kinds(&mut self, k: usize, ts: Millis, segment: crate::event::Segment, day: i64) {
+        let mask = self.active_kinds(k, ts);
+        let st = &mut self.keys[k];
+        let old = if st.kind_day == day { st.kind_mask } else { 0 };
+        if mask & !old != 0 {
+            (st.kind_day, st.kind_mask) = (day, old | mask);
+            self.population.kinds(segment, day, old, old | mask);
+        }
+    }
+
+    fn active_kinds(&self, k: usize, ts: Millis) -> u8 {
+        let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
+        self.keys[k]
+            .fired
+            .iter()
+            .filter(|f| f.count > 0 && ts - f.last <= ttl)
+            .fold(0u8, |m, f| m | 1 << kind_index(f.indicator.kind()))
+    }
+
+    /// The evidence on key `k` at `ts`.
+    pub fn assess(&self, k: usize, ts: Millis) -> Assessment {
+        let cfg = &self.cfg;
+        let ttl = cfg.indicator_ttl_minutes * MINUTE;
+        let segment = self.segment(k);
+        let day = ts.div_euclid(DAY);
+        let mut reasons: Vec<Reason> = Vec::new();
+        let mut best = [0.0f64; Kind::ALL.len()];
+        let mut best_at = [usize::MAX; Kind::ALL.len()];
+        let (mut persistent, mut unambiguous) = (false, false);
+        for f in self.keys[k].fired.iter().filter(|f| f.count > 0 && ts - f.last <= ttl) {
+            let n = f.episodes.clamp(1, super::calibration::LEVELS as u32);
+            let prior = f.indicator.on_honest_prior() * HONEST_REPEAT.powi(n as i32 - 1);
+            let share = self.population.rate(segment, day, f.indicator, n, prior, cfg.calibration_prior_key_days);
+            let shared = f.indicator.on_shared() * cfg.persistence.powi(n as i32 - 1);
+            let llr = (shared / share.max(1e-9)).ln().clamp(0.0, cfg.max_llr);
+            let kind = kind_index(f.indicator.kind());
+            if llr > best[kind] {
+                (best[kind], best_at[kind]) = (llr, reasons.len());
+            }
+            persistent |= f.episodes >= cfg.persistent_episodes && llr >= cfg.corroboration_llr;
+            unambiguous |= f.indicator.unambiguous();
+            reasons.push(Reason {
+                indicator: f.indicator,
+                count: f.count,
+                episodes: f.episodes,
+                evidence: f.evidence.clone(),
+                llr: 0.0,
+                population_share: share as f32,
+            });
+        }
+        for (kind, at) in best_at.iter().enumerate() {
+            if let Some(r) = reasons.get_mut(*at) {
+                r.llr = best[kind] as f32;
+            }
+        }
+        let correction = self.dependence(segment, day, &best);
+        let prior = cfg.prior_sharing.clamp(1e-6, 0.5);
+        let odds = (prior / (1.0 - prior)).ln() + best.iter().sum::<f64>() + correction;
+        let risk = (1.0 / (1.0 + (-odds).exp())) as f32;
+        let corroborating = best.iter().filter(|l| **l >= cfg.corroboration_llr).count();
+        let thresholds =
+            if segment.institutional() { &cfg.thresholds.institutional } else { &cfg.thresholds.retail };
+        let mut level = Level::of(risk, thresholds);
+        if unambiguous {
+            level = Some(Level::Invalidate);
+        } else if corroborating < 2 && !persistent {
+            level = level.map(|l| l.min(Level::Warn));
+        }
+        reasons.sort_by(|a, b| b.llr.total_cmp(&a.llr).then(a.indicator.cmp(&b.indicator)));
+        let risk = if unambiguous { risk.max(thresholds[3]) } else { risk };
+        Assessment { risk, level, reasons, correction: correction as f32 }
+    }
+
+    /// Kinds of evidence are not independent on honest keys either (an owner's second device
+    /// at a second place is a new client *and* a new network): the log-ratio of how often the
+    /// population shows the kinds one by one to how often it shows them together, when it
+    /// shows them together more often than chance — never below the strongest kind alone.
+    fn dependence(&self, segment: crate::event::Segment, day: i64, best: &[f64]) -> f64 {
+        let cfg = &self.cfg;
+        let mask = best.iter().enumerate().filter(|(_, l)| **l > 0.0).fold(0u8, |m, (i, _)| m | 1 << i);
+        if mask.count_ones() < 2 {
+            return 0.0;
+        }
+        let single = |i: usize| {
+            let prior: f64 = Indicator::ALL
+                .iter()
+                .filter(|ind| kind_index(ind.kind()) == i)
+                .map(|ind| ind.on_honest_prior())
+                .sum::<f64>()
+                .min(0.5);
+            (prior, self.population.kinds_rate(segment, day, 1 << i, prior, cfg.calibration_prior_key_days))
+        };
+        let (mut prior, mut apart) = (1.0, 1.0);
+        for i in (0..Kind::ALL.len()).filter(|i| mask & 1 << i != 0) {
+            let (p, r) = single(i);
+            prior *= p;
+            apart *= r;
+        }
+        let together = self.population.kinds_rate(segment, day, mask, prior, cfg.calibration_prior_key_days);
+        let strongest = best.iter().copied().fold(0.0, f64::max);
+        let total: f64 = best.iter().sum();
+        (apart / together.max(1e-12)).ln().min(0.0).max(strongest - total)
+    }
+
+    /// Evidence of the owner at `site` (a login, a confirmation) takes back what fired on the
+    /// account's keys from there alone; their levels follow.
+    pub(super) fn take_back(&mut self, a: usize, site: Site, ts: Millis) {
+        for k in self.accounts[a].keys.clone() {
+            let mut changed = false;
+            for f in self.keys[k].fired.iter_mut().filter(|f| f.count > 0 && f.sites.contains(&site)) {
+                f.sites.retain(|s| *s != site);
+                if f.sites.is_empty() {
+                    (f.count, f.episodes) = (0, 0);
+                    changed = true;
+                }
+            }
+            if changed {
+                self.keys[k].level = self.assess(k, ts).level;
+            }
+        }
+    }
+
+    /// Emits a decision when key `k`'s level rose; returns the risk and level it assessed.
+    fn decide(&mut self, k: usize, ts: Millis) -> Assessed {
+        let a = self.assess(k, ts);
+        let assessed = Assessed { risk: a.risk, level: a.level };
+        let st = &mut self.keys[k];
+        let Some(level) = a.level else { return assessed };
+        if st.level.is_some_and(|l| l >= level) {
+            return assessed;
+        }
+        st.level = Some(level);
+        let (key_id, account_id) = (st.key_id.clone(), st.account.clone());
+        let (related, baseline) = (self.related(k), self.baseline(k));
+        self.decisions.push(Decision {
+            ts,
+            key_id,
+            account_id,
+            risk: a.risk,
+            level,
+            reasons: a.reasons,
+            correction: a.correction,
+            related,
+            baseline,
+        });
+        assessed
+    }
+}
+
+fn kind_index(kind: Kind) -> usize {
+    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}

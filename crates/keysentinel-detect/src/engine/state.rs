@@ -1,0 +1,309 @@
+//! What the engine remembers: per key, per account, per address. Every structure is bounded
+//! (a fixed number of values per feature), so memory per key stays small whatever the traffic.
+
+use super::takeover::Profile;
+use crate::config::Config;
+pub use crate::event::Segment;
+use crate::event::{Millis, RelationshipKind};
+use crate::geo::Place;
+use crate::indicator::{Indicator, Level};
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+pub const MINUTE: Millis = 60_000;
+pub const HOUR: Millis = 60 * MINUTE;
+pub const DAY: Millis = 24 * HOUR;
+/// Distinct values remembered per feature per key (the least seen are forgotten first).
+const HISTORY: usize = 32;
+
+/// Counts of a feature's values, keyed by a stable 64-bit value.
+#[derive(Default, Clone)]
+pub struct Counts {
+    pub items: Vec<(u64, u32)>,
+    pub total: u32,
+}
+
+impl Counts {
+    pub fn get(&self, h: u64) -> u32 {
+        self.items.iter().find(|(k, _)| *k == h).map_or(0, |(_, c)| *c)
+    }
+    pub fn add(&mut self, h: u64) {
+        self.total = self.total.saturating_add(1);
+        if let Some(e) = self.items.iter_mut().find(|(k, _)| *k == h) {
+            e.1 += 1;
+            return;
+        }
+        if self.items.len() == HISTORY {
+            // Forget the least seen (the first of them, for determinism).
+            if let Some(i) = self.items.iter().enumerate().min_by_key(|(_, (_, c))| *c).map(|(i, _)| i) {
+                self.items.swap_remove(i);
+            }
+        }
+        self.items.push((h, 1));
+    }
+}
+
+/// Distinct values seen within a sliding window, each with when it was last seen. At most 16
+/// are kept (the oldest is replaced), which is more than any threshold needs: the count stays
+/// exact up to 16, and the work and memory per key or address are bounded.
+#[derive(Default)]
+pub struct Recent {
+    pub items: arrayvec::ArrayVec<(u64, Millis), 16>,
+}
+
+impl Recent {
+    /// Records `value` at `ts`; returns how many distinct values fall within `window`.
+    pub fn see(&mut self, value: u64, ts: Millis, window: Millis) -> usize {
+        self.items.retain(|(_, t)| ts - *t <= window);
+        if let Some(e) = self.items.iter_mut().find(|(v, _)| *v == value) {
+            e.1 = ts;
+        } else if let Err(full) = self.items.try_push((value, ts)) {
+            if let Some(oldest) = self.items.iter_mut().min_by_key(|(_, t)| *t) {
+                *oldest = full.element();
+            }
+        }
+        self.items.len()
+    }
+
+    /// When `value` was last seen, if it still is remembered.
+    pub fn last_seen(&self, value: u64) -> Option<Millis> {
+        self.items.iter().find(|(v, _)| *v == value).map(|(_, t)| *t)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.items.iter().map(|(v, _)| *v)
+    }
+
+    pub fn newest(&self) -> Option<Millis> {
+        self.items.iter().map(|(_, t)| *t).max()
+    }
+}
+
+/// Where a request comes from, at the grain one person keeps: a fixed line (the address's /24
+/// or /48, which a household or an office keeps for days), or a whole network when its
+/// addresses say nothing of who is behind them (a mobile carrier's NAT, a VPN's exits, an
+/// address range whose addresses hop from session to session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Site {
+    Line(IpAddr),
+    Network(u32),
+}
+
+impl Site {
+    /// A stable number for the site, for counts and windows.
+    pub fn key(self) -> u64 {
+        match self {
+            Site::Line(IpAddr::V4(v4)) => u64::from(u32::from(v4)),
+            Site::Line(IpAddr::V6(v6)) => (u128::from(v6) >> 64) as u64 | 1 << 63,
+            Site::Network(asn) => u64::from(asn) | 1 << 62,
+        }
+    }
+}
+
+/// The line of an address: its /24 (IPv4) or /48 (IPv6).
+pub fn line_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1))),
+    }
+}
+
+/// One run of requests from one place: consecutive requests from the same place and line are
+/// one entry (when it was last seen), since the indicators look at the order of places.
+#[derive(Clone, Copy)]
+pub struct Seen {
+    pub ts: Millis,
+    pub place: Place,
+    pub site: Site,
+    /// The owner's, by the registry (allowlist, vendor egress) or by their own login.
+    pub owner: bool,
+}
+
+/// One indicator's firings on a key.
+pub struct Fired {
+    pub indicator: Indicator,
+    /// Firings counted (at most one per five minutes).
+    pub count: u32,
+    /// Episodes: firings separated by a quiet spell.
+    pub episodes: u32,
+    pub first: Millis,
+    pub last: Millis,
+    pub evidence: String,
+    /// Where the suspect part came from, when from one place (the last few).
+    pub sites: arrayvec::ArrayVec<Site, 3>,
+    /// The day (since the epoch) and the episode level up to which the population statistics
+    /// have counted this key.
+    pub counted_day: i64,
+    pub counted_level: u32,
+}
+
+pub struct KeyState {
+    pub key_id: String,
+    pub account: String,
+    /// Index of the account in `Engine::accounts`.
+    pub account_ix: usize,
+    pub allowlist: Vec<ipnet::IpNet>,
+    pub vendor: Option<String>,
+    pub first: Option<Millis>,
+    pub last: Option<Millis>,
+    pub requests: u32,
+    pub asns: Counts,
+    pub countries: Counts,
+    pub families: Counts,
+    /// Valid requests with a location, newest last, within the concurrency window.
+    pub places: VecDeque<Seen>,
+    pub recent_asns: Recent,
+    pub recent_lines: Recent,
+    pub recent_clients: Recent,
+    /// Runs of client families within the concurrency window, oldest first: (last seen,
+    /// family, site, the owner's).
+    pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site, bool), 16>,
+    pub bad_signatures: VecDeque<Millis>,
+    pub orders: VecDeque<Millis>,
+    /// The most orders the key placed within an hour, and when that was last brought up to date.
+    pub order_peak: Option<(f32, Millis)>,
+    pub fired: Vec<Fired>,
+    pub level: Option<Level>,
+    /// Accounts (link-graph roots) whose orders coincided with this key's, when last; only for
+    /// the few keys that ever coincide.
+    pub co_ordered: Option<Box<Recent>>,
+    /// The last few addresses and the last device the key was used from, to find the accounts
+    /// that shared them when a decision is made.
+    pub recent_ips: arrayvec::ArrayVec<IpAddr, 4>,
+    pub device: Option<Box<str>>,
+    /// Per address range: the line last used there and when (for the ranges' statistics).
+    pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
+    /// The day the key was last counted active in the population statistics.
+    pub active_day: i64,
+    /// The combination of kinds of evidence it showed that day (bits of `Kind`).
+    pub kind_day: i64,
+    pub kind_mask: u8,
+    /// Habits, for change-points (from the end of learning).
+    pub profile: Option<Box<Profile>>,
+}
+
+impl KeyState {
+    pub fn new(key_id: &str, account: &str, account_ix: usize) -> Self {
+        Self {
+            key_id: key_id.to_owned(),
+            account: account.to_owned(),
+            account_ix,
+            allowlist: Vec::new(),
+            vendor: None,
+            first: None,
+            last: None,
+            requests: 0,
+            asns: Counts::default(),
+            countries: Counts::default(),
+            families: Counts::default(),
+            places: VecDeque::new(),
+            recent_asns: Recent::default(),
+            recent_lines: Recent::default(),
+            recent_clients: Recent::default(),
+            recent_families: arrayvec::ArrayVec::new(),
+            bad_signatures: VecDeque::new(),
+            orders: VecDeque::new(),
+            order_peak: None,
+            fired: Vec::new(),
+            level: None,
+            co_ordered: None,
+            recent_ips: arrayvec::ArrayVec::new(),
+            device: None,
+            ranges: arrayvec::ArrayVec::new(),
+            active_day: i64::MIN,
+            kind_day: i64::MIN,
+            kind_mask: 0,
+            profile: None,
+        }
+    }
+
+    pub fn learned(&self, cfg: &Config, now: Millis) -> bool {
+        self.requests >= cfg.learning_requests && self.first.is_some_and(|f| now - f >= cfg.learning_minutes * MINUTE)
+    }
+
+    pub fn allowlisted(&self, ip: IpAddr) -> bool {
+        self.allowlist.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// What vouches for the owner of an account: where and on what they logged in to the exchange
+/// themselves, and what an analyst (dismissing a case) or the owner (answering a notice)
+/// confirmed as theirs, each with when it last did.
+#[derive(Default)]
+pub struct Owner {
+    pub sites: arrayvec::ArrayVec<(Site, Millis), 12>,
+    pub countries: arrayvec::ArrayVec<([u8; 2], Millis), 6>,
+    pub devices: arrayvec::ArrayVec<(u64, Millis), 6>,
+    pub clients: arrayvec::ArrayVec<(u64, Millis), 6>,
+}
+
+/// Records `value` as seen at `ts` in a small list, replacing the stalest when full.
+pub fn vouch<T: PartialEq + Copy, const N: usize>(list: &mut arrayvec::ArrayVec<(T, Millis), N>, value: T, ts: Millis) {
+    if let Some(e) = list.iter_mut().find(|(v, _)| *v == value) {
+        e.1 = e.1.max(ts);
+    } else if let Err(full) = list.try_push((value, ts)) {
+        if let Some(stalest) = list.iter_mut().min_by_key(|(_, t)| *t) {
+            *stalest = full.element();
+        }
+    }
+}
+
+/// Whether `value` was vouched for within `window` before `ts`.
+pub fn vouched<T: PartialEq, const N: usize>(list: &arrayvec::ArrayVec<(T, Millis), N>, value: &T, ts: Millis, window: Millis) -> bool {
+    list.iter().any(|(v, t)| v == value && ts - *t <= window)
+}
+
+#[derive(Default)]
+pub struct AccountState {
+    pub id: String,
+    pub segment: Segment,
+    pub declared: Vec<[u8; 2]>,
+    pub keys: Vec<usize>,
+    /// Documented relationships: the other account and the kind.
+    pub partners: Vec<(usize, RelationshipKind)>,
+    pub owner: Option<Box<Owner>>,
+    /// Withdrawal addresses used before (hashes), to tell a new one.
+    pub payees: Vec<u64>,
+}
+
+/// FNV-1a: stable across runs and platforms, which keeps replays identical.
+pub fn h64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The client family of a user agent: its first product token without the version
+/// (`ccxt/4.5.90 (+https://…)` → `ccxt`), so that upgrades are not churn.
+pub fn client_family(ua: &str) -> &str {
+    let first = ua.split([' ', '(']).next().unwrap_or("");
+    first.split('/').next().unwrap_or(first)
+}
+
+/// Networks and countries are counted by their own value (not a hash), so a decision can show
+/// the key's baseline in their names.
+pub fn asn_key(asn: u32) -> u64 {
+    u64::from(asn)
+}
+
+pub fn country_key(c: [u8; 2]) -> u64 {
+    u64::from(u16::from_be_bytes(c))
+}
+
+/// Distinct values among `items`, counting up to 32 (enough for every threshold), without
+/// allocating: this runs on every request.
+pub fn distinct(items: impl Iterator<Item = u64>) -> usize {
+    let mut seen = arrayvec::ArrayVec::<u64, 32>::new();
+    for v in items {
+        if !seen.contains(&v) && seen.try_push(v).is_err() {
+            break;
+        }
+    }
+    seen.len()
+}
+
+pub fn asn_text(p: &Place) -> String {
+    p.asn.map_or_else(|| "AS?".to_owned(), |a| format!("AS{a}"))
+}
+
+pub fn declared_text(d: &[[u8; 2]]) -> String {
+    d.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(",")
+}
