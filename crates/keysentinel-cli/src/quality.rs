@@ -96,11 +96,19 @@ pub fn report(path: &Path, decisions: &[(String, Level, i64)], held_out: &[Strin
         let v: serde_json::Value = serde_json::from_str(&line?)
             .map_err(|e| Failure::new(Exit::Invalid, format!("{}:{}: {e}", path.display(), n + 1)))?;
         let (Some(key), Some(family)) = (v["key_id"].as_str(), v["family"].as_str()) else {
-            return Err(Failure::new(Exit::Invalid, format!("{}:{}: a truth line needs key_id and family", path.display(), n + 1)).into());
+            return Err(Failure::new(
+                Exit::Invalid,
+                format!("{}:{}: a truth line needs key_id and family", path.display(), n + 1),
+            )
+            .into());
         };
         let onset = v["onset"].as_str().and_then(parse_rfc3339_ms);
         if v["shared"].as_bool() == Some(true) && onset.is_none() {
-            return Err(Failure::new(Exit::Invalid, format!("{}:{}: a shared key needs its onset", path.display(), n + 1)).into());
+            return Err(Failure::new(
+                Exit::Invalid,
+                format!("{}:{}: a shared key needs its onset", path.display(), n + 1),
+            )
+            .into());
         }
         keys.insert(key.to_owned(), Key { family: family.to_owned(), onset });
     }
@@ -119,7 +127,11 @@ pub fn report(path: &Path, decisions: &[(String, Level, i64)], held_out: &[Strin
     for (id, key) in &keys {
         let f = first.get(id.as_str());
         all.add(key, f);
-        if held_out.contains(&key.family) { out.add(key, f) } else { tuned.add(key, f) }
+        if held_out.contains(&key.family) {
+            out.add(key, f)
+        } else {
+            tuned.add(key, f)
+        }
         by.entry((key.onset.is_some(), key.family.as_str())).or_default().add(key, f);
         if key.onset.is_none() && f.is_some_and(|m| m.contains_key(&Level::Invalidate)) {
             false_invalidations.push(id.as_str());

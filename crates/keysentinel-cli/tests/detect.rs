@@ -71,6 +71,11 @@ fn malformed_lines_are_reported_with_their_number_and_skipped() {
             "{not json\n",
             r#"{"type":"request","ts":"2026-11-28T00:00:00.000Z","key_id":"k","ip":"999.1.1.1","outcome":"VALID"}"#, "\n",
             r#"{"type":"complaint","ts":"2026-11-28T00:00:01.000Z","account_id":"a","text":"I shared my key","extra":{"kept":true}}"#, "\n",
+            // Unknown values of closed fields: reported, never read as something else.
+            r#"{"type":"request","ts":"2026-11-28T00:00:02.000Z","key_id":"k","ip":"203.0.113.7","outcome":"ok"}"#, "\n",
+            r#"{"type":"account","account_id":"b","segment":"vip","declared_countries":["KR"]}"#, "\n",
+            r#"{"type":"relationship","from":"a","to":"b","kind":"friend"}"#, "\n",
+            r#"{"type":"account","account_id":"c","segment":"retail","declared_countries":["Korea"]}"#, "\n",
         ),
     )
     .unwrap();
@@ -80,7 +85,11 @@ fn malformed_lines_are_reported_with_their_number_and_skipped() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ev.ndjson:2: skipped: not a JSON object"), "{err}");
     assert!(err.contains("ev.ndjson:3: skipped: invalid ip"), "{err}");
-    assert!(err.contains("4 lines (2 skipped)"), "{err}");
+    assert!(err.contains("ev.ndjson:5: skipped: invalid outcome: \"ok\" is not a verify code"), "{err}");
+    assert!(err.contains("ev.ndjson:6: skipped: invalid segment: \"vip\""), "{err}");
+    assert!(err.contains("ev.ndjson:7: skipped: invalid kind: unknown relationship \"friend\""), "{err}");
+    assert!(err.contains("ev.ndjson:8: skipped: invalid declared_countries: \"Korea\""), "{err}");
+    assert!(err.contains("8 lines (6 skipped)"), "{err}");
 
     let missing = Command::new(BIN).args(["replay", "/nonexistent/events.ndjson"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));

@@ -533,9 +533,12 @@ fn staged_response(shadow: bool, segment: &str) {
         let want = if shadow { "VALID" } else { "SUSPENDED" };
         assert_eq!(verify("203.0.113.9", &secret), want, "{case}");
     }
-    post(json!({ "type": "vendor_intel", "ts": rfc3339(now_ms()), "key_id": key,
-        "text": "key offered for rent on a copy-trading channel" }));
-    // Institutional thresholds are higher: the same signals reach reverify, not invalidate.
+    if !institutional {
+        // Intelligence naming the key: an unambiguous compromise.
+        post(json!({ "type": "vendor_intel", "ts": rfc3339(now_ms()), "key_id": key,
+            "text": "key offered for rent on a copy-trading channel" }));
+    }
+    // A mandate's key stops at reverify here, where a person takes it on.
     let last = if institutional { "reverify" } else { "invalidate" };
     let case = case_at(&http, &u, &analyst, &key, last);
     let want = if shadow || institutional { "VALID" } else { "REVOKED" };

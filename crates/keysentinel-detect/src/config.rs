@@ -71,13 +71,14 @@ pub struct Config {
 pub struct Thresholds {
     pub retail: [f32; 4],
     /// Market makers, brokers and institutions: judged against their mandate, and their
-    /// multi-site automation is expected, so the bar is higher.
+    /// multi-site automation is expected, so the bar to stop a key is higher (the bar to tell
+    /// its owner is the same).
     pub institutional: [f32; 4],
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { retail: [0.20, 0.50, 0.85, 0.97], institutional: [0.30, 0.70, 0.93, 0.99] }
+        Self { retail: [0.20, 0.50, 0.80, 0.95], institutional: [0.30, 0.50, 0.90, 0.98] }
     }
 }
 

@@ -438,7 +438,9 @@ fn countries(v: Option<Vec<Cow<'_, str>>>, field: &'static str) -> Result<Vec<[u
     v.unwrap_or_default()
         .iter()
         .map(|c| match c.as_bytes() {
-            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Ok([a.to_ascii_uppercase(), b.to_ascii_uppercase()]),
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                Ok([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+            }
             _ => Err(ParseError::Invalid { field, message: format!("{c:?} is not an ISO 3166-1 alpha-2 code") }),
         })
         .collect()
@@ -644,15 +646,19 @@ fn record(flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
             by: match take(flat.by, "by")?.as_ref() {
                 "analyst" => Confirmer::Analyst,
                 "owner" => Confirmer::Owner,
-                other => return Err(ParseError::Invalid { field: "by", message: format!("{other:?}: analyst or owner") }),
+                other => {
+                    return Err(ParseError::Invalid { field: "by", message: format!("{other:?}: analyst or owner") })
+                }
             },
             ips: flat
                 .ips
                 .unwrap_or_default()
                 .iter()
                 .map(|v| {
-                    v.parse()
-                        .map_err(|_| ParseError::Invalid { field: "ips", message: format!("{v:?} is not an IP address") })
+                    v.parse().map_err(|_| ParseError::Invalid {
+                        field: "ips",
+                        message: format!("{v:?} is not an IP address"),
+                    })
                 })
                 .collect::<Result<_, _>>()?,
             asns: flat.asns.unwrap_or_default(),

@@ -48,8 +48,7 @@ pub struct Place {
 }
 
 impl Place {
-    pub const UNKNOWN: Place =
-        Place {
+    pub const UNKNOWN: Place = Place {
         country: None,
         lat_lon: None,
         accuracy_km: 0.0,

@@ -48,7 +48,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::Network, Kind::Client, Kind::Behaviour, Kind::Links, Kind::Credentials, Kind::Reports];
+    pub const ALL: [Kind; 6] =
+        [Kind::Network, Kind::Client, Kind::Behaviour, Kind::Links, Kind::Credentials, Kind::Reports];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -168,7 +169,7 @@ impl Indicator {
             Indicator::OutsideDeclared => 0.40,
             Indicator::LinkedAccounts => 0.50,
             Indicator::Unfamiliar => 0.60,
-            Indicator::Complaint => 0.20,
+            Indicator::Complaint => 0.10,
             Indicator::VendorIntel => 0.30,
             Indicator::ActorChange => 0.60,
             Indicator::NewWithdrawalAddress => 0.50,

@@ -183,10 +183,9 @@ impl GeoData {
     fn asn(&self, ip: IpAddr) -> Option<(u32, u32, u32)> {
         match ip {
             IpAddr::V4(v) => self.asn_v4.find(u32::from(v)).map(|(a, o, i)| (a, o, i as u32 + 1)),
-            IpAddr::V6(v) => self
-                .asn_v6
-                .find(u128::from(v))
-                .map(|(a, o, i)| (a, o, (i + 1 + self.asn_v4.ranges.len()) as u32)),
+            IpAddr::V6(v) => {
+                self.asn_v6.find(u128::from(v)).map(|(a, o, i)| (a, o, (i + 1 + self.asn_v4.ranges.len()) as u32))
+            }
         }
     }
 

@@ -82,9 +82,7 @@ impl Hours {
     /// Office hours on weekdays' clock (weekends are not modelled).
     pub fn office() -> Hours {
         let mut w = [0.0; 24];
-        for h in 9..18 {
-            w[h] = 1.0;
-        }
+        w[9..18].fill(1.0);
         w[12] = 0.4;
         Hours::normalised(w)
     }

@@ -74,7 +74,10 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
         "cloud_bot_and_laptop" => {
             // The bot on a cloud server, allowlisted; the owner checks the account by hand from
             // home, where the allowlist may or may not reach.
-            let server = { let x = pick(&mut g.rng, world::CLOUD); Access::server(g, x) };
+            let server = {
+                let x = pick(&mut g.rng, world::CLOUD);
+                Access::server(g, x)
+            };
             let server_ip = g.session_addr(server, 0);
             allow.push(format!("{server_ip}/32"));
             let home_allowed = g.rng.gen_bool(0.4);
@@ -104,8 +107,12 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
             let hand = client(world::HAND_CLIENTS, g.rng.gen_range(0..6), 1);
             Use::by_hand(key_ref, hand, p.hours, p.per_hour * 0.4, None)
                 .run(g, g.start, g.end, |g, at| Some((p.pc_addr(g, at, false)?, "VALID")));
-            Use::by_hand(key_ref, p.phone_client.clone(), p.hours, p.per_hour * 0.3, Some(p.trading.clone()))
-                .run(g, g.start, g.end, |g, at| Some((p.phone_addr(g, at)?, "VALID")));
+            Use::by_hand(key_ref, p.phone_client.clone(), p.hours, p.per_hour * 0.3, Some(p.trading.clone())).run(
+                g,
+                g.start,
+                g.end,
+                |g, at| Some((p.phone_addr(g, at)?, "VALID")),
+            );
         }
         "vendor_customer" => {
             // An approved vendor runs the key from its registered egress; the owner looks in by
@@ -113,12 +120,17 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
             let vendor = reg.vendor_id.clone();
             reg.key(key_ref, &account, &allow, Some(&vendor));
             let egress = reg.vendor_egress;
-            let vendor_bot = Use::bot(key_ref, "VendorBot/3.2".into(), jitter(g, 1.5, 0.5), Some(Trading::bot(&mut g.rng)));
+            let vendor_bot =
+                Use::bot(key_ref, "VendorBot/3.2".into(), jitter(g, 1.5, 0.5), Some(Trading::bot(&mut g.rng)));
             vendor_bot.run(g, g.start, g.end, |g, _| {
                 let ip = g.session_addr(egress, 0);
                 Some((vary_last_octet(g, ip), "VALID"))
             });
-            let hand = if g.rng.gen_bool(0.5) { p.pc_client.clone() } else { client(world::HAND_CLIENTS, g.rng.gen_range(0..6), 0) };
+            let hand = if g.rng.gen_bool(0.5) {
+                p.pc_client.clone()
+            } else {
+                client(world::HAND_CLIENTS, g.rng.gen_range(0..6), 0)
+            };
             Use::by_hand(key_ref, hand, p.hours, p.per_hour * 0.3, None)
                 .run(g, g.start, g.end, |g, at| Some((p.pc_addr(g, at, false)?, "VALID")));
         }
@@ -181,11 +193,15 @@ fn bots(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, account: &str
     let sites = if family == "multi_cloud_bot" { 2 } else { 1 };
     let ips: Vec<IpAddr> = (0..sites)
         .map(|_| {
-            let s = { let x = pick(&mut g.rng, world::CLOUD); Access::server(g, x) };
+            let s = {
+                let x = pick(&mut g.rng, world::CLOUD);
+                Access::server(g, x)
+            };
             g.session_addr(s, 0)
         })
         .collect();
-    let allow: Vec<String> = ips.iter().map(|ip| if g.rng.gen_bool(0.5) { format!("{ip}/32") } else { crate::gen::ip24(*ip) }).collect();
+    let allow: Vec<String> =
+        ips.iter().map(|ip| if g.rng.gen_bool(0.5) { format!("{ip}/32") } else { crate::gen::ip24(*ip) }).collect();
     reg.account(account, "pro", &["KR"]);
     reg.key(key, account, &allow, None);
     let ua = client(world::BOT_CLIENTS, g.rng.gen_range(0..world::BOT_CLIENTS.len()), g.rng.gen_range(0..3));
@@ -202,7 +218,10 @@ fn market_maker(g: &mut Gen<'_>, reg: &mut Registry, account: &str, key: &str) -
     let sites = g.rng.gen_range(2..5);
     let ips: Vec<IpAddr> = (0..sites)
         .map(|_| {
-            let s = { let x = pick(&mut g.rng, world::CLOUD); Access::server(g, x) };
+            let s = {
+                let x = pick(&mut g.rng, world::CLOUD);
+                Access::server(g, x)
+            };
             g.session_addr(s, 0)
         })
         .collect();
@@ -222,7 +241,10 @@ fn market_maker(g: &mut Gen<'_>, reg: &mut Registry, account: &str, key: &str) -
 /// A corporate treasury desk: several operators at the office, each with their own tool,
 /// within the office's allowlist, in office hours.
 fn corporate(g: &mut Gen<'_>, reg: &mut Registry, account: &str, key: &str) -> Vec<Truth> {
-    let office = { let x = pick(&mut g.rng, world::KR_OFFICE); Access::fixed(g, x) };
+    let office = {
+        let x = pick(&mut g.rng, world::KR_OFFICE);
+        Access::fixed(g, x)
+    };
     let ip = g.session_addr(office, 0);
     reg.account(account, "corporate", &["KR"]);
     reg.key(key, account, &[crate::gen::ip24(ip)], None);
@@ -259,7 +281,10 @@ pub fn shared_nat(g: &mut Gen<'_>, reg: &mut Registry, group: usize) -> Vec<Trut
 /// A broker's desk trading for its clients from its office (documented relationships), and
 /// its own key.
 pub fn broker(g: &mut Gen<'_>, reg: &mut Registry, b: usize) -> Vec<Truth> {
-    let office = { let x = pick(&mut g.rng, world::KR_OFFICE); Access::fixed(g, x) };
+    let office = {
+        let x = pick(&mut g.rng, world::KR_OFFICE);
+        Access::fixed(g, x)
+    };
     let ip = g.session_addr(office, 0);
     let account = format!("broker-{b:03}");
     reg.account(&account, "broker", &["KR"]);
@@ -277,8 +302,12 @@ pub fn broker(g: &mut Gen<'_>, reg: &mut Registry, b: usize) -> Vec<Truth> {
         };
         reg.key(&key, &acct, &[], None);
         let t = Trading::retail(&mut g.rng);
-        Use::by_hand(&key, desk.clone(), Hours::office(), jitter(g, 1.5, 0.5), Some(t))
-            .run(g, g.start, g.end, |_, _| Some((ip, "VALID")));
+        Use::by_hand(&key, desk.clone(), Hours::office(), jitter(g, 1.5, 0.5), Some(t)).run(
+            g,
+            g.start,
+            g.end,
+            |_, _| Some((ip, "VALID")),
+        );
         out.push(Truth::honest(&key, &acct, segment, "broker_desk"));
     }
     out

@@ -16,6 +16,7 @@
 //! Deterministic: the same seed and parameters give the same bytes.
 
 mod gen;
+mod heldout;
 mod honest;
 mod person;
 mod sharing;
@@ -106,6 +107,13 @@ pub fn families() -> Vec<&'static str> {
     all
 }
 
+/// Families drawn only for a leave-family-out test of the detection engine (never tuned on),
+/// honest ones first; the sharing ones (and the copy-trading leader's own key) only when keys are
+/// shared at all.
+pub fn held_out_families() -> Vec<&'static str> {
+    heldout::HONEST.iter().chain(heldout::SHARING).copied().collect()
+}
+
 /// The registry records of the run, and what families share: the approved vendor, the public
 /// hotspots.
 pub(crate) struct Registry {
@@ -145,7 +153,12 @@ pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {
     // An approved vendor with its registered egress in one cloud range.
     let egress = gen::Access::server(&mut g, 16509);
     let egress_ip = g.session_addr(egress, 0);
-    let mut reg = Registry { lines: Vec::new(), vendor_id: "vendor-approved-1".into(), vendor_egress: egress, hotspots: Vec::new() };
+    let mut reg = Registry {
+        lines: Vec::new(),
+        vendor_id: "vendor-approved-1".into(),
+        vendor_egress: egress,
+        hotspots: Vec::new(),
+    };
     reg.lines.push(format!(
         r#"{{"type":"vendor","vendor_id":"vendor-approved-1","status":"approved","egress_cidrs":["{}"]}}"#,
         gen::ip24(egress_ip)
@@ -179,6 +192,8 @@ pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {
             keys.extend(sharing::ring(&mut g, &mut reg, "unregistered_vendor", r));
         }
     }
+    // Held-out families, after all the others so that those draw the same as without them.
+    keys.extend(heldout::run(&mut g, &mut reg, p.accounts, rate));
 
     let lines = std::mem::take(&mut reg.lines);
     let activity = g.finish();

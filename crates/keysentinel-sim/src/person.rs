@@ -227,7 +227,13 @@ impl<'p> Use<'p> {
 
     /// Runs the use between `from` and `to`; `addr` says where each session comes from (None:
     /// no session then) and whether the gateway refused its address.
-    pub fn run(&self, g: &mut Gen<'_>, from: i64, to: i64, mut addr: impl FnMut(&mut Gen<'_>, i64) -> Option<(IpAddr, &'static str)>) {
+    pub fn run(
+        &self,
+        g: &mut Gen<'_>,
+        from: i64,
+        to: i64,
+        mut addr: impl FnMut(&mut Gen<'_>, i64) -> Option<(IpAddr, &'static str)>,
+    ) {
         let mut at_ip: Option<(IpAddr, &'static str)> = None;
         let trader = self.trading.is_some();
         g.sessions(from, to, self.per_hour, &self.hours, trader, self.calls, self.gap, |g, at, i| {

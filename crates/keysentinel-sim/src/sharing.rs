@@ -21,8 +21,15 @@ pub const FAMILIES: &[&str] = &[
 ];
 
 /// The honest ways the owners of shared keys use them before and alongside the sharing.
-const OWNER_FAMILIES: &[(&str, u32)] =
-    &[("home_only", 30), ("home_and_phone", 30), ("phone_only", 8), ("home_and_office", 12), ("commuter", 8), ("vpn_user", 6), ("traveller", 6)];
+const OWNER_FAMILIES: &[(&str, u32)] = &[
+    ("home_only", 30),
+    ("home_and_phone", 30),
+    ("phone_only", 8),
+    ("home_and_office", 12),
+    ("commuter", 8),
+    ("vpn_user", 6),
+    ("traveller", 6),
+];
 
 /// A program other than `than` (another family of client), or the very same one with
 /// probability `same`.
@@ -44,7 +51,12 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
     let base = pick(&mut g.rng, OWNER_FAMILIES);
     let mut p = Person::new(g, &account);
     match base {
-        "home_and_office" | "commuter" => p.office = Some({ let x = pick(&mut g.rng, world::KR_OFFICE); Access::fixed(g, x) }),
+        "home_and_office" | "commuter" => {
+            p.office = Some({
+                let x = pick(&mut g.rng, world::KR_OFFICE);
+                Access::fixed(g, x)
+            })
+        }
         "vpn_user" => p.vpn = Some((Access::Vpn { asn: pick(&mut g.rng, world::VPN) }, g.rng.gen_range(0.3..1.0))),
         "traveller" => p.plan_trip(g, 2 * HOUR),
         _ => {}
@@ -63,9 +75,13 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
     match family {
         "lent_abroad" => {
             let dest = &world::ABROAD[g.rng.gen_range(0..world::ABROAD.len())];
-            let line = { let x = dest.networks[g.rng.gen_range(0..dest.networks.len())]; Access::line(g, x) };
+            let line = {
+                let x = dest.networks[g.rng.gen_range(0..dest.networks.len())];
+                Access::line(g, x)
+            };
             let ua = other_client(g, &p.pc_client, 0.2);
-            let friend = Use::by_hand(k, ua, Hours::person(&mut g.rng), jitter(g, 1.0, 0.6), Some(Trading::retail(&mut g.rng)));
+            let friend =
+                Use::by_hand(k, ua, Hours::person(&mut g.rng), jitter(g, 1.0, 0.6), Some(Trading::retail(&mut g.rng)));
             friend.run(g, onset, g.end, |g, at| Some((g.session_addr(line, at), "VALID")));
         }
         "friend_home_line" => {
@@ -86,10 +102,19 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
                 let access = if g.rng.gen_bool(0.3) {
                     Access::Phone { asn: pick(&mut g.rng, world::KR_MOBILE) }
                 } else {
-                    { let x = pick(&mut g.rng, world::KR_FIXED); Access::line(g, x) }
+                    {
+                        let x = pick(&mut g.rng, world::KR_FIXED);
+                        Access::line(g, x)
+                    }
                 };
                 let ua = other_client(g, &p.pc_client, 0.25);
-                let member = Use::by_hand(k, ua, Hours::person(&mut g.rng), jitter(g, 0.8, 0.6), Some(Trading::retail(&mut g.rng)));
+                let member = Use::by_hand(
+                    k,
+                    ua,
+                    Hours::person(&mut g.rng),
+                    jitter(g, 0.8, 0.6),
+                    Some(Trading::retail(&mut g.rng)),
+                );
                 member.run(g, onset, g.end, |g, at| Some((g.session_addr(access, at), "VALID")));
             }
         }
@@ -98,14 +123,20 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
             // the secret is known.
             let mut at = onset;
             for _ in 0..g.rng.gen_range(12..40) {
-                let host = { let x = pick(&mut g.rng, world::CLOUD); Access::server(g, x) };
+                let host = {
+                    let x = pick(&mut g.rng, world::CLOUD);
+                    Access::server(g, x)
+                };
                 let ip = g.session_addr(host, at);
                 g.request(at, k, ip, "python-requests/2.31.0", "BAD_SIGNATURE");
                 at += g.rng.gen_range(2 * SEC..15 * SEC);
             }
             let user = Use::bot(k, "python-requests/2.31.0".into(), jitter(g, 2.0, 0.5), None);
             user.run(g, at + 10 * MIN, g.end, |g, at| {
-                let host = { let x = pick(&mut g.rng, world::CLOUD); Access::server(g, x) };
+                let host = {
+                    let x = pick(&mut g.rng, world::CLOUD);
+                    Access::server(g, x)
+                };
                 Some((g.session_addr(host, at), "VALID"))
             });
         }
@@ -130,14 +161,25 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
             // clock from one new address, with another program, far more often, in small caps,
             // at many times the sizes.
             let access = match g.rng.gen_range(0..10) {
-                0..=4 => { let x = pick(&mut g.rng, world::KR_FIXED); Access::fixed(g, x) },
-                5..=7 => { let x = pick(&mut g.rng, world::CLOUD); Access::server(g, x) },
-                _ => { let x = world::ABROAD[g.rng.gen_range(0..world::ABROAD.len())].networks[0]; Access::fixed(g, x) },
+                0..=4 => {
+                    let x = pick(&mut g.rng, world::KR_FIXED);
+                    Access::fixed(g, x)
+                }
+                5..=7 => {
+                    let x = pick(&mut g.rng, world::CLOUD);
+                    Access::server(g, x)
+                }
+                _ => {
+                    let x = world::ABROAD[g.rng.gen_range(0..world::ABROAD.len())].networks[0];
+                    Access::fixed(g, x)
+                }
             };
             let ip = g.session_addr(access, onset);
             let ua = other_client(g, &p.pc_client, 0.1);
             let mut t = Trading::bot(&mut g.rng);
-            t.symbols = (0..g.rng.gen_range(2..6)).map(|_| world::SMALL_CAPS[g.rng.gen_range(0..world::SMALL_CAPS.len())]).collect();
+            t.symbols = (0..g.rng.gen_range(2..6))
+                .map(|_| world::SMALL_CAPS[g.rng.gen_range(0..world::SMALL_CAPS.len())])
+                .collect();
             let mut renter = Use::bot(k, ua, p.per_hour * jitter(g, 10.0, 0.5), Some(t));
             renter.scale = jitter(g, 100.0, 0.7);
             renter.run(g, onset, g.end, |_, _| Some((ip, "VALID")));
@@ -156,10 +198,19 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
             // A leaked key resold to several buyers in several countries.
             for _ in 0..g.rng.gen_range(2..5) {
                 let dest = &world::ABROAD[g.rng.gen_range(0..world::ABROAD.len())];
-                let line = { let x = dest.networks[g.rng.gen_range(0..dest.networks.len())]; Access::line(g, x) };
+                let line = {
+                    let x = dest.networks[g.rng.gen_range(0..dest.networks.len())];
+                    Access::line(g, x)
+                };
                 let ua = other_client(g, &p.pc_client, 0.2);
                 let at = onset + g.rng.gen_range(0..6 * HOUR);
-                let buyer = Use::by_hand(k, ua, Hours::person(&mut g.rng), jitter(g, 0.7, 0.6), Some(Trading::retail(&mut g.rng)));
+                let buyer = Use::by_hand(
+                    k,
+                    ua,
+                    Hours::person(&mut g.rng),
+                    jitter(g, 0.7, 0.6),
+                    Some(Trading::retail(&mut g.rng)),
+                );
                 buyer.run(g, at, g.end, |g, at| Some((g.session_addr(line, at), "VALID")));
             }
         }
@@ -168,7 +219,9 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
             let ua = other_client(g, &p.pc_client, 0.3);
             let mut user = Use::bot(k, ua, jitter(g, 1.0, 0.5), Some(Trading::retail(&mut g.rng)));
             user.rotate = true;
-            user.run(g, onset, g.end, |g, at| Some((g.session_addr(Access::Proxies { asns: world::KR_FIXED }, at), "VALID")));
+            user.run(g, onset, g.end, |g, at| {
+                Some((g.session_addr(Access::Proxies { asns: world::KR_FIXED }, at), "VALID"))
+            });
         }
     }
     let onset_ms = g.first_since(mark).unwrap_or(onset);
@@ -180,12 +233,19 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
 pub fn ring(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, r: usize) -> Vec<Truth> {
     let size = if family == "affiliate_ring" { g.rng.gen_range(4..9) } else { g.rng.gen_range(6..14) };
     let hub_access = if family == "affiliate_ring" {
-        { let x = pick(&mut g.rng, world::KR_FIXED); Access::fixed(g, x) }
+        {
+            let x = pick(&mut g.rng, world::KR_FIXED);
+            Access::fixed(g, x)
+        }
     } else {
-        { let x = pick(&mut g.rng, world::CLOUD); Access::server(g, x) }
+        {
+            let x = pick(&mut g.rng, world::CLOUD);
+            Access::server(g, x)
+        }
     };
     let hub = g.session_addr(hub_access, 0);
-    let onset = moment(g, 0.2, 0.5, 6 * HOUR);
+    // Rings recruit accounts with a history, as the single-key families do.
+    let onset = moment(g, 0.3, 0.6, 20 * HOUR);
     let mut keys = Vec::new();
     for m in 0..size {
         let account = format!("{family}-{r}-{m}");

@@ -102,14 +102,25 @@ pub const LOGIN_WEB: &[&str] = &[
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
 ];
-pub const LOGIN_APP: &[&str] = &["ExchangeApp/3.14.0 (Android 14)", "ExchangeApp/3.14.0 (iOS 18.1)", "ExchangeApp/3.13.2 (Android 13)"];
+pub const LOGIN_APP: &[&str] =
+    &["ExchangeApp/3.14.0 (Android 14)", "ExchangeApp/3.14.0 (iOS 18.1)", "ExchangeApp/3.13.2 (Android 13)"];
 
 /// Markets: the large ones most customers trade, and small caps that a pump or a renter's
 /// strategy goes for.
 pub const MAJORS: &[&str] = &["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "KRW-USDT"];
 pub const SMALL_CAPS: &[&str] = &[
-    "KRW-MVL", "KRW-STPT", "KRW-MED", "KRW-ORBS", "KRW-HUNT", "KRW-GLM", "KRW-SC", "KRW-AERGO", "KRW-MLK", "KRW-UPP",
-    "KRW-ARDR", "KRW-META",
+    "KRW-MVL",
+    "KRW-STPT",
+    "KRW-MED",
+    "KRW-ORBS",
+    "KRW-HUNT",
+    "KRW-GLM",
+    "KRW-SC",
+    "KRW-AERGO",
+    "KRW-MLK",
+    "KRW-UPP",
+    "KRW-ARDR",
+    "KRW-META",
 ];
 
 /// A client string from one of the lists: a program and one of its versions.

@@ -9,8 +9,16 @@
 use super::state::Segment;
 use crate::indicator::{Indicator, Kind};
 
-/// Episode levels counted: 1, 2 and 3 or more.
-pub const LEVELS: usize = 3;
+/// Persistence levels counted: at least 1, 2, 3, 5 and 8 episodes. Sharing persists for days;
+/// most honest look-alikes (a trip, a new device) do not, and those that do (the home and the
+/// office) show as often in the population.
+const LEVEL_EPISODES: [u32; 5] = [1, 2, 3, 5, 8];
+pub const LEVELS: usize = LEVEL_EPISODES.len();
+
+/// The persistence level (1-based) of `episodes`.
+pub fn level(episodes: u32) -> u32 {
+    LEVEL_EPISODES.iter().filter(|e| **e <= episodes).count().max(1) as u32
+}
 
 /// Combinations of the kinds of evidence (a bit per kind).
 const MASKS: usize = 1 << Kind::ALL.len();
@@ -56,7 +64,7 @@ impl Population {
         self.bucket(segment, day).active += 1;
     }
 
-    /// A key of `segment` showed `ind` on `day` with at least `level` (1-based) episodes.
+    /// A key of `segment` showed `ind` on `day` at persistence `level` (1-based) or more.
     pub fn shown(&mut self, segment: Segment, day: i64, ind: Indicator, level: u32) {
         let l = (level.clamp(1, LEVELS as u32) - 1) as usize;
         self.bucket(segment, day).shown[ind.index()][l] += 1;
@@ -79,13 +87,19 @@ impl Population {
         let (mut shown, mut active) = (0u64, 0u64);
         for b in self.segments[segment as usize].iter().filter(|b| b.day > window && b.day < day) {
             active += u64::from(b.active);
-            shown += b.kinds.iter().enumerate().filter(|(m, _)| *m as u8 & mask == mask).map(|(_, n)| u64::from(*n)).sum::<u64>();
+            shown += b
+                .kinds
+                .iter()
+                .enumerate()
+                .filter(|(m, _)| *m as u8 & mask == mask)
+                .map(|(_, n)| u64::from(*n))
+                .sum::<u64>();
         }
         (shown as f64 + prior_weight * prior) / (active as f64 + prior_weight)
     }
 
     /// The share of `segment`'s active key-days, over the complete days of the window before
-    /// `day`, that showed `ind` with at least `level` episodes, shrunk towards `prior` by
+    /// `day`, that showed `ind` at persistence `level` or more, shrunk towards `prior` by
     /// `prior_weight` key-days. Only complete days: early in a day few keys have had the time
     /// to show a pattern, and the first to show it would be judged against a population that
     /// has not shown it yet.

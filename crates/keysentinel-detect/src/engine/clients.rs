@@ -20,6 +20,7 @@ impl Engine<'_> {
         let Some(f) = r.family else { return };
         let window = self.cfg.concurrent_window_minutes * MINUTE;
         let owner = r.owner();
+        let sanctioned = r.sanctioned;
         let st = &mut self.keys[r.k];
         // A run of requests from one client at one place is one entry: the order of runs is
         // what counts.
@@ -27,21 +28,22 @@ impl Engine<'_> {
         match runs.last_mut() {
             Some(last) if last.1 == f && last.2 == r.site => {
                 last.0 = r.ts;
-                last.3 |= owner;
+                last.3 |= sanctioned;
             }
             _ => {
                 if runs.is_full() {
                     runs.remove(0);
                 }
-                runs.push((r.ts, f, r.site, owner));
+                runs.push((r.ts, f, r.site, sanctioned));
             }
         }
         let expired = runs.iter().take_while(|(t, ..)| r.ts - t > window).count();
         runs.drain(..expired);
-        let runs = &st.recent_families;
+        let runs = &self.keys[r.k].recent_families;
         let last = runs.len().saturating_sub(1);
         let Some(b) = runs.iter().take(last).rposition(|(_, g, ..)| *g != f) else { return };
-        let (_, other, other_site, other_owner) = runs[b];
+        let (_, other, other_site, other_sanctioned) = runs[b];
+        let other_owner = other_sanctioned || self.attested(r.k, other_site, None, r.ts);
         let turns = runs.iter().take(b).any(|(_, g, ..)| *g == f);
         let elsewhere = other_site != r.site && matches!((other_site, r.site), (Site::Line(_), Site::Line(_)));
         let theirs = (other_owner && owner) || self.client_attested(r.k, other, r.ts);
@@ -51,7 +53,13 @@ impl Engine<'_> {
                 r.ua.map(client_family).unwrap_or("-"),
                 self.cfg.concurrent_window_minutes
             );
-            self.fire(r.k, r.ts, Indicator::AlternatingClients, Some(if owner { other_site } else { r.site }), evidence);
+            self.fire(
+                r.k,
+                r.ts,
+                Indicator::AlternatingClients,
+                Some(if owner { other_site } else { r.site }),
+                evidence,
+            );
         }
     }
 
@@ -60,7 +68,13 @@ impl Engine<'_> {
         let Some(c) = client else { return };
         let distinct = self.keys[r.k].recent_clients.see(c, r.ts, DAY);
         if distinct >= self.cfg.churn_clients_per_day && !r.institutional {
-            self.fire(r.k, r.ts, Indicator::ClientChurn, None, format!("{distinct} distinct clients or devices within a day"));
+            self.fire(
+                r.k,
+                r.ts,
+                Indicator::ClientChurn,
+                None,
+                format!("{distinct} distinct clients or devices within a day"),
+            );
         }
     }
 }

@@ -43,7 +43,13 @@ impl Engine<'_> {
         if let Some(d) = r.device {
             let n = self.link(LinkKey::Device(d), r.ts, entry(account, None));
             if n >= self.cfg.link_accounts {
-                self.fire(r.k, r.ts, Indicator::LinkedAccounts, None, format!("device {d:?} drove keys of {n} unrelated accounts"));
+                self.fire(
+                    r.k,
+                    r.ts,
+                    Indicator::LinkedAccounts,
+                    None,
+                    format!("device {d:?} drove keys of {n} unrelated accounts"),
+                );
             }
         }
     }

@@ -28,12 +28,13 @@ use crate::indicator::{Indicator, Level};
 // ahash, randomly seeded: fast, and keys chosen by clients (IPs, device ids) cannot be picked to
 // collide. No map's iteration order reaches the output.
 use ahash::AHashMap as HashMap;
-use state::{asn_key, client_family, country_key, h64, AccountState, Counts, KeyState, Recent, Segment, Site, DAY, MINUTE};
+use state::{
+    asn_key, client_family, country_key, h64, AccountState, Counts, KeyState, Recent, Segment, Site, DAY, MINUTE,
+};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
 pub use score::Assessment;
-
 
 /// What the engine knows of one client address: where it is (looked up once) and which
 /// accounts it drove lately.
@@ -163,7 +164,12 @@ impl<'g> Engine<'g> {
     pub fn indicators(&self, key_id: &str, ts: Millis) -> Vec<(Indicator, u32)> {
         let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
         let Some(&k) = self.key_index.get(key_id) else { return Vec::new() };
-        self.keys[k].fired.iter().filter(|f| f.count > 0 && ts - f.last <= ttl).map(|f| (f.indicator, f.episodes)).collect()
+        self.keys[k]
+            .fired
+            .iter()
+            .filter(|f| f.count > 0 && ts - f.last <= ttl)
+            .map(|f| (f.indicator, f.episodes))
+            .collect()
     }
 
     /// What the evidence on a key adds up to at `ts`, if the engine knows the key.

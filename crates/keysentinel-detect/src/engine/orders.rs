@@ -61,8 +61,8 @@ impl Engine<'_> {
         self.coordinated(k, ts, symbol, buy, notional);
     }
 
-    /// Orders in the last hour far above the most the key placed in an hour before — once the
-    /// market's own pace is allowed for: when news moves everyone, everyone trades more.
+    /// Orders in the last hour far above the most the key placed in a clock hour before — once
+    /// the market's own pace is allowed for: when news moves everyone, everyone trades more.
     fn order_rate(&mut self, k: usize, ts: Millis) {
         let learned = self.keys[k].learned(&self.cfg, ts);
         let institutional = self.segment(k).institutional();
@@ -73,23 +73,25 @@ impl Engine<'_> {
         while st.orders.front().is_some_and(|t| ts - t > HOUR) {
             st.orders.pop_front();
         }
-        let rate = st.orders.len() as f32;
-        // The busiest hour so far, forgotten slowly (a tenth a day).
-        let peak = st.order_peak.map(|(p, at)| p * 0.9f32.powf((ts - at) as f32 / DAY as f32));
-        if !learned {
-            st.order_peak = Some((peak.unwrap_or(0.0).max(rate), ts));
-            return;
+        // The busiest completed clock hour (relative to the market's pace then), forgotten slowly
+        // (a tenth a day). Only completed hours: a burst must not raise the bar it is held to.
+        let hour = ts.div_euclid(HOUR);
+        let peak = &mut st.order_peak;
+        if peak.hour != hour {
+            let decay = 0.9f32.powf((hour - peak.hour) as f32 / 24.0);
+            peak.peak = (peak.peak * decay).max(peak.count as f32 / peak.market.max(1.0));
+            (peak.hour, peak.count, peak.market) = (hour, 0, 1.0);
         }
-        let base = peak.unwrap_or(0.0).max(6.0);
-        if rate > multiple * base * market && !institutional {
+        peak.count += 1;
+        peak.market = peak.market.max(market);
+        let rate = st.orders.len() as f32;
+        let base = peak.peak.max(6.0);
+        if learned && rate > multiple * base * market && !institutional {
             let evidence = format!(
                 "{rate:.0} orders in the last hour against at most {base:.0} before{}",
                 if market > 1.05 { format!(" (the market {market:.1}× its pace)") } else { String::new() }
             );
             self.fire(k, ts, Indicator::OrderAnomaly, None, evidence);
-        } else if rate <= multiple * base * market {
-            // What passes is the key's own range: it widens its peak.
-            self.keys[k].order_peak = Some((peak.unwrap_or(0.0).max(rate / market), ts));
         }
     }
 

@@ -35,8 +35,7 @@ impl Engine<'_> {
     }
 
     fn dynamic(&self, range: u32) -> bool {
-        range != 0
-            && self.ranges.get(&range).is_some_and(|r| r.hops >= POOL_MIN_HOPS && r.hops * 2 > r.stays * 3)
+        range != 0 && self.ranges.get(&range).is_some_and(|r| r.hops >= POOL_MIN_HOPS && r.hops * 2 > r.stays * 3)
     }
 
     /// Learns, from key `k`'s sessions, whether `place`'s range keeps its addresses.
@@ -84,22 +83,37 @@ impl Engine<'_> {
     }
 
     /// A login by the account's owner (as far as the exchange can tell: its own credentials,
-    /// two factors): it vouches for where they are and the device they use.
+    /// two factors): it vouches for where they are and the device they use. (A sold account's
+    /// buyer logs in too: the change-point on the key's habits does not take logins as the
+    /// owner's.)
     pub(super) fn login(&mut self, account_id: &str, ts: Millis, ip: IpAddr, device: Option<&str>) {
+        let window = self.attestation_window();
         let a = self.account(account_id);
         let place = self.place(ip, ts);
         let site = self.site_of(&place, ip);
         let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
-        let new = !vouched(&owner.sites, &site, ts, self.cfg.attestation_days * DAY);
+        let device = device.map(|d| h64(d.as_bytes()));
+        let known_site = vouched(&owner.sites, &site, ts, window);
         vouch(&mut owner.sites, site, ts);
         if let Some(c) = place.country {
             vouch(&mut owner.countries, c, ts);
         }
         if let Some(d) = device {
-            vouch(&mut owner.devices, h64(d.as_bytes()), ts);
+            vouch(&mut owner.devices, d, ts);
         }
-        if new {
+        if !known_site {
             self.take_back(a, site, ts);
+        }
+        // Where the owner is counts into the history of the account's keys too, as in Freeman
+        // et al.'s user model: their automation from where they live is then familiar.
+        for k in self.accounts[a].keys.clone() {
+            let st = &mut self.keys[k];
+            if let Some(asn) = place.asn {
+                st.asns.add(super::state::asn_key(asn));
+            }
+            if let Some(c) = place.country {
+                st.countries.add(super::state::country_key(c));
+            }
         }
     }
 

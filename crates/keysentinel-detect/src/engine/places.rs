@@ -19,11 +19,11 @@ impl Engine<'_> {
             self.alternating_lines(r);
             let window = self.cfg.concurrent_window_minutes * MINUTE;
             let st = &mut self.keys[r.k];
-            let seen = Seen { ts: r.ts, place: r.place, site: r.site, owner: r.owner() };
+            let seen = Seen { ts: r.ts, place: r.place, site: r.site, sanctioned: r.sanctioned };
             match st.places.back_mut() {
                 Some(last) if last.place == r.place && last.site == r.site => {
                     last.ts = r.ts;
-                    last.owner |= seen.owner;
+                    last.sanctioned |= seen.sanctioned;
                 }
                 _ => st.places.push_back(seen),
             }
@@ -36,9 +36,14 @@ impl Engine<'_> {
         self.outside_declared(r);
     }
 
+    /// Whether a run was the owner's, as far as is known now: a login since may vouch for it.
+    fn owners(&self, k: usize, s: &Seen, ts: crate::event::Millis) -> bool {
+        s.sanctioned || self.attested(k, s.site, None, ts)
+    }
+
     /// Whether two runs are the owner's on both sides.
-    fn one_actor(a: &Seen, r: &Req<'_>) -> bool {
-        a.owner && r.owner()
+    fn one_actor(&self, a: &Seen, r: &Req<'_>) -> bool {
+        r.owner() && self.owners(r.k, a, r.ts)
     }
 
     fn travel_and_concurrency(&mut self, r: &Req<'_>) {
@@ -50,7 +55,12 @@ impl Engine<'_> {
             if let Some(there) = prev.place.lat_lon {
                 let apart = km(here, there) - r.place.accuracy_km - prev.place.accuracy_km;
                 let hours = ((r.ts - prev.ts).max(1) as f32) / HOUR as f32;
-                if apart > cfg.travel_min_km && apart / hours > cfg.travel_max_kmh && !mine && !Self::one_actor(&prev, r) {
+                if apart > cfg.travel_min_km
+                    && apart / hours > cfg.travel_max_kmh
+                    && !mine
+                    && !self.one_actor(&prev, r)
+                    && !same_network(&prev, r)
+                {
                     let evidence = format!(
                         "{} → {}: {:.0} km in {:.0} min ({:.0} km/h)",
                         prev.place.country_str(),
@@ -59,7 +69,13 @@ impl Engine<'_> {
                         hours * 60.0,
                         apart / hours
                     );
-                    self.fire(r.k, r.ts, Indicator::ImpossibleTravel, Some(if r.owner() { prev.site } else { r.site }), evidence);
+                    self.fire(
+                        r.k,
+                        r.ts,
+                        Indicator::ImpossibleTravel,
+                        Some(if r.owner() { prev.site } else { r.site }),
+                        evidence,
+                    );
                 }
             }
         }
@@ -67,13 +83,16 @@ impl Engine<'_> {
         let cfg = &self.cfg;
         let places = &self.keys[r.k].places;
         let far = |s: &Seen| {
-            s.place.lat_lon.is_some_and(|p| distance_km(p, here) - s.place.accuracy_km - r.place.accuracy_km > cfg.concurrent_min_km)
+            s.place.lat_lon.is_some_and(|p| {
+                distance_km(p, here) - s.place.accuracy_km - r.place.accuracy_km > cfg.concurrent_min_km
+            })
         };
         let Some(b) = places.iter().rposition(far) else { return };
-        let near =
-            |s: &Seen| s.place.lat_lon.is_some_and(|p| distance_km(p, here) < 100.0 + s.place.accuracy_km + r.place.accuracy_km);
+        let near = |s: &Seen| {
+            s.place.lat_lon.is_some_and(|p| distance_km(p, here) < 100.0 + s.place.accuracy_km + r.place.accuracy_km)
+        };
         let other = places[b];
-        if places.iter().take(b).any(near) && !mine && !Self::one_actor(&other, r) {
+        if places.iter().take(b).any(near) && !mine && !self.one_actor(&other, r) && !same_network(&other, r) {
             let evidence = format!(
                 "used alternately from {} ({}) and {} ({}) within {} min",
                 r.place.country_str(),
@@ -103,14 +122,17 @@ impl Engine<'_> {
             .iter()
             .skip(skip)
             .filter(|s| matches!(s.site, Site::Line(_)))
-            .map(|s| (s.site, s.owner))
+            .map(|s| (s.site, self.owners(r.k, s, r.ts)))
             .chain(std::iter::once((r.site, r.owner())))
             .collect();
         // Lines returned to after another line, and whether each is the owner's.
         let mut returning: arrayvec::ArrayVec<(Site, bool), 17> = arrayvec::ArrayVec::new();
         for (i, (site, owner)) in lines.iter().enumerate() {
             let before = &lines[..i];
-            let returned = before.iter().rposition(|(s, _)| s == site).is_some_and(|j| before[j + 1..].iter().any(|(s, _)| s != site));
+            let returned = before
+                .iter()
+                .rposition(|(s, _)| s == site)
+                .is_some_and(|j| before[j + 1..].iter().any(|(s, _)| s != site));
             if returned {
                 match returning.iter_mut().find(|(s, _)| s == site) {
                     Some(e) => e.1 |= *owner,
@@ -206,6 +228,13 @@ impl Engine<'_> {
             self.fire(r.k, r.ts, Indicator::OutsideDeclared, Some(r.site), evidence);
         }
     }
+}
+
+/// Two addresses of one consumer network in one country: the city data places a carrier's
+/// addresses (a phone's above all) all over the country, and one household does not hop
+/// between a big country's cities in minutes — a data error, not two people.
+fn same_network(a: &Seen, r: &Req<'_>) -> bool {
+    a.place.asn.is_some() && a.place.asn == r.place.asn && a.place.country == r.place.country
 }
 
 /// Distance in km, with the common case — the very same coordinates — free.

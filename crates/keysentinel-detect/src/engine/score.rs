@@ -18,6 +18,9 @@ use crate::indicator::{Indicator, Kind, Level};
 /// over to each further episode: honest patterns repeat too (the home and the office, every
 /// day), a little less than sharing does.
 const HONEST_REPEAT: f64 = 0.6;
+/// Before the population says, the share of honest key-days showing one kind of evidence that
+/// also show another: the owner's second device is often at a second place.
+const JOINT_PRIOR: f64 = 0.3;
 
 struct Assessed {
     risk: f32,
@@ -56,6 +59,7 @@ impl Engine<'_> {
                     episodes: 0,
                     first: ts,
                     last: ts,
+                    episode_start: ts,
                     evidence: String::new(),
                     sites: arrayvec::ArrayVec::new(),
                     counted_day: i64::MIN,
@@ -79,14 +83,17 @@ impl Engine<'_> {
         }
         let before = (f.count, f.episodes);
         if f.count == 0 {
-            (f.count, f.episodes, f.evidence) = (1, 1, evidence);
+            (f.count, f.episodes, f.evidence, f.episode_start) = (1, 1, evidence, ts);
         } else {
             if ts - f.last >= 5 * MINUTE {
                 f.count = f.count.saturating_add(1);
                 f.evidence = evidence;
             }
-            if ts - f.last > gap {
+            // A new episode after a quiet spell, or after a long stretch of firing: what
+            // persists for hours persists, whether it pauses or not.
+            if ts - f.last > gap || ts - f.episode_start > 2 * gap {
                 f.episodes = f.episodes.saturating_add(1);
+                f.episode_start = ts;
             }
         }
         f.last = ts;
@@ -98,7 +105,7 @@ impl Engine<'_> {
         if f.counted_day != day {
             (f.counted_day, f.counted_level) = (day, 0);
         }
-        let reached = f.episodes.min(super::calibration::LEVELS as u32);
+        let reached = super::calibration::level(f.episodes);
         for level in f.counted_level + 1..=reached {
             self.population.shown(segment, day, ind, level);
         }
@@ -151,7 +158,7 @@ impl Engine<'_> {
         let mut best_at = [usize::MAX; Kind::ALL.len()];
         let (mut persistent, mut unambiguous) = (false, false);
         for f in self.keys[k].fired.iter().filter(|f| f.count > 0 && ts - f.last <= ttl) {
-            let n = f.episodes.clamp(1, super::calibration::LEVELS as u32);
+            let n = super::calibration::level(f.episodes);
             let prior = f.indicator.on_honest_prior() * HONEST_REPEAT.powi(n as i32 - 1);
             let share = self.population.rate(segment, day, f.indicator, n, prior, cfg.calibration_prior_key_days);
             let shared = f.indicator.on_shared() * cfg.persistence.powi(n as i32 - 1);
@@ -181,8 +188,7 @@ impl Engine<'_> {
         let odds = (prior / (1.0 - prior)).ln() + best.iter().sum::<f64>() + correction;
         let risk = (1.0 / (1.0 + (-odds).exp())) as f32;
         let corroborating = best.iter().filter(|l| **l >= cfg.corroboration_llr).count();
-        let thresholds =
-            if segment.institutional() { &cfg.thresholds.institutional } else { &cfg.thresholds.retail };
+        let thresholds = if segment.institutional() { &cfg.thresholds.institutional } else { &cfg.thresholds.retail };
         let mut level = Level::of(risk, thresholds);
         if unambiguous {
             level = Some(Level::Invalidate);
@@ -213,12 +219,15 @@ impl Engine<'_> {
                 .min(0.5);
             (prior, self.population.kinds_rate(segment, day, 1 << i, prior, cfg.calibration_prior_key_days))
         };
-        let (mut prior, mut apart) = (1.0, 1.0);
+        let (mut rarest, mut apart) = (1.0f64, 1.0);
         for i in (0..Kind::ALL.len()).filter(|i| mask & 1 << i != 0) {
             let (p, r) = single(i);
-            prior *= p;
+            rarest = rarest.min(p);
             apart *= r;
         }
+        // Before the population says, kinds are taken to go together on honest keys as often
+        // as a third of the rarer one shows at all.
+        let prior = JOINT_PRIOR * rarest;
         let together = self.population.kinds_rate(segment, day, mask, prior, cfg.calibration_prior_key_days);
         let strongest = best.iter().copied().fold(0.0, f64::max);
         let total: f64 = best.iter().sum();

@@ -115,8 +115,9 @@ pub struct Seen {
     pub ts: Millis,
     pub place: Place,
     pub site: Site,
-    /// The owner's, by the registry (allowlist, vendor egress) or by their own login.
-    pub owner: bool,
+    /// Sanctioned by the registry (allowlist, vendor egress). Whether the owner vouched for it
+    /// is asked when it matters: a login since may have.
+    pub sanctioned: bool,
 }
 
 /// One indicator's firings on a key.
@@ -128,6 +129,8 @@ pub struct Fired {
     pub episodes: u32,
     pub first: Millis,
     pub last: Millis,
+    /// When the current episode began.
+    pub episode_start: Millis,
     pub evidence: String,
     /// Where the suspect part came from, when from one place (the last few).
     pub sites: arrayvec::ArrayVec<Site, 3>,
@@ -156,12 +159,11 @@ pub struct KeyState {
     pub recent_lines: Recent,
     pub recent_clients: Recent,
     /// Runs of client families within the concurrency window, oldest first: (last seen,
-    /// family, site, the owner's).
+    /// family, site, sanctioned by the registry).
     pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site, bool), 16>,
     pub bad_signatures: VecDeque<Millis>,
     pub orders: VecDeque<Millis>,
-    /// The most orders the key placed within an hour, and when that was last brought up to date.
-    pub order_peak: Option<(f32, Millis)>,
+    pub order_peak: OrderPeak,
     pub fired: Vec<Fired>,
     pub level: Option<Level>,
     /// Accounts (link-graph roots) whose orders coincided with this key's, when last; only for
@@ -203,7 +205,7 @@ impl KeyState {
             recent_families: arrayvec::ArrayVec::new(),
             bad_signatures: VecDeque::new(),
             orders: VecDeque::new(),
-            order_peak: None,
+            order_peak: OrderPeak::default(),
             fired: Vec::new(),
             level: None,
             co_ordered: None,
@@ -224,6 +226,16 @@ impl KeyState {
     pub fn allowlisted(&self, ip: IpAddr) -> bool {
         self.allowlist.iter().any(|n| n.contains(&ip))
     }
+}
+
+/// The most orders a key placed in a clock hour, and the hour being counted.
+#[derive(Default)]
+pub struct OrderPeak {
+    pub peak: f32,
+    pub hour: i64,
+    pub count: u32,
+    /// The market's highest pace during the hour being counted.
+    pub market: f32,
 }
 
 /// What vouches for the owner of an account: where and on what they logged in to the exchange
@@ -249,7 +261,12 @@ pub fn vouch<T: PartialEq + Copy, const N: usize>(list: &mut arrayvec::ArrayVec<
 }
 
 /// Whether `value` was vouched for within `window` before `ts`.
-pub fn vouched<T: PartialEq, const N: usize>(list: &arrayvec::ArrayVec<(T, Millis), N>, value: &T, ts: Millis, window: Millis) -> bool {
+pub fn vouched<T: PartialEq, const N: usize>(
+    list: &arrayvec::ArrayVec<(T, Millis), N>,
+    value: &T,
+    ts: Millis,
+    window: Millis,
+) -> bool {
     list.iter().any(|(v, t)| v == value && ts - *t <= window)
 }
 

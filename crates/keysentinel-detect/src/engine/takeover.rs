@@ -19,8 +19,10 @@ const HALF_LIFE_HOURS: f32 = 7.0 * 24.0;
 /// Hours of activity a baseline covers, and how old it is, before it can tell a change.
 const MATURE_HOURS: f32 = 8.0;
 const MATURE_AGE: Millis = 20 * HOUR;
-/// A value under this share of the baseline is new to the key.
+/// A value under this share of the baseline is rare for the key.
 const RARE: f32 = 0.05;
+/// A client or network under this share of the baseline is new to the key.
+const NEW: f32 = 0.15;
 
 /// Decayed counts of one feature's values (hashed), the few most weighty kept.
 #[derive(Default, Clone)]
@@ -62,7 +64,7 @@ struct Habits {
     ln_size: f32,
     symbols: Tally<8>,
     families: Tally<4>,
-    /// Sites the key is used from; the owner's (vouched for) count as one.
+    /// Sites the key is used from; those the registry sanctions count as one.
     sites: Tally<6>,
     /// Hours of activity this covers (for the baseline's rate).
     span_hours: f32,
@@ -154,7 +156,9 @@ impl Engine<'_> {
             return;
         }
         let hour = (r.ts.rem_euclid(24 * HOUR) / HOUR) as usize;
-        let site = if r.owner() { 0 } else { site_hash(r.site.key()) | 1 };
+        // Sites the registry sanctions count as one; logins do not vouch here, since whoever
+        // bought an account logs in too.
+        let site = if r.sanctioned { 0 } else { site_hash(r.site.key()) | 1 };
         let p = self.keys[r.k].profile.get_or_insert_with(|| Box::new(Profile::new(r.ts)));
         p.roll(r.ts);
         let w = &mut p.window;
@@ -209,11 +213,15 @@ impl Engine<'_> {
             habits.push(format!("{rate:.0} requests an hour against {base_rate:.0}"));
         }
         if w.orders >= 5.0 {
-            let new_markets: f32 = w.symbols.items.iter().filter(|(s, _)| share(b.symbols.get(*s), b.orders) < RARE).map(|(_, n)| n).sum();
+            let new_markets: f32 =
+                w.symbols.items.iter().filter(|(s, _)| share(b.symbols.get(*s), b.orders) < RARE).map(|(_, n)| n).sum();
             if b.orders < 3.0 && w.orders >= 10.0 {
                 habits.push(format!("{:.0} orders where it hardly traded", w.orders));
             } else if share(new_markets, w.orders) >= 0.6 {
-                habits.push(format!("{:.0}% of its orders in markets it never traded", 100.0 * share(new_markets, w.orders)));
+                habits.push(format!(
+                    "{:.0}% of its orders in markets it never traded",
+                    100.0 * share(new_markets, w.orders)
+                ));
             }
             if b.orders >= 5.0 {
                 let grown = (w.ln_size / w.orders - b.ln_size / b.orders).exp();
@@ -225,15 +233,22 @@ impl Engine<'_> {
         if habits.len() < 2 {
             return None;
         }
+        // New to it: under a seventh of the baseline (a window that straddled the change may
+        // have brought some of it in already).
         let new_of = |t: &Tally<4>, base: &Tally<4>| -> f32 {
-            t.items.iter().filter(|(v, _)| share(base.get(*v), b.requests) < RARE).map(|(_, n)| n).sum()
+            t.items.iter().filter(|(v, _)| share(base.get(*v), b.requests) < NEW).map(|(_, n)| n).sum()
         };
         let mut who: Vec<&str> = Vec::new();
         if share(new_of(&w.families, &b.families), w.requests) >= 0.8 {
             who.push("a client new to it");
         }
-        let new_sites: f32 =
-            w.sites.items.iter().filter(|(s, _)| *s != 0 && share(b.sites.get(*s), b.requests) < RARE).map(|(_, n)| n).sum();
+        let new_sites: f32 = w
+            .sites
+            .items
+            .iter()
+            .filter(|(s, _)| *s != 0 && share(b.sites.get(*s), b.requests) < NEW)
+            .map(|(_, n)| n)
+            .sum();
         if share(new_sites, w.requests) >= 0.8 {
             who.push("a network new to it");
         }
