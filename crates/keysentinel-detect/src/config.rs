@@ -19,6 +19,9 @@ pub struct Config {
     /// `concurrent_window_minutes` — A, B, A — which one traveller cannot do.
     pub concurrent_min_km: f32,
     pub concurrent_window_minutes: i64,
+    /// Fixed lines, or programs, taking turns — X, Y, X, Y — within this window: two households
+    /// (or two people) each returning while the other is in use.
+    pub alternation_window_minutes: i64,
     /// IP/ASN rotation: distinct ASNs within an hour at or above this.
     pub rotation_asns_per_hour: usize,
     /// Client churn: distinct user agents or devices within a day at or above this.
@@ -36,7 +39,7 @@ pub struct Config {
     /// How long an indicator keeps contributing to risk after it last fired, in minutes.
     pub indicator_ttl_minutes: i64,
     /// Statistical score (log-likelihood ratio, attacker vs the key's own history) above which
-    /// an access counts as unfamiliar.
+    /// an access's network (or, apart, its client) counts as unfamiliar.
     pub unfamiliar_llr: f32,
     /// Firings of an indicator separated by this much quiet are separate episodes: persistence
     /// is counted in episodes, not in requests.
@@ -91,6 +94,7 @@ impl Default for Config {
             travel_min_km: 500.0,
             concurrent_min_km: 1_000.0,
             concurrent_window_minutes: 30,
+            alternation_window_minutes: 180,
             rotation_asns_per_hour: 5,
             churn_clients_per_day: 5,
             bad_signature_burst: 10,
@@ -99,7 +103,7 @@ impl Default for Config {
             link_accounts: 3,
             link_window_minutes: 60,
             indicator_ttl_minutes: 24 * 60,
-            unfamiliar_llr: 6.0,
+            unfamiliar_llr: 4.5,
             episode_gap_minutes: 60,
             attestation_days: 30,
             prior_sharing: 0.01,

@@ -26,6 +26,7 @@ pub enum Indicator {
     VendorIntel,
     ActorChange,
     NewWithdrawalAddress,
+    UnfamiliarClient,
 }
 
 /// Independent kinds of evidence. Indicators of one kind mostly stem from one fact (a new
@@ -64,7 +65,7 @@ impl Kind {
 }
 
 impl Indicator {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
     pub const ALL: [Indicator; Indicator::COUNT] = [
         Indicator::ConcurrentUse,
         Indicator::AlternatingNetworks,
@@ -86,6 +87,7 @@ impl Indicator {
         Indicator::VendorIntel,
         Indicator::ActorChange,
         Indicator::NewWithdrawalAddress,
+        Indicator::UnfamiliarClient,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +112,7 @@ impl Indicator {
             Indicator::VendorIntel => "vendor_intel",
             Indicator::ActorChange => "actor_change",
             Indicator::NewWithdrawalAddress => "withdrawal_new_address_new_network",
+            Indicator::UnfamiliarClient => "unfamiliar_client",
         }
     }
 
@@ -130,15 +133,23 @@ impl Indicator {
             | Indicator::NewHostingNetwork
             | Indicator::OutsideDeclared
             | Indicator::Unfamiliar => Kind::Network,
-            Indicator::AlternatingClients | Indicator::ClientChurn => Kind::Client,
-            Indicator::Dormant | Indicator::OrderAnomaly | Indicator::ActorChange => Kind::Behaviour,
-            Indicator::CoordinatedOrders | Indicator::LinkedAccounts => Kind::Links,
+            Indicator::AlternatingClients | Indicator::ClientChurn | Indicator::UnfamiliarClient => Kind::Client,
+            Indicator::Dormant | Indicator::OrderAnomaly | Indicator::ActorChange | Indicator::CoordinatedOrders => {
+                Kind::Behaviour
+            }
+            Indicator::LinkedAccounts => Kind::Links,
             Indicator::ProbedThenUsed
             | Indicator::BadSignatureBurst
             | Indicator::OutsideAllowlist
             | Indicator::NewWithdrawalAddress => Kind::Credentials,
             Indicator::Complaint | Indicator::VendorIntel => Kind::Reports,
         }
+    }
+
+    /// Evidence that is already several facts at once: a change-point fires only when habits
+    /// *and* the client or the network changed together.
+    pub fn self_corroborating(self) -> bool {
+        matches!(self, Indicator::ActorChange)
     }
 
     /// Unambiguous compromise, which goes straight to the top stage: a key probed and then used
@@ -173,6 +184,7 @@ impl Indicator {
             Indicator::VendorIntel => 0.30,
             Indicator::ActorChange => 0.60,
             Indicator::NewWithdrawalAddress => 0.50,
+            Indicator::UnfamiliarClient => 0.60,
         }
     }
 
@@ -200,6 +212,7 @@ impl Indicator {
             Indicator::VendorIntel => 0.0005,
             Indicator::ActorChange => 0.003,
             Indicator::NewWithdrawalAddress => 0.0005,
+            Indicator::UnfamiliarClient => 0.03,
         }
     }
 }

@@ -57,6 +57,11 @@ impl Table {
         let mut abroad = place("US", 40.7, -74.0, 9457, Network::Access); // a Korean office line the data places abroad
         abroad.plausible = false;
         add("61.1.1.1", abroad);
+        for m in 0..=100 {
+            // A hundred households, and their parents' homes in Busan.
+            add(&format!("10.{m}.1.1"), place("KR", 37.5, 127.0, 4766, Network::Access));
+            add(&format!("20.{m}.1.1"), place("KR", 35.18, 129.07, 9318, Network::Access));
+        }
         for i in 0..12 {
             // Residential addresses, each another home.
             add(&format!("121.{i}.1.1"), place("KR", 37.4, 127.1, [4766, 9318, 17858][i % 3], Network::Access));
@@ -165,6 +170,18 @@ fn history(key: &str, account: &str) -> Vec<String> {
     r
 }
 
+/// A learned key that was also used from `ip` with `ua` in a session of its own: a line it has
+/// used in two sessions once it returns there (a household's line is used session after
+/// session; a phone's carrier-NAT address is not).
+fn history_with(key: &str, account: &str, ip: &str, ua: &str) -> Vec<String> {
+    let mut r = registry(key, account);
+    // Two sessions at home (0–36 and 80–116 min), one at `ip` between them.
+    r.extend((0..10).map(|i| req(i * 4, key, "211.1.1.1", "ccxt/4.5.90", "VALID")));
+    r.push(req(50, key, ip, ua, "VALID"));
+    r.extend((0..10).map(|i| req(80 + i * 4, key, "211.1.1.1", "ccxt/4.5.90", "VALID")));
+    r
+}
+
 // ---- where the key is used from ----
 
 #[test]
@@ -260,24 +277,28 @@ fn lines_taking_turns_need_both_to_return_and_one_not_the_owners() {
         r.push(req(121 + i * 2, "k", &ip, "ccxt/4.5.90", "VALID"));
     }
     assert!(!fired(&run(&r), "k", Indicator::AlternatingNetworks));
-    // Busan and Seoul homes taking turns: both return.
-    let mut r = history("k", "a");
+    // Busan and Seoul homes taking turns, each used in sessions before: both return.
+    let mut r = history_with("k", "a", "59.1.1.1", "ccxt/4.5.90");
     for i in 0..6 {
         r.push(req(121 + i * 2, "k", if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" }, "ccxt/4.5.90", "VALID"));
     }
     assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
     // Home and office where the owner logs in from both: theirs.
-    let mut r = history("k", "a");
+    let mut r = history_with("k", "a", "59.1.1.1", "ccxt/4.5.90");
     r.push(login(100, "a", "59.1.1.1", "pc-1"));
     r.push(login(101, "a", "211.1.1.2", "pc-1"));
     for i in 0..6 {
         r.push(req(121 + i * 2, "k", if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" }, "ccxt/4.5.90", "VALID"));
     }
     assert!(!fired(&run(&r), "k", Indicator::AlternatingNetworks));
-    // Three households on the same carrier (one ASN, three lines) taking turns.
+    // Three households on the same carrier (one ASN, three lines) taking turns, over two
+    // sessions.
     let mut r = history("k", "a");
     for i in 0..9 {
         r.push(req(121 + i * 2, "k", ["211.1.2.1", "211.1.1.1", "211.1.3.1"][i as usize % 3], "ccxt/4.5.90", "VALID"));
+    }
+    for i in 0..9 {
+        r.push(req(200 + i * 2, "k", ["211.1.2.1", "211.1.1.1", "211.1.3.1"][i as usize % 3], "ccxt/4.5.90", "VALID"));
     }
     assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
 }
@@ -312,7 +333,7 @@ fn geography_outside_the_declared_but_not_a_data_error() {
 #[test]
 fn two_programs_from_two_lines_take_turns_not_two_on_one_machine_or_a_phone() {
     let turns = |a: &str, b: &str| {
-        let mut r = history("k", "a");
+        let mut r = history_with("k", "a", a, "okhttp/4.12");
         for i in 0..6 {
             let (ip, ua) = if i % 2 == 0 { (a, "okhttp/4.12") } else { (b, "ccxt/4.5.90") };
             r.push(req(121 + i * 2, "k", ip, ua, "VALID"));
@@ -552,7 +573,7 @@ fn an_access_far_likelier_for_someone_else_is_unfamiliar() {
 fn one_kind_of_evidence_stops_at_warn_two_go_further() {
     // Abroad and home in turn, with the owner's own program: network evidence only.
     let alone = {
-        let mut r = history("k", "a");
+        let mut r = history_with("k", "a", "113.1.1.1", "ccxt/4.5.90");
         for i in 0..10 {
             r.push(req(121 + i * 2, "k", if i % 2 == 0 { "113.1.1.1" } else { "211.1.1.1" }, "ccxt/4.5.90", "VALID"));
         }
@@ -561,7 +582,7 @@ fn one_kind_of_evidence_stops_at_warn_two_go_further() {
     assert!(level(&alone, "k") <= Some(Level::Warn), "{:?}", alone["k"]);
     // The same with another program abroad: network and client.
     let two = {
-        let mut r = history("k", "a");
+        let mut r = history_with("k", "a", "113.1.1.1", "okhttp/4.12");
         for i in 0..10 {
             let (ip, ua) = if i % 2 == 0 { ("113.1.1.1", "okhttp/4.12") } else { ("211.1.1.1", "ccxt/4.5.90") };
             r.push(req(121 + i * 2, "k", ip, ua, "VALID"));
@@ -576,36 +597,30 @@ fn a_pattern_the_population_shows_often_weighs_little() {
     // Day one: in one population 60 of 100 keys take turns between two Korean homes; in the
     // other, one does. Day two: a key shows it. It weighs less where it is common.
     let weight = |common: usize| {
+        // Two sessions at home, one at the parents' between them, then turns between the two.
+        let day = |r: &mut Vec<String>, k: &str, m: usize, start: i64, turns: bool| {
+            let (home, parents) = (format!("10.{m}.1.1"), format!("20.{m}.1.1"));
+            r.extend((0..15).map(|i| req(start + i * 4, k, &home, "ccxt/4.5.90", "VALID")));
+            if turns {
+                r.push(req(start + 61, k, &parents, "ccxt/4.5.90", "VALID"));
+            }
+            r.extend((0..15).map(|i| req(start + 100 + i * 4, k, &home, "ccxt/4.5.90", "VALID")));
+            if turns {
+                for i in 0..6 {
+                    let ip = if i % 2 == 0 { &parents } else { &home };
+                    r.push(req(start + 170 + i * 2, k, ip, "ccxt/4.5.90", "VALID"));
+                }
+            }
+        };
         let mut r = Vec::new();
         for m in 0..100 {
             r.extend(registry(&format!("k{m}"), &format!("a{m}")));
         }
         for m in 0..100 {
-            let k = format!("k{m}");
-            r.extend((0..30).map(|i| req(i * 4, &k, "211.1.1.1", "ccxt/4.5.90", "VALID")));
-            if m < common {
-                for i in 0..6 {
-                    r.push(req(
-                        130 + i * 2,
-                        &k,
-                        if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" },
-                        "ccxt/4.5.90",
-                        "VALID",
-                    ));
-                }
-            }
+            day(&mut r, &format!("k{m}"), m, 0, m < common);
         }
         r.extend(registry("x", "ax"));
-        r.extend((0..30).map(|i| req(24 * HOUR + i * 4, "x", "211.1.1.1", "ccxt/4.5.90", "VALID")));
-        for i in 0..6 {
-            r.push(req(
-                25 * HOUR + i * 2,
-                "x",
-                if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" },
-                "ccxt/4.5.90",
-                "VALID",
-            ));
-        }
+        day(&mut r, "x", 100, 24 * HOUR, true);
         let mut r2: Vec<(i64, String)> = r.into_iter().enumerate().map(|(i, l)| (i as i64, l)).collect();
         r2.sort_by_key(|(i, l)| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -617,7 +632,7 @@ fn a_pattern_the_population_shows_often_weighs_little() {
         for l in &lines {
             e.ingest(&parse_line(l).unwrap());
         }
-        let a = e.assessment("x", T0 + 26 * HOUR * MIN).unwrap();
+        let a = e.assessment("x", T0 + (24 * HOUR + 190) * MIN).unwrap();
         let r = a.reasons.iter().find(|r| r.indicator == Indicator::AlternatingNetworks).expect("it fired");
         (r.llr, r.population_share)
     };
@@ -630,7 +645,7 @@ fn a_pattern_the_population_shows_often_weighs_little() {
 
 #[test]
 fn an_analysts_confirmation_clears_the_key_and_teaches_its_places() {
-    let mut r = history("k", "a");
+    let mut r = history_with("k", "a", "59.1.1.1", "okhttp/4.12");
     for i in 0..6 {
         r.push(req(121 + i * 2, "k", if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" }, "okhttp/4.12", "VALID"));
     }

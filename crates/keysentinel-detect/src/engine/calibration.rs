@@ -70,14 +70,9 @@ impl Population {
         self.bucket(segment, day).shown[ind.index()][l] += 1;
     }
 
-    /// A key of `segment` went from showing the kinds of evidence in `from` to those in `to`
-    /// on `day` (masks of [`Kind`] bits; `to` holds `from`).
-    pub fn kinds(&mut self, segment: Segment, day: i64, from: u8, to: u8) {
-        let b = self.bucket(segment, day);
-        if from != 0 {
-            b.kinds[from as usize % MASKS] = b.kinds[from as usize % MASKS].saturating_sub(1);
-        }
-        b.kinds[to as usize % MASKS] += 1;
+    /// A key-day of `segment` showed the kinds of evidence in `mask` (bits of [`Kind`]).
+    pub fn kinds(&mut self, segment: Segment, day: i64, mask: u8) {
+        self.bucket(segment, day).kinds[mask as usize % MASKS] += 1;
     }
 
     /// The share of `segment`'s active key-days (complete days of the window) that showed at

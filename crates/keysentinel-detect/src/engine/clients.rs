@@ -1,7 +1,7 @@
 //! With what the key is used: two programs taking turns from two places, and churn through
 //! many clients or devices.
 
-use super::state::{client_family, h64, Site, DAY, MINUTE};
+use super::state::{client_family, h64, DAY, MINUTE};
 use super::{Engine, Req};
 use crate::indicator::Indicator;
 
@@ -14,11 +14,12 @@ impl Engine<'_> {
     /// Client family X, then Y from another place, then X again within the window: two
     /// programs of two people, not one person's upgrade. One person's bot in the cloud beside
     /// their laptop at home, or two programs on one machine, are not: the places are both the
-    /// owner's, or one. Only fixed lines are places here: a phone on its carrier's network
-    /// (or a VPN) may be anywhere, the owner's sofa included.
+    /// owner's, or one. Only stable fixed lines (used in two sessions or more) are places here:
+    /// a phone on its carrier's network (or a VPN), or on a carrier-NAT address of the day, may
+    /// be anywhere, the owner's sofa included.
     fn alternating_clients(&mut self, r: &Req<'_>) {
         let Some(f) = r.family else { return };
-        let window = self.cfg.concurrent_window_minutes * MINUTE;
+        let window = self.cfg.alternation_window_minutes * MINUTE;
         let owner = r.owner();
         let sanctioned = r.sanctioned;
         let st = &mut self.keys[r.k];
@@ -45,13 +46,14 @@ impl Engine<'_> {
         let (_, other, other_site, other_sanctioned) = runs[b];
         let other_owner = other_sanctioned || self.attested(r.k, other_site, None, r.ts);
         let turns = runs.iter().take(b).any(|(_, g, ..)| *g == f);
-        let elsewhere = other_site != r.site && matches!((other_site, r.site), (Site::Line(_), Site::Line(_)));
+        let st = &self.keys[r.k];
+        let elsewhere = other_site != r.site && st.stable(other_site) && st.stable(r.site);
         let theirs = (other_owner && owner) || self.client_attested(r.k, other, r.ts);
         if turns && elsewhere && !theirs && !r.institutional && r.learned {
             let evidence = format!(
                 "client {:?} alternating with another client from another place within {} min",
                 r.ua.map(client_family).unwrap_or("-"),
-                self.cfg.concurrent_window_minutes
+                self.cfg.alternation_window_minutes
             );
             self.fire(
                 r.k,

@@ -23,8 +23,9 @@ impl Engine<'_> {
     /// One operator driving several unrelated accounts' keys from one address, with one
     /// program: what an affiliate ring or an unregistered vendor does. Not for addresses many
     /// honest users share — a mobile carrier's NAT, a VPN's exit, an approved vendor's egress
-    /// — nor for customers at their own office or campus (their logins vouch for it), who
-    /// moreover each bring their own program.
+    /// — nor for customers at their own office or campus (their logins vouch for it), nor for
+    /// an address where several programs are seen (a public hotspot, a café): an operator
+    /// drives the accounts with one.
     pub(super) fn links(&mut self, r: &Req<'_>) {
         let account = self.keys[r.k].account_ix;
         let shared_ip = matches!(r.place.network, Network::Mobile | Network::Vpn)
@@ -78,6 +79,10 @@ impl Engine<'_> {
             return n;
         }
         let family = value >> 32;
+        // Many programs there: a public address (a hotspot, a café, an office), not one operator.
+        if distinct(recent.values().map(|v| v >> 32)) >= 3 {
+            return 0;
+        }
         let accounts: arrayvec::ArrayVec<u64, 16> =
             recent.values().filter(|v| v >> 32 == family).map(|v| v & 0xffff_ffff).collect();
         let roots: arrayvec::ArrayVec<u64, 16> = accounts.into_iter().map(|a| self.root(a as usize) as u64).collect();

@@ -95,6 +95,8 @@ pub struct Engine<'g> {
     global_families: Counts,
     population: calibration::Population,
     decisions: Vec<Decision>,
+    /// The latest day seen (days since the epoch).
+    day: i64,
     /// Every firing, when asked for (`replay --trace`): for explaining and tuning.
     trace: Option<Vec<Firing>>,
 }
@@ -135,6 +137,7 @@ impl<'g> Engine<'g> {
             global_families: Counts::default(),
             population,
             decisions: Vec::new(),
+            day: i64::MIN,
             trace: None,
         }
     }
@@ -219,6 +222,9 @@ impl<'g> Engine<'g> {
     }
 
     pub fn ingest(&mut self, rec: &Record<'_>) {
+        if let Some(ts) = rec.ts() {
+            self.new_day(ts);
+        }
         match rec {
             Record::Account { account_id, segment, declared_countries, .. } => {
                 let a = self.account(account_id);
@@ -307,11 +313,7 @@ impl<'g> Engine<'g> {
 
     fn request(&mut self, k: usize, ts: Millis, ip: IpAddr, ua: Option<&str>, device: Option<&str>, outcome: Outcome) {
         let segment = self.segment(k);
-        let day = ts.div_euclid(DAY);
-        if self.keys[k].active_day != day {
-            self.keys[k].active_day = day;
-            self.population.active(segment, day);
-        }
+        self.today(k, ts);
         match outcome {
             Outcome::BadSignature => return self.bad_signature(k, ts, ip),
             Outcome::Valid | Outcome::IpNotAllowed => {}
@@ -335,6 +337,7 @@ impl<'g> Engine<'g> {
                 st.device = Some(d.into());
             }
         }
+        st.note_line(site, ts);
         let family = ua.map(|u| h64(client_family(u).as_bytes()));
         let r = Req {
             k,
@@ -360,6 +363,21 @@ impl<'g> Engine<'g> {
         self.links(&r);
         self.takeover(&r);
         self.learn(&r);
+    }
+
+    /// The first record of a new day puts every key's past day into the population's
+    /// statistics at once, so the new day is judged against all of them.
+    fn new_day(&mut self, ts: Millis) {
+        let day = ts.div_euclid(DAY);
+        if day <= self.day {
+            return;
+        }
+        self.day = day;
+        for k in 0..self.keys.len() {
+            if self.keys[k].today.day < day {
+                self.today(k, ts);
+            }
+        }
     }
 
     fn dormancy(&mut self, r: &Req<'_>) {

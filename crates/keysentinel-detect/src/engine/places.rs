@@ -17,7 +17,7 @@ impl Engine<'_> {
         if physical {
             self.travel_and_concurrency(r);
             self.alternating_lines(r);
-            let window = self.cfg.concurrent_window_minutes * MINUTE;
+            let window = self.cfg.concurrent_window_minutes.max(self.cfg.alternation_window_minutes) * MINUTE;
             let st = &mut self.keys[r.k];
             let seen = Seen { ts: r.ts, place: r.place, site: r.site, sanctioned: r.sanctioned };
             match st.places.back_mut() {
@@ -81,7 +81,10 @@ impl Engine<'_> {
         }
         // Concurrent use: A, then B far away, then A again, all within the window.
         let cfg = &self.cfg;
-        let places = &self.keys[r.k].places;
+        let all = &self.keys[r.k].places;
+        let recent =
+            all.iter().position(|s| r.ts - s.ts <= cfg.concurrent_window_minutes * MINUTE).unwrap_or(all.len());
+        let places = all.range(recent..).copied().collect::<arrayvec::ArrayVec<Seen, 64>>();
         let far = |s: &Seen| {
             s.place.lat_lon.is_some_and(|p| {
                 distance_km(p, here) - s.place.accuracy_km - r.place.accuracy_km > cfg.concurrent_min_km
@@ -106,22 +109,24 @@ impl Engine<'_> {
     }
 
     /// Fixed lines taking turns: line X, then Y, then X and Y again within the window — two
-    /// places each returned to while the other is in use, which one person does not do. Lines
-    /// that are not returned to do not count: a phone under its carrier's home ASN takes a new
-    /// address at every session. Lines the owner logged in from (or the registry sanctions)
-    /// are theirs; it takes one that is not.
+    /// places each returned to while the other is in use, which one person does not do. Only
+    /// stable lines count, used in two sessions or more: a phone under its carrier's home ASN
+    /// takes a new address at every attach (and keeps it through one session beside the home
+    /// Wi-Fi). Lines the owner logged in from (or the registry sanctions) are theirs; it takes
+    /// one that is not.
     fn alternating_lines(&mut self, r: &Req<'_>) {
         let Site::Line(line) = r.site else { return };
-        if r.sanctioned {
+        if r.sanctioned || !self.keys[r.k].stable(r.site) {
             return;
         }
         let places = &self.keys[r.k].places;
         // The last 16 runs on fixed lines are enough to see turns being taken.
         let skip = places.len().saturating_sub(16);
+        let st = &self.keys[r.k];
         let lines: arrayvec::ArrayVec<(Site, bool), 17> = places
             .iter()
             .skip(skip)
-            .filter(|s| matches!(s.site, Site::Line(_)))
+            .filter(|s| st.stable(s.site))
             .map(|s| (s.site, self.owners(r.k, s, r.ts)))
             .chain(std::iter::once((r.site, r.owner())))
             .collect();

@@ -5,10 +5,11 @@
 //! population))`, the second learned from the population itself. Indicators of one kind mostly
 //! stem from one fact, so within a kind only the strongest counts; kinds add up, on top of the
 //! prior odds of sharing, into a posterior risk (the Freeman-style score, per kind of
-//! evidence). The heavy stages need corroboration: two kinds of evidence, or one that
-//! persisted over several episodes, or an unambiguous compromise.
+//! evidence). The heavy stages need corroboration: re-verification two kinds of evidence or one
+//! that persisted over several episodes, forced expiry two kinds (that honest keys do not show
+//! together as often) or an unambiguous compromise.
 
-use super::state::{Fired, Site, DAY, MINUTE};
+use super::state::{Fired, KeyDay, Site, DAY, MINUTE};
 use super::Engine;
 use crate::decision::{Decision, Reason};
 use crate::event::Millis;
@@ -44,7 +45,6 @@ impl Engine<'_> {
     pub(super) fn fire(&mut self, k: usize, ts: Millis, ind: Indicator, at: Option<Site>, evidence: String) {
         let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
         let gap = self.cfg.episode_gap_minutes * MINUTE;
-        let segment = self.segment(k);
         let st = &mut self.keys[k];
         if st.fired.iter().all(|f| ts - f.last > ttl) {
             // Everything it rose on has expired: a new suspicion starts from nothing.
@@ -62,8 +62,6 @@ impl Engine<'_> {
                     episode_start: ts,
                     evidence: String::new(),
                     sites: arrayvec::ArrayVec::new(),
-                    counted_day: i64::MIN,
-                    counted_level: 0,
                 });
                 st.fired.len() - 1
             }
@@ -101,17 +99,11 @@ impl Engine<'_> {
             // The same firing going on: nothing new to weigh.
             return;
         }
-        let day = ts.div_euclid(DAY);
-        if f.counted_day != day {
-            (f.counted_day, f.counted_level) = (day, 0);
-        }
-        let reached = super::calibration::level(f.episodes);
-        for level in f.counted_level + 1..=reached {
-            self.population.shown(segment, day, ind, level);
-        }
-        let f = &mut self.keys[k].fired[i];
-        f.counted_level = f.counted_level.max(reached);
-        self.count_kinds(k, ts, segment, day);
+        let reached = super::calibration::level(f.episodes) as u8;
+        let mask = self.active_kinds(k, ts);
+        let today = self.today(k, ts);
+        today.shown[ind.index()] = today.shown[ind.index()].max(reached);
+        today.kinds |= mask;
         let a = self.decide(k, ts);
         if let Some(trace) = self.trace.as_mut() {
             let (st, f) = (&self.keys[k], &self.keys[k].fired[i]);
@@ -127,15 +119,30 @@ impl Engine<'_> {
         }
     }
 
-    /// Counts the key's combination of kinds of evidence for the day, when it grew.
-    fn count_kinds(&mut self, k: usize, ts: Millis, segment: crate::event::Segment, day: i64) {
-        let mask = self.active_kinds(k, ts);
-        let st = &mut self.keys[k];
-        let old = if st.kind_day == day { st.kind_mask } else { 0 };
-        if mask & !old != 0 {
-            (st.kind_day, st.kind_mask) = (day, old | mask);
-            self.population.kinds(segment, day, old, old | mask);
+    /// The key's record of `ts`'s day for the population's statistics; the record of an earlier
+    /// day goes into them first. A key-day counts once the day is over, and only if the key was
+    /// not judged shared that day (invalidate): the population's rates are those of keys not
+    /// shared, as far as the engine can tell, or the exchange's sharers would teach it that
+    /// sharing is normal. (Not the keys merely suspected: honest look-alikes left out would make
+    /// their own pattern look rarer, and the next such key more suspect.)
+    pub(super) fn today(&mut self, k: usize, ts: Millis) -> &mut KeyDay {
+        let day = ts.div_euclid(DAY);
+        if self.keys[k].today.day != day {
+            let segment = self.segment(k);
+            let done = std::mem::replace(&mut self.keys[k].today, KeyDay::new(day));
+            if done.day != i64::MIN && !done.suspected {
+                self.population.active(segment, done.day);
+                for ind in Indicator::ALL {
+                    for level in 1..=u32::from(done.shown[ind.index()]) {
+                        self.population.shown(segment, done.day, ind, level);
+                    }
+                }
+                if done.kinds != 0 {
+                    self.population.kinds(segment, done.day, done.kinds);
+                }
+            }
         }
+        &mut self.keys[k].today
     }
 
     fn active_kinds(&self, k: usize, ts: Millis) -> u8 {
@@ -156,7 +163,7 @@ impl Engine<'_> {
         let mut reasons: Vec<Reason> = Vec::new();
         let mut best = [0.0f64; Kind::ALL.len()];
         let mut best_at = [usize::MAX; Kind::ALL.len()];
-        let (mut persistent, mut unambiguous) = (false, false);
+        let (mut persistent, mut unambiguous, mut composite) = (false, false, false);
         for f in self.keys[k].fired.iter().filter(|f| f.count > 0 && ts - f.last <= ttl) {
             let n = super::calibration::level(f.episodes);
             let prior = f.indicator.on_honest_prior() * HONEST_REPEAT.powi(n as i32 - 1);
@@ -169,6 +176,7 @@ impl Engine<'_> {
             }
             persistent |= f.episodes >= cfg.persistent_episodes && llr >= cfg.corroboration_llr;
             unambiguous |= f.indicator.unambiguous();
+            composite |= f.indicator.self_corroborating() && llr >= cfg.corroboration_llr;
             reasons.push(Reason {
                 indicator: f.indicator,
                 count: f.count,
@@ -187,13 +195,20 @@ impl Engine<'_> {
         let prior = cfg.prior_sharing.clamp(1e-6, 0.5);
         let odds = (prior / (1.0 - prior)).ln() + best.iter().sum::<f64>() + correction;
         let risk = (1.0 / (1.0 + (-odds).exp())) as f32;
-        let corroborating = best.iter().filter(|l| **l >= cfg.corroboration_llr).count();
+        // Two kinds corroborate each other when each weighs, and together — after what honest
+        // keys showing them together takes off — they weigh more than the stronger alone.
+        let strongest = best.iter().copied().fold(0.0, f64::max);
+        let weighing = best.iter().filter(|l| **l >= cfg.corroboration_llr).count();
+        let corroborated =
+            composite || weighing >= 2 && best.iter().sum::<f64>() + correction - strongest >= cfg.corroboration_llr;
         let thresholds = if segment.institutional() { &cfg.thresholds.institutional } else { &cfg.thresholds.retail };
         let mut level = Level::of(risk, thresholds);
         if unambiguous {
             level = Some(Level::Invalidate);
-        } else if corroborating < 2 && !persistent {
-            level = level.map(|l| l.min(Level::Warn));
+        } else if !corroborated {
+            // One kind of evidence: a notice; persisting, a re-verification; never forced expiry.
+            let cap = if persistent { Level::Reverify } else { Level::Warn };
+            level = level.map(|l| l.min(cap));
         }
         reasons.sort_by(|a, b| b.llr.total_cmp(&a.llr).then(a.indicator.cmp(&b.indicator)));
         let risk = if unambiguous { risk.max(thresholds[3]) } else { risk };
@@ -256,6 +271,9 @@ impl Engine<'_> {
     fn decide(&mut self, k: usize, ts: Millis) -> Assessed {
         let a = self.assess(k, ts);
         let assessed = Assessed { risk: a.risk, level: a.level };
+        if a.level >= Some(Level::Invalidate) {
+            self.today(k, ts).suspected = true;
+        }
         let st = &mut self.keys[k];
         let Some(level) = a.level else { return assessed };
         if st.level.is_some_and(|l| l >= level) {

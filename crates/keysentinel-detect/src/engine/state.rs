@@ -134,10 +134,21 @@ pub struct Fired {
     pub evidence: String,
     /// Where the suspect part came from, when from one place (the last few).
     pub sites: arrayvec::ArrayVec<Site, 3>,
-    /// The day (since the epoch) and the episode level up to which the population statistics
-    /// have counted this key.
-    pub counted_day: i64,
-    pub counted_level: u32,
+}
+
+/// A key's day for the population's statistics: the persistence level each indicator reached,
+/// the kinds of evidence shown, and whether the key was suspected that day.
+pub struct KeyDay {
+    pub day: i64,
+    pub shown: [u8; Indicator::COUNT],
+    pub kinds: u8,
+    pub suspected: bool,
+}
+
+impl KeyDay {
+    pub fn new(day: i64) -> KeyDay {
+        KeyDay { day, shown: [0; Indicator::COUNT], kinds: 0, suspected: false }
+    }
 }
 
 pub struct KeyState {
@@ -173,13 +184,13 @@ pub struct KeyState {
     /// that shared them when a decision is made.
     pub recent_ips: arrayvec::ArrayVec<IpAddr, 4>,
     pub device: Option<Box<str>>,
+    /// Fixed lines lately used: (line, when last seen, sessions there). A household's line is
+    /// used again session after session; a phone's carrier-NAT address is not.
+    pub lines: arrayvec::ArrayVec<(Site, Millis, u8), 8>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
-    /// The day the key was last counted active in the population statistics.
-    pub active_day: i64,
-    /// The combination of kinds of evidence it showed that day (bits of `Kind`).
-    pub kind_day: i64,
-    pub kind_mask: u8,
+    /// What the key showed today, for the population's statistics once the day is over.
+    pub today: KeyDay,
     /// Habits, for change-points (from the end of learning).
     pub profile: Option<Box<Profile>>,
 }
@@ -211,16 +222,37 @@ impl KeyState {
             co_ordered: None,
             recent_ips: arrayvec::ArrayVec::new(),
             device: None,
+            lines: arrayvec::ArrayVec::new(),
             ranges: arrayvec::ArrayVec::new(),
-            active_day: i64::MIN,
-            kind_day: i64::MIN,
-            kind_mask: 0,
+            today: KeyDay::new(i64::MIN),
             profile: None,
         }
     }
 
     pub fn learned(&self, cfg: &Config, now: Millis) -> bool {
         self.requests >= cfg.learning_requests && self.first.is_some_and(|f| now - f >= cfg.learning_minutes * MINUTE)
+    }
+
+    /// Notes a request from `site`; a new session there after half an hour's quiet counts.
+    pub fn note_line(&mut self, site: Site, ts: Millis) {
+        if !matches!(site, Site::Line(_)) {
+            return;
+        }
+        if let Some(e) = self.lines.iter_mut().find(|e| e.0 == site) {
+            if ts - e.1 > 30 * MINUTE {
+                e.2 = e.2.saturating_add(1);
+            }
+            e.1 = ts;
+        } else if let Err(full) = self.lines.try_push((site, ts, 1)) {
+            if let Some(stalest) = self.lines.iter_mut().min_by_key(|e| e.1) {
+                *stalest = full.element();
+            }
+        }
+    }
+
+    /// Whether `site` is a line the key has been used from in two sessions or more.
+    pub fn stable(&self, site: Site) -> bool {
+        self.lines.iter().any(|e| e.0 == site && e.2 >= 2)
     }
 
     pub fn allowlisted(&self, ip: IpAddr) -> bool {
