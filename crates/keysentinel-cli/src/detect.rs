@@ -210,7 +210,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         None => None,
     };
     let (mut n, mut bad) = (0u64, 0u64);
-    let rss_before = memory_kib("VmRSS:");
+    let anon_before = memory_kib("RssAnon:");
     let mut decisions = Vec::new();
     let started = std::time::Instant::now();
     for_each_line(file, |line, read| {
@@ -268,11 +268,11 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         decisions.len(),
         memory_kib("VmHWM:").map_or(String::new(), |peak| {
             let mut text = format!("; peak memory {:.0} MiB", peak as f64 / 1024.0);
-            // What the keys cost: the growth over the run (geo data and buffers were loaded
-            // before it began), per key.
-            if let (Some(before), keys @ 1..) = (rss_before, engine.keys()) {
-                let grown = peak.saturating_sub(before) as f64;
-                text += &format!(", {:.0} MiB over the run = {:.2} KiB per key", grown / 1024.0, grown / keys as f64);
+            // What the keys cost: the anonymous memory (the engine's state; not the geo data,
+            // which is mapped from its files) grown over the run, per key.
+            if let (Some(before), Some(after), keys @ 1..) = (anon_before, memory_kib("RssAnon:"), engine.keys()) {
+                let grown = after.saturating_sub(before) as f64;
+                text += &format!(", engine state {:.0} MiB = {:.2} KiB per key", grown / 1024.0, grown / keys as f64);
             }
             text
         })
@@ -316,7 +316,8 @@ pub(crate) fn for_each_line(
     }
 }
 
-/// A memory figure of this process in KiB from /proc (Linux): `VmRSS:` now, `VmHWM:` the peak.
+/// A memory figure of this process in KiB from /proc (Linux): `RssAnon:` the anonymous memory
+/// now, `VmHWM:` the peak of all.
 fn memory_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;

@@ -438,6 +438,9 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             None
         } else {
             let config = detect::load_config(args.detect_config.as_deref())?;
+            if args.demo {
+                demo::fetch_geo_data(&args.geo);
+            }
             let geo = args.geo.load()?;
             let (sink, _responder) = keysentinel_server::response::spawn_responder(opened.registry.clone(), response_policy.clone());
             tracing::info!(version = %response_policy.version, mode = ?response_policy.mode, "response policy in force");

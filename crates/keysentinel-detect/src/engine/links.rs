@@ -1,7 +1,7 @@
 //! Links between accounts: one address or device driving keys of unrelated accounts, and the
 //! accounts a decision names as related.
 
-use super::state::{distinct, Recent};
+use super::state::{distinct, MostlyOne};
 use super::{Engine, Req};
 use crate::decision::Related;
 use crate::event::Millis;
@@ -66,7 +66,7 @@ impl Engine<'_> {
             },
             LinkKey::Device(d) => {
                 if !self.device_links.contains_key(d) {
-                    self.device_links.insert(d.to_owned(), Recent::default());
+                    self.device_links.insert(d.to_owned(), MostlyOne::default());
                 }
                 match self.device_links.get_mut(d) {
                     Some(w) => w,

@@ -29,7 +29,7 @@ use crate::indicator::{Indicator, Level};
 // collide. No map's iteration order reaches the output.
 use ahash::AHashMap as HashMap;
 use state::{
-    asn_key, client_family, country_key, h64, AccountState, Counts, KeyState, Recent, Segment, Site, DAY, MINUTE,
+    asn_key, client_family, country_key, h64, AccountState, Counts, KeyState, MostlyOne, Segment, Site, DAY, MINUTE,
 };
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -40,7 +40,9 @@ pub use score::Assessment;
 /// accounts it drove lately.
 struct Address {
     place: Place,
-    accounts: Recent,
+    /// (The link threshold is 3 accounts, and 3 programs make an address public; most
+    /// addresses are one account's.)
+    accounts: MostlyOne,
 }
 
 /// Addresses remembered before the ones idle for longer than the link window are forgotten.
@@ -84,9 +86,10 @@ pub struct Engine<'g> {
     approved_egress: Vec<ipnet::IpNet>,
     /// One lookup per request finds both the place and the link window of an address.
     addresses: HashMap<IpAddr, Address>,
-    device_links: HashMap<String, Recent>,
+    device_links: HashMap<String, MostlyOne>,
     /// Recent orders by (symbol, side, rounded notional): (time, account, key).
     order_links: HashMap<orders::OrderShape, VecDeque<(Millis, usize, usize)>>,
+    orders_seen: u64,
     market: orders::Market,
     /// Per address range: whether its addresses stay with a household or hop.
     ranges: HashMap<u32, owner::RangeStats>,
@@ -130,6 +133,7 @@ impl<'g> Engine<'g> {
             addresses: HashMap::default(),
             device_links: HashMap::default(),
             order_links: HashMap::default(),
+            orders_seen: 0,
             market: orders::Market::default(),
             ranges: HashMap::default(),
             global_asns: Counts::default(),
@@ -420,7 +424,7 @@ impl<'g> Engine<'g> {
             self.addresses.retain(|_, a| a.accounts.newest().is_some_and(|t| ts - t <= window));
         }
         let place = self.geo.locate(ip);
-        self.addresses.insert(ip, Address { place, accounts: Recent::default() });
+        self.addresses.insert(ip, Address { place, accounts: MostlyOne::default() });
         place
     }
 

@@ -68,23 +68,22 @@ impl Engine<'_> {
         let institutional = self.segment(k).institutional();
         let multiple = self.cfg.order_rate_multiple;
         let market = self.market.add(ts);
-        let st = &mut self.keys[k];
-        st.orders.push_back(ts);
-        while st.orders.front().is_some_and(|t| ts - t > HOUR) {
-            st.orders.pop_front();
-        }
         // The busiest completed clock hour (relative to the market's pace then), forgotten slowly
         // (a tenth a day). Only completed hours: a burst must not raise the bar it is held to.
         let hour = ts.div_euclid(HOUR);
-        let peak = &mut st.order_peak;
+        let peak = &mut self.keys[k].order_peak;
         if peak.hour != hour {
             let decay = 0.9f32.powf((hour - peak.hour) as f32 / 24.0);
             peak.peak = (peak.peak * decay).max(peak.count as f32 / peak.market.max(1.0));
+            peak.previous = if hour - peak.hour == 1 { peak.count } else { 0 };
             (peak.hour, peak.count, peak.market) = (hour, 0, 1.0);
         }
         peak.count += 1;
         peak.market = peak.market.max(market);
-        let rate = st.orders.len() as f32;
+        // The last sixty minutes: this clock hour, and the part of the last one still within
+        // them (two counters rather than every order's time).
+        let into = (ts - hour * HOUR) as f32 / HOUR as f32;
+        let rate = peak.count as f32 + peak.previous as f32 * (1.0 - into);
         let base = peak.peak.max(6.0);
         if learned && rate > multiple * base * market && !institutional {
             let evidence = format!(
@@ -102,11 +101,20 @@ impl Engine<'_> {
     fn coordinated(&mut self, k: usize, ts: Millis, symbol: &str, buy: bool, notional: f64) {
         let bucket = (notional.max(1.0).ln() / 0.01).round() as u64;
         let account = self.keys[k].account_ix;
+        self.orders_seen += 1;
+        if self.orders_seen.is_multiple_of(65_536) {
+            // Shapes with no order in the last two seconds are forgotten (most are one order's).
+            self.order_links.retain(|_, e| e.back().is_some_and(|(t, _, _)| ts - t <= 2_000));
+        }
         let entry = self.order_links.entry((h64(symbol.as_bytes()), buy, bucket)).or_default();
         while entry.front().is_some_and(|(t, _, _)| ts - t > 2_000) {
             entry.pop_front();
         }
         entry.push_back((ts, account, k));
+        if entry.len() < 3 {
+            // Fewer than three orders of this shape within two seconds: nothing coincides.
+            return;
+        }
         let others: Vec<(usize, usize)> = entry.iter().map(|(_, a, k)| (*a, *k)).collect();
         let mut roots: Vec<usize> = others.iter().map(|(a, _)| self.root(*a)).collect();
         roots.sort_unstable();

@@ -27,7 +27,7 @@ impl Engine<'_> {
                 }
                 _ => st.places.push_back(seen),
             }
-            while st.places.front().is_some_and(|s| r.ts - s.ts > window) || st.places.len() > 64 {
+            while st.places.front().is_some_and(|s| r.ts - s.ts > window) || st.places.len() > 16 {
                 st.places.pop_front();
             }
         }
@@ -80,11 +80,13 @@ impl Engine<'_> {
             }
         }
         // Concurrent use: A, then B far away, then A again, all within the window.
+        // The window's runs as one slice, without copying them (this runs on every located
+        // request; the deque is rarely wrapped).
+        let all: &[Seen] = self.keys[r.k].places.make_contiguous();
         let cfg = &self.cfg;
-        let all = &self.keys[r.k].places;
         let recent =
             all.iter().position(|s| r.ts - s.ts <= cfg.concurrent_window_minutes * MINUTE).unwrap_or(all.len());
-        let places = all.range(recent..).copied().collect::<arrayvec::ArrayVec<Seen, 64>>();
+        let places = &all[recent..];
         let far = |s: &Seen| {
             s.place.lat_lon.is_some_and(|p| {
                 distance_km(p, here) - s.place.accuracy_km - r.place.accuracy_km > cfg.concurrent_min_km
@@ -95,7 +97,7 @@ impl Engine<'_> {
             s.place.lat_lon.is_some_and(|p| distance_km(p, here) < 100.0 + s.place.accuracy_km + r.place.accuracy_km)
         };
         let other = places[b];
-        if places.iter().take(b).any(near) && !mine && !self.one_actor(&other, r) && !same_network(&other, r) {
+        if places[..b].iter().any(near) && !mine && !self.one_actor(&other, r) && !same_network(&other, r) {
             let evidence = format!(
                 "used alternately from {} ({}) and {} ({}) within {} min",
                 r.place.country_str(),

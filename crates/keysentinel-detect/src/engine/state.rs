@@ -14,7 +14,7 @@ pub const MINUTE: Millis = 60_000;
 pub const HOUR: Millis = 60 * MINUTE;
 pub const DAY: Millis = 24 * HOUR;
 /// Distinct values remembered per feature per key (the least seen are forgotten first).
-const HISTORY: usize = 32;
+const HISTORY: usize = 16;
 
 /// Counts of a feature's values, keyed by a stable 64-bit value.
 #[derive(Default, Clone)]
@@ -43,15 +43,15 @@ impl Counts {
     }
 }
 
-/// Distinct values seen within a sliding window, each with when it was last seen. At most 16
-/// are kept (the oldest is replaced), which is more than any threshold needs: the count stays
-/// exact up to 16, and the work and memory per key or address are bounded.
+/// Distinct values seen within a sliding window, each with when it was last seen. At most `N`
+/// are kept (the oldest is replaced), which is more than the threshold it serves needs: the
+/// count stays exact up to `N`, and the work and memory per key or address are bounded.
 #[derive(Default)]
-pub struct Recent {
-    pub items: arrayvec::ArrayVec<(u64, Millis), 16>,
+pub struct Recent<const N: usize = 16> {
+    pub items: arrayvec::ArrayVec<(u64, Millis), N>,
 }
 
-impl Recent {
+impl<const N: usize> Recent<N> {
     /// Records `value` at `ts`; returns how many distinct values fall within `window`.
     pub fn see(&mut self, value: u64, ts: Millis, window: Millis) -> usize {
         self.items.retain(|(_, t)| ts - *t <= window);
@@ -76,6 +76,47 @@ impl Recent {
 
     pub fn newest(&self) -> Option<Millis> {
         self.items.iter().map(|(_, t)| *t).max()
+    }
+}
+
+/// A [`Recent`] for what is mostly seen with one value (an address with one account): that one
+/// inline, the rest in a box only when a second value comes.
+#[derive(Default)]
+pub struct MostlyOne {
+    one: Option<(u64, Millis)>,
+    more: Option<Box<Recent<6>>>,
+}
+
+impl MostlyOne {
+    pub fn see(&mut self, value: u64, ts: Millis, window: Millis) -> usize {
+        if let Some(more) = self.more.as_mut() {
+            return more.see(value, ts, window);
+        }
+        match self.one {
+            Some((v, _)) if v == value => {
+                self.one = Some((value, ts));
+                1
+            }
+            Some((v, t)) if ts - t <= window => {
+                let mut more = Box::<Recent<6>>::default();
+                more.see(v, t, window);
+                let n = more.see(value, ts, window);
+                (self.one, self.more) = (None, Some(more));
+                n
+            }
+            _ => {
+                self.one = Some((value, ts));
+                1
+            }
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.one.iter().map(|(v, _)| *v).chain(self.more.iter().flat_map(|m| m.values()))
+    }
+
+    pub fn newest(&self) -> Option<Millis> {
+        self.one.map(|(_, t)| t).or_else(|| self.more.as_ref().and_then(|m| m.newest()))
     }
 }
 
@@ -166,14 +207,14 @@ pub struct KeyState {
     pub families: Counts,
     /// Valid requests with a location, newest last, within the concurrency window.
     pub places: VecDeque<Seen>,
-    pub recent_asns: Recent,
-    pub recent_lines: Recent,
-    pub recent_clients: Recent,
+    /// Within the hour or day their thresholds look at (5 networks, 10 lines, 5 clients).
+    pub recent_asns: Recent<6>,
+    pub recent_lines: Recent<11>,
+    pub recent_clients: Recent<6>,
     /// Runs of client families within the concurrency window, oldest first: (last seen,
     /// family, site, sanctioned by the registry).
-    pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site, bool), 16>,
+    pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site, bool), 8>,
     pub bad_signatures: VecDeque<Millis>,
-    pub orders: VecDeque<Millis>,
     pub order_peak: OrderPeak,
     pub fired: Vec<Fired>,
     pub level: Option<Level>,
@@ -215,7 +256,6 @@ impl KeyState {
             recent_clients: Recent::default(),
             recent_families: arrayvec::ArrayVec::new(),
             bad_signatures: VecDeque::new(),
-            orders: VecDeque::new(),
             order_peak: OrderPeak::default(),
             fired: Vec::new(),
             level: None,
@@ -266,6 +306,8 @@ pub struct OrderPeak {
     pub peak: f32,
     pub hour: i64,
     pub count: u32,
+    /// The hour before's count, when it was the hour just before.
+    pub previous: u32,
     /// The market's highest pace during the hour being counted.
     pub market: f32,
 }
@@ -275,7 +317,7 @@ pub struct OrderPeak {
 /// confirmed as theirs, each with when it last did.
 #[derive(Default)]
 pub struct Owner {
-    pub sites: arrayvec::ArrayVec<(Site, Millis), 12>,
+    pub sites: arrayvec::ArrayVec<(Site, Millis), 8>,
     pub countries: arrayvec::ArrayVec<([u8; 2], Millis), 6>,
     pub devices: arrayvec::ArrayVec<(u64, Millis), 6>,
     pub clients: arrayvec::ArrayVec<(u64, Millis), 6>,

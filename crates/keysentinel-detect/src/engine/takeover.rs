@@ -97,9 +97,8 @@ pub struct Profile {
     base: Habits,
     window: Habits,
     window_start: Millis,
-    /// Windows that looked like a change, kept out of the baseline, and since when.
-    held: Habits,
-    held_since: Option<Millis>,
+    /// Windows that looked like a change, kept out of the baseline, and since when (rare: boxed).
+    held: Option<Box<(Habits, Millis)>>,
     flagged: bool,
     checked: Millis,
     since: Millis,
@@ -111,8 +110,7 @@ impl Profile {
             base: Habits::default(),
             window: Habits::default(),
             window_start: ts,
-            held: Habits::default(),
-            held_since: None,
+            held: None,
             flagged: false,
             checked: ts,
             since: ts,
@@ -130,15 +128,15 @@ impl Profile {
         w.span_hours = hours.min(WINDOW as f32 / HOUR as f32);
         self.base.scale(0.5f32.powf(hours / HALF_LIFE_HOURS));
         if self.flagged {
-            self.held.merge(&w);
-            self.held_since.get_or_insert(self.window_start);
+            let start = self.window_start;
+            self.held.get_or_insert_with(|| Box::new((Habits::default(), start))).0.merge(&w);
         } else {
             self.base.merge(&w);
         }
-        if self.held_since.is_some_and(|t| ts - t >= HOLD) {
-            let held = std::mem::take(&mut self.held);
-            self.base.merge(&held);
-            self.held_since = None;
+        if self.held.as_ref().is_some_and(|h| ts - h.1 >= HOLD) {
+            if let Some(held) = self.held.take() {
+                self.base.merge(&held.0);
+            }
         }
         self.window_start = ts;
         self.flagged = false;
