@@ -189,7 +189,8 @@ async fn demo(
             tokio::task::spawn_blocking(move || r.cases(CaseFilter { limit: 1000, ..Default::default() })).await??;
         let mut changed = false;
         for c in cases.iter().filter(|c| c.account_id.as_str().starts_with(&tag)) {
-            let now = (c.stage.as_str().to_owned(), c.status.as_str().to_owned());
+            let now =
+                (format!("{}{:?}", c.stage.as_str(), c.held.as_ref().map(|h| h.stage)), c.status.as_str().to_owned());
             if seen.get(&c.case_id) == Some(&now) {
                 continue;
             }
@@ -201,12 +202,15 @@ async fn demo(
                 .last()
                 .map(|s| s.findings.iter().map(|f| f.indicator.as_str()).collect())
                 .unwrap_or_default();
-            let did: Vec<&str> = c
+            let mut did: Vec<String> = c
                 .history
                 .iter()
                 .filter(|h| h.what == "action_taken")
-                .map(|h| h.detail.split(':').next().unwrap_or(""))
+                .map(|h| h.detail.split(':').next().unwrap_or("").to_owned())
                 .collect();
+            if let Some(h) = &c.held {
+                did.push(format!("{} held for the owner's answer", h.stage));
+            }
             println!(
                 "[demo]   {} key {}… of {}: {} [{}] → {}",
                 c.case_id,
@@ -236,6 +240,7 @@ async fn demo(
     }
     let by_stage = |s: keysentinel_domain::Stage| ours.iter().filter(|c| c.stage == s).count();
     let awaiting = ours.iter().filter(|c| c.status == CaseStatus::AwaitingDecision).count();
+    let held = ours.iter().filter(|c| c.held.is_some()).count();
     let decisions = detection.decisions_by_level();
     println!("[demo] ───────────────────────────── summary ─────────────────────────────");
     println!("[demo] {} customers, {} keys, {sent} events of simulated API traffic.", accounts, keys.len());
@@ -251,6 +256,12 @@ async fn demo(
         by_stage(keysentinel_domain::Stage::Invalidate),
         awaiting
     );
+    if held > 0 {
+        let window = state.response_policy.answer_window(keysentinel_domain::Segment::Retail).whole_hours();
+        println!(
+            "[demo] {held} of the warned hold a heavier stage until the owner has had {window} h to answer the notice (evidence other than compromise; policy answer_window_hours): it is applied then, or goes to an analyst if the owner answers."
+        );
+    }
     // How many of the cases were right: the simulation knows which keys it shared.
     let shared: std::collections::HashSet<&AccessKey> =
         out.shared().filter_map(|t| keys.get(&t.key_id).map(|(ak, _)| ak)).collect();

@@ -434,6 +434,9 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             Some(path) => backtest::load_policy(path)?,
             None => keysentinel_domain::ResponsePolicy::default(),
         });
+        // Stages held for the owner's answer are applied when their window ends, detection
+        // running on this node or not.
+        let _release = keysentinel_server::response::spawn_release(opened.registry.clone(), response_policy.clone());
         let detection = if args.no_detection {
             None
         } else {

@@ -275,7 +275,7 @@ fn dispute_with_an_evidence_pack(
     for want in [
         "key.create",
         "case.open",
-        "key.suspend",
+        "case.answer",
         "key.revoke",
         "notice.delivered",
         "reinstatement.issue",
@@ -469,16 +469,21 @@ fn staged_response(shadow: bool, segment: &str) {
     let data = dir.path().join("data");
     let mut extra = vec![];
     let policy_path = dir.path().join("response.toml");
-    if shadow {
-        let text = "version = \"test-shadow-1\"\nmode = \"shadow\"\n".to_owned()
+    // Retail enforcing runs the built-in policy, whose answer window holds a re-verification
+    // on evidence other than compromise; the other runs go through every stage at once.
+    if shadow || institutional {
+        let mode = if shadow { "shadow" } else { "enforce" };
+        let text = format!("version = \"test-{mode}-1\"\nmode = \"{mode}\"\n")
             + &["retail", "institutional"]
                 .iter()
                 .map(|class| {
+                    let automatic = *class == "retail";
                     format!(
                         "[{class}]\nmonitor = {{ action = \"monitor\", automatic = true, sla_hours = 168 }}\n\
                          warn = {{ action = \"notify\", automatic = true, sla_hours = 72 }}\n\
-                         reverify = {{ action = \"suspend\", automatic = true, sla_hours = 24 }}\n\
-                         invalidate = {{ action = \"revoke\", automatic = true, sla_hours = 4 }}\n"
+                         reverify = {{ action = \"suspend\", automatic = {automatic}, sla_hours = 24 }}\n\
+                         invalidate = {{ action = \"revoke\", automatic = {automatic}, sla_hours = 4 }}\n\
+                         answer_window_hours = 0\n"
                     )
                 })
                 .collect::<String>();
@@ -528,13 +533,42 @@ fn staged_response(shadow: bool, segment: &str) {
 
     post(json!({ "type": "complaint", "ts": rfc3339(now_ms()), "account_id": "acct-3",
         "text": "I lent my API key to a friend abroad and now someone else trades on it" }));
-    if !institutional {
+    let held = !shadow && !institutional;
+    if held {
+        // A complaint is not compromise: the built-in policy holds the re-verification at
+        // warn for 24 hours so that the owner can answer the notice.
+        let case = wait_until(|| {
+            let c = cases(&http, &u, &analyst, &key).into_iter().next()?;
+            c["held"].is_object().then_some(c)
+        });
+        assert_eq!(
+            (case["stage"].as_str(), case["held"]["stage"].as_str()),
+            (Some("warn"), Some("reverify")),
+            "{case}"
+        );
+        assert_eq!(verify("203.0.113.9", &secret), "VALID", "held: the owner may answer first");
+        let case_id = case["case_id"].as_str().unwrap();
+        let answer = |who: &str, body: Value| {
+            let r = http.post(format!("{u}/v1/cases/{case_id}/answer")).bearer_auth(who).json(&body).send().unwrap();
+            (r.status().as_u16(), r.json::<Value>().unwrap())
+        };
+        let text = "it is me: my laptop and my phone, travelling in Japan until the 12th";
+        let body = json!({ "text": text, "channel": "app", "confirms": false });
+        assert_eq!(answer(&gateway, body.clone()).0, 403, "a gateway files no answers");
+        let (status, reply) = answer(&analyst, json!({ "text": " ", "channel": "app", "confirms": false }));
+        assert_eq!((status, reply["error"]["field"].as_str()), (400, Some("text")), "{reply}");
+        let (status, reply) = answer(&analyst, json!({ "text": text, "channel": "pigeon", "confirms": false }));
+        assert_eq!(status, 400, "{reply}");
+        let (status, reply) = answer(&analyst, body);
+        assert_eq!((status, reply["answers"][0]["text"].as_str()), (200, Some(text)), "{reply}");
+        assert_eq!(reply["answers"][0]["channel"], "app");
+        assert!(reply["history"].as_array().unwrap().iter().any(|h| h["what"] == "owner_answered"), "{reply}");
+    } else if !institutional {
         let case = case_at(&http, &u, &analyst, &key, "reverify");
-        let want = if shadow { "VALID" } else { "SUSPENDED" };
-        assert_eq!(verify("203.0.113.9", &secret), want, "{case}");
+        assert_eq!(verify("203.0.113.9", &secret), "VALID", "{case}");
     }
     if !institutional {
-        // Intelligence naming the key: an unambiguous compromise.
+        // Intelligence naming the key: an unambiguous compromise, never held.
         post(json!({ "type": "vendor_intel", "ts": rfc3339(now_ms()), "key_id": key,
             "text": "key offered for rent on a copy-trading channel" }));
     }
@@ -576,7 +610,9 @@ fn staged_response(shadow: bool, segment: &str) {
         assert_eq!(case["policy_version"], "test-shadow-1");
         assert_eq!(whats.iter().filter(|w| **w == "action_shadowed").count(), 3, "{whats:?}");
     } else {
-        assert_eq!(whats.iter().filter(|w| **w == "action_taken").count(), 3, "{whats:?}");
+        // The warning, then the revocation: the held re-verification was overtaken.
+        assert_eq!(whats.iter().filter(|w| **w == "action_taken").count(), 2, "{whats:?}");
+        assert!(case["held"].is_null(), "{case}");
         // The revocation is in the audit log, by the response, under the policy's version.
         let r = http.get(format!("{u}/v1/audit/entries?limit=1000")).bearer_auth(&analyst).send().unwrap();
         let entries: Vec<Value> = r.json().unwrap();
@@ -586,8 +622,8 @@ fn staged_response(shadow: bool, segment: &str) {
         assert!(entries.iter().any(|e| e["action"] == "case.open"));
     }
     if !shadow && !institutional {
-        // The owner was told at each stage: warning, suspension, revocation — each delivery
-        // signed with the shared secret; the one refused was retried.
+        // The owner was told at each stage taken: warning, revocation — each delivery signed
+        // with the shared secret; the one refused was retried.
         let delivered = wait_until(|| {
             let notices: Vec<Value> = http
                 .get(format!("{u}/v1/cases/{case_id}/notices"))
@@ -596,13 +632,13 @@ fn staged_response(shadow: bool, segment: &str) {
                 .unwrap()
                 .json()
                 .unwrap();
-            (notices.len() == 3 && notices.iter().all(|n| n["status"] == "delivered")).then_some(notices)
+            (notices.len() == 2 && notices.iter().all(|n| n["status"] == "delivered")).then_some(notices)
         });
         let kinds: Vec<&str> = delivered.iter().map(|n| n["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["warning", "suspended", "revoked"]);
-        assert_eq!(delivered.iter().map(|n| n["attempts"].as_u64().unwrap()).sum::<u64>(), 4, "{delivered:?}");
+        assert_eq!(kinds, ["warning", "revoked"]);
+        assert_eq!(delivered.iter().map(|n| n["attempts"].as_u64().unwrap()).sum::<u64>(), 3, "{delivered:?}");
         let got = received.lock().unwrap().clone();
-        assert_eq!(got.len(), 4, "three notices, one retried");
+        assert_eq!(got.len(), 3, "two notices, one retried");
         for (headers, body) in &got {
             let sig = &headers["x-keysentinel-signature"];
             let (t, v1) = sig.strip_prefix("t=").unwrap().split_once(",v1=").unwrap();

@@ -3,6 +3,7 @@
 
 use crate::event::Millis;
 use crate::indicator::{Indicator, Level};
+use std::net::IpAddr;
 
 /// One reason for a decision: an indicator, what it saw, and what it weighed.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +14,9 @@ pub struct Reason {
     /// Episodes: firings separated by a quiet spell.
     pub episodes: u32,
     pub evidence: String,
+    /// What the requests that fired it showed, as data (the last few distinct): what an
+    /// analyst looks up, and what a dismissed case confirms as the owner's.
+    pub observed: Vec<Observed>,
     /// Its log-likelihood ratio (sharing against honest use) as it counted in the risk; 0 when
     /// a stronger indicator of the same kind counted instead.
     pub llr: f32,
@@ -51,6 +55,38 @@ pub struct Baseline {
     pub clients: usize,
 }
 
+/// One request that fired an indicator, as data rather than prose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub ip: IpAddr,
+    pub asn: Option<u32>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<[u8; 2]>,
+    /// The client family (the user agent's product name).
+    pub client: Option<String>,
+    pub device: Option<String>,
+}
+
+impl Observed {
+    fn to_json(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        o.insert("ip".into(), self.ip.to_string().into());
+        if let Some(asn) = self.asn {
+            o.insert("asn".into(), asn.into());
+        }
+        if let Some(c) = self.country {
+            o.insert("country".into(), String::from_utf8_lossy(&c).into_owned().into());
+        }
+        if let Some(c) = &self.client {
+            o.insert("client".into(), c.as_str().into());
+        }
+        if let Some(d) = &self.device {
+            o.insert("device".into(), d.as_str().into());
+        }
+        o.into()
+    }
+}
+
 /// An account related to a decision's key, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Related {
@@ -77,6 +113,7 @@ impl Decision {
                     "llr": round3(r.llr),
                     "population_share": (f64::from(r.population_share) * 1e5).round() / 1e5,
                     "evidence": r.evidence,
+                    "observed": r.observed.iter().map(Observed::to_json).collect::<Vec<_>>(),
                 })
             })
             .collect();

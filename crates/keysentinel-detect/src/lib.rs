@@ -14,6 +14,6 @@ pub mod geo;
 pub mod indicator;
 
 pub use config::Config;
-pub use decision::{Baseline, Decision, Reason, Related};
+pub use decision::{Baseline, Decision, Observed, Reason, Related};
 pub use engine::{Assessment, Engine, Firing};
 pub use indicator::{Indicator, Kind, Level};

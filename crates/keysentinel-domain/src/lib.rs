@@ -27,8 +27,9 @@ pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
 pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, ReportStep, ReportingConfig};
 pub use response::{
-    Action, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, KeyBaseline, Mode, Plan,
-    Reinstatement, ReinstatementStatus, RelatedAccount, Resolution, ResponsePolicy, Share, Signoff, Stage, Suspicion,
+    Action, AnswerChannel, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, Held, KeyBaseline,
+    Mode, Observation, OwnerAnswer, Plan, Reinstatement, ReinstatementStatus, RelatedAccount, Resolution,
+    ResponsePolicy, Share, Signoff, Stage, Suspicion,
 };
 pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};

@@ -107,6 +107,12 @@ pub struct StageRules {
     pub warn: StageRule,
     pub reverify: StageRule,
     pub invalidate: StageRule,
+    /// The least time (hours) between a case's warning and a heavier stage when the evidence
+    /// is not of compromise (`Suspicion::compromise`), so that the owner can answer the notice:
+    /// a heavier detection within it is held at `warn` and applied when it ends (queued for an
+    /// analyst if the owner answered). 0: no window.
+    #[serde(default)]
+    pub answer_window_hours: u32,
 }
 
 impl StageRules {
@@ -223,10 +229,20 @@ impl ResponsePolicy {
     }
 
     pub fn rule(&self, segment: Segment, stage: Stage) -> StageRule {
+        self.rules(segment).get(stage)
+    }
+
+    fn rules(&self, segment: Segment) -> &StageRules {
         match segment {
-            Segment::Retail => self.retail.get(stage),
-            Segment::Corporate | Segment::Broker | Segment::MarketMaker => self.institutional.get(stage),
+            Segment::Retail => &self.retail,
+            Segment::Corporate | Segment::Broker | Segment::MarketMaker => &self.institutional,
         }
+    }
+
+    /// The least time between a case's warning and a heavier stage on evidence that is not of
+    /// compromise.
+    pub fn answer_window(&self, segment: Segment) -> time::Duration {
+        time::Duration::hours(i64::from(self.rules(segment).answer_window_hours))
     }
 }
 
@@ -241,12 +257,14 @@ impl Default for ResponsePolicy {
                 warn: rule(Action::Notify, true, 72),
                 reverify: rule(Action::Suspend, true, 24),
                 invalidate: rule(Action::Revoke, true, 4),
+                answer_window_hours: 24,
             },
             institutional: StageRules {
                 monitor: rule(Action::Monitor, true, 168),
                 warn: rule(Action::Notify, true, 48),
                 reverify: rule(Action::Suspend, false, 8),
                 invalidate: rule(Action::Revoke, false, 4),
+                answer_window_hours: 24,
             },
             escalate: Vec::new(),
             reporting: crate::report::ReportingConfig::default(),
@@ -282,6 +300,26 @@ pub struct Finding {
     pub indicator: String,
     pub count: u32,
     pub evidence: String,
+    /// What the requests that fired it showed, as data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed: Vec<Observation>,
+}
+
+/// One request behind a finding: its address, network, country, client and device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Observation {
+    #[schema(value_type = String)]
+    pub ip: std::net::IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// ISO 3166-1 alpha-2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// The client family (the user agent's product).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// A detection as the response sees it.
@@ -295,6 +333,10 @@ pub struct Suspicion {
     pub stage: Stage,
     pub risk: f32,
     pub findings: Vec<Finding>,
+    /// Evidence of compromise (a probed secret then used, intelligence naming the key, a
+    /// withdrawal to a new address from a new network): not held for the owner's answer.
+    #[serde(default)]
+    pub compromise: bool,
     /// The detection settings' identity (engine version and thresholds), for the record.
     pub detector: String,
     /// Accounts linked to the key's through shared addresses or devices, documented
@@ -390,6 +432,50 @@ pub struct Case {
     /// A legal hold on the key's logs: who placed it, when, why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legal_hold: Option<Signoff>,
+    /// A heavier stage detected within the answer window, held at `warn` until it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+    /// The owner's answers to the case's notices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<OwnerAnswer>,
+}
+
+/// A stage held back for the owner's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Held {
+    pub stage: Stage,
+    /// When the answer window ends and the stage is applied.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub until: Timestamp,
+    pub risk: f32,
+}
+
+/// Through which channel the owner answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerChannel {
+    App,
+    Web,
+    Email,
+    Phone,
+    Branch,
+}
+
+/// The owner's answer to a notice ("it is me, travelling"), as filed by the exchange's
+/// customer channel or support.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OwnerAnswer {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub at: Timestamp,
+    /// The operator (or customer-channel integration) that filed it.
+    pub filed_by: String,
+    pub channel: AnswerChannel,
+    pub text: String,
+    /// The owner says the access the case names was theirs: detection takes its addresses,
+    /// networks, countries, clients and devices as the owner's.
+    pub confirms: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -548,7 +634,56 @@ impl Case {
             resolution: None,
             reinstatement: None,
             legal_hold: None,
+            held: None,
+            answers: Vec::new(),
         }
+    }
+
+    /// The stage a detection at `stage` moves the case to now, holding a heavier stage than
+    /// `warn` on evidence other than compromise until the owner has had `window` to answer the
+    /// case's warning (the case opened with it); what is held is kept in `held`.
+    pub fn gate(&mut self, stage: Stage, risk: f32, compromise: bool, window: time::Duration, now: Timestamp) -> Stage {
+        let until = self.opened_at + window;
+        if stage <= Stage::Warn || stage <= self.stage || compromise || now >= until {
+            if self.held.as_ref().is_some_and(|h| h.stage <= stage.max(self.stage)) {
+                self.held = None;
+            }
+            return stage;
+        }
+        let held = self.held.get_or_insert(Held { stage, until, risk });
+        held.stage = held.stage.max(stage);
+        held.risk = held.risk.max(risk);
+        Stage::Warn
+    }
+
+    /// Takes the held stage whose window has ended.
+    pub fn release(&mut self, now: Timestamp) -> Option<Held> {
+        if self.status == CaseStatus::Closed {
+            self.held = None;
+        }
+        self.held.take_if(|h| h.until <= now)
+    }
+
+    /// Records the owner's answer to the case's notice.
+    pub fn answered(&mut self, answer: OwnerAnswer) -> Result<(), CaseError> {
+        if self.status == CaseStatus::Closed {
+            return self.refuse("is closed");
+        }
+        let detail = format!(
+            "via {}{}: {}",
+            serde_json::to_value(answer.channel).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            if answer.confirms { ", confirms the access as theirs" } else { "" },
+            answer.text
+        );
+        self.history.push(CaseEvent {
+            at: answer.at,
+            by: answer.filed_by.clone(),
+            what: "owner_answered".into(),
+            detail,
+        });
+        self.updated_at = answer.at;
+        self.answers.push(answer);
+        Ok(())
     }
 
     /// Files the owner's request to get access back. The key must have been stopped (stage
@@ -710,6 +845,7 @@ impl Case {
                     return self.refuse("has an action awaiting a decision: approve or dismiss it first");
                 }
                 self.status = CaseStatus::Closed;
+                self.held = None;
                 self.resolution = Some(*resolution);
                 format!("closed ({}): {reason}", serde_json::to_value(resolution).unwrap_or_default())
             }

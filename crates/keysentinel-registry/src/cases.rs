@@ -5,8 +5,8 @@
 use crate::{Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
-    Action, ApiKey, Case, CaseCommand, CaseEvent, CaseStatus, Delivery, KeyStatus, Notice, NoticeKind, ResponsePolicy,
-    Scope, Segment, Stage, Suspicion,
+    Action, ApiKey, Case, CaseCommand, CaseEvent, CaseStatus, Delivery, KeyStatus, Notice, NoticeKind, OwnerAnswer,
+    Plan, ResponsePolicy, Scope, Segment, Stage, Suspicion,
 };
 use keysentinel_store::{CaseFilter, StoredKey, WriteTx};
 use rand::RngCore;
@@ -137,6 +137,66 @@ impl Registry {
             self.publish(std::slice::from_ref(&c.key_id));
         }
         Ok(case)
+    }
+
+    /// Applies the stages held for the owner's answer whose window has ended (a sweep the
+    /// server runs every minute); the cases moved.
+    pub async fn release_held(&self, policy: Arc<ResponsePolicy>) -> Result<Vec<Case>, RegistryError> {
+        let now = self.now();
+        let mut due = Vec::new();
+        for status in [CaseStatus::Open, CaseStatus::AwaitingDecision] {
+            // Held stages are rare and short-lived; open cases are few next to keys. (A store
+            // index on the hold's end would replace the scan past one node.)
+            let filter = CaseFilter { status: Some(status), limit: 1000, ..CaseFilter::default() };
+            due.extend(
+                self.store
+                    .cases(&filter)?
+                    .into_iter()
+                    .filter(|c| c.held.as_ref().is_some_and(|h| h.until <= now))
+                    .map(|c| c.case_id),
+            );
+        }
+        let mut moved = Vec::new();
+        for id in due {
+            let policy = policy.clone();
+            if let Some(case) = self.transact(move |tx| release_in(tx, &id, &policy)).await? {
+                self.publish(std::slice::from_ref(&case.key_id));
+                moved.push(case);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Records the owner's answer to a case's notice, audited.
+    pub async fn answer(
+        &self,
+        actor: Actor,
+        case_id: String,
+        channel: keysentinel_domain::AnswerChannel,
+        text: String,
+        confirms: bool,
+    ) -> Result<Case, RegistryError> {
+        if text.trim().is_empty() {
+            return Err(keysentinel_domain::ValidationError::new("text", "the owner's answer must not be empty").into());
+        }
+        keysentinel_domain::account::check_text("text", &text, 4000)?;
+        self.transact(move |tx| {
+            let now = tx.now();
+            let mut case = tx.case(&case_id)?.ok_or(RegistryError::NotFound { what: "case", id: case_id })?;
+            let answer = OwnerAnswer { at: now, filed_by: actor.label(), channel, text: text.clone(), confirms };
+            case.answered(answer)?;
+            tx.put_case(&case)?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "case.answer".into(),
+                target: case.case_id.clone(),
+                reason: text,
+                policy_version: Some(case.policy_version.clone()),
+                details: json!({ "channel": channel, "confirms": confirms, "held": case.held }),
+            })?;
+            Ok(case)
+        })
+        .await
     }
 
     /// An analyst's step on a case; approving a queued action takes it on the key in the same
@@ -298,53 +358,109 @@ fn respond_in(
     let Some(stored) = tx.key(&suspicion.key_id)? else {
         return Ok(None);
     };
-    let mut key = stored.key;
+    let key = stored.key;
     let now = tx.now();
     let segment = tx.account(&key.account_id)?.map_or(Segment::Retail, |a| a.segment);
-    let actor = response_actor();
     let indicators: Vec<&str> = suspicion.findings.iter().map(|f| f.indicator.as_str()).collect();
     let (stage, escalation) = policy.stage_for(suspicion.stage, &indicators);
-    let plan = policy.plan(segment, stage);
 
     let existing = tx.live_case(&key.access_key)?;
     let opened = existing.is_none();
     let mut case = existing
         .unwrap_or_else(|| Case::open(new_id("case"), key.access_key.clone(), key.account_id.clone(), segment, now));
+    case.suspicions.push(suspicion.clone());
+    let by = response_actor().label();
+    let event = |case: &mut Case, what: &str, detail: String| {
+        case.history.push(CaseEvent { at: now, by: by.clone(), what: what.into(), detail });
+    };
+    event(
+        &mut case,
+        if opened { "opened" } else { "detected" },
+        format!("stage {} (risk {:.2}): {}", suspicion.stage, suspicion.risk, indicators.join(", ")),
+    );
+    if let Some(rule) = escalation {
+        event(
+            &mut case,
+            "escalated",
+            format!("treated as {stage}: the policy escalates {} to at least {stage}", rule.indicators.join(", ")),
+        );
+    }
+    // An escalation rule is the policy saying the evidence is not a matter of degree: like
+    // compromise, it is not held for the owner's answer.
+    let held_before = case.held.clone();
+    let window = policy.answer_window(segment);
+    let stage = case.gate(stage, suspicion.risk, suspicion.compromise || escalation.is_some(), window, now);
+    if let Some(h) = case.held.as_ref().filter(|h| held_before.as_ref() != Some(*h)) {
+        let detail = format!(
+            "{} held at warn until {} so that the owner can answer the notice (answer window {} h; the evidence is not of compromise)",
+            h.stage,
+            h.until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            window.whole_hours()
+        );
+        event(&mut case, "held", detail);
+    }
+    let plan = policy.plan(segment, stage);
+    let reason = format!("suspected key sharing ({}, stage {stage}): {}", case.case_id, indicators.join(", "));
+    let details = json!({
+        "key_id": case.key_id, "account_id": case.account_id, "stage": stage, "detected_stage": suspicion.stage,
+        "risk": suspicion.risk, "indicators": indicators, "detector": suspicion.detector,
+        "compromise": suspicion.compromise, "held": case.held,
+    });
+    advance(tx, case, key, Step { stage, risk: suspicion.risk, plan, opened, reason, details }, policy).map(Some)
+}
+
+/// A stage reached by a case, and what the policy does there.
+struct Step {
+    stage: Stage,
+    risk: f32,
+    plan: Plan,
+    opened: bool,
+    reason: String,
+    /// What the audit entry records of how the stage was reached.
+    details: serde_json::Value,
+}
+
+/// Moves `case` to the step's stage and takes, queues or shadows its action on `key`, with
+/// the owner's notice; writes the case, the key and their audit entries.
+fn advance(
+    tx: &mut dyn WriteTx,
+    mut case: Case,
+    mut key: ApiKey,
+    step: Step,
+    policy: &ResponsePolicy,
+) -> Result<Case, RegistryError> {
+    let Step { stage, risk, plan, opened, reason, mut details } = step;
+    let now = tx.now();
+    let actor = response_actor();
+    let by = actor.label();
     let escalated = opened || stage > case.stage;
     case.stage = case.stage.max(stage);
-    case.risk = case.risk.max(suspicion.risk);
+    case.risk = case.risk.max(risk);
     case.policy_version = policy.version.clone();
     case.enforced = policy.mode == keysentinel_domain::Mode::Enforce;
     case.updated_at = now;
     if escalated {
         case.due_at = now + Duration::hours(i64::from(plan.sla_hours));
     }
-    case.suspicions.push(suspicion.clone());
-    let by = actor.label();
-    let mut event = |what: &str, detail: String| {
+    let event = |case: &mut Case, what: &str, detail: String| {
         case.history.push(CaseEvent { at: now, by: by.clone(), what: what.into(), detail });
     };
-    event(
-        if opened { "opened" } else { "detected" },
-        format!("stage {} (risk {:.2}): {}", suspicion.stage, suspicion.risk, indicators.join(", ")),
-    );
-    if let Some(rule) = escalation {
-        event(
-            "escalated",
-            format!("treated as {stage}: the policy escalates {} to at least {stage}", rule.indicators.join(", ")),
-        );
-    }
-
-    let reason = format!("suspected key sharing ({}, stage {stage}): {}", case.case_id, indicators.join(", "));
     let mut key_change = None;
-    if plan.act {
+    if plan.act && !escalated && !plan.action.changes_the_key() {
+        // A notice already went out at this stage: nothing more to take.
+    } else if plan.act {
         if let Some(change) = apply(&mut key, plan.action, &reason, &by, now)? {
-            event("action_taken", format!("{}: key {} {}", plan.action.as_str(), key.access_key, change.describe()));
+            let detail = format!("{}: key {} {}", plan.action.as_str(), key.access_key, change.describe());
+            event(&mut case, "action_taken", detail);
             key_change = Some(change);
         } else if plan.action.changes_the_key() {
-            event("action_taken", format!("{}: key was already {}", plan.action.as_str(), key.status.as_str()));
+            event(
+                &mut case,
+                "action_taken",
+                format!("{}: key was already {}", plan.action.as_str(), key.status.as_str()),
+            );
         } else {
-            event("action_taken", plan.action.as_str().to_owned());
+            event(&mut case, "action_taken", plan.action.as_str().to_owned());
         }
         if case.pending_action.is_some_and(|p| p <= plan.action) {
             case.pending_action = None;
@@ -355,38 +471,67 @@ fn respond_in(
             case.pending_action = Some(plan.action);
         }
         case.status = CaseStatus::AwaitingDecision;
-        event(
-            "action_queued",
-            format!("{} awaits an analyst's decision (policy {})", plan.action.as_str(), policy.version),
-        );
+        let detail = format!("{} awaits an analyst's decision (policy {})", plan.action.as_str(), policy.version);
+        event(&mut case, "action_queued", detail);
     } else if policy.mode == keysentinel_domain::Mode::Shadow {
-        event("action_shadowed", format!("would {} (policy {} in shadow mode)", plan.action.as_str(), policy.version));
+        let detail = format!("would {} (policy {} in shadow mode)", plan.action.as_str(), policy.version);
+        event(&mut case, "action_shadowed", detail);
     }
 
     let notice = match (plan.act, plan.action, &key_change) {
         (true, _, Some(change)) => Some(queue_notice(tx, &mut case, change.notice(), &by)?),
-        (true, Action::Notify, None) => Some(queue_notice(tx, &mut case, NoticeKind::Warning, &by)?),
+        (true, Action::Notify, None) if escalated => Some(queue_notice(tx, &mut case, NoticeKind::Warning, &by)?),
         _ => None,
     };
     tx.put_case(&case)?;
+    if let Some(d) = details.as_object_mut() {
+        d.insert("planned".into(), json!(plan.action));
+        d.insert("enforced".into(), json!(case.enforced));
+        d.insert("automatic".into(), json!(plan.act));
+        d.insert("queued".into(), json!(plan.queue));
+        d.insert("status".into(), json!(case.status));
+        d.insert("notice".into(), json!(notice));
+    }
     tx.append_audit(AuditDraft {
         actor: actor.clone(),
         action: if opened { "case.open" } else { "case.update" }.into(),
         target: case.case_id.clone(),
         reason: reason.clone(),
         policy_version: Some(policy.version.clone()),
-        details: json!({
-            "key_id": case.key_id, "account_id": case.account_id, "stage": stage, "detected_stage": suspicion.stage,
-            "risk": suspicion.risk,
-            "indicators": indicators, "detector": suspicion.detector, "planned": plan.action,
-            "enforced": case.enforced, "automatic": plan.act, "queued": plan.queue, "status": case.status,
-            "notice": notice,
-        }),
+        details,
     })?;
     if let Some(change) = key_change {
         record_key_change(tx, actor, &key, &change, reason, &policy.version, &case.case_id)?;
     }
-    Ok(Some(case))
+    Ok(case)
+}
+
+/// Applies the stage held on case `case_id` if its answer window has ended: as the policy
+/// says, or — when the owner answered within the window — queued for an analyst, who reads
+/// the answer before anything stops the key.
+fn release_in(tx: &mut dyn WriteTx, case_id: &str, policy: &ResponsePolicy) -> Result<Option<Case>, RegistryError> {
+    let now = tx.now();
+    let Some(mut case) = tx.case(case_id)? else { return Ok(None) };
+    let Some(held) = case.release(now) else { return Ok(None) };
+    let StoredKey { key, .. } = crate::keys::load_key(tx, &case.key_id)?;
+    let mut plan = policy.plan(case.segment, held.stage);
+    let answered = !case.answers.is_empty();
+    if answered && plan.act && plan.action.changes_the_key() {
+        (plan.act, plan.queue) = (false, true);
+    }
+    let detail = if answered {
+        format!("answer window over: {} applied; the owner answered, so an analyst decides", held.stage)
+    } else {
+        format!("answer window over without an answer: {} applied", held.stage)
+    };
+    case.history.push(CaseEvent { at: now, by: response_actor().label(), what: "held_released".into(), detail });
+    let reason = format!("suspected key sharing ({}, stage {}): answer window over", case.case_id, held.stage);
+    let details = json!({
+        "key_id": case.key_id, "account_id": case.account_id, "stage": held.stage, "released": true,
+        "owner_answered": answered,
+    });
+    let step = Step { stage: held.stage, risk: held.risk, plan, opened: false, reason, details };
+    advance(tx, case, key, step, policy).map(Some)
 }
 
 /// Applies an action to the key; what changed, if anything did.

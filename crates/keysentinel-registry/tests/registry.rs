@@ -407,7 +407,9 @@ fn suspicion(key: &AccessKey, stage: Stage, at: Timestamp) -> Suspicion {
             indicator: "signed_outside_allowlist".into(),
             count: 1,
             evidence: "correctly signed from 203.0.113.7 (US AS16509), outside the key's allowlist".into(),
+            observed: vec![],
         }],
+        compromise: false,
         detector: "test".into(),
         related_accounts: vec![],
         baseline: None,
@@ -433,7 +435,9 @@ async fn containment_drops_withdrawals_then_trading_short_of_suspension() {
         .replace(
             "reverify = { action = \"suspend\", automatic = true, sla_hours = 24 }",
             "reverify = { action = \"read_only\", automatic = true, sla_hours = 24 }",
-        );
+        )
+        // Each stage at once: the answer window is tested on its own.
+        .replace("answer_window_hours = 24", "answer_window_hours = 0");
     let policy = Arc::new(ResponsePolicy::from_toml(&text).unwrap());
     assert_eq!(policy.retail.warn.action, Action::Contain);
 
@@ -463,7 +467,9 @@ async fn containment_drops_withdrawals_then_trading_short_of_suspension() {
 async fn cases_past_their_sla_are_listed_most_overdue_first() {
     let e = env();
     account(&e.reg, "acct", Segment::Retail).await;
-    let policy = Arc::new(ResponsePolicy::default());
+    let mut policy = ResponsePolicy::default();
+    policy.retail.answer_window_hours = 0;
+    let policy = Arc::new(policy);
     let mut keys = Vec::new();
     for _ in 0..2 {
         let issued = e.reg.create_key(admin(), new_key("acct", &[Scope::Read], &["198.51.100.0/24"])).await.unwrap();
@@ -533,7 +539,12 @@ async fn an_escalation_rule_takes_a_probed_key_straight_to_revocation() {
     let mut policy = ResponsePolicy::default();
     policy.escalate.push(Escalation { indicators: vec!["probed_then_used".into()], at_least: Stage::Invalidate });
     let mut s = suspicion(&ak, Stage::Warn, e.clock.now());
-    s.findings.push(Finding { indicator: "probed_then_used".into(), count: 1, evidence: "from AS16509".into() });
+    s.findings.push(Finding {
+        indicator: "probed_then_used".into(),
+        count: 1,
+        evidence: "from AS16509".into(),
+        observed: vec![],
+    });
     let case = e.reg.respond(s, Arc::new(policy)).await.unwrap().unwrap();
     assert_eq!(case.stage, Stage::Invalidate);
     assert!(case.history.iter().any(|h| h.what == "escalated"), "{:?}", case.history);
@@ -563,4 +574,61 @@ async fn the_playbook_decides_restrictions_and_due_diligence_on_the_case() {
     let edd = CaseCommand::DueDiligence { text: "source of funds and the bot's operator requested".into() };
     let case = e.reg.case_command(admin(), id, edd, "EDD".into()).await.unwrap();
     assert_eq!(case.history.last().unwrap().what, "due_diligence");
+}
+
+#[tokio::test]
+async fn a_heavier_stage_waits_for_the_owners_answer_unless_it_is_compromise() {
+    let e = env();
+    account(&e.reg, "acct", Segment::Retail).await;
+    let policy = Arc::new(ResponsePolicy::default());
+    assert_eq!(policy.retail.answer_window_hours, 24);
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let issued = e.reg.create_key(admin(), new_key("acct", &[Scope::Read], &["198.51.100.0/24"])).await.unwrap();
+        keys.push(issued.key.access_key);
+    }
+    let status = |k: &AccessKey| e.reg.key(k).unwrap().status;
+    let mut moved = Vec::new();
+    for k in &keys {
+        e.reg.respond(suspicion(k, Stage::Warn, e.clock.now()), policy.clone()).await.unwrap().unwrap();
+        *e.clock.0.lock().unwrap() += Duration::hours(2);
+        // Re-verification on a pattern (not compromise) two hours after the warning: held.
+        let case = e.reg.respond(suspicion(k, Stage::Reverify, e.clock.now()), policy.clone()).await.unwrap().unwrap();
+        assert_eq!((case.stage, case.held.as_ref().map(|h| h.stage)), (Stage::Warn, Some(Stage::Reverify)));
+        assert!(case.history.iter().any(|h| h.what == "held"), "{:?}", case.history);
+        assert_eq!(status(k), KeyStatus::Active, "the owner may answer first");
+        assert_eq!(e.reg.notices(&case.case_id).unwrap().len(), 1, "one warning, not two");
+        moved.push(case.case_id);
+    }
+    // The second key's owner answers; the third key meets evidence of compromise.
+    let answer = "it is me, travelling in Japan until the 12th";
+    let case = e.reg.answer(admin(), moved[1].clone(), AnswerChannel::App, answer.into(), true).await.unwrap();
+    assert_eq!(case.answers.len(), 1);
+    let refused = e.reg.answer(admin(), moved[1].clone(), AnswerChannel::App, "  ".into(), false).await.unwrap_err();
+    assert_eq!(refused.code(), "invalid_input");
+    let mut s = suspicion(&keys[2], Stage::Invalidate, e.clock.now());
+    s.compromise = true;
+    let case = e.reg.respond(s, policy.clone()).await.unwrap().unwrap();
+    assert_eq!((case.stage, case.held.is_none()), (Stage::Invalidate, true), "compromise is never held");
+    assert_eq!(status(&keys[2]), KeyStatus::Revoked);
+
+    // Nothing is released before the window ends (24 h after each warning: the first two at
+    // +24 h and +26 h from the first).
+    *e.clock.0.lock().unwrap() += Duration::hours(15);
+    assert!(e.reg.release_held(policy.clone()).await.unwrap().is_empty());
+    *e.clock.0.lock().unwrap() += Duration::hours(6);
+    let released = e.reg.release_held(policy.clone()).await.unwrap();
+    assert_eq!(released.len(), 2, "{released:?}");
+    // Unanswered: the policy's suspension is taken.
+    assert_eq!(status(&keys[0]), KeyStatus::Suspended);
+    let first = e.reg.case(&moved[0]).unwrap();
+    assert_eq!((first.stage, first.held.is_none()), (Stage::Reverify, true));
+    // Answered: an analyst reads the answer before the key stops.
+    assert_eq!(status(&keys[1]), KeyStatus::Active);
+    let second = e.reg.case(&moved[1]).unwrap();
+    assert_eq!((second.status, second.pending_action), (CaseStatus::AwaitingDecision, Some(Action::Suspend)));
+    assert!(e.reg.release_held(policy).await.unwrap().is_empty(), "released once");
+    let audit = e.reg.audit_entries(0, 1000).unwrap();
+    assert!(audit.iter().any(|a| a.action == "case.answer" && a.target == moved[1]));
+    assert!(audit.iter().any(|a| a.action == "key.suspend" && a.target == keys[0].as_str()));
 }

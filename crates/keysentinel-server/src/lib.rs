@@ -107,7 +107,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
         events::ingest_events, events::list_decisions,
-        response::list_cases, response::get_case, response::case_command, response::case_notices, response::related,
+        response::list_cases, response::get_case, response::case_command, response::answer, response::case_notices, response::related,
         response::get_response_policy, response::request_reinstatement, response::review_reinstatement,
         response::approve_reinstatement, evidence::evidence_pack, reports::assess, reports::get_report,
         reports::step, reports::draft, reports::list,
@@ -189,6 +189,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases/{case_id}", get(response::get_case))
         .route("/v1/cases/{case_id}/commands", post(response::case_command))
         .route("/v1/cases/{case_id}/notices", get(response::case_notices))
+        .route("/v1/cases/{case_id}/answer", post(response::answer))
         .route("/v1/cases/{case_id}/related", get(response::related))
         .route("/v1/cases/{case_id}/reinstatement", post(response::request_reinstatement))
         .route("/v1/cases/{case_id}/evidence-pack", post(evidence::evidence_pack))

@@ -7,14 +7,16 @@ use crate::extract::{require, Authed, Query};
 use crate::routes::read;
 use crate::AppState;
 use axum::extract::{Path, State};
+use keysentinel_detect::event::{Confirmer, Record};
 use keysentinel_detect::{Decision, Level};
 use keysentinel_domain::{
-    AccessKey, AccountId, Case, CaseCommand, CaseStatus, Finding, KeyBaseline, Permission, RelatedAccount,
-    ResponsePolicy, Share, Stage, Suspicion,
+    AccessKey, AccountId, AnswerChannel, Case, CaseCommand, CaseStatus, Finding, KeyBaseline, Observation, Permission,
+    RelatedAccount, Resolution, ResponsePolicy, Share, Stage, Suspicion,
 };
 use keysentinel_registry::{Registry, ReinstatementRequest};
 use keysentinel_store::CaseFilter;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
@@ -40,8 +42,14 @@ pub fn suspicion(d: &Decision) -> Option<Suspicion> {
         findings: d
             .reasons
             .iter()
-            .map(|r| Finding { indicator: r.indicator.as_str().into(), count: r.count, evidence: r.evidence.clone() })
+            .map(|r| Finding {
+                indicator: r.indicator.as_str().into(),
+                count: r.count,
+                evidence: r.evidence.clone(),
+                observed: r.observed.iter().map(observation).collect(),
+            })
             .collect(),
+        compromise: d.reasons.iter().any(|r| r.indicator.unambiguous()),
         detector: concat!("keysentinel-detect ", env!("CARGO_PKG_VERSION")).into(),
         related_accounts: d
             .related
@@ -50,6 +58,62 @@ pub fn suspicion(d: &Decision) -> Option<Suspicion> {
             .collect(),
         baseline: Some(baseline(&d.baseline)),
     })
+}
+
+fn observation(o: &keysentinel_detect::Observed) -> Observation {
+    Observation {
+        ip: o.ip,
+        asn: o.asn,
+        country: o.country.map(|c| String::from_utf8_lossy(&c).into_owned()),
+        client: o.client.clone(),
+        device: o.device.clone(),
+    }
+}
+
+/// What a case's evidence showed, confirmed as the owner's (by the owner answering a notice,
+/// or by an analyst closing the case as a false positive): detection takes its addresses,
+/// networks, countries, clients and devices as the owner's, so the same honest pattern does not
+/// open a second case.
+pub fn confirmation(case: &Case, by: Confirmer, text: &str, now: time::OffsetDateTime) -> Record<'static> {
+    const MOST: usize = 32;
+    let observed = case.suspicions.iter().flat_map(|s| &s.findings).flat_map(|f| &f.observed);
+    let mut ips = Vec::new();
+    let mut asns = Vec::new();
+    let mut countries = Vec::new();
+    let mut clients: Vec<Cow<'static, str>> = Vec::new();
+    let mut devices: Vec<Cow<'static, str>> = Vec::new();
+    fn add<T: PartialEq>(list: &mut Vec<T>, x: T) {
+        if list.len() < MOST && !list.contains(&x) {
+            list.push(x);
+        }
+    }
+    for o in observed {
+        add(&mut ips, o.ip);
+        if let Some(a) = o.asn {
+            add(&mut asns, a);
+        }
+        if let Some([a, b]) = o.country.as_deref().map(str::as_bytes).and_then(|c| <[u8; 2]>::try_from(c).ok()) {
+            add(&mut countries, [a, b]);
+        }
+        if let Some(c) = &o.client {
+            add(&mut clients, Cow::Owned(c.clone()));
+        }
+        if let Some(d) = &o.device {
+            add(&mut devices, Cow::Owned(d.clone()));
+        }
+    }
+    Record::Confirmation {
+        ts: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+        account_id: Cow::Owned(case.account_id.as_str().to_owned()),
+        key_id: Some(Cow::Owned(case.key_id.as_str().to_owned())),
+        by,
+        ips,
+        asns,
+        countries,
+        clients,
+        devices,
+        text: Some(Cow::Owned(text.to_owned())),
+    }
 }
 
 fn baseline(b: &keysentinel_detect::Baseline) -> KeyBaseline {
@@ -92,6 +156,25 @@ pub fn spawn_responder(
         }
     });
     (sink, task)
+}
+
+/// Starts the sweep that applies stages held for the owner's answer once their window ends.
+pub fn spawn_release(registry: Arc<Registry>, policy: Arc<ResponsePolicy>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            match registry.release_held(policy.clone()).await {
+                Ok(moved) => {
+                    for case in moved {
+                        tracing::info!(case_id = %case.case_id, key_id = %case.key_id, stage = %case.stage,
+                            status = case.status.as_str(), "held stage applied after the answer window");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "applying held stages failed"),
+            }
+        }
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -209,7 +292,52 @@ pub async fn case_command(
         _ => (Permission::ContainKeys, "work cases"),
     };
     require(&st, &who, permission, what).await?;
-    Ok(axum::Json(st.registry.case_command(who.actor(), id, step.command, step.reason).await?))
+    let dismissed = matches!(step.command, CaseCommand::Close { resolution: Resolution::FalsePositive });
+    let reason = step.reason.clone();
+    let case = st.registry.case_command(who.actor(), id, step.command, step.reason).await?;
+    if dismissed {
+        // The analyst found it honest: what the case saw is the owner's from now on.
+        if let Some(d) = &st.detection {
+            d.registry(confirmation(&case, Confirmer::Analyst, &reason, st.registry.now()));
+        }
+    }
+    Ok(axum::Json(case))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBody {
+    /// The owner's answer, in their words ("it is me, travelling in Japan until the 12th").
+    pub text: String,
+    pub channel: AnswerChannel,
+    /// The owner says the access the case names was theirs.
+    pub confirms: bool,
+}
+
+/// Records the owner's answer to a case's notice, as the exchange's customer channel or
+/// support received it. A heavier stage held for the answer then goes to an analyst rather
+/// than being taken automatically; with `confirms`, detection takes the case's addresses,
+/// networks, clients and devices as the owner's (evidence that counts against suspicion, not
+/// a pardon: compromise is never held, and new evidence elsewhere still counts).
+#[utoipa::path(post, path = "/v1/cases/{case_id}/answer", tag = "response", request_body = AnswerBody,
+    security(("bearer" = [])), params(("case_id" = String, Path, description = "The case")),
+    responses((status = 200, body = Case), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn answer(
+    State(st): State<Arc<AppState>>,
+    who: Authed,
+    Path(id): Path<String>,
+    crate::extract::Json(body): crate::extract::Json<AnswerBody>,
+) -> Result<axum::Json<Case>, ApiError> {
+    require(&st, &who, Permission::ContainKeys, "file owners' answers").await?;
+    let AnswerBody { text, channel, confirms } = body;
+    let case = st.registry.answer(who.actor(), id, channel, text.clone(), confirms).await?;
+    if confirms {
+        if let Some(d) = &st.detection {
+            d.registry(confirmation(&case, Confirmer::Owner, &text, st.registry.now()));
+        }
+    }
+    Ok(axum::Json(case))
 }
 
 /// The owner notices of a case, with their delivery status.

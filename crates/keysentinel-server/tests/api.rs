@@ -460,6 +460,7 @@ async fn a_legal_hold_keeps_a_keys_events_through_retention_until_compliance_lif
         stage: keysentinel_domain::Stage::Warn,
         risk: 0.6,
         findings: vec![],
+        compromise: false,
         detector: "test".into(),
         related_accounts: vec![],
         baseline: None,

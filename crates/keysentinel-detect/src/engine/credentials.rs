@@ -70,7 +70,9 @@ impl Engine<'_> {
                 place.country_str(),
                 asn_text(&place)
             );
+            self.observe(Some(ip), None, None);
             self.fire(k, ts, Indicator::NewWithdrawalAddress, Some(site), evidence);
+            self.observing.ip = None;
         }
     }
 }

@@ -102,6 +102,17 @@ pub struct Engine<'g> {
     day: i64,
     /// Every firing, when asked for (`replay --trace`): for explaining and tuning.
     trace: Option<Vec<Firing>>,
+    /// The request being looked at, for the structured evidence of what it fires.
+    observing: Observing,
+}
+
+/// The request being looked at: its address, client family and device, kept in reused buffers
+/// (no allocation per request; firings, which are rare, copy them out).
+#[derive(Default)]
+struct Observing {
+    ip: Option<IpAddr>,
+    client: String,
+    device: String,
 }
 
 /// One firing of an indicator, as traced.
@@ -143,6 +154,7 @@ impl<'g> Engine<'g> {
             decisions: Vec::new(),
             day: i64::MIN,
             trace: None,
+            observing: Observing::default(),
         }
     }
 
@@ -265,7 +277,9 @@ impl<'g> Engine<'g> {
             }
             Record::Request { ts, key_id, ip, user_agent, device_id, outcome, .. } => {
                 let k = self.key(key_id, None);
+                self.observe(Some(*ip), user_agent.as_deref(), device_id.as_deref());
                 self.request(k, *ts, *ip, user_agent.as_deref(), device_id.as_deref(), *outcome);
+                self.observing.ip = None;
             }
             Record::Login { ts, account_id, ip, device_id, .. } => {
                 self.login(account_id, *ts, *ip, device_id.as_deref());
@@ -313,6 +327,29 @@ impl<'g> Engine<'g> {
                 self.confirmation(*ts, account_id, key_id.as_deref(), *by, ips, asns, countries, &clients, &devices);
             }
         }
+    }
+
+    fn observe(&mut self, ip: Option<IpAddr>, ua: Option<&str>, device: Option<&str>) {
+        let o = &mut self.observing;
+        o.ip = ip;
+        o.client.clear();
+        o.client.push_str(ua.map_or("", state::client_family));
+        o.device.clear();
+        o.device.push_str(device.unwrap_or(""));
+    }
+
+    /// The request being looked at, as evidence.
+    pub(super) fn observed(&mut self, ts: Millis) -> Option<crate::decision::Observed> {
+        let ip = self.observing.ip?;
+        let place = self.place(ip, ts);
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Some(crate::decision::Observed {
+            ip,
+            asn: place.asn,
+            country: place.country,
+            client: text(&self.observing.client),
+            device: text(&self.observing.device),
+        })
     }
 
     fn request(&mut self, k: usize, ts: Millis, ip: IpAddr, ua: Option<&str>, device: Option<&str>, outcome: Outcome) {

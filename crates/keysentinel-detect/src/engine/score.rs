@@ -45,6 +45,7 @@ impl Engine<'_> {
     pub(super) fn fire(&mut self, k: usize, ts: Millis, ind: Indicator, at: Option<Site>, evidence: String) {
         let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
         let gap = self.cfg.episode_gap_minutes * MINUTE;
+        let observed = self.observed(ts);
         let st = &mut self.keys[k];
         if st.fired.iter().all(|f| ts - f.last > ttl) {
             // Everything it rose on has expired: a new suspicion starts from nothing.
@@ -62,6 +63,7 @@ impl Engine<'_> {
                     episode_start: ts,
                     evidence: String::new(),
                     sites: arrayvec::ArrayVec::new(),
+                    observed: Vec::new(),
                 });
                 st.fired.len() - 1
             }
@@ -70,6 +72,15 @@ impl Engine<'_> {
         if f.count > 0 && ts - f.last > ttl {
             (f.count, f.episodes, f.first) = (0, 0, ts);
             f.sites.clear();
+            f.observed.clear();
+        }
+        if let Some(o) = observed {
+            if !f.observed.iter().any(|x| x.ip == o.ip && x.client == o.client && x.device == o.device) {
+                if f.observed.len() == super::state::OBSERVED {
+                    f.observed.remove(0);
+                }
+                f.observed.push(o);
+            }
         }
         if let Some(site) = at {
             if !f.sites.contains(&site) {
@@ -182,6 +193,7 @@ impl Engine<'_> {
                 count: f.count,
                 episodes: f.episodes,
                 evidence: f.evidence.clone(),
+                observed: f.observed.clone(),
                 llr: 0.0,
                 population_share: share as f32,
             });

@@ -175,7 +175,12 @@ pub struct Fired {
     pub evidence: String,
     /// Where the suspect part came from, when from one place (the last few).
     pub sites: arrayvec::ArrayVec<Site, 3>,
+    /// The requests that fired it (the last few distinct), as data.
+    pub observed: Vec<crate::decision::Observed>,
 }
+
+/// Distinct requests kept per fired indicator.
+pub const OBSERVED: usize = 4;
 
 /// A key's day for the population's statistics: the persistence level each indicator reached,
 /// the kinds of evidence shown, and whether the key was suspected that day.
