@@ -325,6 +325,14 @@ impl<'g> Worker<'g> {
             let _ = std::fs::remove_file(journal::segment_path(&dir, n));
         }
         let tail: Vec<u64> = segments.into_iter().filter(|&n| n >= node.journal_from).collect();
+        // The journal since the snapshot must be whole: a segment missing in the middle would
+        // replay later records onto a state that never saw the ones before.
+        if let Some((i, &n)) = tail.iter().enumerate().find(|&(i, &n)| n != node.journal_from + i as u64) {
+            return Err(StateError::Corrupt {
+                path: journal::segment_path(&dir, node.journal_from + i as u64),
+                what: format!("missing, while segment {n} after it is there"),
+            });
+        }
         let mut worker = Worker { engine, ids, kept, by_level, pending, sink, disk: None };
         let (mut replayed, mut keep) = (0u64, None);
         for (i, &n) in tail.iter().enumerate() {
