@@ -194,6 +194,8 @@ impl KeyDay {
     }
 }
 
+/// Serialised in snapshots (`snapshot.rs`), as are the other types here: a change to their
+/// fields needs `snapshot::FORMAT_VERSION` raised.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct KeyState {
     pub key_id: String,
