@@ -70,6 +70,16 @@ pub struct ReplayArgs {
     /// to explain decisions and tune.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// Start from the engine state in this snapshot (written by --save-state, or by `serve` in
+    /// DATA_DIR/detection/snapshot.bin) instead of from nothing: the records of FILE continue
+    /// where the snapshot's left off. Refused if made under other settings.
+    #[arg(long)]
+    pub load_state: Option<PathBuf>,
+    /// Write the engine's state at the end of the run to this file (docs/detection.md, "State
+    /// across restarts"): replaying the first part of a file with --save-state and the rest with
+    /// --load-state gives the decisions of one replay of the whole.
+    #[arg(long)]
+    pub save_state: Option<PathBuf>,
     /// Only parse the records (the baseline of scripts/bench-detect).
     #[arg(long, hide = true)]
     pub parse_only: bool,
@@ -201,7 +211,10 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         Some(p) => Box::new(BufWriter::new(create(p)?)),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let mut engine = Engine::new(config, geo.as_ref());
+    let mut engine = match &args.load_state {
+        Some(p) => load_state(p, config, geo.as_ref())?,
+        None => Engine::new(config, geo.as_ref()),
+    };
     let mut trace = match &args.trace {
         Some(p) => {
             engine.trace();
@@ -260,6 +273,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         t.flush()?;
     }
     bar.finish_and_clear();
+    if let Some(p) = &args.save_state {
+        save_state(p, &engine)?;
+    }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "replayed {n} lines ({bad} skipped) in {secs:.2} s ({:.0} events/s); {} keys; {} decisions{}",
@@ -280,6 +296,28 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
     if let Some(truth) = &args.truth {
         crate::quality::report(truth, &decisions, &args.held_out)?;
     }
+    Ok(())
+}
+
+fn load_state<'g>(path: &Path, config: Config, geo: &'g dyn Locate) -> anyhow::Result<Engine<'g>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", path.display())))?;
+    Engine::restore(config, geo, std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())).into())
+}
+
+/// Writes the engine's state to `path` whole or not at all: into a temporary file beside it,
+/// synced, then renamed over it.
+fn save_state(path: &Path, engine: &Engine<'_>) -> anyhow::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let file = create(&tmp)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    engine.snapshot(&mut w).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", path.display())))?;
+    let file = w.into_inner().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error()))?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Failure::new(Exit::Usage, format!("cannot write {}: {e}", path.display())))?;
     Ok(())
 }
 

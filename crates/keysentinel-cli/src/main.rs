@@ -127,6 +127,18 @@ struct ServeArgs {
     /// Records waiting for detection before verify events are shed and batches get 429.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     detection_queue: u64,
+    /// Snapshot the detection state (DATA_DIR/detection) after this many records since the
+    /// last snapshot (the journal holds them meanwhile; a start replays it).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    detection_snapshot_records: u64,
+    /// …or this many minutes after the last one, when records came since.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    detection_snapshot_minutes: u64,
+    /// Start detection afresh: the detection state (DATA_DIR/detection) is moved aside to
+    /// detection.reset-<time> and the engine learns its baselines again. For a snapshot or
+    /// journal that cannot be read (the start refuses them otherwise).
+    #[arg(long)]
+    detection_reset: bool,
     /// Response policy (TOML, docs/response.md): what each stage does to a key; the built-in
     /// policy otherwise.
     #[arg(long, env = "KEYSENTINEL_RESPONSE_POLICY")]
@@ -447,9 +459,24 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             let geo = args.geo.load()?;
             let (sink, _responder) = keysentinel_server::response::spawn_responder(opened.registry.clone(), response_policy.clone());
             tracing::info!(version = %response_policy.version, mode = ?response_policy.mode, "response policy in force");
-            Some(keysentinel_server::detection::Detection::start(config, geo, args.detection_queue as usize, Some(sink))?)
+            let dir = cli.data_dir.join("detection");
+            if args.detection_reset && dir.exists() {
+                let aside = cli.data_dir.join(format!("detection.reset-{}", opened.registry.now().unix_timestamp()));
+                std::fs::rename(&dir, &aside)
+                    .with_context(|| format!("cannot move {} aside to {}", dir.display(), aside.display()))?;
+                tracing::warn!(from = %dir.display(), to = %aside.display(), "DETECTION RESET: the detection state was moved aside; the engine starts with no baselines, population statistics, link graph or event-id window");
+                eprintln!("detection reset: {} moved to {}; detection starts afresh", dir.display(), aside.display());
+            }
+            let persistence = keysentinel_server::detection::Persistence {
+                dir,
+                snapshot_records: args.detection_snapshot_records,
+                snapshot_interval: std::time::Duration::from_secs(args.detection_snapshot_minutes * 60),
+            };
+            let started = keysentinel_server::detection::Detection::start_with(config, geo, args.detection_queue as usize, Some(sink), Some(persistence));
+            Some(started.map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?)
         };
         let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_dir, node, detection.clone());
+        let stopping = detection.clone();
         let mut state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
         if let Some(d) = detection {
             state = state.with_detection(d)?;
@@ -505,6 +532,14 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         }
         sweeper.abort();
         drop(writer); // finishes by itself once the last sender is gone
+        if let Some(d) = stopping {
+            // A clean stop: the journal synced and a snapshot written, so the next start loads
+            // it without replaying.
+            match tokio::task::spawn_blocking(move || d.shutdown()).await? {
+                Ok(()) => tracing::info!("detection state saved"),
+                Err(e) => tracing::error!(error = %e, "cannot save the detection state at shutdown; the journal keeps it"),
+            }
+        }
         opened.store.close();
         tracing::info!("keysentinel stopped");
         Ok(())

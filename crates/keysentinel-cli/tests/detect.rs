@@ -179,3 +179,56 @@ fn a_policy_backtest_shows_what_would_change_key_by_key() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn replaying_in_two_parts_through_a_saved_state_gives_the_whole_replays_decisions() {
+    let geo = geo_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    // With the geo data when there is some; else synthetic addresses and no geo at all (fewer
+    // indicators, but still decisions, and the same property to show).
+    let run = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args);
+        if let Some(g) = &geo {
+            c.arg("--geo-dir").arg(g);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let (ev, truth) = (p("ev.ndjson"), p("t.ndjson"));
+    run(&["simulate", "--out", &ev, "--truth", &truth, "--seed", "3", "--accounts", "150", "--hours", "28"]);
+    let text = std::fs::read_to_string(p("ev.ndjson")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Cut a few hours past the first day boundary (the simulation starts at midnight UTC).
+    let cut = lines.len() * 7 / 8;
+    std::fs::write(p("first.ndjson"), lines[..cut].join("\n") + "\n").unwrap();
+    std::fs::write(p("rest.ndjson"), lines[cut..].join("\n") + "\n").unwrap();
+
+    run(&["replay", &p("ev.ndjson"), "--out", &p("whole.ndjson")]);
+    run(&["replay", &p("first.ndjson"), "--out", &p("d1.ndjson"), "--save-state", &p("state.bin")]);
+    run(&["replay", &p("rest.ndjson"), "--out", &p("d2.ndjson"), "--load-state", &p("state.bin")]);
+    let whole = std::fs::read(p("whole.ndjson")).unwrap();
+    let (d1, d2) = (std::fs::read(p("d1.ndjson")).unwrap(), std::fs::read(p("d2.ndjson")).unwrap());
+    assert!(!d1.is_empty() && !d2.is_empty(), "decisions on both sides of the cut");
+    assert!([d1, d2].concat() == whole, "the two parts' decisions, one after the other, are the whole replay's");
+
+    // A state saved under other settings is refused, clearly, with its file named.
+    std::fs::write(p("other.toml"), "link_accounts = 4\n").unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["replay", &p("rest.ndjson"), "--load-state", &p("state.bin"), "--config", &p("other.toml")]);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("state.bin") && err.contains("other detection settings"), "{err}");
+    // And a damaged one.
+    let mut state = std::fs::read(p("state.bin")).unwrap();
+    let mid = state.len() / 2;
+    state[mid] ^= 1;
+    std::fs::write(p("state.bin"), state).unwrap();
+    let out = Command::new(BIN).args(["replay", &p("rest.ndjson"), "--load-state", &p("state.bin")]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("corrupt"), "{err}");
+}

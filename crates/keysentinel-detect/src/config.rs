@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Requests a key needs before its own history is trusted as a baseline.
@@ -69,7 +69,7 @@ pub struct Config {
 }
 
 /// Posterior risk (0–1) at which each level starts, per segment family.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     pub retail: [f32; 4],

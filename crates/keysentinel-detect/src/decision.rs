@@ -6,7 +6,7 @@ use crate::indicator::{Indicator, Level};
 use std::net::IpAddr;
 
 /// One reason for a decision: an indicator, what it saw, and what it weighed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reason {
     pub indicator: Indicator,
     /// Firings counted (at most one per five minutes).
@@ -26,7 +26,7 @@ pub struct Reason {
 }
 
 /// A key reached a (higher) level.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     pub ts: Millis,
     pub key_id: String,
@@ -46,7 +46,7 @@ pub struct Decision {
 
 /// A key's baseline: its requests, since when, its most used networks and countries with their
 /// share of its requests, and how many client families it has used.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Baseline {
     pub requests: u32,
     pub since_ms: Option<Millis>,
@@ -56,7 +56,7 @@ pub struct Baseline {
 }
 
 /// One request that fired an indicator, as data rather than prose.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Observed {
     pub ip: IpAddr,
     pub asn: Option<u32>,
@@ -88,7 +88,7 @@ impl Observed {
 }
 
 /// An account related to a decision's key, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Related {
     pub account_id: String,
     pub via: String,

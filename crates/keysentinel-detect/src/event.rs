@@ -117,7 +117,7 @@ impl Confirmer {
 }
 
 /// The exchange's customer segments (docs/events.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Segment {
     #[default]
     Retail,
@@ -265,7 +265,7 @@ impl Record<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RelationshipKind {
     Affiliate,
     BrokerClient,

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 /// What kind of network an address belongs to (docs/detection.md, "Networks").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A consumer or business access network, or not known.
     Access,
@@ -27,7 +27,7 @@ impl Network {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Place {
     /// ISO 3166-1 alpha-2, upper case.
     pub country: Option<[u8; 2]>,

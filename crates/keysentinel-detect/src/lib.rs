@@ -15,5 +15,5 @@ pub mod indicator;
 
 pub use config::Config;
 pub use decision::{Baseline, Decision, Observed, Reason, Related};
-pub use engine::{Assessment, Engine, Firing};
+pub use engine::{Assessment, Engine, Firing, SnapshotError, FORMAT_VERSION};
 pub use indicator::{Indicator, Kind, Level};

@@ -2,6 +2,7 @@
 //! exchange's own systems (orders, logins, withdrawals, complaints, registry records), and
 //! `GET /v1/decisions` shows what the engine decided.
 
+use crate::detection::{Posted, Unavailable};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{require, Authed, Query};
 use crate::AppState;
@@ -52,6 +53,8 @@ fn unavailable() -> ApiError {
 /// reported with their line numbers and skipped; records with an `event_id` already taken are
 /// acknowledged as duplicates, so a producer can safely retry a batch. When the detection queue
 /// has no room for the whole batch, nothing is taken and the answer is 429 with `Retry-After`.
+/// The answer 202 comes once the batch is written to the detection journal and synced; when it
+/// cannot be written, 503 and nothing is taken or remembered.
 #[utoipa::path(post, path = "/v1/events", tag = "detection", security(("bearer" = [])),
     request_body(content = String, content_type = "application/x-ndjson", description = "One event-format v1 record per line"),
     responses((status = 202, body = EventsReply), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -83,7 +86,12 @@ pub async fn ingest_events(
             continue;
         }
         match parse_event(line) {
-            Ok(e) => events.push((e.event_id.map(|id| id.into_owned()), e.record.into_owned())),
+            // The line itself is what the journal keeps of the record (with its event id).
+            Ok(e) => events.push(Posted {
+                id: e.event_id.map(|id| id.into_owned()),
+                record: e.record.into_owned(),
+                line: Some(line.to_owned()),
+            }),
             Err(e) => {
                 rejected += 1;
                 if errors.len() < LISTED_ERRORS {
@@ -100,12 +108,8 @@ pub async fn ingest_events(
             format!("no line is a valid event-format v1 record{first}"),
         ));
     }
-    match detection.batch(events) {
-        Ok(taken) => Ok((
-            StatusCode::ACCEPTED,
-            axum::Json(EventsReply { accepted: taken.accepted, duplicates: taken.duplicates, rejected, errors }),
-        )
-            .into_response()),
+    let ack = match detection.batch_posted(events) {
+        Ok(ack) => ack,
         Err(full) => {
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -115,8 +119,22 @@ pub async fn ingest_events(
                     full.pending, full.capacity
                 ),
             );
-            Ok(([(header::RETRY_AFTER, "1")], error).into_response())
+            return Ok(([(header::RETRY_AFTER, "1")], error).into_response());
         }
+    };
+    // 202 only once the batch is on disk (when the node keeps detection state): a producer's
+    // retry after a crash is then recognised as a duplicate.
+    match ack.taken().await {
+        Ok(taken) => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(EventsReply { accepted: taken.accepted, duplicates: taken.duplicates, rejected, errors }),
+        )
+            .into_response()),
+        Err(Unavailable(why)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "detection_unavailable",
+            format!("{why}: nothing of this batch was taken; retry it"),
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
+pub mod journal;
 pub mod notify;
 pub mod reports;
 pub mod response;

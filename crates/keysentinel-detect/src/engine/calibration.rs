@@ -23,12 +23,13 @@ pub fn level(episodes: u32) -> u32 {
 /// Combinations of the kinds of evidence (a bit per kind).
 const MASKS: usize = 1 << Kind::ALL.len();
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Bucket {
     day: i64,
     active: u32,
     shown: [[u32; LEVELS]; Indicator::COUNT],
     /// Key-days by the combination of kinds of evidence they showed.
+    #[serde(with = "super::snapshot::array")]
     kinds: [u32; MASKS],
 }
 
@@ -38,6 +39,7 @@ impl Bucket {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Population {
     days: usize,
     /// Per segment, a ring of daily buckets.
@@ -57,6 +59,14 @@ impl Population {
             *b = Bucket::empty(day);
         }
         b
+    }
+
+    /// Whether a restored population has the shape this one has (a ring of `days` buckets per
+    /// segment): a snapshot is checked before its indices are trusted.
+    pub fn same_shape(&self, other: &Population) -> bool {
+        self.days == other.days
+            && self.segments.len() == other.segments.len()
+            && other.segments.iter().all(|ring| ring.len() == self.days)
     }
 
     /// A key of `segment` was active on `day`.

@@ -17,6 +17,7 @@ mod orders;
 mod owner;
 mod places;
 mod score;
+mod snapshot;
 mod state;
 mod takeover;
 
@@ -35,9 +36,11 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 
 pub use score::Assessment;
+pub use snapshot::{SnapshotError, FORMAT_VERSION};
 
 /// What the engine knows of one client address: where it is (looked up once) and which
 /// accounts it drove lately.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Address {
     place: Place,
     /// (The link threshold is 3 accounts, and 3 programs make an address public; most

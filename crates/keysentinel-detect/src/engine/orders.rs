@@ -10,7 +10,9 @@ use crate::indicator::Indicator;
 pub(super) type OrderShape = (u64, bool, u64);
 
 /// The whole market's pace: orders per minute over the last hour against the long run.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct Market {
+    #[serde(with = "super::snapshot::array")]
     minutes: [u32; 60],
     minute: i64,
     /// Orders per minute averaged over about half a day: a decayed sum and its weight.

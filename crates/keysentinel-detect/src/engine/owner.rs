@@ -18,7 +18,7 @@ const POOL_MIN_HOPS: u32 = 4;
 
 /// What the engine has seen of an address range: how often a key's next session there came
 /// from another line (a hop) or the same one (a stay).
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct RangeStats {
     hops: u32,
     stays: u32,

@@ -17,7 +17,7 @@ pub const DAY: Millis = 24 * HOUR;
 const HISTORY: usize = 16;
 
 /// Counts of a feature's values, keyed by a stable 64-bit value.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub items: Vec<(u64, u32)>,
     pub total: u32,
@@ -46,7 +46,7 @@ impl Counts {
 /// Distinct values seen within a sliding window, each with when it was last seen. At most `N`
 /// are kept (the oldest is replaced), which is more than the threshold it serves needs: the
 /// count stays exact up to `N`, and the work and memory per key or address are bounded.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Recent<const N: usize = 16> {
     pub items: arrayvec::ArrayVec<(u64, Millis), N>,
 }
@@ -81,7 +81,7 @@ impl<const N: usize> Recent<N> {
 
 /// A [`Recent`] for what is mostly seen with one value (an address with one account): that one
 /// inline, the rest in a box only when a second value comes.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct MostlyOne {
     one: Option<(u64, Millis)>,
     more: Option<Box<Recent<6>>>,
@@ -124,7 +124,7 @@ impl MostlyOne {
 /// or /48, which a household or an office keeps for days), or a whole network when its
 /// addresses say nothing of who is behind them (a mobile carrier's NAT, a VPN's exits, an
 /// address range whose addresses hop from session to session).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Site {
     Line(IpAddr),
     Network(u32),
@@ -151,7 +151,7 @@ pub fn line_of(ip: IpAddr) -> IpAddr {
 
 /// One run of requests from one place: consecutive requests from the same place and line are
 /// one entry (when it was last seen), since the indicators look at the order of places.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Seen {
     pub ts: Millis,
     pub place: Place,
@@ -162,6 +162,7 @@ pub struct Seen {
 }
 
 /// One indicator's firings on a key.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Fired {
     pub indicator: Indicator,
     /// Firings counted (at most one per five minutes).
@@ -184,6 +185,7 @@ pub const OBSERVED: usize = 4;
 
 /// A key's day for the population's statistics: the persistence level each indicator reached,
 /// the kinds of evidence shown, and whether the key was suspected that day.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct KeyDay {
     pub day: i64,
     pub shown: [u8; Indicator::COUNT],
@@ -197,6 +199,9 @@ impl KeyDay {
     }
 }
 
+/// Serialised in snapshots (`snapshot.rs`), as are the other types here: a change to their
+/// fields needs `snapshot::FORMAT_VERSION` raised.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct KeyState {
     pub key_id: String,
     pub account: String,
@@ -306,7 +311,7 @@ impl KeyState {
 }
 
 /// The most orders a key placed in a clock hour, and the hour being counted.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct OrderPeak {
     pub peak: f32,
     pub hour: i64,
@@ -320,7 +325,7 @@ pub struct OrderPeak {
 /// What vouches for the owner of an account: where and on what they logged in to the exchange
 /// themselves, and what an analyst (dismissing a case) or the owner (answering a notice)
 /// confirmed as theirs, each with when it last did.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     pub sites: arrayvec::ArrayVec<(Site, Millis), 8>,
     pub countries: arrayvec::ArrayVec<([u8; 2], Millis), 6>,
@@ -349,7 +354,7 @@ pub fn vouched<T: PartialEq, const N: usize>(
     list.iter().any(|(v, t)| v == value && ts - *t <= window)
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct AccountState {
     pub id: String,
     pub segment: Segment,

@@ -25,7 +25,7 @@ const RARE: f32 = 0.05;
 const NEW: f32 = 0.15;
 
 /// Decayed counts of one feature's values (hashed), the few most weighty kept.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Tally<const N: usize> {
     items: arrayvec::ArrayVec<(u32, f32), N>,
 }
@@ -56,7 +56,7 @@ impl<const N: usize> Tally<N> {
     }
 }
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Habits {
     hours: [f32; 24],
     requests: f32,
@@ -93,6 +93,7 @@ impl Habits {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     base: Habits,
     window: Habits,
