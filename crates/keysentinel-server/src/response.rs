@@ -435,3 +435,62 @@ pub async fn get_response_policy(
     require(&st, &who, Permission::ReadInventory, "read the response policy").await?;
     Ok(axum::Json((*st.response_policy).clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(ip: [u8; 4], asn: u32, client: &str) -> Observation {
+        Observation {
+            ip: ip.into(),
+            asn: Some(asn),
+            country: Some("KR".into()),
+            client: Some(client.into()),
+            device: Some("pc-1".into()),
+        }
+    }
+
+    #[test]
+    fn a_dismissed_case_confirms_everything_its_evidence_observed_once() {
+        let now = time::OffsetDateTime::from_unix_timestamp(1_764_300_000).unwrap();
+        let key = AccessKey::parse("ksk_NGOF1b4l7WtHWS36OfnWN06qth1bZc0cufHT").unwrap();
+        let mut case = Case::open(
+            "case-1".into(),
+            key.clone(),
+            AccountId::parse("acct-1").unwrap(),
+            keysentinel_domain::Segment::Retail,
+            now,
+        );
+        let finding =
+            |observed| Finding { indicator: "unfamiliar_access".into(), count: 1, evidence: "x".into(), observed };
+        for findings in [
+            vec![finding(vec![observed([203, 0, 113, 7], 4766, "ccxt")])],
+            vec![finding(vec![observed([203, 0, 113, 7], 4766, "ccxt"), observed([198, 51, 100, 2], 9318, "Mozilla")])],
+        ] {
+            case.suspicions.push(Suspicion {
+                at: now,
+                key_id: key.clone(),
+                stage: Stage::Warn,
+                risk: 0.6,
+                findings,
+                compromise: false,
+                detector: "test".into(),
+                related_accounts: vec![],
+                baseline: None,
+            });
+        }
+        let Record::Confirmation { ts, account_id, key_id, by, ips, asns, countries, clients, devices, text } =
+            confirmation(&case, Confirmer::Analyst, "home and phone", now)
+        else {
+            panic!("not a confirmation");
+        };
+        assert_eq!((ts, account_id.as_ref(), key_id.as_deref()), (1_764_300_000_000, "acct-1", Some(key.as_str())));
+        assert_eq!(by, Confirmer::Analyst);
+        assert_eq!(ips, [std::net::IpAddr::from([203, 0, 113, 7]), [198, 51, 100, 2].into()], "each address once");
+        assert_eq!(asns, [4766, 9318]);
+        assert_eq!(countries, [*b"KR"]);
+        assert_eq!(clients, ["ccxt", "Mozilla"]);
+        assert_eq!(devices, ["pc-1"]);
+        assert_eq!(text.as_deref(), Some("home and phone"));
+    }
+}
