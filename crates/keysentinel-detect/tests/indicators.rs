@@ -476,7 +476,7 @@ fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
     // A day and a half of the owner (home, one program, their hours, KRW-BTC at ₩100k), then
     // someone else from a new address with another program, ten times the rate, small caps at
     // a hundred times the size, round the clock.
-    let takeover = |same_actor: bool| {
+    let takeover_for = |same_actor: bool, hours: i64| {
         let mut r = registry("k", "a");
         for day_hour in 0..36 {
             let local = (day_hour + 9) % 24;
@@ -495,7 +495,7 @@ fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
         } else {
             ("59.1.1.1", "Go-http-client/2.0", "KRW-MVL", 1e7)
         };
-        for m in 0..(10 * HOUR) {
+        for m in 0..(hours * HOUR) {
             let min = 36 * HOUR + m;
             r.push(req(min, "k", ip, ua, "VALID"));
             if m % 2 == 0 {
@@ -504,7 +504,15 @@ fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
         }
         run(&r)
     };
-    assert!(fired(&takeover(false), "k", Indicator::ActorChange));
+    let takeover = |same_actor: bool| takeover_for(same_actor, 10);
+    let taken = takeover(false);
+    assert!(fired(&taken, "k", Indicator::ActorChange));
+    // The key is stopped for re-verification; forced expiry waits for a second episode or
+    // another kind of evidence (a change-point alone is one moment: a new office, a holiday).
+    assert_eq!(level(&taken, "k"), Some(Level::Reverify));
+    let moment = takeover_for(false, 3);
+    assert!(fired(&moment, "k", Indicator::ActorChange));
+    assert!(level(&moment, "k") < Some(Level::Invalidate), "{:?}", level(&moment, "k"));
     // The owner's own new strategy — same home, same program — is not a new actor.
     assert!(!fired(&takeover(true), "k", Indicator::ActorChange));
 }

@@ -187,7 +187,10 @@ impl Engine<'_> {
             }
             persistent |= f.episodes >= cfg.persistent_episodes && llr >= cfg.corroboration_llr;
             unambiguous |= f.indicator.unambiguous();
-            composite |= f.indicator.self_corroborating() && llr >= cfg.corroboration_llr;
+            // A change-point is several facts at once, but one episode of it is one moment: an
+            // owner's new office, a new phone, a week's holiday. It corroborates itself once it
+            // holds over a second episode.
+            composite |= f.indicator.self_corroborating() && llr >= cfg.corroboration_llr && f.episodes >= 2;
             reasons.push(Reason {
                 indicator: f.indicator,
                 count: f.count,
