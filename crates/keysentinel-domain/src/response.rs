@@ -462,6 +462,18 @@ pub enum AnswerChannel {
     Branch,
 }
 
+impl AnswerChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerChannel::App => "app",
+            AnswerChannel::Web => "web",
+            AnswerChannel::Email => "email",
+            AnswerChannel::Phone => "phone",
+            AnswerChannel::Branch => "branch",
+        }
+    }
+}
+
 /// The owner's answer to a notice ("it is me, travelling"), as filed by the exchange's
 /// customer channel or support.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -658,9 +670,7 @@ impl Case {
 
     /// Takes the held stage whose window has ended.
     pub fn release(&mut self, now: Timestamp) -> Option<Held> {
-        if self.status == CaseStatus::Closed {
-            self.held = None;
-        }
+        // (Closing a case clears its hold.)
         self.held.take_if(|h| h.until <= now)
     }
 
@@ -671,7 +681,7 @@ impl Case {
         }
         let detail = format!(
             "via {}{}: {}",
-            serde_json::to_value(answer.channel).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            answer.channel.as_str(),
             if answer.confirms { ", confirms the access as theirs" } else { "" },
             answer.text
         );

@@ -446,9 +446,9 @@ fn advance(
         case.history.push(CaseEvent { at: now, by: by.clone(), what: what.into(), detail });
     };
     let mut key_change = None;
-    if plan.act && !escalated && !plan.action.changes_the_key() {
-        // A notice already went out at this stage: nothing more to take.
-    } else if plan.act {
+    // A notice already went out at this stage: a repeat of it takes nothing.
+    let repeat = !escalated && !plan.action.changes_the_key();
+    if plan.act && !repeat {
         if let Some(change) = apply(&mut key, plan.action, &reason, &by, now)? {
             let detail = format!("{}: key {} {}", plan.action.as_str(), key.access_key, change.describe());
             event(&mut case, "action_taken", detail);
