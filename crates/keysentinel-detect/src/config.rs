@@ -65,6 +65,11 @@ pub struct Config {
     pub corroboration_llr: f64,
     /// Episodes of one kind of evidence that count as persistence without another kind.
     pub persistent_episodes: u32,
+    /// One kind of evidence sustained over this many episodes, each weighing at least
+    /// `sustained_llr` (a pattern the population hardly ever shows that persistently), reaches
+    /// forced expiry on its own: each episode is another sighting, not the same fact again.
+    pub sustained_episodes: u32,
+    pub sustained_llr: f64,
     pub thresholds: Thresholds,
 }
 
@@ -113,6 +118,8 @@ impl Default for Config {
             max_llr: 8.0,
             corroboration_llr: 1.0,
             persistent_episodes: 3,
+            sustained_episodes: 5,
+            sustained_llr: 6.0,
             thresholds: Thresholds::default(),
         }
     }

@@ -517,6 +517,39 @@ fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
     assert!(!fired(&takeover(true), "k", Indicator::ActorChange));
 }
 
+#[test]
+fn a_lightly_used_key_taken_over_is_a_takeover_but_an_owners_first_bot_is_not() {
+    // Four hours of the owner by hand (KRW-BTC at ₩100k), then, that evening, a renter from a
+    // new line with another program in a small cap at a hundred times the size — or the owner's
+    // own first bot, on a cloud server with another program, in the owner's markets and sizes.
+    let after = |renter: bool| {
+        let mut r = registry("k", "a");
+        for i in 0..48 {
+            r.push(req(i * 5, "k", "211.1.1.1", "ccxt/4.5.90", "VALID"));
+            if i % 6 == 0 {
+                r.push(order(i * 5, "k", "KRW-BTC", 1e5));
+            }
+        }
+        let (ip, ua, symbol, size) = if renter {
+            ("59.1.1.1", "Go-http-client/2.0", "KRW-MVL", 1e7)
+        } else {
+            ("3.1.1.1", "Go-http-client/2.0", "KRW-BTC", 1e5)
+        };
+        for m in 0..(3 * HOUR) {
+            let min = 20 * HOUR + m;
+            r.push(req(min, "k", ip, ua, "VALID"));
+            if m % 2 == 0 {
+                r.push(order(min, "k", symbol, size));
+            }
+        }
+        run(&r)
+    };
+    assert!(fired(&after(true), "k", Indicator::ActorChange), "{:?}", after(true)["k"]);
+    // A young baseline does not know the key's hours and rates yet: a bot that changes only
+    // those (and the client and the network) is not someone else.
+    assert!(!fired(&after(false), "k", Indicator::ActorChange), "{:?}", after(false)["k"]);
+}
+
 // ---- links between accounts ----
 
 #[test]
@@ -649,6 +682,66 @@ fn a_pattern_the_population_shows_often_weighs_little() {
     // (Shrunk towards the prior by its 200 key-days against these 100.)
     assert!(common_share > 0.15 && rare_share < 0.05, "common {common_share} rare {rare_share}");
     assert!(common < rare - 2.0, "common {common} against rare {rare}");
+}
+
+#[test]
+fn a_proxy_pool_sustained_for_hours_is_stopped_on_its_own_but_not_in_its_first_hour() {
+    // Day one: four thousand keys, none of them rotating. Day two: a key calls from another
+    // home every minute — for an hour, or for twelve.
+    let after = |hours: i64| {
+        let mut r = Vec::new();
+        for m in 0..4000 {
+            r.extend(registry(&format!("p{m}"), &format!("b{m}")));
+        }
+        for m in 0..4000 {
+            r.push(req(m % 600, &format!("p{m}"), "211.1.1.1", "ccxt/4.5.90", "VALID"));
+        }
+        r.extend(registry("x", "ax"));
+        let day = 24 * HOUR;
+        r.extend((0..30).map(|i| req(day + i * 4, "x", "211.1.1.1", "ccxt/4.5.90", "VALID")));
+        for m in 0..(hours * HOUR) {
+            r.push(req(day + 130 + m, "x", &format!("121.{}.1.1", m % 12), "ccxt/4.5.90", "VALID"));
+        }
+        let geo = Table::new();
+        let mut e = Engine::new(Config::default(), &geo);
+        for l in &r {
+            e.ingest(&parse_line(l).unwrap());
+        }
+        let a = e.assessment("x", T0 + (day + 130 + hours * HOUR) * MIN).unwrap();
+        let kinds: Vec<_> = a.reasons.iter().filter(|r| r.llr > 0.0).map(|r| r.indicator.kind()).collect();
+        (
+            a.level,
+            kinds,
+            format!("{:?}", a.reasons.iter().map(|r| (r.indicator, r.episodes, r.llr)).collect::<Vec<_>>()),
+        )
+    };
+    let (sustained, kinds, why) = after(12);
+    assert_eq!(sustained, Some(Level::Invalidate), "{why}");
+    assert!(kinds.iter().all(|k| *k == kinds[0]), "one kind of evidence: {why}");
+    let (first_hour, _, why) = after(1);
+    assert!(first_hour < Some(Level::Invalidate), "{why}");
+}
+
+#[test]
+fn an_owner_looking_in_beside_their_approved_vendor_is_judged_by_their_own_habits() {
+    // The vendor's bot trades from its registered egress all morning; the owner then looks in
+    // from home with a browser-like client. The key's own history is the owner's: the vendor's
+    // addresses and program are not what the owner's look-in is measured against.
+    let mut r = vec![
+        r#"{"type":"vendor","vendor_id":"v","status":"approved","egress_cidrs":["3.1.1.0/24"]}"#.to_owned(),
+        r#"{"type":"account","account_id":"a","segment":"retail","declared_countries":["KR"]}"#.to_owned(),
+        r#"{"type":"key","key_id":"k","account_id":"a","scopes":["read","trade"],"ip_allowlist":[],"vendor_id":"v"}"#
+            .to_owned(),
+    ];
+    r.extend((0..120).map(|i| req(i * 2, "k", "3.1.1.1", "VendorBot/3.2", "VALID")));
+    r.extend((0..6).map(|i| req(250 + i * 3, "k", "211.1.1.1", "Mozilla/5.0", "VALID")));
+    let out = run(&r);
+    assert!(!fired(&out, "k", Indicator::Unfamiliar), "{:?}", out.get("k"));
+    assert!(!fired(&out, "k", Indicator::UnfamiliarClient), "{:?}", out.get("k"));
+    // Once the owner's own habits are known, someone else with the key abroad is unfamiliar.
+    r.extend((0..40).map(|i| req(300 + i * 3, "k", "211.1.1.1", "Mozilla/5.0", "VALID")));
+    r.extend((0..6).map(|i| req(900 + i * 3, "k", "126.1.1.1", "okhttp/4.12", "VALID")));
+    assert!(fired(&run(&r), "k", Indicator::Unfamiliar));
 }
 
 #[test]

@@ -42,19 +42,21 @@ impl Engine<'_> {
     pub(super) fn llr(&self, k: usize, place: &Place, family: Option<u64>) -> (f32, f32) {
         const BETA: f32 = 2.0;
         let st = &self.keys[k];
-        let n = st.requests.max(1) as f32;
+        // Each part against the requests its own tally took in (the owner's own use).
+        let (n_place, n_client) = (st.countries.total as f32, st.families.total as f32);
         let global = |c: &Counts, h: u64| (c.get(h) as f32 + 1.0) / (c.total as f32 + 50.0);
         let (mut network, mut client) = (0.0, 0.0);
         if let (Some(asn), Some(country)) = (place.asn, place.country) {
             let (ah, ch) = (asn_key(asn), country_key(country));
-            let p_country = (st.countries.get(ch) as f32 + BETA * global(&self.global_countries, ch)) / (n + BETA);
-            let p_user = (st.asns.get(ah) as f32 + BETA * p_country) / (n + BETA);
+            let p_country =
+                (st.countries.get(ch) as f32 + BETA * global(&self.global_countries, ch)) / (n_place + BETA);
+            let p_user = (st.asns.get(ah) as f32 + BETA * p_country) / (n_place + BETA);
             let boost = if matches!(place.network, Network::Hosting | Network::Vpn) { 3.0 } else { 1.0 };
             let p_attacker = (global(&self.global_asns, ah) * boost).min(1.0);
             network = (p_attacker / p_user).ln();
         }
         if let Some(f) = family {
-            let p_user = (st.families.get(f) as f32 + BETA * global(&self.global_families, f)) / (n + BETA);
+            let p_user = (st.families.get(f) as f32 + BETA * global(&self.global_families, f)) / (n_client + BETA);
             client = (global(&self.global_families, f) / p_user).ln();
         }
         (network, client)

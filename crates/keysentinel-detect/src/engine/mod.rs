@@ -440,16 +440,26 @@ impl<'g> Engine<'g> {
         st.requests = st.requests.saturating_add(1);
         st.first.get_or_insert(r.ts);
         st.last = Some(r.ts);
+        // The key's own history is the owner's own use: what its approved vendor or allowlisted
+        // servers do is sanctioned already, and an owner looking in by hand beside them is
+        // judged against the owner's habits, not against the vendor's.
+        let own = !r.sanctioned;
         if let Some(asn) = r.place.asn {
-            st.asns.add(asn_key(asn));
+            if own {
+                st.asns.add(asn_key(asn));
+            }
             self.global_asns.add(asn_key(asn));
         }
         if let Some(c) = r.place.country {
-            st.countries.add(country_key(c));
+            if own {
+                st.countries.add(country_key(c));
+            }
             self.global_countries.add(country_key(c));
         }
         if let Some(f) = r.family {
-            st.families.add(f);
+            if own {
+                st.families.add(f);
+            }
             self.global_families.add(f);
         }
     }

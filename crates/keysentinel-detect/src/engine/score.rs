@@ -174,7 +174,8 @@ impl Engine<'_> {
         let mut reasons: Vec<Reason> = Vec::new();
         let mut best = [0.0f64; Kind::ALL.len()];
         let mut best_at = [usize::MAX; Kind::ALL.len()];
-        let (mut persistent, mut unambiguous, mut composite) = (false, false, false);
+        let mut best_episodes = [0u32; Kind::ALL.len()];
+        let (mut persistent, mut sustained, mut unambiguous, mut composite) = (false, false, false, false);
         for f in self.keys[k].fired.iter().filter(|f| f.count > 0 && ts - f.last <= ttl) {
             let n = super::calibration::level(f.episodes);
             let prior = f.indicator.on_honest_prior() * HONEST_REPEAT.powi(n as i32 - 1);
@@ -183,9 +184,10 @@ impl Engine<'_> {
             let llr = (shared / share.max(1e-9)).ln().clamp(0.0, cfg.max_llr);
             let kind = kind_index(f.indicator.kind());
             if llr > best[kind] {
-                (best[kind], best_at[kind]) = (llr, reasons.len());
+                (best[kind], best_at[kind], best_episodes[kind]) = (llr, reasons.len(), f.episodes);
             }
             persistent |= f.episodes >= cfg.persistent_episodes && llr >= cfg.corroboration_llr;
+            sustained |= f.episodes >= cfg.sustained_episodes && llr >= cfg.sustained_llr;
             unambiguous |= f.indicator.unambiguous();
             // A change-point is several facts at once, but one episode of it is one moment: an
             // owner's new office, a new phone, a week's holiday. It corroborates itself once it
@@ -217,12 +219,25 @@ impl Engine<'_> {
         let corroborated =
             composite || weighing >= 2 && best.iter().sum::<f64>() + correction - strongest >= cfg.corroboration_llr;
         let thresholds = if segment.institutional() { &cfg.thresholds.institutional } else { &cfg.thresholds.retail };
+        // Forced expiry on two kinds of evidence needs one of them seen again: two kinds in one
+        // moment are one coincidence more often than the population's rates say (strangers'
+        // bots ordering on the minute, a carrier's NAT address, an owner's first trip).
+        let repeated = (0..Kind::ALL.len()).any(|i| best[i] >= cfg.corroboration_llr && best_episodes[i] >= 2);
         let mut level = Level::of(risk, thresholds);
         if unambiguous {
             level = Some(Level::Invalidate);
+        } else if corroborated && !composite && !repeated && !sustained {
+            level = level.map(|l| l.min(Level::Reverify));
         } else if !corroborated {
-            // One kind of evidence: a notice; persisting, a re-verification; never forced expiry.
-            let cap = if persistent { Level::Reverify } else { Level::Warn };
+            // One kind of evidence: a notice; persisting, a re-verification; forced expiry only
+            // when it is sustained at a strength honest keys hardly ever reach.
+            let cap = if sustained {
+                Level::Invalidate
+            } else if persistent {
+                Level::Reverify
+            } else {
+                Level::Warn
+            };
             level = level.map(|l| l.min(cap));
         }
         reasons.sort_by(|a, b| b.llr.total_cmp(&a.llr).then(a.indicator.cmp(&b.indicator)));

@@ -19,6 +19,11 @@ const HALF_LIFE_HOURS: f32 = 7.0 * 24.0;
 /// Hours of activity a baseline covers, and how old it is, before it can tell a change.
 const MATURE_HOURS: f32 = 8.0;
 const MATURE_AGE: Millis = 20 * HOUR;
+/// A young baseline (a key used for a few hours so far) tells a change only in how the key
+/// trades: its hours and rates are not known yet, and an owner who tried the API by hand and
+/// then set up a bot on a server changes client, network, hours and rate at once, honestly.
+const YOUNG_HOURS: f32 = 3.0;
+const YOUNG_AGE: Millis = 6 * HOUR;
 /// A value under this share of the baseline is rare for the key.
 const RARE: f32 = 0.05;
 /// A client or network under this share of the baseline is new to the key.
@@ -184,7 +189,8 @@ impl Engine<'_> {
     }
 
     /// What shifted, if enough did together: two habits (hours, rate, markets, sizes) and the
-    /// client or the network.
+    /// client or the network, four facets in all; on a young baseline, how it trades and both
+    /// the client and the network.
     fn changed(p: &mut Profile, ts: Millis) -> Option<String> {
         let (b, w) = (&p.base, &p.window);
         // A baseline that has seen at least most of a day's cycle: before it, the first evening
@@ -194,14 +200,17 @@ impl Engine<'_> {
             || ts - p.checked < 10 * MINUTE
             || w.requests < 8.0
             || b.requests < 15.0
-            || b.span_hours < MATURE_HOURS
-            || ts - p.since < MATURE_AGE
+            || b.span_hours < YOUNG_HOURS
+            || ts - p.since < YOUNG_AGE
         {
             return None;
         }
+        let mature = b.span_hours >= MATURE_HOURS && ts - p.since >= MATURE_AGE;
         p.checked = ts;
         let share = |x: f32, of: f32| if of > 0.0 { x / of } else { 0.0 };
         let mut habits: Vec<String> = Vec::new();
+        // Of which in how it trades (markets, sizes): what a young baseline can judge.
+        let mut trading = 0;
         let night: f32 = (0..24).filter(|h| share(b.hours[*h], b.requests) < RARE / 2.5).map(|h| w.hours[h]).sum();
         if share(night, w.requests) >= 0.5 {
             habits.push(format!("{:.0}% of its requests at hours it was never used", 100.0 * share(night, w.requests)));
@@ -221,15 +230,17 @@ impl Engine<'_> {
                     "{:.0}% of its orders in markets it never traded",
                     100.0 * share(new_markets, w.orders)
                 ));
+                trading += 1;
             }
-            if b.orders >= 5.0 {
+            if b.orders >= 3.0 {
                 let grown = (w.ln_size / w.orders - b.ln_size / b.orders).exp();
                 if grown >= 10.0 {
                     habits.push(format!("orders {grown:.0}× its usual size"));
+                    trading += 1;
                 }
             }
         }
-        if habits.len() < 2 {
+        if habits.len() < 2 || !mature && trading < 2 {
             return None;
         }
         // New to it: under a seventh of the baseline (a window that straddled the change may
@@ -251,7 +262,9 @@ impl Engine<'_> {
         if share(new_sites, w.requests) >= 0.8 {
             who.push("a network new to it");
         }
-        if who.is_empty() {
+        // Most of the key's habits shifting together: two of them and one of client or network
+        // is an owner's new strategy from a new server, or a week abroad.
+        if who.is_empty() || habits.len() + who.len() < 4 || !mature && who.len() < 2 {
             return None;
         }
         Some(format!("its actor changed: {}, {}", who.join(" and "), habits.join(", ")))
