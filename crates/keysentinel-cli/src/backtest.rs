@@ -8,7 +8,6 @@ use clap::Args;
 use keysentinel_detect::event::{parse_line, Record};
 use keysentinel_detect::Engine;
 use keysentinel_domain::{Plan, ResponsePolicy, Segment, Stage};
-use keysentinel_server::response::stage;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -39,10 +38,8 @@ pub(crate) fn load_policy(path: &Path) -> anyhow::Result<ResponsePolicy> {
     let invalid = |e: keysentinel_domain::response::ResponsePolicyError| {
         Failure::new(Exit::Invalid, format!("{}: {e}", path.display()))
     };
-    let policy = ResponsePolicy::from_toml(&text).map_err(invalid)?;
-    let known: Vec<&str> = keysentinel_detect::Indicator::ALL.iter().map(|i| i.as_str()).collect();
-    policy.check_indicators(&known).map_err(invalid)?;
-    Ok(policy)
+    // Escalation rules name indicators of the one vocabulary: an unknown name is refused here.
+    Ok(ResponsePolicy::from_toml(&text).map_err(invalid)?)
 }
 
 /// The domain segment of an event-format segment (pro traders are judged as retail).
@@ -84,7 +81,7 @@ pub fn backtest(args: &BacktestArgs, as_json: bool) -> anyhow::Result<()> {
     let mut segments: HashMap<String, Segment> = HashMap::new();
     // Each key's highest stage, its account, and every indicator of its decisions (for the
     // policies' escalation rules).
-    let mut reached: BTreeMap<String, (Stage, String, BTreeSet<&'static str>)> = BTreeMap::new();
+    let mut reached: BTreeMap<String, (Stage, String, BTreeSet<keysentinel_domain::Indicator>)> = BTreeMap::new();
     let (mut n, mut bad) = (0u64, 0u64);
     for_each_line(file, |line, _| {
         n += 1;
@@ -108,8 +105,8 @@ pub fn backtest(args: &BacktestArgs, as_json: bool) -> anyhow::Result<()> {
         }
         for d in engine.take_decisions() {
             let entry = reached.entry(d.key_id).or_insert((Stage::Monitor, d.account_id, BTreeSet::new()));
-            entry.0 = entry.0.max(stage(d.level));
-            entry.2.extend(d.reasons.iter().map(|r| r.indicator.as_str()));
+            entry.0 = entry.0.max(d.level);
+            entry.2.extend(d.reasons.iter().map(|r| r.indicator));
         }
         Ok(())
     })?;
@@ -119,7 +116,7 @@ pub fn backtest(args: &BacktestArgs, as_json: bool) -> anyhow::Result<()> {
     let mut differences = Vec::new();
     for (key, (st, account, indicators)) in &reached {
         let seg = segments.get(account).copied().unwrap_or(Segment::Retail);
-        let indicators: Vec<&str> = indicators.iter().copied().collect();
+        let indicators: Vec<_> = indicators.iter().copied().collect();
         let under = |p: &ResponsePolicy| {
             let (at, _) = p.stage_for(*st, &indicators);
             let out = outcome(p, p.plan(seg, at));

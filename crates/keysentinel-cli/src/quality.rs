@@ -3,7 +3,7 @@
 
 use crate::exit::{Exit, Failure};
 use keysentinel_detect::event::parse_rfc3339_ms;
-use keysentinel_detect::Level;
+use keysentinel_detect::Stage;
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::Path;
@@ -29,25 +29,25 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, key: &Key, first: Option<&HashMap<Level, i64>>) {
-        let reached = |l: Level| first.and_then(|m| m.iter().filter(|(lv, _)| **lv >= l).map(|(_, t)| *t).min());
+    fn add(&mut self, key: &Key, first: Option<&HashMap<Stage, i64>>) {
+        let reached = |l: Stage| first.and_then(|m| m.iter().filter(|(lv, _)| **lv >= l).map(|(_, t)| *t).min());
         match key.onset {
             Some(onset) => {
                 self.shared += 1;
-                if let Some(t) = reached(Level::Warn) {
+                if let Some(t) = reached(Stage::Warn) {
                     self.shared_warned += 1;
                     self.to_warn.push((t - onset).max(0));
                 }
-                if let Some(t) = reached(Level::Invalidate) {
+                if let Some(t) = reached(Stage::Invalidate) {
                     self.tp += 1;
                     self.to_invalidate.push((t - onset).max(0));
                 }
             }
             None => {
                 self.honest += 1;
-                self.honest_warned += usize::from(reached(Level::Warn).is_some());
-                self.honest_reverify += usize::from(reached(Level::Reverify).is_some());
-                self.fp += usize::from(reached(Level::Invalidate).is_some());
+                self.honest_warned += usize::from(reached(Stage::Warn).is_some());
+                self.honest_reverify += usize::from(reached(Stage::Reverify).is_some());
+                self.fp += usize::from(reached(Stage::Invalidate).is_some());
             }
         }
     }
@@ -89,7 +89,7 @@ fn median_min(v: &mut [i64]) -> String {
 }
 
 /// Prints the report for the decisions against the truth file at `path`.
-pub fn report(path: &Path, decisions: &[(String, Level, i64)], held_out: &[String]) -> anyhow::Result<()> {
+pub fn report(path: &Path, decisions: &[(String, Stage, i64)], held_out: &[String]) -> anyhow::Result<()> {
     let file = std::fs::File::open(path).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", path.display())))?;
     let mut keys: BTreeMap<String, Key> = BTreeMap::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -117,7 +117,7 @@ pub fn report(path: &Path, decisions: &[(String, Level, i64)], held_out: &[Strin
             return Err(Failure::new(Exit::Usage, format!("--held-out: no key of family {f:?} in the truth")).into());
         }
     }
-    let mut first: HashMap<&str, HashMap<Level, i64>> = HashMap::new();
+    let mut first: HashMap<&str, HashMap<Stage, i64>> = HashMap::new();
     for (k, level, ts) in decisions {
         first.entry(k.as_str()).or_default().entry(*level).or_insert(*ts);
     }
@@ -133,7 +133,7 @@ pub fn report(path: &Path, decisions: &[(String, Level, i64)], held_out: &[Strin
             tuned.add(key, f)
         }
         by.entry((key.onset.is_some(), key.family.as_str())).or_default().add(key, f);
-        if key.onset.is_none() && f.is_some_and(|m| m.contains_key(&Level::Invalidate)) {
+        if key.onset.is_none() && f.is_some_and(|m| m.contains_key(&Stage::Invalidate)) {
             false_invalidations.push(id.as_str());
         }
     }

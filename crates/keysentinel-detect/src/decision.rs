@@ -2,7 +2,7 @@
 //! line per decision (docs/events.md, "Decisions").
 
 use crate::event::Millis;
-use crate::indicator::{Indicator, Level};
+use crate::indicator::{Indicator, Stage};
 use std::net::IpAddr;
 
 /// One reason for a decision: an indicator, what it saw, and what it weighed.
@@ -32,7 +32,7 @@ pub struct Decision {
     pub key_id: String,
     pub account_id: String,
     pub risk: f32,
-    pub level: Level,
+    pub level: Stage,
     pub reasons: Vec<Reason>,
     /// What the risk lost because honest keys show these kinds of evidence together more
     /// often than apart (a log-likelihood ratio, ≤ 0).

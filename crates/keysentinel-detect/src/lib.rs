@@ -16,4 +16,4 @@ pub mod indicator;
 pub use config::Config;
 pub use decision::{Baseline, Decision, Observed, Reason, Related};
 pub use engine::{Assessment, Engine, Firing, SnapshotError, FORMAT_VERSION};
-pub use indicator::{Indicator, Kind, Level};
+pub use indicator::{Indicator, Kind, Stage};

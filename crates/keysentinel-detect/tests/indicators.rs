@@ -8,7 +8,7 @@
 
 use keysentinel_detect::event::{format_rfc3339_ms, parse_line};
 use keysentinel_detect::geo::{Coverage, Locate, Network, Place};
-use keysentinel_detect::{Config, Engine, Indicator, Level};
+use keysentinel_detect::{Config, Engine, Indicator, Stage};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -80,7 +80,7 @@ impl Locate for Table {
 }
 
 /// Per key: the indicators still active at the end and the highest level reached.
-type Out = HashMap<String, (Vec<Indicator>, Option<Level>)>;
+type Out = HashMap<String, (Vec<Indicator>, Option<Stage>)>;
 
 fn run(records: &[String]) -> Out {
     run_with(Config::default(), records).0
@@ -121,7 +121,7 @@ fn fired(out: &Out, key: &str, ind: Indicator) -> bool {
     out.get(key).is_some_and(|(i, _)| i.contains(&ind))
 }
 
-fn level(out: &Out, key: &str) -> Option<Level> {
+fn level(out: &Out, key: &str) -> Option<Stage> {
     out.get(key).and_then(|(_, l)| *l)
 }
 
@@ -251,7 +251,7 @@ fn vpn_exits_do_not_teleport_but_are_new_networks_unless_the_owner_logs_in_throu
     assert!(!fired(&out, "k", Indicator::ImpossibleTravel));
     assert!(!fired(&out, "k", Indicator::ConcurrentUse));
     assert!(fired(&out, "k", Indicator::NewHostingNetwork));
-    assert!(level(&out, "k") < Some(Level::Warn), "one VPN is not sharing: {:?}", out["k"]);
+    assert!(level(&out, "k") < Some(Stage::Warn), "one VPN is not sharing: {:?}", out["k"]);
     // Logging in through the same VPN: the owner's.
     let mut r = history("k", "a");
     r.push(login(110, "a", "185.1.1.1", "pc-1"));
@@ -378,7 +378,7 @@ fn bad_signature_burst_then_use_from_the_cloud_goes_to_the_top() {
     let out = run(&r);
     assert!(fired(&out, "k", Indicator::BadSignatureBurst));
     assert!(fired(&out, "k", Indicator::ProbedThenUsed));
-    assert_eq!(level(&out, "k"), Some(Level::Invalidate), "unambiguous compromise");
+    assert_eq!(level(&out, "k"), Some(Stage::Invalidate), "unambiguous compromise");
 }
 
 #[test]
@@ -408,7 +408,7 @@ fn a_withdrawal_to_a_new_address_from_a_new_network_goes_to_the_top() {
     r.push(withdraw(131, "bc1-new"));
     let out = run(&r);
     assert!(fired(&out, "k", Indicator::NewWithdrawalAddress));
-    assert_eq!(level(&out, "k"), Some(Level::Invalidate));
+    assert_eq!(level(&out, "k"), Some(Stage::Invalidate));
     // From home, to a new address: the owner paying someone.
     let mut r = history("k", "a");
     r.push(withdraw(125, "bc1-new"));
@@ -509,10 +509,10 @@ fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
     assert!(fired(&taken, "k", Indicator::ActorChange));
     // The key is stopped for re-verification; forced expiry waits for a second episode or
     // another kind of evidence (a change-point alone is one moment: a new office, a holiday).
-    assert_eq!(level(&taken, "k"), Some(Level::Reverify));
+    assert_eq!(level(&taken, "k"), Some(Stage::Reverify));
     let moment = takeover_for(false, 3);
     assert!(fired(&moment, "k", Indicator::ActorChange));
-    assert!(level(&moment, "k") < Some(Level::Invalidate), "{:?}", level(&moment, "k"));
+    assert!(level(&moment, "k") < Some(Stage::Invalidate), "{:?}", level(&moment, "k"));
     // The owner's own new strategy — same home, same program — is not a new actor.
     assert!(!fired(&takeover(true), "k", Indicator::ActorChange));
 }
@@ -593,7 +593,7 @@ fn complaints_and_vendor_intelligence() {
     r.push(format!(r#"{{"type":"vendor_intel","ts":"{}","key_id":"k","text":"key seen on a resale channel"}}"#, at(0)));
     let out = run(&r);
     assert!(fired(&out, "k", Indicator::VendorIntel));
-    assert_eq!(level(&out, "k"), Some(Level::Invalidate), "intelligence naming the key");
+    assert_eq!(level(&out, "k"), Some(Stage::Invalidate), "intelligence naming the key");
 }
 
 // ---- the familiarity score ----
@@ -620,7 +620,7 @@ fn one_kind_of_evidence_stops_at_warn_two_go_further() {
         }
         run(&r)
     };
-    assert!(level(&alone, "k") <= Some(Level::Warn), "{:?}", alone["k"]);
+    assert!(level(&alone, "k") <= Some(Stage::Warn), "{:?}", alone["k"]);
     // The same with another program abroad: network and client.
     let two = {
         let mut r = history_with("k", "a", "113.1.1.1", "okhttp/4.12");
@@ -716,10 +716,10 @@ fn a_proxy_pool_sustained_for_hours_is_stopped_on_its_own_but_not_in_its_first_h
         )
     };
     let (sustained, kinds, why) = after(12);
-    assert_eq!(sustained, Some(Level::Invalidate), "{why}");
+    assert_eq!(sustained, Some(Stage::Invalidate), "{why}");
     assert!(kinds.iter().all(|k| *k == kinds[0]), "one kind of evidence: {why}");
     let (first_hour, _, why) = after(1);
-    assert!(first_hour < Some(Level::Invalidate), "{why}");
+    assert!(first_hour < Some(Stage::Invalidate), "{why}");
 }
 
 #[test]

@@ -9,12 +9,12 @@
 //! ("tipping off").
 
 use crate::account::Account;
+use crate::indicator::Indicator;
 use crate::key::ApiKey;
 use crate::response::{Case, CaseEvent, Signoff};
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use time::{Date, Duration, Time, UtcOffset, Weekday};
 
 pub const DRAFT_FORMAT: &str = "keysentinel-str-draft/1";
@@ -357,7 +357,7 @@ pub struct UnidentifiedParties {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DraftIndicator {
-    pub indicator: String,
+    pub indicator: crate::Indicator,
     pub count: u32,
     pub evidence: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -384,63 +384,42 @@ pub struct DraftDates {
     pub deadline: Option<Timestamp>,
 }
 
-/// Addresses and networks named in the evidence (which keysentinel writes as `… from 1.2.3.4
-/// (KR AS4766 …)`), for the form's typed device identifiers.
+/// Addresses and networks the findings observed, for the form's typed device identifiers.
 fn sightings(case: &Case) -> (Vec<String>, Vec<String>) {
     let mut ips = BTreeSet::new();
     let mut asns = BTreeSet::new();
-    for f in case.suspicions.iter().flat_map(|s| &s.findings) {
-        for token in f.evidence.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';')) {
-            let token = token.trim_end_matches([':', '.']);
-            if let Ok(ip) = token.parse::<IpAddr>() {
-                ips.insert(ip.to_string());
-            } else if token.len() > 2 && token.starts_with("AS") && token[2..].bytes().all(|b| b.is_ascii_digit()) {
-                asns.insert(token.to_owned());
-            }
+    for o in case.suspicions.iter().flat_map(|s| &s.findings).flat_map(|f| &f.observed) {
+        ips.insert(o.ip.to_string());
+        if let Some(asn) = o.asn {
+            asns.insert(format!("AS{asn}"));
         }
     }
     (ips.into_iter().collect(), asns.into_iter().collect())
 }
 
-/// What each indicator means, for the narrative.
-fn meaning(indicator: &str) -> &'static str {
-    match indicator {
-        "concurrent_distant_use" => "the key was used alternately from places too far apart for one person",
-        "impossible_travel" => "the key moved between places faster than anyone can travel",
-        "alternating_fixed_networks" => "the key was used in turn from several households' or offices' lines",
-        "alternating_clients" => "two different programs took turns using the key",
-        "probed_then_used" => "after a burst of failed signatures the key was used from a new hosting network",
-        "bad_signature_burst" => "many requests with wrong signatures named the key",
-        "signed_outside_allowlist" => "correctly signed requests came from outside the key's permitted addresses",
-        "linked_unrelated_accounts" => "one address or device drove the keys of several unrelated customers",
-        "coordinated_orders" => "the key's orders repeatedly coincided with unrelated customers' orders",
-        "outside_declared_geography" => "the key was used from outside the customer's declared countries",
-        "new_hosting_or_vpn" => "the key was used from a hosting or VPN network it had not used",
-        "unfamiliar_access" => "the access was far likelier for another person than for the key's owner",
-        "complaint" => "a complaint on the account spoke of lending or sharing access",
-        "vendor_intel" => "intelligence named the key or its vendor",
-        _ => "an indicator of use by someone other than the owner",
-    }
-}
-
-fn reason_codes(jurisdiction: Jurisdiction, indicators: &BTreeSet<&str>) -> Vec<String> {
-    let any = |names: &[&str]| names.iter().any(|n| indicators.contains(n));
+fn reason_codes(jurisdiction: Jurisdiction, indicators: &BTreeSet<Indicator>) -> Vec<String> {
+    use Indicator::*;
+    let any = |these: &[Indicator]| these.iter().any(|i| indicators.contains(i));
+    // Whose hands the secret is in (a probed, leaked or outside-the-allowlist secret) against
+    // whom the access is organised by (rings, reports).
+    let takeover = [ProbedThenUsed, BadSignatureBurst, OutsideAllowlist, NewWithdrawalAddress];
+    let organised = [LinkedAccounts, CoordinatedOrders, Complaint, VendorIntel];
     let codes: Vec<&str> = match jurisdiction {
         Jurisdiction::Kr => vec!["차명거래 의심 (suspected borrowed-name use of the account's API access)"],
         Jurisdiction::Au => {
             let mut c = vec!["Unusual account activity", "Inconsistent with customer profile"];
-            if any(&["probed_then_used", "bad_signature_burst", "signed_outside_allowlist"]) {
+            if any(&takeover) {
                 c.push("Unauthorised account transactions");
                 c.push("Internet fraud");
             }
-            if any(&["linked_unrelated_accounts", "coordinated_orders", "complaint", "vendor_intel"]) {
+            if any(&organised) {
                 c.push("Suspicious behaviour");
             }
             c
         }
         Jurisdiction::Us => {
             let mut c = vec!["Other suspicious activities: suspected use of an account's access by a third party"];
-            if any(&["probed_then_used", "bad_signature_burst", "signed_outside_allowlist"]) {
+            if any(&takeover) {
                 c.push("Cyber event: account takeover");
             }
             c
@@ -469,7 +448,7 @@ impl ReportDraft {
                         d.evidence.clone_from(&f.evidence);
                     }
                     None => indicators.push(DraftIndicator {
-                        indicator: f.indicator.clone(),
+                        indicator: f.indicator,
                         count: f.count,
                         evidence: f.evidence.clone(),
                         seen_at: s.at,
@@ -477,7 +456,7 @@ impl ReportDraft {
                 }
             }
         }
-        let names: BTreeSet<&str> = indicators.iter().map(|d| d.indicator.as_str()).collect();
+        let names: BTreeSet<Indicator> = indicators.iter().map(|d| d.indicator).collect();
         let (ip_addresses, networks) = sightings(case);
         let onset = case.suspicions.iter().map(|s| s.at).min();
         let last = case.suspicions.iter().map(|s| s.at).max();
@@ -503,7 +482,7 @@ impl ReportDraft {
         for d in &indicators {
             grounds.push_str(&format!(
                 "\n- {} ({}; seen {}×): {}.",
-                meaning(&d.indicator),
+                d.indicator.meaning(),
                 d.indicator,
                 d.count,
                 d.evidence
@@ -661,7 +640,7 @@ impl ReportDraft {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::{sample_case, Finding, Suspicion};
+    use crate::response::{sample_case, Finding, Observation, Suspicion};
     use crate::Stage;
     use time::macros::datetime;
 
@@ -718,16 +697,23 @@ mod tests {
             risk: 0.8,
             findings: vec![
                 Finding {
-                    indicator: "impossible_travel".into(),
+                    indicator: Indicator::ImpossibleTravel,
                     count: 1,
                     evidence: "KR → VN: 2700 km in 5 min (32400 km/h)".into(),
                     observed: vec![],
                 },
                 Finding {
-                    indicator: "bad_signature_burst".into(),
+                    indicator: Indicator::BadSignatureBurst,
                     count: 1,
                     evidence: "12 bad signatures in 5 min, latest from 203.0.113.9 (US AS16509 Amazon.com)".into(),
-                    observed: vec![],
+                    // The typed identifiers come from what the finding observed, not its prose.
+                    observed: vec![Observation {
+                        ip: "203.0.113.9".parse().unwrap(),
+                        asn: Some(16509),
+                        country: Some("US".into()),
+                        client: Some("python-requests".into()),
+                        device: None,
+                    }],
                 },
             ],
             compromise: false,

@@ -159,7 +159,8 @@ pub struct ResponsePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Escalation {
-    pub indicators: Vec<String>,
+    /// Named as the engine names them; an unknown name is refused when the policy is read.
+    pub indicators: Vec<crate::Indicator>,
     pub at_least: Stage,
 }
 
@@ -181,6 +182,9 @@ impl ResponsePolicy {
             return Err(ResponsePolicyError("version must not be empty".into()));
         }
         self.reporting.holidays().map_err(|e| ResponsePolicyError(format!("[reporting] {e}")))?;
+        if self.escalate.iter().any(|e| e.indicators.is_empty()) {
+            return Err(ResponsePolicyError("[[escalate]] needs at least one indicator".into()));
+        }
         for (class, rules) in [("retail", &self.retail), ("institutional", &self.institutional)] {
             let mut previous = Action::Monitor;
             for stage in Stage::ALL {
@@ -203,29 +207,13 @@ impl ResponsePolicy {
 
     /// The stage a detection is treated as: its own, or higher where an escalation rule names
     /// one of its indicators; with the rule that raised it.
-    pub fn stage_for<'a>(&'a self, stage: Stage, indicators: &[&str]) -> (Stage, Option<&'a Escalation>) {
+    pub fn stage_for<'a>(&'a self, stage: Stage, indicators: &[crate::Indicator]) -> (Stage, Option<&'a Escalation>) {
         let rule = self
             .escalate
             .iter()
-            .filter(|e| e.at_least > stage && e.indicators.iter().any(|i| indicators.contains(&i.as_str())))
+            .filter(|e| e.at_least > stage && e.indicators.iter().any(|i| indicators.contains(i)))
             .max_by_key(|e| e.at_least);
         (rule.map_or(stage, |e| e.at_least), rule)
-    }
-
-    /// Refuses escalation rules naming an indicator not in `known` (a typo would never match).
-    pub fn check_indicators(&self, known: &[&str]) -> Result<(), ResponsePolicyError> {
-        for e in &self.escalate {
-            if e.indicators.is_empty() {
-                return Err(ResponsePolicyError("[[escalate]] needs at least one indicator".into()));
-            }
-            if let Some(bad) = e.indicators.iter().find(|i| !known.contains(&i.as_str())) {
-                return Err(ResponsePolicyError(format!(
-                    "[[escalate]] names unknown indicator {bad:?}; known: {}",
-                    known.join(", ")
-                )));
-            }
-        }
-        Ok(())
     }
 
     pub fn rule(&self, segment: Segment, stage: Stage) -> StageRule {
@@ -297,7 +285,7 @@ impl CaseStatus {
 /// One indicator behind a detection, with what it saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
-    pub indicator: String,
+    pub indicator: crate::Indicator,
     pub count: u32,
     pub evidence: String,
     /// What the requests that fired it showed, as data.
@@ -921,18 +909,23 @@ mod tests {
 
     #[test]
     fn escalation_rules_raise_the_stage_for_their_indicators_only() {
+        use crate::Indicator::{BadSignatureBurst, Complaint, ProbedThenUsed};
         let text = toml::to_string(&ResponsePolicy::default()).unwrap()
             + "\n[[escalate]]\nindicators = [\"probed_then_used\"]\nat_least = \"invalidate\"\n\n\
                [[escalate]]\nindicators = [\"complaint\", \"vendor_intel\"]\nat_least = \"reverify\"\n";
         let p = ResponsePolicy::from_toml(&text).unwrap();
-        assert_eq!(p.stage_for(Stage::Warn, &["bad_signature_burst"]).0, Stage::Warn);
-        assert_eq!(p.stage_for(Stage::Warn, &["complaint"]).0, Stage::Reverify);
-        let (stage, rule) = p.stage_for(Stage::Warn, &["complaint", "probed_then_used"]);
+        assert_eq!(p.stage_for(Stage::Warn, &[BadSignatureBurst]).0, Stage::Warn);
+        assert_eq!(p.stage_for(Stage::Warn, &[Complaint]).0, Stage::Reverify);
+        let (stage, rule) = p.stage_for(Stage::Warn, &[Complaint, ProbedThenUsed]);
         assert_eq!((stage, rule.map(|r| r.at_least)), (Stage::Invalidate, Some(Stage::Invalidate)), "the highest rule");
-        assert_eq!(p.stage_for(Stage::Invalidate, &["complaint"]), (Stage::Invalidate, None), "never lowers");
-        assert!(p.check_indicators(&["probed_then_used", "complaint", "vendor_intel"]).is_ok());
-        let err = p.check_indicators(&["probed_then_used", "complaint"]).unwrap_err();
-        assert!(err.to_string().contains("vendor_intel"), "{err}");
+        assert_eq!(p.stage_for(Stage::Invalidate, &[Complaint]), (Stage::Invalidate, None), "never lowers");
+        // A name the engine does not have is refused, naming it; so is a rule naming none.
+        let typo = text.replace("vendor_intel", "vendor_intell");
+        let err = ResponsePolicy::from_toml(&typo).unwrap_err();
+        assert!(err.to_string().contains("vendor_intell"), "{err}");
+        let empty = toml::to_string(&ResponsePolicy::default()).unwrap()
+            + "\n[[escalate]]\nindicators = []\nat_least = \"warn\"\n";
+        assert!(ResponsePolicy::from_toml(&empty).is_err());
     }
 
     #[test]

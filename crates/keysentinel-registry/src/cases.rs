@@ -361,7 +361,8 @@ fn respond_in(
     let key = stored.key;
     let now = tx.now();
     let segment = tx.account(&key.account_id)?.map_or(Segment::Retail, |a| a.segment);
-    let indicators: Vec<&str> = suspicion.findings.iter().map(|f| f.indicator.as_str()).collect();
+    let indicators: Vec<_> = suspicion.findings.iter().map(|f| f.indicator).collect();
+    let names = indicators.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ");
     let (stage, escalation) = policy.stage_for(suspicion.stage, &indicators);
 
     let existing = tx.live_case(&key.access_key)?;
@@ -376,13 +377,16 @@ fn respond_in(
     event(
         &mut case,
         if opened { "opened" } else { "detected" },
-        format!("stage {} (risk {:.2}): {}", suspicion.stage, suspicion.risk, indicators.join(", ")),
+        format!("stage {} (risk {:.2}): {}", suspicion.stage, suspicion.risk, names),
     );
     if let Some(rule) = escalation {
         event(
             &mut case,
             "escalated",
-            format!("treated as {stage}: the policy escalates {} to at least {stage}", rule.indicators.join(", ")),
+            format!(
+                "treated as {stage}: the policy escalates {} to at least {stage}",
+                rule.indicators.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+            ),
         );
     }
     // An escalation rule is the policy saying the evidence is not a matter of degree: like
@@ -400,7 +404,7 @@ fn respond_in(
         event(&mut case, "held", detail);
     }
     let plan = policy.plan(segment, stage);
-    let reason = format!("suspected key sharing ({}, stage {stage}): {}", case.case_id, indicators.join(", "));
+    let reason = format!("suspected key sharing ({}, stage {stage}): {}", case.case_id, names);
     let details = json!({
         "key_id": case.key_id, "account_id": case.account_id, "stage": stage, "detected_stage": suspicion.stage,
         "risk": suspicion.risk, "indicators": indicators, "detector": suspicion.detector,

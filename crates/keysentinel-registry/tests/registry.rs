@@ -404,7 +404,7 @@ fn suspicion(key: &AccessKey, stage: Stage, at: Timestamp) -> Suspicion {
         stage,
         risk: 0.6,
         findings: vec![Finding {
-            indicator: "signed_outside_allowlist".into(),
+            indicator: keysentinel_domain::Indicator::OutsideAllowlist,
             count: 1,
             evidence: "correctly signed from 203.0.113.7 (US AS16509), outside the key's allowlist".into(),
             observed: vec![],
@@ -537,10 +537,13 @@ async fn an_escalation_rule_takes_a_probed_key_straight_to_revocation() {
     let issued = e.reg.create_key(admin(), new_key("acct", &[Scope::Read], &["198.51.100.0/24"])).await.unwrap();
     let ak = issued.key.access_key;
     let mut policy = ResponsePolicy::default();
-    policy.escalate.push(Escalation { indicators: vec!["probed_then_used".into()], at_least: Stage::Invalidate });
+    policy.escalate.push(Escalation {
+        indicators: vec![keysentinel_domain::Indicator::ProbedThenUsed],
+        at_least: Stage::Invalidate,
+    });
     let mut s = suspicion(&ak, Stage::Warn, e.clock.now());
     s.findings.push(Finding {
-        indicator: "probed_then_used".into(),
+        indicator: keysentinel_domain::Indicator::ProbedThenUsed,
         count: 1,
         evidence: "from AS16509".into(),
         observed: vec![],

@@ -18,7 +18,7 @@
 use crate::journal::{self, Journal, NodeState, StateError};
 use keysentinel_detect::event::{parse_event, Outcome, Record, Segment};
 use keysentinel_detect::geo::Locate;
-use keysentinel_detect::{Config, Decision, Engine, Level};
+use keysentinel_detect::{Config, Decision, Engine, Stage};
 use keysentinel_domain::{Account, ApiKey};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -226,7 +226,7 @@ impl Detection {
     }
 
     /// The most recent decisions, newest first, optionally for one key and from a level up.
-    pub fn recent(&self, key_id: Option<&str>, at_least: Option<Level>, limit: usize) -> Vec<Decision> {
+    pub fn recent(&self, key_id: Option<&str>, at_least: Option<Stage>, limit: usize) -> Vec<Decision> {
         let kept = self.decisions.lock().unwrap_or_else(PoisonError::into_inner);
         kept.iter()
             .rev()

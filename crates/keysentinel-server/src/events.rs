@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keysentinel_detect::event::parse_event;
-use keysentinel_detect::Level;
+use keysentinel_detect::Stage;
 use keysentinel_domain::Permission;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -201,7 +201,7 @@ pub async fn list_decisions(
     let detection = st.detection.as_ref().ok_or_else(unavailable)?;
     let level = match q.level.as_deref() {
         None => None,
-        Some(l) => Some(Level::ALL.into_iter().find(|x| x.as_str() == l).ok_or_else(|| {
+        Some(l) => Some(Stage::ALL.into_iter().find(|x| x.as_str() == l).ok_or_else(|| {
             ApiError::invalid("level", format!("{l:?} is not a level: monitor, warn, reverify or invalidate"))
         })?),
     };

@@ -8,7 +8,7 @@ use crate::routes::read;
 use crate::AppState;
 use axum::extract::{Path, State};
 use keysentinel_detect::event::{Confirmer, Record};
-use keysentinel_detect::{Decision, Level};
+use keysentinel_detect::Decision;
 use keysentinel_domain::{
     AccessKey, AccountId, AnswerChannel, Case, CaseCommand, CaseStatus, Finding, KeyBaseline, Observation, Permission,
     RelatedAccount, Resolution, ResponsePolicy, Share, Stage, Suspicion,
@@ -21,29 +21,19 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-/// The response's stage of a detection level (the same four stages).
-pub fn stage(level: Level) -> Stage {
-    match level {
-        Level::Monitor => Stage::Monitor,
-        Level::Warn => Stage::Warn,
-        Level::Reverify => Stage::Reverify,
-        Level::Invalidate => Stage::Invalidate,
-    }
-}
-
 /// The decision as the registry's response sees it; None for keys that are not keysentinel
 /// access keys (events may name keys managed elsewhere).
 pub fn suspicion(d: &Decision) -> Option<Suspicion> {
     Some(Suspicion {
         at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.ts) * 1_000_000).ok()?,
         key_id: AccessKey::parse(&d.key_id).ok()?,
-        stage: stage(d.level),
+        stage: d.level,
         risk: d.risk,
         findings: d
             .reasons
             .iter()
             .map(|r| Finding {
-                indicator: r.indicator.as_str().into(),
+                indicator: r.indicator,
                 count: r.count,
                 evidence: r.evidence.clone(),
                 observed: r.observed.iter().map(observation).collect(),
@@ -136,7 +126,7 @@ pub fn spawn_responder(
 ) -> (crate::detection::DecisionSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Suspicion>();
     let sink: crate::detection::DecisionSink = Box::new(move |d: &Decision| {
-        if d.level >= Level::Warn {
+        if d.level >= Stage::Warn {
             if let Some(s) = suspicion(d) {
                 let _ = tx.send(s);
             }
@@ -461,8 +451,12 @@ mod tests {
             keysentinel_domain::Segment::Retail,
             now,
         );
-        let finding =
-            |observed| Finding { indicator: "unfamiliar_access".into(), count: 1, evidence: "x".into(), observed };
+        let finding = |observed| Finding {
+            indicator: keysentinel_domain::Indicator::Unfamiliar,
+            count: 1,
+            evidence: "x".into(),
+            observed,
+        };
         for findings in [
             vec![finding(vec![observed([203, 0, 113, 7], 4766, "ccxt")])],
             vec![finding(vec![observed([203, 0, 113, 7], 4766, "ccxt"), observed([198, 51, 100, 2], 9318, "Mozilla")])],

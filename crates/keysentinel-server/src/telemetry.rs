@@ -99,7 +99,7 @@ impl Telemetry {
         if let Some(d) = detection {
             self.detection_depth.set(d.depth() as i64);
             catch_up(&self.detection_shed, d.shed());
-            for (level, n) in keysentinel_detect::Level::ALL.iter().zip(d.decisions_by_level()) {
+            for (level, n) in keysentinel_detect::Stage::ALL.iter().zip(d.decisions_by_level()) {
                 catch_up(&self.decisions.get_or_create(&LevelLabel { level: level.as_str() }), n);
             }
         }

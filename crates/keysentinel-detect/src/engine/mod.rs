@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::decision::{Baseline, Decision};
 use crate::event::{Millis, OrderAction, Outcome, Record};
 use crate::geo::{Locate, Place};
-use crate::indicator::{Indicator, Level};
+use crate::indicator::{Indicator, Stage};
 // ahash, randomly seeded: fast, and keys chosen by clients (IPs, device ids) cannot be picked to
 // collide. No map's iteration order reaches the output.
 use ahash::AHashMap as HashMap;
@@ -128,7 +128,7 @@ pub struct Firing {
     pub evidence: String,
     /// The key's risk and level once this firing was weighed.
     pub risk: f32,
-    pub level: Option<Level>,
+    pub level: Option<Stage>,
 }
 
 impl<'g> Engine<'g> {
@@ -506,7 +506,7 @@ impl<'g> Engine<'g> {
 
 /// The level of a key, for tests of the stages.
 impl Engine<'_> {
-    pub fn level(&self, key_id: &str) -> Option<Level> {
+    pub fn level(&self, key_id: &str) -> Option<Stage> {
         self.key_index.get(key_id).and_then(|&k| self.keys[k].level)
     }
 }

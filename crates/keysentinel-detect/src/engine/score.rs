@@ -13,7 +13,7 @@ use super::state::{Fired, KeyDay, Site, DAY, MINUTE};
 use super::Engine;
 use crate::decision::{Decision, Reason};
 use crate::event::Millis;
-use crate::indicator::{Indicator, Kind, Level};
+use crate::indicator::{stage_of, Expected, Indicator, Kind, Stage};
 
 /// Before the population says, how much of an honest key's chance to show an indicator carries
 /// over to each further episode: honest patterns repeat too (the home and the office, every
@@ -25,13 +25,13 @@ const JOINT_PRIOR: f64 = 0.3;
 
 struct Assessed {
     risk: f32,
-    level: Option<Level>,
+    level: Option<Stage>,
 }
 
 /// What the evidence on a key adds up to.
 pub struct Assessment {
     pub risk: f32,
-    pub level: Option<Level>,
+    pub level: Option<Stage>,
     pub reasons: Vec<Reason>,
     /// The correction for kinds of evidence that honest keys show together (≤ 0).
     pub correction: f32,
@@ -223,20 +223,20 @@ impl Engine<'_> {
         // moment are one coincidence more often than the population's rates say (strangers'
         // bots ordering on the minute, a carrier's NAT address, an owner's first trip).
         let repeated = (0..Kind::ALL.len()).any(|i| best[i] >= cfg.corroboration_llr && best_episodes[i] >= 2);
-        let mut level = Level::of(risk, thresholds);
+        let mut level = stage_of(risk, thresholds);
         if unambiguous {
-            level = Some(Level::Invalidate);
+            level = Some(Stage::Invalidate);
         } else if corroborated && !composite && !repeated && !sustained {
-            level = level.map(|l| l.min(Level::Reverify));
+            level = level.map(|l| l.min(Stage::Reverify));
         } else if !corroborated {
             // One kind of evidence: a notice; persisting, a re-verification; forced expiry only
             // when it is sustained at a strength honest keys hardly ever reach.
             let cap = if sustained {
-                Level::Invalidate
+                Stage::Invalidate
             } else if persistent {
-                Level::Reverify
+                Stage::Reverify
             } else {
-                Level::Warn
+                Stage::Warn
             };
             level = level.map(|l| l.min(cap));
         }
@@ -301,7 +301,7 @@ impl Engine<'_> {
     fn decide(&mut self, k: usize, ts: Millis) -> Assessed {
         let a = self.assess(k, ts);
         let assessed = Assessed { risk: a.risk, level: a.level };
-        if a.level >= Some(Level::Invalidate) {
+        if a.level >= Some(Stage::Invalidate) {
             self.today(k, ts).suspected = true;
         }
         let st = &mut self.keys[k];

@@ -32,7 +32,7 @@ use super::{orders, owner, Address, Engine};
 use crate::config::Config;
 use crate::event::{Millis, Segment};
 use crate::geo::Locate;
-use crate::indicator::{Indicator, Kind, Level};
+use crate::indicator::{Indicator, Kind, Stage};
 use ahash::AHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -89,7 +89,7 @@ pub fn fingerprint(cfg: &Config) -> Result<[u8; 32], SnapshotError> {
         h.update(name.as_bytes());
         h.update([0]);
     }
-    for name in Level::ALL.iter().map(|l| l.as_str()) {
+    for name in Stage::ALL.iter().map(|l| l.as_str()) {
         h.update(name.as_bytes());
         h.update([0]);
     }

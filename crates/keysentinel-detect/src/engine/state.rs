@@ -6,7 +6,7 @@ use crate::config::Config;
 pub use crate::event::Segment;
 use crate::event::{Millis, RelationshipKind};
 use crate::geo::Place;
-use crate::indicator::{Indicator, Level};
+use crate::indicator::{Indicator, Stage};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
@@ -227,7 +227,7 @@ pub struct KeyState {
     pub bad_signatures: VecDeque<Millis>,
     pub order_peak: OrderPeak,
     pub fired: Vec<Fired>,
-    pub level: Option<Level>,
+    pub level: Option<Stage>,
     /// Accounts (link-graph roots) whose orders coincided with this key's, when last; only for
     /// the few keys that ever coincide.
     pub co_ordered: Option<Box<Recent>>,
