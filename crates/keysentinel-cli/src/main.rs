@@ -430,6 +430,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format, if args.demo { "warn" } else { "info" });
     let rt = runtime()?;
     rt.block_on(async {
+        let client_address = client_address(args)?;
         let opened = local::open(&cli.data_dir, args.policy.as_deref())?;
         if let Some(token) = local::bootstrap(&opened.registry, "admin", "serve (first start)").await? {
             let path = cli.data_dir.join(local::ADMIN_TOKEN_FILE);
@@ -456,7 +457,6 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             upstream_ignores_unsigned_body: args.upstream_ignores_unsigned_body,
             ..Default::default()
         };
-        let client_address = client_address(args)?;
         // Nonces accepted before a restart (clean or not) are still refused after it.
         let now_ms = (opened.registry.now().unix_timestamp_nanos() / 1_000_000) as i64;
         let (nonce_journal, nonces) = keysentinel_server::nonce_journal::NonceJournal::open(&cli.data_dir.join("nonces"), config.nonce_window_ms, now_ms)
@@ -577,7 +577,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The trusted proxies and their header, checked before anything listens.
+/// The trusted proxies and their header, checked before the store opens or anything listens.
 fn client_address(args: &ServeArgs) -> anyhow::Result<keysentinel_server::client_addr::ClientAddress> {
     let mut trusted = Vec::new();
     for entry in args.trusted_proxy.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
