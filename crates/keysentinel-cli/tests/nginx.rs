@@ -9,48 +9,15 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::gateways::*;
 use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256, Sha512};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 
 fn nginx() -> Option<String> {
     ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().find(|p| std::path::Path::new(p).exists()).map(|p| p.to_string())
-}
-
-/// Stops nginx with SIGTERM, so its workers exit with the master (a SIGKILL would orphan them).
-struct Nginx(Child);
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// What the upstream saw: (path, X-Keysentinel-Key, X-Keysentinel-Account).
-type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
-
-async fn upstream() -> (u16, Seen) {
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let log = log.clone();
-        async move {
-            let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-            log.lock().unwrap().push((req.uri().path().to_owned(), h("x-keysentinel-key"), h("x-keysentinel-account")));
-            "upstream reached"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (port, seen)
 }
 
 fn upbit_token(access_key: &str, secret: &str, query: &str, nonce: &str) -> String {
@@ -71,13 +38,33 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = serve(&data);
+    let server = serve_behind_gateway(&data, &[]);
     let u = server.url.clone();
     let gateway = ok_json(&data, &u, &["operators", "create", "gw-edge-1", "--role", "gateway"]);
     let gateway_token = gateway["token"].as_str().unwrap().to_owned();
     ok_json(&data, &u, &["accounts", "create", "acct-9", "--segment", "retail", "--verification", "verified"]);
     let (bk, bsecret) = create_key(&data, &u, "binance", "acct-9", "127.0.0.0/24");
     let (uk, usecret) = create_key(&data, &u, "upbit", "acct-9", "127.0.0.0/24");
+    let read_only = ok_json(
+        &data,
+        &u,
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            "binance",
+            "--account",
+            "acct-9",
+            "--scopes",
+            "read",
+            "--allow",
+            "127.0.0.0/24",
+            "--terms-version",
+            "2026-05",
+        ],
+    );
+    let (rk, rsecret) =
+        (read_only["key"]["access_key"].as_str().unwrap().to_owned(), read_only["secret"].as_str().unwrap().to_owned());
 
     let (up_port, seen) = upstream().await;
     let listen = free_port();
@@ -93,7 +80,7 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     std::fs::write(&conf_path, format!("user root;\n{conf}")).unwrap();
     let test = Command::new(&nginx_bin).arg("-t").arg("-c").arg(&conf_path).arg("-p").arg(&prefix).output().unwrap();
     assert!(test.status.success(), "nginx -t: {}", String::from_utf8_lossy(&test.stderr));
-    let _nginx = Nginx(
+    let _nginx = Gateway(
         Command::new(&nginx_bin)
             .arg("-c")
             .arg(&conf_path)
@@ -131,7 +118,10 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "upstream reached");
     let last = seen.lock().unwrap().last().cloned().unwrap();
-    assert_eq!(last, ("/api/v3/openOrders".to_owned(), bk.clone(), "acct-9".to_owned()));
+    assert_eq!(
+        (last.path.as_str(), last.key.as_str(), last.account.as_str()),
+        ("/api/v3/openOrders", bk.as_str(), "acct-9")
+    );
     assert_eq!(hits(), before + 1);
 
     // Denials: none of these reaches the upstream.
@@ -147,9 +137,16 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
                 .body(binance_query(&bsecret, "symbol=BTCUSDT&side=BUY")),
             403,
         ),
+        // Signed in the query, but a POST's body could add what nobody signed: refused too.
         (
             http.post(format!("{base}/sapi/v1/capital/withdraw/apply?{}", binance_query(&bsecret, "coin=BTC")))
                 .header("X-MBX-APIKEY", &bk),
+            403,
+        ),
+        // A read-only key cancelling an order.
+        (
+            http.delete(format!("{base}/api/v3/order?{}", binance_query(&rsecret, "symbol=BTCUSDT&orderId=7")))
+                .header("X-MBX-APIKEY", &rk),
             403,
         ),
     ];
@@ -177,7 +174,8 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     assert_eq!(resp.status(), 403);
     assert_eq!(hits(), before + 2);
 
-    // Every verify became an event in the events file (written off the request path).
+    // Every verify became an event in the events file (written off the request path); the
+    // revocation was the last.
     let events_dir = data.join("events");
     let mut outcomes = Vec::new();
     for _ in 0..100 {
@@ -191,7 +189,7 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["outcome"].as_str().unwrap().to_owned())
             .collect();
-        if outcomes.len() >= 10 {
+        if outcomes.iter().any(|o| o == "REVOKED") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -208,4 +206,7 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     ] {
         assert!(outcomes.iter().any(|o| o == expected), "{expected} not in {outcomes:?}");
     }
+
+    // The attacks every gateway is put through (common/gateways.rs).
+    attacks(&data, &u, &base, &seen, Forwards::HeadersOnly).await;
 }

@@ -132,11 +132,9 @@ fn header_pairs(http: &envoy_types::pb::envoy::service::auth::v3::attribute_cont
 
 fn respond(decision: &Decision, now_ms: i64) -> CheckResponse {
     if !decision.allowed() {
-        let mut resp = denied(gateway_status(decision.code), decision.code.as_str(), decision.code.as_str());
-        if let (Some(HttpResponse::DeniedResponse(d)), Some(key)) = (resp.http_response.as_mut(), &decision.key) {
-            d.headers.push(header("x-keysentinel-key", &key.access_key));
-        }
-        return resp;
+        // The code and nothing else: Envoy returns a denial to the client as it is, and a
+        // prober with a wrong secret must not learn whose key it named.
+        return denied(gateway_status(decision.code), decision.code.as_str(), decision.code.as_str());
     }
     let mut headers = vec![header("x-keysentinel-code", decision.code.as_str())];
     if let Some(key) = &decision.key {

@@ -42,7 +42,8 @@ pub struct VerifyRequest {
     /// The raw query string, without `?`, exactly as received.
     #[serde(default)]
     pub query: String,
-    /// The raw body as text, when the gateway has it.
+    /// The raw body as text. Absent means the gateway did not forward it (then body-signed
+    /// requests are `BODY_REQUIRED`); a request without a body is `""`.
     pub body: Option<String>,
     /// The raw body in base64, for bodies that are not UTF-8 (instead of `body`).
     pub body_base64: Option<String>,
@@ -167,7 +168,15 @@ pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::Stat
         | Code::BadSignature
         | Code::StaleTimestamp
         | Code::Replayed => StatusCode::UNAUTHORIZED,
-        _ => StatusCode::FORBIDDEN,
+        // Every code by name: a new one must be placed on one side or the other.
+        Code::WrongScheme
+        | Code::Revoked
+        | Code::Suspended
+        | Code::Expired
+        | Code::BodyRequired
+        | Code::IpNotAllowed
+        | Code::UnknownEndpoint
+        | Code::ScopeDenied => StatusCode::FORBIDDEN,
     }
 }
 
@@ -177,17 +186,23 @@ pub const GATEWAY_TOKEN_HEADER: &str = "x-keysentinel-token";
 
 /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth` and Caddy `forward_auth`:
 /// header-only (these proxies cannot pass the body), so schemes that sign the body are refused
-/// with `BODY_REQUIRED` — use Envoy `ext_authz` or `/v1/verify` for those.
+/// with `BODY_REQUIRED` — use Envoy `ext_authz` or `/v1/verify` for those — unless the node is
+/// told its upstream acts only on the signed payload (`serve --upstream-ignores-unsigned-body`).
 ///
 /// The original request is read from `X-Original-Method` and `X-Original-URI` (nginx), or
-/// `X-Forwarded-Method` and `X-Forwarded-Uri` (Traefik, Caddy); the client address from
-/// `X-Real-IP` or the first `X-Forwarded-For` hop, as set by the trusted proxy. The client's own
-/// headers arrive as they are. Answers 200 (allow) with `X-Keysentinel-*` headers, 401 when the
-/// request is not authenticated (no, unknown or bad credentials, stale, replayed), 403 when it is
-/// but may not pass (revoked, suspended, expired, IP, scope, body required).
+/// `X-Forwarded-Method` and `X-Forwarded-Uri` (Traefik, Caddy). The client's address is the
+/// connection's peer, unless that peer is a trusted proxy (`serve --trusted-proxy`): then the
+/// one header the proxies are configured to set (`--client-ip-header`, default
+/// `X-Forwarded-For`, whose right-most hop not itself a trusted proxy is the client). The
+/// client's own headers arrive as they are. Answers 200 (allow) with `X-Keysentinel-Code`,
+/// `-Key`, `-Account` and `-Scopes`; 401 when the request is not authenticated (no, unknown or
+/// bad credentials, stale, replayed) and 403 when it is but may not pass (revoked, suspended,
+/// expired, IP, scope, body required), each with `X-Keysentinel-Code` only — nothing about the
+/// key's owner, since Caddy and Traefik hand a refusal's headers to the client.
 #[utoipa::path(get, path = "/v1/verify/forward-auth", tag = "gateway",
     params(("X-Keysentinel-Token" = String, Header, description = "the gateway operator's token"),
-           ("X-Original-Method" = String, Header), ("X-Original-URI" = String, Header), ("X-Real-IP" = String, Header)),
+           ("X-Original-Method" = String, Header), ("X-Original-URI" = String, Header),
+           ("X-Forwarded-For" = Option<String>, Header, description = "read only when the connection comes from a trusted proxy (`serve --trusted-proxy`), and only the header `--client-ip-header` names")),
     responses((status = 200, description = "allowed"), (status = 401, description = "not authenticated"), (status = 403, description = "not allowed"), (status = 400, body = ErrorBody)))]
 pub async fn forward_auth(
     State(st): State<Arc<AppState>>,
@@ -223,11 +238,20 @@ pub async fn forward_auth(
         )
         .into_response();
     };
-    let client_ip =
-        get("x-real-ip").or_else(|| get("x-forwarded-for").and_then(|v| v.split(',').next())).map(str::trim);
-    let Some(client_ip) = client_ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
-        return ApiError::invalid("x-real-ip", "set X-Real-IP (or X-Forwarded-For) to the client's address")
-            .into_response();
+    // Without the peer there is no address to trust or distrust: refuse rather than guess.
+    let Some(peer) = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+    else {
+        tracing::error!("forward-auth served without the connection's peer address; refusing");
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the connection's peer address is unknown",
+        )
+        .into_response();
+    };
+    let client_ip = match st.client_address.resolve(peer, headers) {
+        Ok(ip) => ip,
+        Err(e) => return ApiError::invalid(st.client_address.header(), e.to_string()).into_response(),
     };
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
     // The proxy's own headers are not the client's; everything else is passed as received.
@@ -241,7 +265,8 @@ pub async fn forward_auth(
     let mut resp = gateway_status(decision.code).into_response();
     let h = resp.headers_mut();
     h.insert("x-keysentinel-code", HeaderValue::from_static(decision.code.as_str()));
-    if let Some(key) = &decision.key {
+    // Who the key belongs to goes to the upstream with an allowed request, never with a refusal.
+    if let (true, Some(key)) = (decision.allowed(), &decision.key) {
         if let Ok(v) = HeaderValue::from_str(&key.access_key) {
             h.insert("x-keysentinel-key", v);
         }

@@ -1,6 +1,7 @@
 //! HTTP wiring for keysentinel: the admin REST API (axum) and its OpenAPI document (utoipa).
 //! Handlers only authenticate, authorise, translate and delegate to the registry.
 
+pub mod client_addr;
 pub mod detection;
 pub mod error;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod ext_authz;
 pub mod extract;
 pub mod gateway;
 pub mod journal;
+pub mod nonce_journal;
 pub mod notify;
 pub mod reports;
 pub mod response;
@@ -35,21 +37,39 @@ pub struct AppState {
     pub detection: Option<Arc<detection::Detection>>,
     /// The response policy in force (the built-in one unless configured).
     pub response_policy: Arc<keysentinel_domain::ResponsePolicy>,
+    /// Whose address forward-auth checks: the peer, or what a trusted proxy says (none trusted
+    /// unless configured).
+    pub client_address: client_addr::ClientAddress,
 }
 
 impl AppState {
     /// Builds the state: a verifier whose snapshot the registry keeps current (every existing
     /// key is loaded now; every committed change is pushed before it is acknowledged).
+    ///
+    /// Nonces are remembered in memory only; [`AppState::with_nonces`] gives them a store that
+    /// outlives the process (the server's journal).
     pub fn new(
         registry: Arc<Registry>,
         routes: keysentinel_verify::routes::RouteTable,
         config: keysentinel_verify::VerifyConfig,
         events: telemetry::EventPipeline,
     ) -> Result<Self, keysentinel_registry::RegistryError> {
+        let nonces = Arc::new(keysentinel_verify::replay::NonceCache::new(config.nonce_window_ms));
+        Self::with_nonces(registry, routes, config, events, nonces)
+    }
+
+    /// As [`AppState::new`], with the nonce store given.
+    pub fn with_nonces(
+        registry: Arc<Registry>,
+        routes: keysentinel_verify::routes::RouteTable,
+        config: keysentinel_verify::VerifyConfig,
+        events: telemetry::EventPipeline,
+        nonces: Arc<dyn keysentinel_verify::replay::Nonces>,
+    ) -> Result<Self, keysentinel_registry::RegistryError> {
         let snapshot = Arc::new(keysentinel_verify::snapshot::KeySnapshot::default());
         let loaded = registry.observe(Arc::new(gateway::SnapshotObserver(snapshot.clone())))?;
         tracing::info!(keys = loaded, "key snapshot loaded for verification");
-        let verifier = Arc::new(keysentinel_verify::Verifier::new(snapshot, routes, config));
+        let verifier = Arc::new(keysentinel_verify::Verifier::with_nonces(snapshot, routes, config, nonces));
         Ok(Self {
             registry,
             verifier,
@@ -57,6 +77,7 @@ impl AppState {
             events,
             detection: None,
             response_policy: Arc::default(),
+            client_address: client_addr::ClientAddress::default(),
         })
     }
 

@@ -17,7 +17,7 @@ mod schemes;
 pub mod snapshot;
 
 use keysentinel_domain::{KeyStatus, Scope, SigningScheme};
-use replay::NonceCache;
+use replay::{NonceCache, Nonces};
 use routes::RouteTable;
 use snapshot::{KeyEntry, KeySnapshot};
 use std::net::IpAddr;
@@ -30,7 +30,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The raw query string, without `?`, exactly as received.
     pub query: &'a str,
-    /// The raw body, when the gateway forwards it (nginx `auth_request` cannot).
+    /// The raw body, when the gateway forwards it; `None` means *not forwarded* (nginx
+    /// `auth_request` cannot), never "empty": a request without a body is `Some(b"")`.
     pub body: Option<&'a [u8]>,
     pub headers: &'a [(&'a str, &'a str)],
     pub client_ip: IpAddr,
@@ -141,6 +142,12 @@ pub struct VerifyConfig {
     pub jwt_timestamp_window_ms: i64,
     /// How long nonces are remembered (Upbit and Coinone nonces carry no time).
     pub nonce_window_ms: i64,
+    /// A request whose body the gateway did not forward (`Request::body` is `None`, as through
+    /// nginx `auth_request`, Caddy `forward_auth` or Traefik `forwardAuth`) on a method that
+    /// carries one is refused `BODY_REQUIRED` for the schemes that sign the body — unless the
+    /// deployment declares that its upstream acts only on what is signed (Coinone's payload
+    /// header, Binance's and Korbit's signed query) and never on such a body. Off by default.
+    pub upstream_ignores_unsigned_body: bool,
 }
 
 impl Default for VerifyConfig {
@@ -151,13 +158,14 @@ impl Default for VerifyConfig {
             future_tolerance_ms: 1_000,
             jwt_timestamp_window_ms: 30_000,
             nonce_window_ms: 600_000,
+            upstream_ignores_unsigned_body: false,
         }
     }
 }
 
 pub struct Verifier {
     keys: Arc<KeySnapshot>,
-    nonces: NonceCache,
+    nonces: Arc<dyn Nonces>,
     routes: RouteTable,
     config: VerifyConfig,
 }
@@ -196,8 +204,19 @@ pub(crate) struct Freshness<'c> {
 }
 
 impl Verifier {
+    /// A verifier whose nonces live in memory only (a restart forgets them): tests and tools.
     pub fn new(keys: Arc<KeySnapshot>, routes: RouteTable, config: VerifyConfig) -> Self {
-        let nonces = NonceCache::new(config.nonce_window_ms);
+        let nonces = Arc::new(NonceCache::new(config.nonce_window_ms));
+        Self::with_nonces(keys, routes, config, nonces)
+    }
+
+    /// A verifier remembering nonces in `nonces` (the server's: a cache backed by its journal).
+    pub fn with_nonces(
+        keys: Arc<KeySnapshot>,
+        routes: RouteTable,
+        config: VerifyConfig,
+        nonces: Arc<dyn Nonces>,
+    ) -> Self {
         Self { keys, nonces, routes, config }
     }
 
@@ -232,8 +251,12 @@ impl Verifier {
             Err(code) => return Decision::deny(code, scheme, Some(key)),
         };
         if let Some(nonce) = fresh.nonce {
-            if !self.nonces.check_and_insert(&key.access_key, nonce, req.now_ms) {
-                return Decision::deny(Code::Replayed, scheme, Some(key));
+            match self.nonces.check_and_insert(&key.access_key, nonce, req.now_ms) {
+                Ok(true) => {}
+                Ok(false) => return Decision::deny(Code::Replayed, scheme, Some(key)),
+                // Not recorded, so a restart would accept it again: refuse it now. The store's
+                // failure is logged and counted where the store is (the server's journal).
+                Err(_) => return Decision::deny(Code::Replayed, scheme, Some(key)),
             }
         }
         if !key.allowlist.is_empty() && !key.allowlist.contains(req.client_ip) {

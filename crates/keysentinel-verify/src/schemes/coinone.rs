@@ -1,11 +1,11 @@
 //! Coinone v2.1: `X-COINONE-PAYLOAD` = base64(JSON with `access_token`, uuid `nonce` and the
 //! parameters), `X-COINONE-SIGNATURE` = hex HMAC-SHA512 of the payload keyed with the secret
-//! upper-cased. The body is the payload: when the gateway forwards the body it must be exactly
-//! the signed payload.
+//! upper-cased. The body is the payload: it must be exactly the signed payload, and a request
+//! whose body was not forwarded is `BODY_REQUIRED` (unless the upstream acts on the header alone).
 
 use super::{hex_exact, Parsed};
 use crate::snapshot::{KeyEntry, Material};
-use crate::{Code, Credential, Family, Freshness, Request};
+use crate::{Code, Credential, Family, Freshness, Request, VerifyConfig};
 use base64::Engine;
 use hmac::Mac;
 use serde::Deserialize;
@@ -44,17 +44,26 @@ pub(crate) fn extract<'r>(req: &Request<'r>, payload: &'r str) -> Result<Credent
     })
 }
 
-pub(crate) fn check<'c, 'r>(p: &'c Payload<'r>, key: &KeyEntry, req: &Request<'r>) -> Result<Freshness<'c>, Code> {
+pub(crate) fn check<'c, 'r>(
+    p: &'c Payload<'r>,
+    key: &KeyEntry,
+    req: &Request<'r>,
+    cfg: &VerifyConfig,
+) -> Result<Freshness<'c>, Code> {
     let Material::Hmac { sha512_upper, .. } = &key.material else { return Err(Code::WrongScheme) };
     let mut mac = sha512_upper.clone();
     mac.update(p.raw.as_bytes());
     if mac.verify_slice(&p.signature).is_err() {
         return Err(Code::BadSignature);
     }
-    if let Some(body) = req.body {
-        if body.trim_ascii() != p.raw.as_bytes() {
-            return Err(Code::BadSignature);
-        }
+    match req.body {
+        Some(body) if body.trim_ascii() != p.raw.as_bytes() => return Err(Code::BadSignature),
+        Some(_) => {}
+        // Coinone's backend reads the order from the body: one keysentinel was not shown could
+        // say anything (qty 5 under a payload signed for 0.0001), unless the deployment's
+        // upstream acts on the signed payload header alone.
+        None if !cfg.upstream_ignores_unsigned_body => return Err(Code::BodyRequired),
+        None => {}
     }
     Ok(Freshness { nonce: Some(&p.nonce) })
 }

@@ -34,6 +34,8 @@ struct Claims<'a> {
     #[serde(borrow)]
     query_hash_alg: Option<Cow<'a, str>>,
     timestamp: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
+    nbf: Option<serde_json::Value>,
 }
 
 /// The claims verify reads, borrowed from the decoded payload (or from `Claims`).
@@ -44,6 +46,8 @@ struct Raw<'a> {
     query_hash: Option<&'a str>,
     query_hash_alg: Option<&'a str>,
     timestamp: Option<i64>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
 }
 
 pub(crate) struct Token<'r> {
@@ -59,6 +63,10 @@ pub(crate) struct Token<'r> {
     query_hash: Option<[u8; 64]>,
     query_hash_alg_ok: bool,
     timestamp: Option<i64>,
+    /// RFC 7519 `exp` and `nbf` (seconds): neither exchange requires them, but a token that
+    /// carries them is held to them (an expired token is not a fresh one).
+    exp: Option<i64>,
+    nbf: Option<i64>,
 }
 
 /// base64url of `{"alg":"HS256","typ":"JWT"}` and of its HS512 form: the headers ccxt and most
@@ -126,6 +134,8 @@ pub(crate) fn extract(auth: &str) -> Result<Credential<'_>, Code> {
             query_hash,
             query_hash_alg_ok: raw.query_hash_alg.is_none_or(|a| a.eq_ignore_ascii_case("SHA512")),
             timestamp: raw.timestamp,
+            exp: raw.exp,
+            nbf: raw.nbf,
         })
     })?;
     Ok(Credential { family: Family::Jwt, parsed: Parsed::Jwt(token) })
@@ -133,15 +143,16 @@ pub(crate) fn extract(auth: &str) -> Result<Credential<'_>, Code> {
 
 /// Reads the claims with the scanner, or with serde_json when the payload is outside the
 /// scanner's subset; either way the same rules: `access_key` a string, the others strings or
-/// null, `timestamp` an integer or a string of one, no known claim twice.
+/// null, `timestamp`, `exp` and `nbf` integers or strings of one, no known claim twice.
 fn with_claims<T>(payload: &[u8], then: impl FnOnce(Raw<'_>) -> Result<T, Code>) -> Result<T, Code> {
     let mut raw = Raw::default();
-    let mut seen: arrayvec::ArrayVec<&str, 5> = arrayvec::ArrayVec::new();
+    let mut seen: arrayvec::ArrayVec<&str, 7> = arrayvec::ArrayVec::new();
     // Any doubt (a duplicate, a wrong type) declines the fast path: serde_json then decides.
     let text = std::str::from_utf8(payload).ok();
     let scanned = text.and_then(|text| {
         flatjson::scan(text, |name, value| {
-            let known = ["access_key", "nonce", "query_hash", "query_hash_alg", "timestamp"].contains(&name);
+            let known =
+                ["access_key", "nonce", "query_hash", "query_hash_alg", "timestamp", "exp", "nbf"].contains(&name);
             if !known {
                 return true;
             }
@@ -152,9 +163,9 @@ fn with_claims<T>(payload: &[u8], then: impl FnOnce(Raw<'_>) -> Result<T, Code>)
                 ("access_key", Scalar::Str(v)) => raw.access_key = Some(v),
                 ("access_key", _) => return false,
                 (_, Scalar::Null) => {}
-                ("timestamp", Scalar::Int(n)) => raw.timestamp = Some(n),
-                ("timestamp", Scalar::Str(v)) => match v.parse() {
-                    Ok(n) => raw.timestamp = Some(n),
+                ("timestamp" | "exp" | "nbf", Scalar::Int(n)) => *time_claim(&mut raw, name) = Some(n),
+                ("timestamp" | "exp" | "nbf", Scalar::Str(v)) => match v.parse() {
+                    Ok(n) => *time_claim(&mut raw, name) = Some(n),
                     Err(_) => return false,
                 },
                 ("nonce", Scalar::Str(v)) => raw.nonce = Some(v),
@@ -169,19 +180,30 @@ fn with_claims<T>(payload: &[u8], then: impl FnOnce(Raw<'_>) -> Result<T, Code>)
         return then(raw);
     }
     let claims: Claims = serde_json::from_slice(payload).map_err(|_| Code::Malformed)?;
-    let timestamp = match &claims.timestamp {
-        None => None,
-        Some(serde_json::Value::Number(n)) => Some(n.as_i64().ok_or(Code::Malformed)?),
-        Some(serde_json::Value::String(s)) => Some(s.parse().map_err(|_| Code::Malformed)?),
-        Some(_) => return Err(Code::Malformed),
+    let integer = |claim: &Option<serde_json::Value>| match claim {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.as_i64().ok_or(Code::Malformed)?)),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.parse().map_err(|_| Code::Malformed)?)),
+        Some(_) => Err(Code::Malformed),
     };
     then(Raw {
         access_key: Some(&claims.access_key),
         nonce: claims.nonce.as_deref(),
         query_hash: claims.query_hash.as_deref(),
         query_hash_alg: claims.query_hash_alg.as_deref(),
-        timestamp,
+        timestamp: integer(&claims.timestamp)?,
+        exp: integer(&claims.exp)?,
+        nbf: integer(&claims.nbf)?,
     })
+}
+
+/// The slot of an integer time claim.
+fn time_claim<'r>(raw: &'r mut Raw<'_>, name: &str) -> &'r mut Option<i64> {
+    match name {
+        "exp" => &mut raw.exp,
+        "nbf" => &mut raw.nbf,
+        _ => &mut raw.timestamp,
+    }
 }
 
 /// The string the query hash covers, or None when the request carries no parameters.
@@ -229,6 +251,11 @@ pub(crate) fn check<'c, 'r>(
     if !ok {
         return Err(Code::BadSignature);
     }
+    // A body keysentinel was not shown (a header-only gateway) could carry parameters the hash
+    // never covered; unless the deployment says the upstream ignores such a body, refuse.
+    if req.body.is_none() && !super::params_method_is_get(req.method) && !cfg.upstream_ignores_unsigned_body {
+        return Err(Code::BodyRequired);
+    }
     // The parameters must be exactly those the client hashed: otherwise a signed token could be
     // replayed onto other parameters (another price, another withdrawal address).
     match (&t.query_hash, hash_input(key.scheme, req)?) {
@@ -251,6 +278,14 @@ pub(crate) fn check<'c, 'r>(
         _ => return Err(Code::BadSignature),
     }
     let nonce = t.nonce.as_ref().ok_or(Code::Malformed)?;
+    // `exp` and `nbf` are NumericDates (seconds); a clock skew of `future_tolerance_ms` is
+    // allowed either way, as for timestamps.
+    if t.exp.is_some_and(|exp| req.now_ms >= exp.saturating_mul(1000).saturating_add(cfg.future_tolerance_ms)) {
+        return Err(Code::StaleTimestamp);
+    }
+    if t.nbf.is_some_and(|nbf| nbf.saturating_mul(1000) > req.now_ms.saturating_add(cfg.future_tolerance_ms)) {
+        return Err(Code::StaleTimestamp);
+    }
     if key.scheme == SigningScheme::Bithumb {
         let ts = t.timestamp.ok_or(Code::Malformed)?;
         if ts >= req.now_ms + cfg.future_tolerance_ms || req.now_ms - ts > cfg.jwt_timestamp_window_ms {

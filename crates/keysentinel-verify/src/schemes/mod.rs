@@ -53,7 +53,7 @@ pub(crate) fn check<'c, 'r>(
     match &cred.parsed {
         Parsed::Params(p) => params::check(p, key, req, cfg),
         Parsed::Jwt(t) => jwt::check(t, key, req, cfg),
-        Parsed::Coinone(p) => coinone::check(p, key, req),
+        Parsed::Coinone(p) => coinone::check(p, key, req, cfg),
     }
 }
 

@@ -81,6 +81,11 @@ pub(crate) fn check<'c, 'r>(
     if !ok {
         return Err(Code::BadSignature);
     }
+    // The signature is in the query and the gateway did not forward the body: Binance and Korbit
+    // sign query and body together, so an unseen body could add parameters nobody signed.
+    if req.body.is_none() && !super::params_method_is_get(req.method) && !cfg.upstream_ignores_unsigned_body {
+        return Err(Code::BodyRequired);
+    }
     let timestamp = number(s, "timestamp")?.ok_or(Code::Malformed)?;
     let window = number(s, "recvWindow")?.unwrap_or(cfg.default_recv_window_ms);
     if window <= 0 || window > cfg.max_recv_window_ms {
