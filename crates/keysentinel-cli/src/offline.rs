@@ -107,19 +107,26 @@ pub fn audit(
                 external: checkpoints.iter().map(|p| read_checkpoint(p)).collect::<anyhow::Result<_>>()?,
             };
             match verify_file(&path, &options) {
-                Ok(report) => {
+                Ok((report, rows)) => {
                     if as_json {
                         output::json(
                             &json!({ "ok": true, "entries": report.entries, "checkpoints_checked": report.checkpoints,
-                            "root": hex_root(&report.root), "pinned_key": options.pinned_verifier.is_some() }),
+                            "root": hex_root(&report.root), "pinned_key": options.pinned_verifier.is_some(),
+                            "rows_checked": rows.rows, "rows_bound": rows.bound }),
                         );
                     } else {
                         println!(
-                            "audit log OK: {} entries, {} signed checkpoints verified, root {}",
+                            "audit log OK: {} entries, {} signed checkpoints verified, root {}; {} state rows match their history",
                             report.entries,
                             report.checkpoints,
-                            hex_root(&report.root)
+                            hex_root(&report.root),
+                            rows.rows
                         );
+                        if !rows.bound && rows.rows > 0 {
+                            println!(
+                                "note: this log predates row digests; the next start records a baseline of the rows"
+                            );
+                        }
                         if options.pinned_verifier.is_none() {
                             println!("note: verified against the key recorded in the file; pass --log-key to pin it");
                         }
@@ -133,6 +140,13 @@ pub fn audit(
                         );
                     }
                     Err(Failure::new(Exit::AuditFailed, format!("audit log verification FAILED: {e}")).into())
+                }
+                Err(FileVerifyError::State(e)) => {
+                    if as_json {
+                        let (table, id) = e.row();
+                        output::json(&json!({ "ok": false, "table": table, "row": id, "error": e.to_string() }));
+                    }
+                    Err(Failure::new(Exit::AuditFailed, format!("state verification FAILED: {e}")).into())
                 }
                 Err(FileVerifyError::Setup(m)) => Err(Failure::new(Exit::Usage, m).into()),
                 Err(FileVerifyError::Store(e)) => {

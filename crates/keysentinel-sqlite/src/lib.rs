@@ -6,6 +6,7 @@
 //! concurrent changes share one fsync while each still commits or fails on its own.
 
 mod rows;
+mod state;
 mod verify;
 mod writer;
 
@@ -22,6 +23,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
+pub use state::StateReport;
 pub use verify::{export_checkpoint, verify_file, ExportedCheckpoint, FileVerifyError, FileVerifyOptions};
 
 const MIGRATIONS: &[&str] = &[
@@ -78,6 +80,52 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Verifies the log and every state row against it; on a log written before row digests
+/// existed, records a baseline of every row first (`state.baseline` entries, actor
+/// `local:upgrade`), trusting the rows as this version finds them. That happens once: after it
+/// the log records rows, and a log that records rows never takes a baseline again.
+fn bind_state(conn: &Connection, keys: &LogKeys, clock: &dyn Clock) -> Result<StateReport, StoreError> {
+    let verifier = keys.signer.verifier();
+    let (log, report) = match verify::check(conn, &verifier, &keys.origin, Vec::new()) {
+        Ok(found) => found,
+        Err(FileVerifyError::Log(e)) => return Err(StoreError::Log(e)),
+        Err(FileVerifyError::State(e)) => return Err(StoreError::State(e)),
+        Err(FileVerifyError::Store(e)) => return Err(e),
+        Err(FileVerifyError::Setup(m)) => return Err(StoreError::Corrupt(m)),
+    };
+    if report.bound || report.rows == 0 {
+        return Ok(report);
+    }
+    let rows = state::all_rows(conn)?;
+    let mut log_state = writer::load_log_state(conn)?;
+    let size_before = log_state.size();
+    let now = clock.now();
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+    let result = (|| {
+        for chunk in rows.chunks(state::ROWS_PER_ENTRY) {
+            let draft = keysentinel_audit::AuditDraft {
+                actor: keysentinel_audit::Actor::Local { command: "upgrade".into() },
+                action: "state.baseline".into(),
+                target: "state".into(),
+                reason: "first start with row digests: the rows as found are recorded as the baseline".into(),
+                policy_version: None,
+                details: serde_json::json!({ "rows": chunk.len(), "log_size_before": log.entries }),
+            };
+            writer::insert_entry(conn, &mut log_state, draft, now, chunk.to_vec())?;
+        }
+        writer::commit(conn, keys, &log_state, size_before, now)
+    })();
+    if let Err(e) = result {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    tracing::warn!(
+        rows = rows.len(),
+        "the audit log predates row digests: recorded a baseline of every row as found (run `keysentinel audit verify` on a copy from before the upgrade to check the log itself)"
+    );
+    Ok(StateReport { rows: rows.len() as u64, bound: true })
+}
+
 struct ConnMeta<'a>(&'a Connection);
 
 impl Meta for ConnMeta<'_> {
@@ -102,7 +150,19 @@ pub struct SqliteStore {
     _lock: std::fs::File,
     queue: Mutex<Option<mpsc::SyncSender<WriteOp>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Cleared by the writer thread as it ends, however it ends (a guard's drop runs on unwind).
+    writing: Arc<std::sync::atomic::AtomicBool>,
     readers: Mutex<Vec<Connection>>,
+}
+
+/// Clears the flag when the writer thread ends, returning or unwinding.
+struct Alive(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("the store's writer has stopped: no more writes on this node");
+    }
 }
 
 impl SqliteStore {
@@ -130,11 +190,19 @@ impl SqliteStore {
             tx.commit().map_err(db_err)?;
             loaded
         };
+        // Fail closed: a store whose log or rows do not verify is not opened for writing (nor
+        // served from). The message names the entry or the row.
+        bind_state(&conn, &keys, clock.as_ref())?;
         let state = writer::load_log_state(&conn)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let alive = Alive(writing.clone());
         let handle = std::thread::Builder::new()
             .name("keysentinel-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, keys, state, clock))
+            .spawn(move || {
+                let _alive = alive;
+                writer::run(conn, rx, keys, state, clock)
+            })
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok((
             Self {
@@ -142,6 +210,7 @@ impl SqliteStore {
                 _lock: lock,
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
+                writing,
                 readers: Mutex::new(Vec::new()),
             },
             created,
@@ -190,6 +259,10 @@ impl Store for SqliteStore {
     fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
         let sender = self.queue.lock().map_err(|_| StoreError::Closed)?.clone().ok_or(StoreError::Closed)?;
         sender.send(op).map_err(|_| StoreError::Closed)
+    }
+
+    fn writable(&self) -> bool {
+        self.writing.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -338,7 +411,9 @@ impl ReadStore for SqliteStore {
                 .prepare_cached("SELECT seq, entry FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
                 .map_err(db_err)?;
             let out = stmt
-                .query_map(params![from as i64, limit], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+                .query_map(params![i64::try_from(from).unwrap_or(i64::MAX), limit], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                })
                 .map_err(db_err)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db_err)?;
@@ -351,7 +426,7 @@ impl ReadStore for SqliteStore {
             let mut stmt =
                 c.prepare_cached("SELECT leaf FROM audit_log WHERE seq < ?1 ORDER BY seq").map_err(db_err)?;
             let leaves = stmt
-                .query_map([size as i64], |r| r.get::<_, Vec<u8>>(0))
+                .query_map([i64::try_from(size).unwrap_or(i64::MAX)], |r| r.get::<_, Vec<u8>>(0))
                 .map_err(db_err)?
                 .map(|r| {
                     r.map_err(db_err).and_then(|v| {
