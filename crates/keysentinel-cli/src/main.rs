@@ -317,6 +317,22 @@ enum OperatorsCmd {
     },
     /// Who the current token belongs to.
     Whoami,
+    /// Approve an operator whose role (admin, approver, compliance) needs a second admin.
+    Approve {
+        operator_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Break glass: on the node, with the server stopped, create an active operator without a
+    /// second admin (when the admins an approval needs are gone). Audited as
+    /// `operator.break_glass` and logged as a warning.
+    BreakGlass {
+        operator_id: String,
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance"])]
+        role: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -526,6 +542,18 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
                 let _ = stop.send(true);
                 serving.await?.context("the HTTP server failed while stopping")?;
             }
+            _ = writer_stopped(opened.registry.clone(), opened.store.clone()) => {
+                // Never serve reads and verifies while refusing revocations: stop serving and
+                // exit, so that a supervisor restarts the node (or an operator looks at it).
+                tracing::error!("the store's writer stopped: this node can no longer record changes; stopping");
+                let _ = stop.send(true);
+                let _ = serving.await;
+                return Err(Failure::new(
+                    Exit::Failure,
+                    "the store's writer stopped, so this node could no longer record changes (revocations included); it stopped serving. Check the log above and restart it",
+                )
+                .into());
+            }
         }
         if let Some(grpc) = ext_authz {
             grpc.await?.context("ext_authz server failed")?;
@@ -544,6 +572,33 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!("keysentinel stopped");
         Ok(())
     })
+}
+
+/// Resolves when the store can no longer write.
+async fn writer_stopped(
+    registry: std::sync::Arc<keysentinel_registry::Registry>,
+    store: std::sync::Arc<keysentinel_sqlite::SqliteStore>,
+) {
+    // Fault injection for the end-to-end test of this path, in debug builds only: SIGUSR1
+    // stops the writer as a crash of its thread would.
+    #[cfg(all(debug_assertions, unix))]
+    if std::env::var_os("KEYSENTINEL_TEST_STOP_WRITER_ON_SIGUSR1").is_some() {
+        if let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            tokio::spawn(async move {
+                usr1.recv().await;
+                let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            });
+        }
+    }
+    #[cfg(not(all(debug_assertions, unix)))]
+    drop(store);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if !registry.writable() {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -744,6 +799,9 @@ fn accounts(cli: &Cli, cmd: &AccountsCmd) -> anyhow::Result<()> {
 }
 
 fn operators(cli: &Cli, cmd: &OperatorsCmd) -> anyhow::Result<()> {
+    if let OperatorsCmd::BreakGlass { operator_id, role, reason } = cmd {
+        return break_glass(cli, operator_id, role, reason);
+    }
     let c = client(cli)?;
     match cmd {
         OperatorsCmd::Create { operator_id, role, description } => {
@@ -768,8 +826,40 @@ fn operators(cli: &Cli, cmd: &OperatorsCmd) -> anyhow::Result<()> {
         OperatorsCmd::Whoami => print_or(cli, &c.get("/v1/operators/me", &[])?, |o| {
             println!("{} ({})", o["operator_id"].as_str().unwrap_or_default(), o["role"].as_str().unwrap_or_default())
         }),
+        OperatorsCmd::Approve { operator_id, reason } => {
+            let v = c.post(&format!("/v1/operators/{}/approve", seg(operator_id)), &json!({ "reason": reason }))?;
+            print_or(cli, &v, |o| println!("{} approved", o["operator_id"].as_str().unwrap_or_default()));
+        }
+        OperatorsCmd::BreakGlass { .. } => {}
     }
     Ok(())
+}
+
+fn break_glass(cli: &Cli, operator_id: &str, role: &str, reason: &str) -> anyhow::Result<()> {
+    init_tracing("text", "warn");
+    let id =
+        keysentinel_domain::OperatorId::parse(operator_id).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+    let role: keysentinel_domain::Role =
+        role.parse().map_err(|e: keysentinel_domain::ValidationError| Failure::new(Exit::Invalid, e.to_string()))?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let opened = local::open(&cli.data_dir, None)?;
+        let issued = opened
+            .registry
+            .break_glass(keysentinel_audit::Actor::Local { command: "operators break-glass".into() }, id, role, reason.to_owned())
+            .await;
+        opened.store.close();
+        let issued = issued?;
+        if cli.json {
+            output::json(&serde_json::to_value(&issued)?);
+        } else {
+            println!(
+                "BREAK-GLASS: operator {operator_id} ({role}) created without a second approval; recorded as operator.break_glass.\nToken (shown once):\n{}",
+                issued.token.as_str()
+            );
+        }
+        Ok(())
+    })
 }
 
 fn policy(cli: &Cli, cmd: &PolicyCmd) -> anyhow::Result<()> {

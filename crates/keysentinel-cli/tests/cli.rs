@@ -376,3 +376,127 @@ fn a_state_row_changed_without_an_entry_is_named_and_the_server_refuses_to_start
     assert!(err.contains(&format!("api_keys row {revoked} was changed without an audit entry")), "{err}");
     assert!(err.contains("audit verify"), "says what to do: {err}");
 }
+
+#[test]
+fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-detection", "--data-dir"])
+        .arg(&data)
+        .env("KEYSENTINEL_LOG", "warn")
+        .env("KEYSENTINEL_TEST_STOP_WRITER_ON_SIGUSR1", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let u = line.trim().strip_prefix("keysentinel listening on ").expect("listening line").to_owned();
+    let http = reqwest::blocking::Client::new();
+    let status = |path: &str| http.get(format!("{u}{path}")).send().ok().map(|r| r.status().as_u16());
+    assert_eq!((status("/healthz"), status("/readyz")), (Some(200), Some(200)));
+
+    // The value that used to panic the writer thread: a 400 naming the field, and writes go on.
+    ok_json(&data, &u, &["accounts", "create", "retail-1", "--segment", "retail", "--verification", "verified"]);
+    let create = |hours: &str| {
+        ks(
+            &data,
+            &u,
+            &[
+                "keys",
+                "create",
+                "--scheme",
+                "binance",
+                "--account",
+                "retail-1",
+                "--scopes",
+                "read,withdraw",
+                "--allow",
+                "203.0.113.0/24",
+                "--terms-version",
+                "2026-05",
+                "--grant-hours",
+                hours,
+            ],
+        )
+    };
+    let out = create("2562047788015216");
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("sensitive_grant_hours"), "{}", stderr(&out));
+    let key = ok_json(
+        &data,
+        &u,
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            "binance",
+            "--account",
+            "retail-1",
+            "--scopes",
+            "read",
+            "--allow",
+            "203.0.113.0/24",
+            "--terms-version",
+            "2026-05",
+        ],
+    );
+    let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
+    let out = ks(
+        &data,
+        &u,
+        &["keys", "grant", &ak, "--scope", "withdraw", "--hours", "2562047788015216", "--reason", "sweep"],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("hours"), "{}", stderr(&out));
+    ok_json(&data, &u, &["keys", "revoke", &ak, "--reason", "still writing"]);
+    assert_eq!(status("/healthz"), Some(200));
+
+    // The writer stops (injected): the node stops serving and exits non-zero, saying why.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(1), "{err}");
+    assert!(err.contains("writer stopped"), "{err}");
+    assert_eq!(status("/healthz"), None, "nothing serves after it");
+}
+
+#[test]
+fn break_glass_is_local_loud_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(serve(&data));
+    let out = Command::new(BIN)
+        .args([
+            "operators",
+            "break-glass",
+            "ops-2",
+            "--role",
+            "admin",
+            "--reason",
+            "both admins left",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("BREAK-GLASS"), "logged as a warning: {}", stderr(&out));
+    let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(issued["operator"]["role"], "admin");
+    assert!(issued["operator"].get("pending_approval").is_none(), "active at once: {issued}");
+    let conn = rusqlite::Connection::open(data.join("keysentinel.db")).unwrap();
+    let entry: String = conn
+        .query_row("SELECT entry FROM audit_log WHERE entry LIKE '%operator.break_glass%'", [], |r| r.get(0))
+        .unwrap();
+    let entry: Value = serde_json::from_str(&entry).unwrap();
+    assert_eq!((entry["target"].as_str(), entry["actor"]["kind"].as_str()), (Some("ops-2"), Some("local")));
+    assert_eq!(entry["reason"], "break-glass: both admins left");
+    let clean = verify(&data.join("keysentinel.db"));
+    assert!(clean.status.success(), "{}", stderr(&clean));
+}

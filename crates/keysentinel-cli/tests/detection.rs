@@ -493,11 +493,10 @@ fn staged_response(shadow: bool, segment: &str) {
     // The exchange's notification service: it fails the first delivery, then takes them all.
     let (hook_url, received) = webhook_receiver();
     extra.extend(["--notify-webhook", hook_url.as_str()]);
+    let second_admin = init_two_admins(&data);
     let server = serve_with_env(&data, &extra, &[("KEYSENTINEL_NOTIFY_SECRET", NOTIFY_SECRET)]);
     let u = server.url.clone();
-    let token = |name: &str, role: &str| {
-        ok_json(&data, &u, &["operators", "create", name, "--role", role])["token"].as_str().unwrap().to_owned()
-    };
+    let token = |name: &str, role: &str| operator_token(&data, &u, &second_admin, name, role);
     let (gateway, analyst) = (token("gw-1", "gateway"), token("ana-1", "analyst"));
     ok_json(&data, &u, &["accounts", "create", "acct-3", "--segment", segment, "--verification", "verified"]);
     let (key, secret) = create_key(&data, &u, "binance", "acct-3", "203.0.113.0/24");

@@ -41,6 +41,13 @@ impl Clock for SystemClock {
     }
 }
 
+impl Registry {
+    /// Whether this node can still write (its store's writer is running).
+    pub fn writable(&self) -> bool {
+        self.store.writable()
+    }
+}
+
 pub struct Registry {
     store: Arc<dyn Store>,
     policy: Arc<KeyPolicy>,
