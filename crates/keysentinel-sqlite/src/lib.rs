@@ -458,3 +458,97 @@ impl ReadStore for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use keysentinel_audit::{Actor, AuditDraft};
+    use keysentinel_secrets::MasterKey;
+    use keysentinel_store::StateError;
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> keysentinel_domain::Timestamp {
+            time::macros::datetime!(2026-11-28 00:00 UTC)
+        }
+    }
+
+    /// A store written before row digests existed: a row, and an entry that records no state.
+    fn legacy_store(path: &Path, keyring: &Keyring) {
+        drop(SqliteStore::open(path, keyring, Arc::new(Fixed)).unwrap());
+        let conn = open_connection(path, false).unwrap();
+        let (keys, _) = LogKeys::load_or_create(&mut ConnMeta(&conn), keyring).unwrap();
+        let mut state = writer::load_log_state(&conn).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute(
+            "INSERT INTO accounts(account_id, segment, verification, doc) VALUES ('acct-1', 'retail', 'verified', '{}')",
+            [],
+        )
+        .unwrap();
+        let draft = AuditDraft {
+            actor: Actor::Local { command: "old".into() },
+            action: "account.create".into(),
+            target: "acct-1".into(),
+            reason: "written by an older keysentinel".into(),
+            policy_version: None,
+            details: serde_json::json!({}),
+        };
+        writer::insert_entry(&conn, &mut state, draft, Fixed.now(), Vec::new()).unwrap();
+        writer::commit(&conn, &keys, &state, 0, Fixed.now()).unwrap();
+    }
+
+    #[test]
+    fn a_log_from_before_row_digests_gets_one_baseline_and_then_binds_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keysentinel.db");
+        let keyring = Keyring::new(MasterKey::generate(), vec![]);
+        legacy_store(&path, &keyring);
+        let (log, rows) = verify_file(&path, &FileVerifyOptions::default()).unwrap();
+        assert_eq!((log.entries, rows.rows, rows.bound), (1, 1, false), "judged only after the baseline");
+
+        // The first start records the baseline...
+        drop(SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap());
+        let (log, rows) = verify_file(&path, &FileVerifyOptions::default()).unwrap();
+        assert_eq!((log.entries, rows.rows, rows.bound), (2, 1, true));
+        // ...once.
+        drop(SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap());
+        assert_eq!(verify_file(&path, &FileVerifyOptions::default()).unwrap().0.entries, 2);
+        let conn = Connection::open(&path).unwrap();
+        let last: String = conn.query_row("SELECT entry FROM audit_log WHERE seq = 1", [], |r| r.get(0)).unwrap();
+        assert!(last.contains("\"action\":\"state.baseline\"") && last.contains("\"local\""), "{last}");
+
+        // From then on an edit is caught, at start-up too.
+        conn.execute("UPDATE accounts SET verification = 'unverified' WHERE account_id = 'acct-1'", []).unwrap();
+        drop(conn);
+        match SqliteStore::open(&path, &keyring, Arc::new(Fixed)) {
+            Err(StoreError::State(StateError::Changed { table, id, seq })) => {
+                assert_eq!((table.as_str(), id.as_str(), seq), ("accounts", "acct-1", 1));
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("a changed row was opened"),
+        }
+    }
+
+    #[test]
+    fn a_row_in_a_store_whose_log_is_empty_is_one_nobody_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keysentinel.db");
+        let keyring = Keyring::new(MasterKey::generate(), vec![]);
+        drop(SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO operators(operator_id, role, token_hash, disabled, doc) VALUES ('mallory', 'admin', x'00', 0, '{}')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        match SqliteStore::open(&path, &keyring, Arc::new(Fixed)) {
+            Err(StoreError::State(StateError::Unrecorded { table, id })) => {
+                assert_eq!((table.as_str(), id.as_str()), ("operators", "mallory"));
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("an unrecorded operator was opened"),
+        }
+    }
+}
