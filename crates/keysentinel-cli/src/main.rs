@@ -349,6 +349,22 @@ enum PolicyCmd {
 }
 
 fn main() -> ExitCode {
+    // `keysentinel audit list | head`: the reader went away, which is no error of ours. Rust
+    // ignores SIGPIPE, so printing then panics ("failed printing to stdout: Broken pipe"); end
+    // quietly instead, as a Unix tool does. Any other panic keeps the default report.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -383,7 +399,7 @@ fn client(cli: &Cli) -> anyhow::Result<Client> {
 
 fn arg_file_or_value(v: &str) -> anyhow::Result<String> {
     match v.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        Some(path) => offline::read_arg_file(path),
         None => Ok(v.to_owned()),
     }
 }

@@ -500,3 +500,30 @@ fn break_glass_is_local_loud_and_audited() {
     let clean = verify(&data.join("keysentinel.db"));
     assert!(clean.status.success(), "{}", stderr(&clean));
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_file_arguments_are_bounded() {
+    use std::io::{BufRead, BufReader};
+    // `keysentinel openapi | head -1`: the document is larger than a pipe's buffer.
+    let mut child = Command::new(BIN)
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(first.trim(), "{");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--log-key", "@/dev/zero", "--db"])
+        .arg(dir.path().join("none.db"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+}

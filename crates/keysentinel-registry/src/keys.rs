@@ -19,8 +19,9 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NewKeyAlgorithm {
-    /// keysentinel generates the secret and returns it once.
-    Hmac,
+    /// keysentinel generates the secret and returns it once. (A struct variant, so that
+    /// `deny_unknown_fields` refuses a `secret` sent along instead of silently dropping it.)
+    Hmac {},
     /// The customer's Ed25519 public key: base64 of the 32 raw bytes, or a PEM public key.
     Ed25519 { public_key: String },
 }
@@ -126,7 +127,7 @@ pub(crate) struct Material {
 
 fn material(algorithm: &NewKeyAlgorithm) -> Result<Material, RegistryError> {
     Ok(match algorithm {
-        NewKeyAlgorithm::Hmac => Material { algorithm: KeyAlgorithm::Hmac, secret: Some(generate_api_secret()) },
+        NewKeyAlgorithm::Hmac {} => Material { algorithm: KeyAlgorithm::Hmac, secret: Some(generate_api_secret()) },
         NewKeyAlgorithm::Ed25519 { public_key } => {
             Material { algorithm: KeyAlgorithm::Ed25519 { public_key: parse_ed25519(public_key)? }, secret: None }
         }
@@ -262,7 +263,7 @@ impl Registry {
             let StoredKey { key: mut old, .. } = load_key(tx, &access_key)?;
             let account = load_account(tx, &old.account_id)?;
             let algorithm = match (&old.algorithm, new_public_key) {
-                (KeyAlgorithm::Hmac, None) => NewKeyAlgorithm::Hmac,
+                (KeyAlgorithm::Hmac, None) => NewKeyAlgorithm::Hmac {},
                 (KeyAlgorithm::Hmac, Some(_)) => {
                     return Err(ValidationError::new("public_key", "an HMAC key rotates to a new generated secret; omit public_key").into())
                 }

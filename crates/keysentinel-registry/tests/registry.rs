@@ -65,7 +65,7 @@ async fn account(reg: &Registry, id: &str, segment: Segment) {
 fn new_key(account: &str, scopes: &[Scope], allowlist: &[&str]) -> NewKey {
     NewKey {
         account_id: AccountId::parse(account).unwrap(),
-        algorithm: NewKeyAlgorithm::Hmac,
+        algorithm: NewKeyAlgorithm::Hmac {},
         scheme: SigningScheme::Binance,
         scopes: scopes.to_vec(),
         ip_allowlist: IpAllowlist::parse(allowlist).unwrap(),

@@ -138,6 +138,21 @@ async fn tokens_are_required_and_checked() {
     let (s, v) =
         api.call(Method::POST, "/v1/operators/root/disable", Some(&api.admin), Some(json!({ "reason": "oops" }))).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    // Names that differ only in case are one name.
+    let body = json!({ "operator_id": "ROOT", "role": "analyst" });
+    let (s, v) = api.call(Method::POST, "/v1/operators", Some(&api.admin), Some(body)).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("operator root already exists"), "{v}");
+    // A reason of only invisible characters is no reason.
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/v1/operators/ana/disable",
+            Some(&api.admin),
+            Some(json!({ "reason": "\u{200B}\u{200B}" })),
+        )
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")), "{v}");
 }
 
 #[tokio::test]
@@ -246,6 +261,13 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
             "32 bytes",
         ),
         (key(json!({ "surprise": 1 })), StatusCode::BAD_REQUEST, "invalid_json", "unknown field `surprise`"),
+        (
+            key(json!({ "algorithm": {"kind": "hmac", "secret": "my-own-secret-0123456789"} })),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "unknown field `secret`",
+        ),
+        (key(json!({ "account_id": ".." })), StatusCode::BAD_REQUEST, "invalid_json", "only dots"),
         (key(json!({ "scheme": "okx" })), StatusCode::BAD_REQUEST, "invalid_json", "unknown variant `okx`"),
         (
             key(

@@ -346,8 +346,17 @@ impl WriteTx for Tx<'_> {
     }
 
     fn insert_operator(&mut self, operator: &Operator, token_hash: &[u8; 32]) -> Result<(), StoreError> {
-        if self.operator(&operator.operator_id)?.is_some() {
-            return Err(StoreError::Conflict { what: "operator", id: operator.operator_id.to_string() });
+        // Names that differ only in case are one name to a person reading the log ("Alice"
+        // approving what "alice" requested), so they may not coexist.
+        let existing: Option<String> = self
+            .conn
+            .prepare_cached("SELECT operator_id FROM operators WHERE operator_id = ?1 COLLATE NOCASE")
+            .map_err(db_err)?
+            .query_row([operator.operator_id.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        if let Some(existing) = existing {
+            return Err(StoreError::Conflict { what: "operator", id: existing });
         }
         self.exec(
             "operators",
