@@ -66,6 +66,20 @@ pub(crate) fn check(
     origin: &str,
     external: Vec<Checkpoint>,
 ) -> Result<(VerifyReport, StateReport), FileVerifyError> {
+    // One read transaction: the log and the rows from the same snapshot, even while a server
+    // commits (WAL), or a row written after the log was read would look unrecorded.
+    conn.execute_batch("BEGIN DEFERRED").map_err(db_err)?;
+    let result = check_snapshot(conn, verifier, origin, external);
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn check_snapshot(
+    conn: &Connection,
+    verifier: &LogVerifier,
+    origin: &str,
+    external: Vec<Checkpoint>,
+) -> Result<(VerifyReport, StateReport), FileVerifyError> {
     let mut stmt = conn.prepare("SELECT size, note FROM audit_checkpoints ORDER BY size").map_err(db_err)?;
     let checkpoints = stmt
         .query_map([], |r| Ok(StoredCheckpoint { size: r.get(0)?, note: r.get(1)? }))
