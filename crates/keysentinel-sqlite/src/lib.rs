@@ -161,7 +161,12 @@ struct Alive(Arc<std::sync::atomic::AtomicBool>);
 impl Drop for Alive {
     fn drop(&mut self) {
         self.0.store(false, std::sync::atomic::Ordering::SeqCst);
-        tracing::warn!("the store's writer has stopped: no more writes on this node");
+        // Loud only when it was not asked to stop (`close`, at the end of a command or a serve).
+        if std::thread::panicking() {
+            tracing::error!("the store's writer thread panicked: no more writes on this node");
+        } else {
+            tracing::debug!("the store's writer has stopped");
+        }
     }
 }
 
