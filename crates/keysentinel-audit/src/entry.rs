@@ -2,6 +2,7 @@
 //! hashes stored bytes and never depends on re-serialising them the same way.
 
 use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::state::RowState;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -62,6 +63,11 @@ pub struct AuditEntry {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub policy_version: Option<String>,
     pub details: serde_json::Value,
+    /// The digests of the rows the operation wrote, as they stood after it (`state.rs`). The
+    /// operation's entry aimed at a row carries that row; the rest ride on its last entry.
+    /// Absent from entries written before row digests existed (they verify as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<RowState>,
 }
 
 /// An entry ready to store: its text and leaf hash.
@@ -102,6 +108,16 @@ impl LogState {
 
     /// Seals `draft` as the next entry and advances the state.
     pub fn append(&mut self, draft: AuditDraft, ts: OffsetDateTime) -> Result<SealedEntry, serde_json::Error> {
+        self.append_with_state(draft, ts, Vec::new())
+    }
+
+    /// Seals `draft` with the digests of the rows it leaves behind.
+    pub fn append_with_state(
+        &mut self,
+        draft: AuditDraft,
+        ts: OffsetDateTime,
+        state: Vec<RowState>,
+    ) -> Result<SealedEntry, serde_json::Error> {
         let entry = AuditEntry {
             v: 1,
             seq: self.size(),
@@ -113,6 +129,7 @@ impl LogState {
             reason: draft.reason,
             policy_version: draft.policy_version,
             details: draft.details,
+            state,
         };
         let text = serde_json::to_string(&entry)?;
         let leaf = leaf_hash(text.as_bytes());

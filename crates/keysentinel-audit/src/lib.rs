@@ -6,9 +6,11 @@ pub mod checkpoint;
 pub mod entry;
 pub mod merkle;
 pub mod proof;
+pub mod state;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError, LogSigner, LogVerifier};
 pub use entry::{Actor, AuditDraft, AuditEntry, LogState, SealedEntry};
 pub use merkle::Hash;
+pub use state::{row_digest, Cell, RowState};
 pub use verify::{verify_log, LogAuditor, LogError, StoredCheckpoint, StoredEntry, VerifyReport};

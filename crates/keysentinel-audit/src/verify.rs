@@ -132,7 +132,8 @@ impl LogAuditor {
         })
     }
 
-    pub fn push(&mut self, row: StoredEntry) -> Result<(), LogError> {
+    /// Checks the next entry; returns it parsed, for checks built on the entries (row digests).
+    pub fn push(&mut self, row: StoredEntry) -> Result<AuditEntry, LogError> {
         let seq = self.frontier.size();
         if row.seq != seq as i64 {
             return Err(LogError::Missing { seq, before: seq as i64 - 1, found: row.seq });
@@ -178,7 +179,7 @@ impl LogAuditor {
             self.checked += 1;
             self.external.pop_front();
         }
-        Ok(())
+        Ok(entry)
     }
 
     pub fn finish(self) -> Result<VerifyReport, LogError> {

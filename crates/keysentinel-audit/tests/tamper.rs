@@ -150,6 +150,30 @@ proptest! {
     }
 
     #[test]
+    fn truncating_the_tail_and_its_checkpoints_is_caught_by_an_exported_checkpoint(n in 2usize..40, keep in any::<prop::sample::Index>()) {
+        let mut log = build(n, 1);
+        // The checkpoint a verifier exported earlier, kept where the database's host cannot write.
+        let exported = log.signer.verifier().open_for(ORIGIN, &log.checkpoints.last().unwrap().1).unwrap();
+        let k = keep.index(n - 1) + 1;
+        log.entries.truncate(k);
+        log.checkpoints.retain(|(size, _)| *size as usize <= k);
+        // The file alone is self-consistent again...
+        prop_assert!(verify(&log).is_ok());
+        // ...but not against what was exported.
+        let mut auditor = LogAuditor::new(
+            &log.signer.verifier(),
+            ORIGIN,
+            log.checkpoints.iter().map(|(size, note)| StoredCheckpoint { size: *size, note: note.clone() }),
+            [exported],
+        ).unwrap();
+        for (seq, text, leaf) in &log.entries {
+            auditor.push(StoredEntry { seq: *seq, text: text.clone(), leaf: leaf.clone() }).unwrap();
+        }
+        let err = auditor.finish().unwrap_err();
+        prop_assert_eq!(err, LogError::Truncated { seq: k as u64, size: n as u64 });
+    }
+
+    #[test]
     fn an_unsigned_tail_entry_is_detected(n in 1usize..20) {
         let mut log = build(n, 1);
         let mut state = LogState::from_leaves(log.entries.iter().map(|e| <[u8; 32]>::try_from(e.2.as_slice()).unwrap()));

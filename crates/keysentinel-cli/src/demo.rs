@@ -134,7 +134,7 @@ async fn demo(
                     v["ip_allowlist"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
                 let new = NewKey {
                     account_id: AccountId::parse(&account)?,
-                    algorithm: NewKeyAlgorithm::Hmac,
+                    algorithm: NewKeyAlgorithm::Hmac {},
                     scheme: SigningScheme::Binance,
                     scopes: vec![Scope::Read, Scope::Trade],
                     ip_allowlist: IpAllowlist::parse(&allow).unwrap_or_default(),

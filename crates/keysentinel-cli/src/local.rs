@@ -7,6 +7,7 @@ use keysentinel_domain::{Clock, KeyPolicy, OperatorId};
 use keysentinel_registry::{Registry, SystemClock};
 use keysentinel_secrets::{Keyring, MasterKey};
 use keysentinel_sqlite::SqliteStore;
+use keysentinel_store::StoreError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,8 +95,19 @@ pub fn open(data_dir: &Path, policy_path: Option<&Path>) -> anyhow::Result<Opene
     let keyring = Arc::new(keyring(data_dir, db.exists())?);
     let policy = Arc::new(policy(policy_path)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, _created) =
-        SqliteStore::open(&db, &keyring, clock.clone()).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    let (store, _created) = SqliteStore::open(&db, &keyring, clock.clone()).map_err(|e| match e {
+        // The data does not match its audit log: refuse to serve any of it (exit 8, as `audit
+        // verify` does), and say which row or entry and what to do.
+        StoreError::State(_) | StoreError::Log(_) => Failure::new(
+            Exit::AuditFailed,
+            format!(
+                "refusing to open {}: {e}. Nothing was served. Run `keysentinel audit verify --db {}` to see the first problem, and restore the data from a backup that verifies",
+                db.display(),
+                db.display()
+            ),
+        ),
+        other => Failure::new(Exit::Failure, other.to_string()),
+    })?;
     let store = Arc::new(store);
     let registry = Arc::new(Registry::new(store.clone(), policy, keyring, clock));
     Ok(Opened { registry, store })

@@ -333,6 +333,22 @@ enum OperatorsCmd {
     },
     /// Who the current token belongs to.
     Whoami,
+    /// Approve an operator whose role (admin, approver, compliance) needs a second admin.
+    Approve {
+        operator_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Break glass: on the node, with the server stopped, create an active operator without a
+    /// second admin (when the admins an approval needs are gone). Audited as
+    /// `operator.break_glass` and logged as a warning.
+    BreakGlass {
+        operator_id: String,
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance"])]
+        role: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -349,6 +365,22 @@ enum PolicyCmd {
 }
 
 fn main() -> ExitCode {
+    // `keysentinel audit list | head`: the reader went away, which is no error of ours. Rust
+    // ignores SIGPIPE, so printing then panics ("failed printing to stdout: Broken pipe"); end
+    // quietly instead, as a Unix tool does. Any other panic keeps the default report.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -383,7 +415,7 @@ fn client(cli: &Cli) -> anyhow::Result<Client> {
 
 fn arg_file_or_value(v: &str) -> anyhow::Result<String> {
     match v.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        Some(path) => offline::read_arg_file(path),
         None => Ok(v.to_owned()),
     }
 }
@@ -553,6 +585,18 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
                 let _ = stop.send(true);
                 serving.await?.context("the HTTP server failed while stopping")?;
             }
+            _ = writer_stopped(opened.registry.clone(), opened.store.clone()) => {
+                // Never serve reads and verifies while refusing revocations: stop serving and
+                // exit, so that a supervisor restarts the node (or an operator looks at it).
+                tracing::error!("the store's writer stopped: this node can no longer record changes; stopping");
+                let _ = stop.send(true);
+                let _ = serving.await;
+                return Err(Failure::new(
+                    Exit::Failure,
+                    "the store's writer stopped, so this node could no longer record changes (revocations included); it stopped serving. Check the log above and restart it",
+                )
+                .into());
+            }
         }
         if let Some(grpc) = ext_authz {
             grpc.await?.context("ext_authz server failed")?;
@@ -598,6 +642,33 @@ fn client_address(args: &ServeArgs) -> anyhow::Result<keysentinel_server::client
         tracing::info!(proxies = ?trusted, header = %args.client_ip_header, "forward-auth takes the client's address from these proxies' header");
     }
     Ok(keysentinel_server::client_addr::ClientAddress::new(trusted, &args.client_ip_header))
+}
+
+/// Resolves when the store can no longer write.
+async fn writer_stopped(
+    registry: std::sync::Arc<keysentinel_registry::Registry>,
+    store: std::sync::Arc<keysentinel_sqlite::SqliteStore>,
+) {
+    // Fault injection for the end-to-end test of this path, in debug builds only: SIGUSR1
+    // stops the writer as a crash of its thread would.
+    #[cfg(all(debug_assertions, unix))]
+    if std::env::var_os("KEYSENTINEL_TEST_STOP_WRITER_ON_SIGUSR1").is_some() {
+        if let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            tokio::spawn(async move {
+                usr1.recv().await;
+                let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            });
+        }
+    }
+    #[cfg(not(all(debug_assertions, unix)))]
+    drop(store);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if !registry.writable() {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -798,6 +869,9 @@ fn accounts(cli: &Cli, cmd: &AccountsCmd) -> anyhow::Result<()> {
 }
 
 fn operators(cli: &Cli, cmd: &OperatorsCmd) -> anyhow::Result<()> {
+    if let OperatorsCmd::BreakGlass { operator_id, role, reason } = cmd {
+        return break_glass(cli, operator_id, role, reason);
+    }
     let c = client(cli)?;
     match cmd {
         OperatorsCmd::Create { operator_id, role, description } => {
@@ -822,8 +896,40 @@ fn operators(cli: &Cli, cmd: &OperatorsCmd) -> anyhow::Result<()> {
         OperatorsCmd::Whoami => print_or(cli, &c.get("/v1/operators/me", &[])?, |o| {
             println!("{} ({})", o["operator_id"].as_str().unwrap_or_default(), o["role"].as_str().unwrap_or_default())
         }),
+        OperatorsCmd::Approve { operator_id, reason } => {
+            let v = c.post(&format!("/v1/operators/{}/approve", seg(operator_id)), &json!({ "reason": reason }))?;
+            print_or(cli, &v, |o| println!("{} approved", o["operator_id"].as_str().unwrap_or_default()));
+        }
+        OperatorsCmd::BreakGlass { .. } => {}
     }
     Ok(())
+}
+
+fn break_glass(cli: &Cli, operator_id: &str, role: &str, reason: &str) -> anyhow::Result<()> {
+    init_tracing("text", "warn");
+    let id =
+        keysentinel_domain::OperatorId::parse(operator_id).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+    let role: keysentinel_domain::Role =
+        role.parse().map_err(|e: keysentinel_domain::ValidationError| Failure::new(Exit::Invalid, e.to_string()))?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let opened = local::open(&cli.data_dir, None)?;
+        let issued = opened
+            .registry
+            .break_glass(keysentinel_audit::Actor::Local { command: "operators break-glass".into() }, id, role, reason.to_owned())
+            .await;
+        opened.store.close();
+        let issued = issued?;
+        if cli.json {
+            output::json(&serde_json::to_value(&issued)?);
+        } else {
+            println!(
+                "BREAK-GLASS: operator {operator_id} ({role}) created without a second approval; recorded as operator.break_glass.\nToken (shown once):\n{}",
+                issued.token.as_str()
+            );
+        }
+        Ok(())
+    })
 }
 
 fn policy(cli: &Cli, cmd: &PolicyCmd) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use keysentinel_audit::proof::InclusionProof;
 use keysentinel_audit::LogVerifier;
 use keysentinel_sqlite::{export_checkpoint, verify_file, ExportedCheckpoint, FileVerifyError, FileVerifyOptions};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -75,9 +75,25 @@ pub enum SecretsCmd {
 
 fn value_or_file(v: &str) -> anyhow::Result<String> {
     match v.strip_prefix('@') {
-        Some(p) => Ok(std::fs::read_to_string(p).with_context(|| format!("cannot read {p}"))?.trim().to_owned()),
+        Some(p) => Ok(read_arg_file(p)?.trim().to_owned()),
         None => Ok(v.to_owned()),
     }
+}
+
+/// The largest `@FILE` argument read (keys, reasons, policies are far smaller).
+pub const ARG_FILE_LIMIT: u64 = 1 << 20;
+
+/// Reads an `@FILE` argument, refusing one larger than [`ARG_FILE_LIMIT`] (`@/dev/zero` would
+/// otherwise never return).
+pub fn read_arg_file(path: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {path}"))?;
+    let mut bytes = Vec::new();
+    file.take(ARG_FILE_LIMIT + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {path}"))?;
+    if bytes.len() as u64 > ARG_FILE_LIMIT {
+        return Err(Failure::new(Exit::Invalid, format!("{path} is larger than {} KiB", ARG_FILE_LIMIT / 1024)).into());
+    }
+    String::from_utf8(bytes).map_err(|_| Failure::new(Exit::Invalid, format!("{path} is not UTF-8 text")).into())
 }
 
 fn db_path(data_dir: &Path, db: &Option<PathBuf>) -> PathBuf {
@@ -107,19 +123,26 @@ pub fn audit(
                 external: checkpoints.iter().map(|p| read_checkpoint(p)).collect::<anyhow::Result<_>>()?,
             };
             match verify_file(&path, &options) {
-                Ok(report) => {
+                Ok((report, rows)) => {
                     if as_json {
                         output::json(
                             &json!({ "ok": true, "entries": report.entries, "checkpoints_checked": report.checkpoints,
-                            "root": hex_root(&report.root), "pinned_key": options.pinned_verifier.is_some() }),
+                            "root": hex_root(&report.root), "pinned_key": options.pinned_verifier.is_some(),
+                            "rows_checked": rows.rows, "rows_bound": rows.bound }),
                         );
                     } else {
                         println!(
-                            "audit log OK: {} entries, {} signed checkpoints verified, root {}",
+                            "audit log OK: {} entries, {} signed checkpoints verified, root {}; {} state rows match their history",
                             report.entries,
                             report.checkpoints,
-                            hex_root(&report.root)
+                            hex_root(&report.root),
+                            rows.rows
                         );
+                        if !rows.bound && rows.rows > 0 {
+                            println!(
+                                "note: this log predates row digests; the next start records a baseline of the rows"
+                            );
+                        }
                         if options.pinned_verifier.is_none() {
                             println!("note: verified against the key recorded in the file; pass --log-key to pin it");
                         }
@@ -133,6 +156,13 @@ pub fn audit(
                         );
                     }
                     Err(Failure::new(Exit::AuditFailed, format!("audit log verification FAILED: {e}")).into())
+                }
+                Err(FileVerifyError::State(e)) => {
+                    if as_json {
+                        let (table, id) = e.row();
+                        output::json(&json!({ "ok": false, "table": table, "row": id, "error": e.to_string() }));
+                    }
+                    Err(Failure::new(Exit::AuditFailed, format!("state verification FAILED: {e}")).into())
                 }
                 Err(FileVerifyError::Setup(m)) => Err(Failure::new(Exit::Usage, m).into()),
                 Err(FileVerifyError::Store(e)) => {
@@ -166,7 +196,7 @@ pub fn audit(
             output::json(&client()?.get(&format!("/v1/audit/entries/{seq}/proof"), &[])?);
             Ok(())
         }
-        AuditCmd::VerifyPack { file, log_key } => verify_pack(file, log_key.as_deref()),
+        AuditCmd::VerifyPack { file, log_key } => verify_pack(file, log_key.as_deref(), as_json),
         AuditCmd::VerifyProof { file, log_key, origin } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
             let proof: InclusionProof = serde_json::from_str(&text)
@@ -187,49 +217,88 @@ pub fn audit(
     }
 }
 
-fn verify_pack(file: &Path, log_key: Option<&str>) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let fail = |why: String| -> anyhow::Error {
-        Failure::new(Exit::AuditFailed, format!("evidence pack FAILED: {why}")).into()
-    };
-    let pack: keysentinel_registry::EvidencePack =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not an evidence pack: {e}")))?;
-    if pack.format != keysentinel_registry::PACK_FORMAT {
-        return Err(fail(format!("unknown format {:?}", pack.format)));
+fn verify_pack(file: &Path, log_key: Option<&str>, as_json: bool) -> anyhow::Result<()> {
+    // A pinned key is the caller's input: a bad one is a usage error. Anything wrong with the
+    // pack itself — any byte of it — is a failed verification, exit 8.
+    let pinned = log_key.map(value_or_file).transpose()?;
+    let pinned_verifier = pinned
+        .as_deref()
+        .map(LogVerifier::parse)
+        .transpose()
+        .map_err(|e| Failure::new(Exit::Invalid, format!("--log-key: {e}")))?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match check_pack(&bytes, pinned.as_deref(), pinned_verifier.as_ref()) {
+        Ok(summary) => {
+            if as_json {
+                output::json(&summary);
+            } else {
+                if pinned.is_none() {
+                    eprintln!(
+                        "note: using the pack's own log key; pin yours with --log-key to check where it came from"
+                    );
+                }
+                println!(
+                    "evidence pack OK: case {}, {} audit entries proven in the signed log of {} entries; body digest {} recorded in entry {}",
+                    summary["case_id"].as_str().unwrap_or_default(),
+                    summary["entries"],
+                    summary["tree_size"],
+                    summary["digest"].as_str().unwrap_or_default(),
+                    summary["export_entry"]
+                );
+            }
+            Ok(())
+        }
+        Err(why) => {
+            if as_json {
+                output::json(&json!({ "ok": false, "error": why }));
+            }
+            Err(Failure::new(Exit::AuditFailed, format!("evidence pack FAILED: {why}")).into())
+        }
     }
-    let key_text = match log_key {
-        Some(k) => value_or_file(k)?,
-        None => {
-            eprintln!("note: using the pack's own log key; pin yours with --log-key to check where it came from");
-            pack.log_verifier.clone()
+}
+
+fn check_pack(bytes: &[u8], pinned: Option<&str>, pinned_verifier: Option<&LogVerifier>) -> Result<Value, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text (changed?)".to_owned())?;
+    let pack: keysentinel_registry::EvidencePack =
+        serde_json::from_str(text).map_err(|e| format!("not an evidence pack: {e}"))?;
+    if pack.format != keysentinel_registry::PACK_FORMAT {
+        return Err(format!("unknown format {:?}", pack.format));
+    }
+    let own;
+    let verifier = match (pinned, pinned_verifier) {
+        (Some(key), Some(v)) => {
+            // The pack's own statement of its key must be the pinned one, too: a pack that
+            // names another key was changed (or comes from another log).
+            if pack.log_verifier.trim() != key.trim() {
+                return Err("the pack names a log key other than the pinned one (changed, or from another log)".into());
+            }
+            v
+        }
+        _ => {
+            own = LogVerifier::parse(&pack.log_verifier).map_err(|e| format!("the pack's log key: {e}"))?;
+            &own
         }
     };
-    let verifier = LogVerifier::parse(&key_text).map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
-    let export = pack.export.verify(&verifier, &pack.log_origin).map_err(|e| fail(format!("export entry: {e}")))?;
-    let case_id = pack.body["case"]["case_id"].as_str().unwrap_or_default();
+    let export = pack.export.verify(verifier, &pack.log_origin).map_err(|e| format!("export entry: {e}"))?;
+    let case_id = pack.body["case"]["case_id"].as_str().unwrap_or_default().to_owned();
     if export.action != "evidence_pack.export" || export.target != case_id {
-        return Err(fail(format!("entry {} does not record the export of case {case_id}", export.seq)));
+        return Err(format!("entry {} does not record the export of case {case_id}", export.seq));
     }
     let digest = keysentinel_registry::body_digest(&pack.body);
     if export.details["digest"].as_str() != Some(digest.as_str()) || digest != pack.digest {
-        return Err(fail("the body does not match the digest recorded in the log (changed after export)".into()));
+        return Err("the body does not match the digest recorded in the log (changed after export)".into());
     }
     let listed: Vec<u64> =
         pack.body["audit_seqs"].as_array().into_iter().flatten().filter_map(|v| v.as_u64()).collect();
     let proven: Vec<u64> = pack.entries.iter().map(|p| p.seq).collect();
     if listed != proven {
-        return Err(fail(format!("the body lists entries {listed:?} but the pack proves {proven:?}")));
+        return Err(format!("the body lists entries {listed:?} but the pack proves {proven:?}"));
     }
     for p in &pack.entries {
-        p.verify(&verifier, &pack.log_origin).map_err(|e| fail(format!("entry {}: {e}", p.seq)))?;
+        p.verify(verifier, &pack.log_origin).map_err(|e| format!("entry {}: {e}", p.seq))?;
     }
-    println!(
-        "evidence pack OK: case {case_id}, {} audit entries proven in the signed log of {} entries; body digest {digest} recorded in entry {}",
-        pack.entries.len(),
-        pack.export.tree_size,
-        export.seq
-    );
-    Ok(())
+    Ok(json!({ "ok": true, "case_id": case_id, "entries": pack.entries.len(), "tree_size": pack.export.tree_size,
+        "digest": digest, "export_entry": export.seq, "pinned_key": pinned.is_some() }))
 }
 
 fn hex_root(root: &[u8; 32]) -> String {

@@ -227,14 +227,17 @@ fn exported_checkpoints_catch_a_rollback_of_the_whole_tail() {
     assert!(out.status.success(), "{}", stderr(&out));
     let exported: Value = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
     let key = exported["verifier_key"].as_str().unwrap().to_owned();
-    // An attacker removes the last entries and their checkpoints: the file alone looks fine...
+    // An attacker removes the last entries and their checkpoints: the log alone is consistent,
+    // but the rows those entries wrote no longer match what the remaining log says...
     let rolled_back = tampered(
         &data,
         "rollback",
         "DELETE FROM audit_log WHERE seq >= 6; DELETE FROM audit_checkpoints WHERE size > 6;",
     );
-    assert!(verify(&rolled_back).status.success());
-    // ...but not against the checkpoint exported earlier.
+    let alone = verify(&rolled_back);
+    assert_eq!(code(&alone), 8, "{}", stderr(&alone));
+    assert!(stderr(&alone).contains("state verification FAILED: api_keys row"), "{}", stderr(&alone));
+    // ...and against the checkpoint exported earlier, the log check names the missing entry.
     let out = Command::new(BIN)
         .args(["audit", "verify", "--log-key", &key, "--checkpoint"])
         .arg(&export)
@@ -286,4 +289,241 @@ fn init_is_one_time_and_tokens_gate_the_cli() {
     assert_eq!(code(&unreachable), 9);
     let usage = Command::new(BIN).args(["keys", "list", "--status", "sleeping"]).output().unwrap();
     assert_eq!(code(&usage), 2);
+}
+
+/// Starts `serve` on `data` and returns its exit code and stderr if it refuses to start; fails
+/// the test if it starts listening.
+fn serve_refuses(data: &Path) -> (i32, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("KEYSENTINEL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    if !line.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve started on tampered data: {line}");
+    }
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (child.wait().unwrap().code().unwrap_or(-1), err)
+}
+
+#[test]
+fn a_state_row_changed_without_an_entry_is_named_and_the_server_refuses_to_start() {
+    let (_dir, data) = scripted_lifecycle();
+    let db = data.join("keysentinel.db");
+    {
+        // A gateway operator, whose role an attacker will raise to admin.
+        let server = serve(&data);
+        ok_json(&data, &server.url, &["operators", "create", "edge-1", "--role", "gateway"]);
+    }
+    let clean = verify(&db);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("state rows match their history"));
+    let revoked: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT access_key FROM api_keys WHERE status = 'revoked'", [], |r| r.get(0))
+        .unwrap();
+    let revive = format!(
+        "UPDATE api_keys SET status = 'active', doc = replace(doc, '\"status\":\"revoked\"', '\"status\":\"active\"') WHERE access_key = '{revoked}'"
+    );
+    let cases: Vec<(PathBuf, String)> = vec![
+        (tampered(&data, "revived", &revive), format!("api_keys row {revoked} was changed without an audit entry")),
+        (
+            tampered(&data, "status-column", &format!("UPDATE api_keys SET status = 'active' WHERE access_key = '{revoked}'")),
+            format!("api_keys row {revoked} was changed"),
+        ),
+        (
+            tampered(
+                &data,
+                "promoted",
+                "UPDATE operators SET role = 'admin', doc = replace(doc, '\"role\":\"gateway\"', '\"role\":\"admin\"') WHERE operator_id = 'edge-1'",
+            ),
+            "operators row edge-1 was changed".into(),
+        ),
+        (
+            tampered(&data, "inserted", "INSERT INTO accounts(account_id, segment, verification, doc) SELECT 'ghost-1', segment, verification, doc FROM accounts WHERE account_id = 'corp-1'"),
+            "accounts row ghost-1 has no audit entry".into(),
+        ),
+        (tampered(&data, "deleted", "DELETE FROM accounts WHERE account_id = 'corp-1'"), "accounts row corp-1 is missing".into()),
+    ];
+    for (copy, needle) in &cases {
+        let out = verify(copy);
+        let err = stderr(&out);
+        println!("{}: {}", copy.file_name().unwrap_or_default().to_string_lossy(), err.trim());
+        assert_eq!(code(&out), 8, "{}: {err}", copy.display());
+        assert!(err.contains(needle.as_str()), "{needle:?} not in {err}");
+        let json = Command::new(BIN).args(["audit", "verify", "--json", "--db"]).arg(copy).output().unwrap();
+        assert_eq!(code(&json), 8);
+        let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(report["ok"], false);
+        assert!(report["table"].is_string() && report["row"].is_string(), "{report}");
+    }
+
+    // The same edit on the live data directory: serve refuses to start, names the row, exits 8.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(&revive).unwrap();
+    drop(conn);
+    let (exit, err) = serve_refuses(&data);
+    assert_eq!(exit, 8, "{err}");
+    assert!(err.contains(&format!("api_keys row {revoked} was changed without an audit entry")), "{err}");
+    assert!(err.contains("audit verify"), "says what to do: {err}");
+}
+
+#[test]
+fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-detection", "--data-dir"])
+        .arg(&data)
+        .env("KEYSENTINEL_LOG", "warn")
+        .env("KEYSENTINEL_TEST_STOP_WRITER_ON_SIGUSR1", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let u = line.trim().strip_prefix("keysentinel listening on ").expect("listening line").to_owned();
+    let http = reqwest::blocking::Client::new();
+    let status = |path: &str| http.get(format!("{u}{path}")).send().ok().map(|r| r.status().as_u16());
+    assert_eq!((status("/healthz"), status("/readyz")), (Some(200), Some(200)));
+
+    // The value that used to panic the writer thread: a 400 naming the field, and writes go on.
+    ok_json(&data, &u, &["accounts", "create", "retail-1", "--segment", "retail", "--verification", "verified"]);
+    let create = |hours: &str| {
+        ks(
+            &data,
+            &u,
+            &[
+                "keys",
+                "create",
+                "--scheme",
+                "binance",
+                "--account",
+                "retail-1",
+                "--scopes",
+                "read,withdraw",
+                "--allow",
+                "203.0.113.0/24",
+                "--terms-version",
+                "2026-05",
+                "--grant-hours",
+                hours,
+            ],
+        )
+    };
+    let out = create("2562047788015216");
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("sensitive_grant_hours"), "{}", stderr(&out));
+    let key = ok_json(
+        &data,
+        &u,
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            "binance",
+            "--account",
+            "retail-1",
+            "--scopes",
+            "read",
+            "--allow",
+            "203.0.113.0/24",
+            "--terms-version",
+            "2026-05",
+        ],
+    );
+    let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
+    let out = ks(
+        &data,
+        &u,
+        &["keys", "grant", &ak, "--scope", "withdraw", "--hours", "2562047788015216", "--reason", "sweep"],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("hours"), "{}", stderr(&out));
+    ok_json(&data, &u, &["keys", "revoke", &ak, "--reason", "still writing"]);
+    assert_eq!(status("/healthz"), Some(200));
+
+    // The writer stops (injected): the node stops serving and exits non-zero, saying why.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(1), "{err}");
+    assert!(err.contains("writer stopped"), "{err}");
+    assert_eq!(status("/healthz"), None, "nothing serves after it");
+}
+
+#[test]
+fn break_glass_is_local_loud_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(serve(&data));
+    let out = Command::new(BIN)
+        .args([
+            "operators",
+            "break-glass",
+            "ops-2",
+            "--role",
+            "admin",
+            "--reason",
+            "both admins left",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("BREAK-GLASS"), "logged as a warning: {}", stderr(&out));
+    let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(issued["operator"]["role"], "admin");
+    assert!(issued["operator"].get("pending_approval").is_none(), "active at once: {issued}");
+    let conn = rusqlite::Connection::open(data.join("keysentinel.db")).unwrap();
+    let entry: String = conn
+        .query_row("SELECT entry FROM audit_log WHERE entry LIKE '%operator.break_glass%'", [], |r| r.get(0))
+        .unwrap();
+    let entry: Value = serde_json::from_str(&entry).unwrap();
+    assert_eq!((entry["target"].as_str(), entry["actor"]["kind"].as_str()), (Some("ops-2"), Some("local")));
+    assert_eq!(entry["reason"], "break-glass: both admins left");
+    let clean = verify(&data.join("keysentinel.db"));
+    assert!(clean.status.success(), "{}", stderr(&clean));
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_file_arguments_are_bounded() {
+    use std::io::{BufRead, BufReader};
+    // `keysentinel openapi | head -1`: the document is larger than a pipe's buffer.
+    let mut child = Command::new(BIN)
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(first.trim(), "{");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--log-key", "@/dev/zero", "--db"])
+        .arg(dir.path().join("none.db"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
 }

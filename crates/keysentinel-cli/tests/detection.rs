@@ -306,6 +306,40 @@ fn dispute_with_an_evidence_pack(
     let tampered = text.replacen("key.revoke", "key.revoka", 1);
     std::fs::write(&file, tampered).unwrap();
     assert_eq!(check(&file).status.code(), Some(8));
+    // The pack's statement of its own log key changed, with the real key pinned: refused.
+    let mut forged = pack.clone();
+    forged["log_verifier"] = json!("keysentinel/audit/other+00000000+AQ==");
+    std::fs::write(&file, serde_json::to_string_pretty(&forged).unwrap()).unwrap();
+    let bad = check(&file);
+    assert_eq!(bad.status.code(), Some(8), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("log key other than the pinned one"));
+    // Any one byte changed is a failed verification (8), never a usage or internal error.
+    for at in [0, 1, text.len() / 5, text.len() / 3, text.len() / 2, text.len() * 4 / 5, text.len() - 2] {
+        let mut bytes = text.clone().into_bytes();
+        bytes[at] ^= 0x01;
+        std::fs::write(&file, &bytes).unwrap();
+        let bad = check(&file);
+        assert_eq!(bad.status.code(), Some(8), "byte {at}: {}", String::from_utf8_lossy(&bad.stderr));
+    }
+    // --json is honoured, both ways.
+    let json_check = |f: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(["audit", "verify-pack", "--json"])
+            .arg(f)
+            .args(["--log-key", key])
+            .output()
+            .unwrap();
+        (out.status.code(), serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    };
+    let (code, report) = json_check(&file);
+    assert_eq!((code, report["ok"].as_bool()), (Some(8), Some(false)), "{report}");
+    std::fs::write(&file, &text).unwrap();
+    let (code, report) = json_check(&file);
+    assert_eq!(
+        (code, report["ok"].as_bool(), report["pinned_key"].as_bool()),
+        (Some(0), Some(true), Some(true)),
+        "{report}"
+    );
     let html = export("html");
     assert!(html.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = html.text().unwrap();
@@ -493,11 +527,10 @@ fn staged_response(shadow: bool, segment: &str) {
     // The exchange's notification service: it fails the first delivery, then takes them all.
     let (hook_url, received) = webhook_receiver();
     extra.extend(["--notify-webhook", hook_url.as_str()]);
+    let second_admin = init_two_admins(&data);
     let server = serve_with_env(&data, &extra, &[("KEYSENTINEL_NOTIFY_SECRET", NOTIFY_SECRET)]);
     let u = server.url.clone();
-    let token = |name: &str, role: &str| {
-        ok_json(&data, &u, &["operators", "create", name, "--role", role])["token"].as_str().unwrap().to_owned()
-    };
+    let token = |name: &str, role: &str| operator_token(&data, &u, &second_admin, name, role);
     let (gateway, analyst) = (token("gw-1", "gateway"), token("ana-1", "analyst"));
     ok_json(&data, &u, &["accounts", "create", "acct-3", "--segment", segment, "--verification", "verified"]);
     let (key, secret) = create_key(&data, &u, "binance", "acct-3", "203.0.113.0/24");

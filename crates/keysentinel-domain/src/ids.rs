@@ -56,6 +56,11 @@ fn check_id(field: &str, value: &str, max: usize) -> Result<(), ValidationError>
     if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')) {
         return Err(ValidationError::new(field, "may contain only ASCII letters, digits, '_', '-', '.' and ':'"));
     }
+    // `.` and `..` are path segments: `/v1/accounts/..` is normalised away by clients and
+    // proxies, so such an id could never be addressed (and only confuses a reader).
+    if value.bytes().all(|b| b == b'.') {
+        return Err(ValidationError::new(field, "must not be only dots"));
+    }
     Ok(())
 }
 
@@ -203,6 +208,8 @@ mod tests {
         assert!(AccountId::parse("acct-42").is_ok());
         assert!(AccountId::parse("").is_err());
         assert!(AccountId::parse("a/b").is_err());
+        assert!(AccountId::parse(".").is_err() && AccountId::parse("..").is_err());
+        assert!(AccountId::parse("a.b").is_ok());
         assert!(AccountId::parse(&"a".repeat(65)).is_err());
     }
 }

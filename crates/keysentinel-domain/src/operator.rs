@@ -59,6 +59,13 @@ impl Role {
         }
     }
 
+    /// Whether the role takes part in a four-eyes check (approves grants, files reports,
+    /// manages operators), so that granting it needs a second admin (`operator.approve`):
+    /// otherwise one admin could mint the second pair of eyes it needs.
+    pub fn needs_second_approval(self) -> bool {
+        matches!(self, Role::Admin | Role::Approver | Role::Compliance)
+    }
+
     pub fn allows(self, permission: Permission) -> bool {
         use Permission::*;
         match self {
@@ -99,8 +106,40 @@ pub struct Operator {
     /// Who this is ("Kim Minji, compliance" or "gateway-seoul-1").
     pub description: String,
     pub created_by: String,
+    #[serde(with = "created_at")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: time::OffsetDateTime,
     pub disabled: bool,
+    /// Set while the operator's role awaits a second admin's approval
+    /// ([`Role::needs_second_approval`]); a pending operator's token authenticates nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_approval: bool,
+    /// The admin who approved the role, when it needed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+}
+
+/// RFC 3339 as `openapi.json` declares. Rows written before 0.x stored the time in `time`'s
+/// default form (an array of its parts), and are still read.
+mod created_at {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::serialize(t, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(#[serde(with = "time::serde::rfc3339")] OffsetDateTime),
+            Legacy(OffsetDateTime),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Text(t) | Either::Legacy(t) => t,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -168,6 +168,9 @@ pub struct Escalation {
 #[error("response policy: {0}")]
 pub struct ResponsePolicyError(String);
 
+/// The longest SLA or answer window a response policy may set: a year.
+pub const MAX_POLICY_HOURS: u32 = 24 * 366;
+
 impl ResponsePolicy {
     pub fn from_toml(text: &str) -> Result<Self, ResponsePolicyError> {
         let policy: Self = toml::from_str(text).map_err(|e| ResponsePolicyError(e.to_string()))?;
@@ -186,6 +189,12 @@ impl ResponsePolicy {
             return Err(ResponsePolicyError("[[escalate]] needs at least one indicator".into()));
         }
         for (class, rules) in [("retail", &self.retail), ("institutional", &self.institutional)] {
+            // Bounded so that adding them to a time can never overflow (a panic on the writer).
+            if rules.answer_window_hours > MAX_POLICY_HOURS {
+                return Err(ResponsePolicyError(format!(
+                    "[{class}] answer_window_hours must be at most {MAX_POLICY_HOURS}"
+                )));
+            }
             let mut previous = Action::Monitor;
             for stage in Stage::ALL {
                 let rule = rules.get(stage);
@@ -196,8 +205,10 @@ impl ResponsePolicy {
                         previous.as_str()
                     )));
                 }
-                if rule.sla_hours == 0 {
-                    return Err(ResponsePolicyError(format!("[{class}.{stage}] sla_hours must be at least 1")));
+                if rule.sla_hours == 0 || rule.sla_hours > MAX_POLICY_HOURS {
+                    return Err(ResponsePolicyError(format!(
+                        "[{class}.{stage}] sla_hours must be 1 to {MAX_POLICY_HOURS}"
+                    )));
                 }
                 previous = rule.action;
             }
@@ -975,6 +986,11 @@ mod tests {
         let mut bad = ResponsePolicy::default();
         bad.institutional.warn.sla_hours = 0;
         assert!(bad.validate().unwrap_err().to_string().contains("sla_hours"));
+        bad.institutional.warn.sla_hours = u32::MAX;
+        assert!(bad.validate().unwrap_err().to_string().contains("sla_hours"), "too long to add to a time");
+        let mut long = ResponsePolicy::default();
+        long.retail.answer_window_hours = u32::MAX;
+        assert!(long.validate().unwrap_err().to_string().contains("answer_window_hours"));
         assert!(ResponsePolicy::from_toml("version = 1").is_err());
     }
 }

@@ -16,6 +16,9 @@ pub enum RegistryError {
     Conflict { what: &'static str, id: String },
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// An operator is not in the state the command needs (not awaiting approval, disabled).
+    #[error("not allowed: {0}")]
+    OperatorState(String),
     #[error("not allowed: {0}")]
     CaseState(#[from] keysentinel_domain::CaseError),
     #[error("not allowed: {0}")]
@@ -50,6 +53,7 @@ impl RegistryError {
             RegistryError::NotFound { .. } => "not_found",
             RegistryError::Conflict { .. } => "conflict",
             RegistryError::Forbidden(_) => "forbidden",
+            RegistryError::OperatorState(_) => "invalid_operator_state",
             RegistryError::CaseState(_) => "invalid_case_state",
             RegistryError::ReportState(_) => "invalid_report_state",
             RegistryError::Store(StoreError::Unaudited) => "unaudited_change",

@@ -19,8 +19,9 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NewKeyAlgorithm {
-    /// keysentinel generates the secret and returns it once.
-    Hmac,
+    /// keysentinel generates the secret and returns it once. (A struct variant, so that
+    /// `deny_unknown_fields` refuses a `secret` sent along instead of silently dropping it.)
+    Hmac {},
     /// The customer's Ed25519 public key: base64 of the 32 raw bytes, or a PEM public key.
     Ed25519 { public_key: String },
 }
@@ -126,7 +127,7 @@ pub(crate) struct Material {
 
 fn material(algorithm: &NewKeyAlgorithm) -> Result<Material, RegistryError> {
     Ok(match algorithm {
-        NewKeyAlgorithm::Hmac => Material { algorithm: KeyAlgorithm::Hmac, secret: Some(generate_api_secret()) },
+        NewKeyAlgorithm::Hmac {} => Material { algorithm: KeyAlgorithm::Hmac, secret: Some(generate_api_secret()) },
         NewKeyAlgorithm::Ed25519 { public_key } => {
             Material { algorithm: KeyAlgorithm::Ed25519 { public_key: parse_ed25519(public_key)? }, secret: None }
         }
@@ -207,7 +208,7 @@ pub(crate) fn issue(
         rotated_from: None,
         rotated_to: None,
     };
-    let ttl = Duration::hours(new.sensitive_grant_hours.unwrap_or(seg.sensitive_grant_max_hours));
+    let ttl = grant_ttl("sensitive_grant_hours", new.sensitive_grant_hours.unwrap_or(seg.sensitive_grant_max_hours))?;
     if scopes.has_sensitive() {
         let requester = operator_id(&actor)?;
         for scope in scopes.iter().filter(|s| s.is_sensitive()) {
@@ -262,7 +263,7 @@ impl Registry {
             let StoredKey { key: mut old, .. } = load_key(tx, &access_key)?;
             let account = load_account(tx, &old.account_id)?;
             let algorithm = match (&old.algorithm, new_public_key) {
-                (KeyAlgorithm::Hmac, None) => NewKeyAlgorithm::Hmac,
+                (KeyAlgorithm::Hmac, None) => NewKeyAlgorithm::Hmac {},
                 (KeyAlgorithm::Hmac, Some(_)) => {
                     return Err(ValidationError::new("public_key", "an HMAC key rotates to a new generated secret; omit public_key").into())
                 }
@@ -407,7 +408,7 @@ impl Registry {
             policy.check_scope_for_key(&key, scope)?;
             let hours = hours.unwrap_or(policy.for_segment(account.segment).sensitive_grant_max_hours);
             let requester = operator_id(&actor)?;
-            key.request_grant(scope, Duration::hours(hours), &requester, now)?;
+            key.request_grant(scope, grant_ttl("hours", hours)?, &requester, now)?;
             if let Some(grant) = key.pending_grant(scope) {
                 policy.check_grant_ttl(account.segment, grant)?;
             }
@@ -443,6 +444,13 @@ impl Registry {
             let grant = key.pending_grant(scope).ok_or(keysentinel_domain::TransitionError::NoPendingGrant { scope })?;
             policy.check_grant_approval(grant, approver.as_str())?;
             let requested_by = grant.requested_by.clone();
+            // Four eyes means two people: not an approver the requester created, nor one who
+            // created the requester (for ever, not within a window: a window only delays it).
+            if crate::operators::related(tx, approver.as_str(), &requested_by)? {
+                return Err(RegistryError::Forbidden(format!(
+                    "{approver} may not approve a grant {requested_by} requested: one of them created the other; another approver must"
+                )));
+            }
             let expires = key.approve_grant(scope, &approver, now)?.expires_at;
             tx.update_key(&key)?;
             tx.append_audit(AuditDraft {
@@ -511,4 +519,18 @@ fn operator_id(actor: &Actor) -> Result<OperatorId, RegistryError> {
             other.label()
         ))),
     }
+}
+
+/// The longest grant any key policy may allow (`policy.rs` bounds `sensitive_grant_max_hours`
+/// to it). Checked before any arithmetic: `Duration::hours` and adding a duration to a time
+/// panic on overflow, and a panic on the writer thread would stop every write after it.
+pub const MAX_GRANT_HOURS: i64 = 24 * 90;
+
+/// A grant's lifetime from hours given by a caller, refused with the field's name when out of
+/// bounds (the policy's own, narrower limit is checked after, as a policy rule).
+pub(crate) fn grant_ttl(field: &'static str, hours: i64) -> Result<Duration, ValidationError> {
+    if !(1..=MAX_GRANT_HOURS).contains(&hours) {
+        return Err(ValidationError::new(field, format!("must be between 1 and {MAX_GRANT_HOURS} hours")));
+    }
+    Ok(Duration::hours(hours))
 }

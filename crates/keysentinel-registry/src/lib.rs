@@ -41,6 +41,13 @@ impl Clock for SystemClock {
     }
 }
 
+impl Registry {
+    /// Whether this node can still write (its store's writer is running).
+    pub fn writable(&self) -> bool {
+        self.store.writable()
+    }
+}
+
 pub struct Registry {
     store: Arc<dyn Store>,
     policy: Arc<KeyPolicy>,
@@ -119,10 +126,32 @@ where
 }
 
 /// A reason is required for every state change, and bounded like any free text.
+/// Characters that show nothing: whitespace, controls, and the zero-width and direction marks.
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 pub(crate) fn check_reason(reason: &str) -> Result<(), RegistryError> {
-    if reason.trim().is_empty() {
+    // A reason of only invisible characters (U+200B and the like) says nothing, either.
+    if reason.chars().all(invisible) {
         return Err(keysentinel_domain::ValidationError::new("reason", "a reason is required for every change").into());
     }
     keysentinel_domain::account::check_text("reason", reason, 1000)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_of_invisible_characters_is_no_reason() {
+        for empty in ["", "   ", "\u{200B}", "\u{200B}\u{200C}\u{FEFF} \u{2060}", "\u{202E}\t"] {
+            assert!(check_reason(empty).is_err(), "{empty:?}");
+        }
+        assert!(check_reason("customer request\u{200B}").is_ok());
+    }
 }

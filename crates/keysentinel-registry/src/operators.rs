@@ -30,9 +30,90 @@ impl Registry {
                     "operators already exist; the bootstrap admin can be created only in an empty store".into(),
                 ));
             }
-            insert_operator(tx, actor, id, Role::Admin, "bootstrap administrator".into())
+            insert_operator(tx, actor, id, Role::Admin, "bootstrap administrator".into(), false, "operator.create")
         })
         .await
+    }
+
+    /// Creates an active operator of any role without a second admin: the break-glass path,
+    /// for when the admins needed for an approval are gone. Only a command on the host with
+    /// the data directory (and the master key) reaches it, and it is loud: its own audit
+    /// action, `operator.break_glass`, and a warning in the log.
+    pub async fn break_glass(
+        &self,
+        actor: Actor,
+        id: OperatorId,
+        role: Role,
+        reason: String,
+    ) -> Result<IssuedToken, RegistryError> {
+        check_reason(&reason)?;
+        if !matches!(actor, Actor::Local { .. }) {
+            return Err(RegistryError::Forbidden("break-glass is only for a command on the host".into()));
+        }
+        let label = actor.label();
+        let issued = self
+            .transact(move |tx| {
+                let description = format!("break-glass: {reason}");
+                insert_operator(tx, actor, id, role, description, false, "operator.break_glass")
+            })
+            .await?;
+        tracing::warn!(
+            operator = %issued.operator.operator_id, role = %role, by = %label,
+            "BREAK-GLASS: an operator was created without a second admin's approval"
+        );
+        Ok(issued)
+    }
+
+    /// A second admin approves an operator whose role needs it. The approver may be neither
+    /// the operator, nor its creator, nor an operator its creator created, nor the creator of
+    /// its creator: any of those is one person's chain of tokens, not a second person.
+    pub async fn approve_operator(
+        &self,
+        actor: Actor,
+        id: OperatorId,
+        reason: String,
+    ) -> Result<Operator, RegistryError> {
+        check_reason(&reason)?;
+        self.transact(move |tx| {
+            let mut op =
+                tx.operator(&id)?.ok_or_else(|| RegistryError::NotFound { what: "operator", id: id.to_string() })?;
+            if !op.pending_approval {
+                return Err(RegistryError::OperatorState(format!("operator {id} is not awaiting approval")));
+            }
+            let Actor::Operator { id: me, .. } = &actor else {
+                return Err(RegistryError::Forbidden("only an admin approves an operator".into()));
+            };
+            if me == id.as_str() {
+                return Err(RegistryError::Forbidden("an operator cannot approve itself".into()));
+            }
+            if related(tx, me, &op.created_by)? {
+                return Err(RegistryError::Forbidden(format!(
+                    "{me} may not approve {id}: {id} was created by {}, and {me} is that operator or in its chain of creation; another admin must approve",
+                    op.created_by
+                )));
+            }
+            if op.disabled {
+                return Err(RegistryError::OperatorState(format!("operator {id} is disabled")));
+            }
+            op.pending_approval = false;
+            op.approved_by = Some(me.clone());
+            tx.update_operator(&op)?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "operator.approve".into(),
+                target: id.to_string(),
+                reason,
+                policy_version: None,
+                details: json!({ "role": op.role, "created_by": op.created_by }),
+            })?;
+            Ok(op)
+        })
+        .await
+        .inspect(|_| {
+            if let Ok(mut cache) = self.tokens.write() {
+                cache.clear();
+            }
+        })
     }
 
     pub async fn create_operator(
@@ -43,7 +124,9 @@ impl Registry {
         description: String,
     ) -> Result<IssuedToken, RegistryError> {
         keysentinel_domain::account::check_text("description", &description, 200)?;
-        self.transact(move |tx| insert_operator(tx, actor, id, role, description)).await
+        // A role that takes part in a four-eyes check waits for a second admin.
+        let pending = role.needs_second_approval();
+        self.transact(move |tx| insert_operator(tx, actor, id, role, description, pending, "operator.create")).await
     }
 
     pub async fn disable_operator(
@@ -101,7 +184,8 @@ impl Registry {
         if let Some(op) = self.tokens.read().ok().and_then(|cache| cache.get(&hash).cloned()) {
             return Ok(Some(op));
         }
-        let op = self.store.operator_by_token_hash(&hash)?.filter(|o| !o.disabled);
+        // A pending operator (its role awaits a second admin) authenticates nothing yet.
+        let op = self.store.operator_by_token_hash(&hash)?.filter(|o| !o.disabled && !o.pending_approval);
         if let (Some(op), Ok(mut cache)) = (&op, self.tokens.write()) {
             cache.insert(hash, op.clone());
         }
@@ -119,6 +203,8 @@ fn insert_operator(
     id: OperatorId,
     role: Role,
     description: String,
+    pending_approval: bool,
+    action: &str,
 ) -> Result<IssuedToken, RegistryError> {
     let token = generate_operator_token();
     let operator = Operator {
@@ -128,17 +214,20 @@ fn insert_operator(
         created_by: actor.label(),
         created_at: tx.now(),
         disabled: false,
+        pending_approval,
+        approved_by: None,
     };
     let hash = hash_token(&token);
     tx.insert_operator(&operator, &hash)?;
     tx.append_audit(AuditDraft {
         actor,
-        action: "operator.create".into(),
+        action: action.into(),
         target: id.to_string(),
-        reason: "operator created".into(),
+        reason: if action == "operator.create" { "operator created".into() } else { operator.description.clone() },
         policy_version: None,
         // The token itself never enters the log; its keyed fingerprint identifies it.
-        details: json!({ "role": role, "description": operator.description, "token_fingerprint": tx.pseudonym("operator-token", token.as_bytes()) }),
+        details: json!({ "role": role, "description": operator.description, "pending_approval": pending_approval,
+            "token_fingerprint": tx.pseudonym("operator-token", token.as_bytes()) }),
     })?;
     Ok(IssuedToken { operator, token })
 }
@@ -160,4 +249,18 @@ impl Registry {
         })
         .await
     }
+}
+
+/// Whether operators `a` and `b` are one chain of creation: the same, or one created the other.
+/// Creation is recorded in each operator's `created_by`; a local command (`local:init`) or the
+/// system is nobody's creator here.
+pub(crate) fn related(tx: &mut dyn keysentinel_store::WriteTx, a: &str, b: &str) -> Result<bool, RegistryError> {
+    if a == b {
+        return Ok(true);
+    }
+    let creator = |tx: &mut dyn keysentinel_store::WriteTx, id: &str| -> Result<Option<String>, RegistryError> {
+        let Ok(id) = OperatorId::parse(id) else { return Ok(None) };
+        Ok(tx.operator(&id)?.map(|o| o.created_by))
+    };
+    Ok(creator(tx, a)?.as_deref() == Some(b) || creator(tx, b)?.as_deref() == Some(a))
 }

@@ -146,6 +146,19 @@ impl Registry {
                 let now = tx.now();
                 let mut case = load_case(tx, &case_id)?;
                 let by = actor.label();
+                // Four eyes are two people: no approver in a creation chain with the requester,
+                // the reviewer or the other approver.
+                if let Some(r) = &case.reinstatement {
+                    let others = std::iter::once(&r.requested).chain(&r.review).chain(&r.approvals);
+                    for other in others.filter(|o| o.by != by) {
+                        if crate::operators::related(tx, &by, &other.by)? {
+                            return Err(RegistryError::Forbidden(format!(
+                                "{by} may not approve this reinstatement: {by} and {} are one chain of creation (one created the other)",
+                                other.by
+                            )));
+                        }
+                    }
+                }
                 let done = case.approve_reinstatement(&by, &note, now)?;
                 audit(tx, actor.clone(), "reinstatement.approve", &case, note.clone())?;
                 if !done {
@@ -173,7 +186,7 @@ impl Registry {
                     account_id: case.account_id.clone(),
                     algorithm: match r.public_key {
                         Some(public_key) => NewKeyAlgorithm::Ed25519 { public_key },
-                        None => NewKeyAlgorithm::Hmac,
+                        None => NewKeyAlgorithm::Hmac {},
                     },
                     scheme: old.scheme,
                     scopes: r.scopes,

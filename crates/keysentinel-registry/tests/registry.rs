@@ -65,7 +65,7 @@ async fn account(reg: &Registry, id: &str, segment: Segment) {
 fn new_key(account: &str, scopes: &[Scope], allowlist: &[&str]) -> NewKey {
     NewKey {
         account_id: AccountId::parse(account).unwrap(),
-        algorithm: NewKeyAlgorithm::Hmac,
+        algorithm: NewKeyAlgorithm::Hmac {},
         scheme: SigningScheme::Binance,
         scopes: scopes.to_vec(),
         ip_allowlist: IpAllowlist::parse(allowlist).unwrap(),
@@ -124,7 +124,7 @@ async fn lifecycle_is_recorded_and_the_log_verifies() {
     }
     assert!(entries[1].details["secret_fingerprint"].as_str().unwrap().starts_with("hmac-sha256:"));
 
-    let report = verify_file(&e.db, &FileVerifyOptions::default()).unwrap();
+    let (report, _) = verify_file(&e.db, &FileVerifyOptions::default()).unwrap();
     assert_eq!(report.entries, 7);
     let proof = e.reg.audit_proof(3).unwrap();
     let (_, origin, verifier) = e.reg.audit_checkpoint().unwrap().unwrap();
@@ -347,7 +347,7 @@ async fn concurrent_changes_group_commit_and_each_lands_once() {
         },
     );
     assert!(matches!(dup.await, Err(RegistryError::Conflict { .. })));
-    let report = verify_file(&e.db, &FileVerifyOptions::default()).unwrap();
+    let (report, _) = verify_file(&e.db, &FileVerifyOptions::default()).unwrap();
     assert_eq!(report.entries, 41);
     assert!(report.checkpoints >= 1);
 }

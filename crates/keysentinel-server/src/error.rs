@@ -66,7 +66,8 @@ impl From<RegistryError> for ApiError {
             RegistryError::Transition(_)
             | RegistryError::Conflict { .. }
             | RegistryError::CaseState(_)
-            | RegistryError::ReportState(_) => StatusCode::CONFLICT,
+            | RegistryError::ReportState(_)
+            | RegistryError::OperatorState(_) => StatusCode::CONFLICT,
             RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
             RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
             RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

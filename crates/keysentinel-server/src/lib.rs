@@ -121,11 +121,11 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
     info(title = "keysentinel admin API", description = "Issue, govern, revoke and account for exchange API keys. \
         Every change is recorded in a tamper-evident audit log. Authenticate with `Authorization: Bearer <operator token>`."),
     paths(
-        routes::healthz,
+        routes::healthz, routes::readyz,
         routes::create_account, routes::list_accounts, routes::get_account, routes::update_account,
         routes::create_key, routes::list_keys, routes::get_key, routes::rotate_key, routes::suspend_key,
         routes::resume_key, routes::revoke_key, routes::request_grant, routes::approve_grant, routes::import_keys,
-        routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator,
+        routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator, routes::approve_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
         events::ingest_events, events::list_decisions,
@@ -183,6 +183,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/verify/forward-auth", axum::routing::any(gateway::forward_auth))
         .route("/metrics", get(gateway::metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(JSON_LIMIT));
     let admin = Router::new()
         .route(
@@ -202,6 +203,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/operators", post(create_operator).get(list_operators))
         .route("/v1/operators/me", get(whoami))
         .route("/v1/operators/{operator_id}/disable", post(disable_operator))
+        .route("/v1/operators/{operator_id}/approve", post(approve_operator))
         .route("/v1/policy", get(get_policy))
         .route("/v1/audit/entries", get(audit_entries))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))

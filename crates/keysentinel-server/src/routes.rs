@@ -48,10 +48,28 @@ pub struct Health {
     pub version: String,
 }
 
-/// Liveness: answers without authentication.
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
-pub async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+fn health(st: &AppState) -> (StatusCode, axum::Json<Health>) {
+    let version = env!("CARGO_PKG_VERSION").into();
+    if st.registry.writable() {
+        (StatusCode::OK, axum::Json(Health { status: "ok".into(), version }))
+    } else {
+        // A node that cannot write would still verify while refusing revocations: say so, so
+        // that the orchestrator restarts it and the balancer stops sending it traffic.
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Health { status: "writer_stopped".into(), version }))
+    }
+}
+
+/// Liveness: answers without authentication; 503 `writer_stopped` once the store's writer has
+/// stopped (the process also exits then).
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn healthz(State(st): S) -> (StatusCode, axum::Json<Health>) {
+    health(&st)
+}
+
+/// Readiness: 200 while the node can both verify and write; 503 `writer_stopped` otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(st): S) -> (StatusCode, axum::Json<Health>) {
+    health(&st)
 }
 
 // ---- accounts ----
@@ -350,6 +368,22 @@ pub async fn disable_operator(
     require(&st, &who, Permission::ManageOperators, "manage operators").await?;
     let id = OperatorId::parse(&id).map_err(|e| ApiError::invalid("operator_id", e.to_string()))?;
     Ok(axum::Json(st.registry.disable_operator(who.actor(), id, body.reason).await?))
+}
+
+/// A second admin approves an operator whose role takes part in a four-eyes check (admin,
+/// approver, compliance): until then its token authenticates nothing. Refused to the operator's
+/// creator and to anyone in the creator's chain of creation.
+#[utoipa::path(post, path = "/v1/operators/{operator_id}/approve", tag = "operators", params(("operator_id" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = Operator), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve_operator(
+    State(st): S,
+    who: Authed,
+    Path(id): Path<String>,
+    Json(body): Json<Reason>,
+) -> ApiResult<axum::Json<Operator>> {
+    require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let id = OperatorId::parse(&id).map_err(|e| ApiError::invalid("operator_id", e.to_string()))?;
+    Ok(axum::Json(st.registry.approve_operator(who.actor(), id, body.reason).await?))
 }
 
 // ---- policy and audit ----

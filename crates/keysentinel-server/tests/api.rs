@@ -26,7 +26,10 @@ struct Api {
     base: String,
     http: Client,
     reg: Arc<Registry>,
+    store: Arc<SqliteStore>,
     admin: String,
+    /// A second admin (break-glass on the node), who approves roles that need one.
+    second: String,
 }
 
 async fn start() -> Api {
@@ -34,7 +37,8 @@ async fn start() -> Api {
     let keyring = Arc::new(Keyring::new(MasterKey::generate(), vec![]));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, _) = SqliteStore::open(&dir.path().join("ks.db"), &keyring, clock.clone()).unwrap();
-    let reg = Arc::new(Registry::new(Arc::new(store), Arc::new(KeyPolicy::default_policy().unwrap()), keyring, clock));
+    let store = Arc::new(store);
+    let reg = Arc::new(Registry::new(store.clone(), Arc::new(KeyPolicy::default_policy().unwrap()), keyring, clock));
     let admin =
         reg.bootstrap_admin(Actor::Local { command: "test".into() }, OperatorId::parse("root").unwrap()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -42,7 +46,24 @@ async fn start() -> Api {
     let state = test_state(reg.clone());
     let app = router(Arc::new(state));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Api { _dir: dir, base, http: Client::new(), reg, admin: admin.token.to_string() }
+    let second = reg
+        .break_glass(
+            Actor::Local { command: "test".into() },
+            OperatorId::parse("root-2").unwrap(),
+            Role::Admin,
+            "test setup".into(),
+        )
+        .await
+        .unwrap();
+    Api {
+        _dir: dir,
+        base,
+        http: Client::new(),
+        reg,
+        store,
+        admin: admin.token.to_string(),
+        second: second.token.to_string(),
+    }
 }
 
 impl Api {
@@ -64,7 +85,21 @@ impl Api {
             .call(Method::POST, "/v1/operators", Some(&self.admin), Some(json!({ "operator_id": id, "role": role })))
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
+        if role.needs_second_approval() {
+            let path = format!("/v1/operators/{id}/approve");
+            let (s, v) =
+                self.call(Method::POST, &path, Some(&self.second), Some(json!({ "reason": "second admin" }))).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
         v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an operator as `by` and leaves it as created: (token, response).
+    async fn create_as(&self, by: &str, id: &str, role: Role) -> (String, Value) {
+        let (s, v) =
+            self.call(Method::POST, "/v1/operators", Some(by), Some(json!({ "operator_id": id, "role": role }))).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        (v["token"].as_str().unwrap().to_owned(), v)
     }
 
     async fn account(&self, id: &str, segment: &str) {
@@ -103,6 +138,21 @@ async fn tokens_are_required_and_checked() {
     let (s, v) =
         api.call(Method::POST, "/v1/operators/root/disable", Some(&api.admin), Some(json!({ "reason": "oops" }))).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    // Names that differ only in case are one name.
+    let body = json!({ "operator_id": "ROOT", "role": "analyst" });
+    let (s, v) = api.call(Method::POST, "/v1/operators", Some(&api.admin), Some(body)).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("operator root already exists"), "{v}");
+    // A reason of only invisible characters is no reason.
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/v1/operators/ana/disable",
+            Some(&api.admin),
+            Some(json!({ "reason": "\u{200B}\u{200B}" })),
+        )
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")), "{v}");
 }
 
 #[tokio::test]
@@ -113,7 +163,15 @@ async fn each_role_does_only_its_job_and_refusals_are_audited() {
         api.operator("aud", Role::Auditor).await,
         api.operator("gw", Role::Gateway).await,
         api.operator("ana", Role::Analyst).await,
-        api.operator("appr", Role::Approver).await,
+        {
+            // Made by the other admin: an approver never approves what its creator requested.
+            let (token, _) = api.create_as(&api.second, "appr", Role::Approver).await;
+            let path = "/v1/operators/appr/approve";
+            let (s, v) =
+                api.call(Method::POST, path, Some(&api.admin), Some(json!({ "reason": "second admin" }))).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            token
+        },
     );
     let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read", "withdraw"],
         "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
@@ -203,6 +261,13 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
             "32 bytes",
         ),
         (key(json!({ "surprise": 1 })), StatusCode::BAD_REQUEST, "invalid_json", "unknown field `surprise`"),
+        (
+            key(json!({ "algorithm": {"kind": "hmac", "secret": "my-own-secret-0123456789"} })),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "unknown field `secret`",
+        ),
+        (key(json!({ "account_id": ".." })), StatusCode::BAD_REQUEST, "invalid_json", "only dots"),
         (key(json!({ "scheme": "okx" })), StatusCode::BAD_REQUEST, "invalid_json", "unknown variant `okx`"),
         (
             key(
@@ -312,8 +377,9 @@ async fn audit_checkpoint_and_proofs_verify_offline() {
     assert_eq!(s, StatusCode::OK);
     let verifier = keysentinel_audit::LogVerifier::parse(cp["verifier_key"].as_str().unwrap()).unwrap();
     let opened = verifier.open_for(cp["origin"].as_str().unwrap(), cp["checkpoint"].as_str().unwrap()).unwrap();
-    assert_eq!(opened.size, 2);
-    let (s, proof) = api.call(Method::GET, "/v1/audit/entries/1/proof", Some(&api.admin), None).await;
+    // The bootstrap admin, the break-glass second admin, the account.
+    assert_eq!(opened.size, 3);
+    let (s, proof) = api.call(Method::GET, "/v1/audit/entries/2/proof", Some(&api.admin), None).await;
     assert_eq!(s, StatusCode::OK);
     let proof: keysentinel_audit::proof::InclusionProof = serde_json::from_value(proof).unwrap();
     assert_eq!(proof.verify(&verifier, cp["origin"].as_str().unwrap()).unwrap().action, "account.create");
@@ -498,4 +564,102 @@ async fn a_legal_hold_keeps_a_keys_events_through_retention_until_compliance_lif
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(keysentinel_server::retention::run_once(&api.reg, dir.path(), 30).await.unwrap(), 1);
     assert!(!old.with_extension("held.ndjson").exists());
+}
+
+#[tokio::test]
+async fn one_admin_cannot_supply_the_second_pair_of_eyes() {
+    let api = start().await;
+    api.account("acct", "retail").await;
+    let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+    let (s, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();
+    // The admin requests a withdraw grant...
+    let grant = json!({ "scope": "withdraw", "hours": 4, "reason": "treasury sweep" });
+    let (s, v) = api.call(Method::POST, &format!("/v1/keys/{ak}/grants"), Some(&api.admin), Some(grant)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // ...creates an approver: pending, and its token authenticates nothing...
+    let (mine, created) = api.create_as(&api.admin, "mine", Role::Approver).await;
+    assert_eq!(created["operator"]["pending_approval"], true, "{created}");
+    assert!(created["operator"]["created_at"].is_string(), "RFC 3339, as openapi.json says: {created}");
+    let approve_grant = format!("/v1/keys/{ak}/grants/withdraw/approve");
+    let reason = json!({ "reason": "looks fine" });
+    let (s, _) = api.call(Method::POST, &approve_grant, Some(&mine), Some(reason.clone())).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a pending approver approves nothing");
+    // ...and cannot approve it itself.
+    let (s, v) = api.call(Method::POST, "/v1/operators/mine/approve", Some(&api.admin), Some(reason.clone())).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
+    // A second admin approves the approver; still it may not approve what its creator requested.
+    let (s, v) = api.call(Method::POST, "/v1/operators/mine/approve", Some(&api.second), Some(reason.clone())).await;
+    assert_eq!((s, v["approved_by"].as_str()), (StatusCode::OK, Some("root-2")), "{v}");
+    let (s, v) = api.call(Method::POST, "/v1/operators/mine/approve", Some(&api.second), Some(reason.clone())).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "invalid_operator_state"), "once: {v}");
+    let (s, v) = api.call(Method::POST, &approve_grant, Some(&mine), Some(reason.clone())).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("created the other"), "{v}");
+    // An approver from the other admin's chain may.
+    let (theirs, _) = api.create_as(&api.second, "theirs", Role::Approver).await;
+    let (s, v) = api.call(Method::POST, "/v1/operators/theirs/approve", Some(&api.admin), Some(reason.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api.call(Method::POST, &approve_grant, Some(&theirs), Some(reason.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // A compliance officer made by one admin reads no reports until a second admin approves it.
+    let (mlro, _) = api.create_as(&api.admin, "mlro", Role::Compliance).await;
+    let (s, _) = api.call(Method::GET, "/v1/reports", Some(&mlro), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = api.call(Method::POST, "/v1/operators/mlro/approve", Some(&api.second), Some(reason.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api.call(Method::GET, "/v1/reports", Some(&mlro), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Roles outside any four-eyes check are active at once; every step is in the log.
+    let (gw, created) = api.create_as(&api.admin, "gw", Role::Gateway).await;
+    assert!(created["operator"].get("pending_approval").is_none(), "{created}");
+    assert!(!gw.is_empty());
+    let entries = api.reg.audit_entries(0, 200).unwrap();
+    let approvals = entries.iter().filter(|e| e.action == "operator.approve").count();
+    assert_eq!(approvals, 3);
+    assert!(entries.iter().any(|e| e.action == "operator.break_glass" && e.target == "root-2"));
+}
+
+#[tokio::test]
+async fn out_of_range_grant_hours_are_a_precise_400_and_writes_go_on() {
+    let api = start().await;
+    api.account("acct", "retail").await;
+    let huge = 2_562_047_788_015_216_i64;
+    let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read", "withdraw"],
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "sensitive_grant_hours": huge });
+    let (s, v) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("sensitive_grant_hours")), "{v}");
+    let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+    let (s, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();
+    for hours in [huge, i64::MAX, i64::MIN, 0, -1] {
+        let grant = json!({ "scope": "withdraw", "hours": hours, "reason": "treasury sweep" });
+        let (s, v) = api.call(Method::POST, &format!("/v1/keys/{ak}/grants"), Some(&api.admin), Some(grant)).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("hours")), "{hours}: {v}");
+    }
+    // The writer is still writing: a revocation goes through.
+    let (s, v) = api
+        .call(Method::POST, &format!("/v1/keys/{ak}/revoke"), Some(&api.admin), Some(json!({ "reason": "done" })))
+        .await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("revoked")), "{v}");
+}
+
+#[tokio::test]
+async fn health_and_readiness_fail_once_the_writer_stops() {
+    let api = start().await;
+    for path in ["/healthz", "/readyz"] {
+        let (s, v) = api.call(Method::GET, path, None, None).await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")), "{path}: {v}");
+    }
+    let store = api.store.clone();
+    tokio::task::spawn_blocking(move || store.close()).await.unwrap();
+    for path in ["/healthz", "/readyz"] {
+        let (s, v) = api.call(Method::GET, path, None, None).await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("writer_stopped")), "{path}: {v}");
+    }
 }

@@ -101,7 +101,7 @@ fn keysentinel(dir: &std::path::Path, n: usize, writers: usize) -> (f64, u64) {
     }
     let rate = (per * writers) as f64 / start.elapsed().as_secs_f64();
     store.close();
-    let checkpoints = keysentinel_sqlite::verify_file(&path, &Default::default()).unwrap().checkpoints;
+    let checkpoints = keysentinel_sqlite::verify_file(&path, &Default::default()).unwrap().0.checkpoints;
     (rate, checkpoints)
 }
 

@@ -6,6 +6,7 @@
 //! concurrent changes share one fsync while each still commits or fails on its own.
 
 mod rows;
+mod state;
 mod verify;
 mod writer;
 
@@ -22,6 +23,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
+pub use state::StateReport;
 pub use verify::{export_checkpoint, verify_file, ExportedCheckpoint, FileVerifyError, FileVerifyOptions};
 
 const MIGRATIONS: &[&str] = &[
@@ -78,6 +80,52 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Verifies the log and every state row against it; on a log written before row digests
+/// existed, records a baseline of every row first (`state.baseline` entries, actor
+/// `local:upgrade`), trusting the rows as this version finds them. That happens once: after it
+/// the log records rows, and a log that records rows never takes a baseline again.
+fn bind_state(conn: &Connection, keys: &LogKeys, clock: &dyn Clock) -> Result<StateReport, StoreError> {
+    let verifier = keys.signer.verifier();
+    let (log, report) = match verify::check(conn, &verifier, &keys.origin, Vec::new()) {
+        Ok(found) => found,
+        Err(FileVerifyError::Log(e)) => return Err(StoreError::Log(e)),
+        Err(FileVerifyError::State(e)) => return Err(StoreError::State(e)),
+        Err(FileVerifyError::Store(e)) => return Err(e),
+        Err(FileVerifyError::Setup(m)) => return Err(StoreError::Corrupt(m)),
+    };
+    if report.bound || report.rows == 0 {
+        return Ok(report);
+    }
+    let rows = state::all_rows(conn)?;
+    let mut log_state = writer::load_log_state(conn)?;
+    let size_before = log_state.size();
+    let now = clock.now();
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+    let result = (|| {
+        for chunk in rows.chunks(state::ROWS_PER_ENTRY) {
+            let draft = keysentinel_audit::AuditDraft {
+                actor: keysentinel_audit::Actor::Local { command: "upgrade".into() },
+                action: "state.baseline".into(),
+                target: "state".into(),
+                reason: "first start with row digests: the rows as found are recorded as the baseline".into(),
+                policy_version: None,
+                details: serde_json::json!({ "rows": chunk.len(), "log_size_before": log.entries }),
+            };
+            writer::insert_entry(conn, &mut log_state, draft, now, chunk.to_vec())?;
+        }
+        writer::commit(conn, keys, &log_state, size_before, now)
+    })();
+    if let Err(e) = result {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    tracing::warn!(
+        rows = rows.len(),
+        "the audit log predates row digests: recorded a baseline of every row as found (run `keysentinel audit verify` on a copy from before the upgrade to check the log itself)"
+    );
+    Ok(StateReport { rows: rows.len() as u64, bound: true })
+}
+
 struct ConnMeta<'a>(&'a Connection);
 
 impl Meta for ConnMeta<'_> {
@@ -102,7 +150,24 @@ pub struct SqliteStore {
     _lock: std::fs::File,
     queue: Mutex<Option<mpsc::SyncSender<WriteOp>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Cleared by the writer thread as it ends, however it ends (a guard's drop runs on unwind).
+    writing: Arc<std::sync::atomic::AtomicBool>,
     readers: Mutex<Vec<Connection>>,
+}
+
+/// Clears the flag when the writer thread ends, returning or unwinding.
+struct Alive(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Loud only when it was not asked to stop (`close`, at the end of a command or a serve).
+        if std::thread::panicking() {
+            tracing::error!("the store's writer thread panicked: no more writes on this node");
+        } else {
+            tracing::debug!("the store's writer has stopped");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -130,11 +195,19 @@ impl SqliteStore {
             tx.commit().map_err(db_err)?;
             loaded
         };
+        // Fail closed: a store whose log or rows do not verify is not opened for writing (nor
+        // served from). The message names the entry or the row.
+        bind_state(&conn, &keys, clock.as_ref())?;
         let state = writer::load_log_state(&conn)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let alive = Alive(writing.clone());
         let handle = std::thread::Builder::new()
             .name("keysentinel-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, keys, state, clock))
+            .spawn(move || {
+                let _alive = alive;
+                writer::run(conn, rx, keys, state, clock)
+            })
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok((
             Self {
@@ -142,6 +215,7 @@ impl SqliteStore {
                 _lock: lock,
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
+                writing,
                 readers: Mutex::new(Vec::new()),
             },
             created,
@@ -190,6 +264,10 @@ impl Store for SqliteStore {
     fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
         let sender = self.queue.lock().map_err(|_| StoreError::Closed)?.clone().ok_or(StoreError::Closed)?;
         sender.send(op).map_err(|_| StoreError::Closed)
+    }
+
+    fn writable(&self) -> bool {
+        self.writing.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -338,7 +416,9 @@ impl ReadStore for SqliteStore {
                 .prepare_cached("SELECT seq, entry FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
                 .map_err(db_err)?;
             let out = stmt
-                .query_map(params![from as i64, limit], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+                .query_map(params![i64::try_from(from).unwrap_or(i64::MAX), limit], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                })
                 .map_err(db_err)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db_err)?;
@@ -351,7 +431,7 @@ impl ReadStore for SqliteStore {
             let mut stmt =
                 c.prepare_cached("SELECT leaf FROM audit_log WHERE seq < ?1 ORDER BY seq").map_err(db_err)?;
             let leaves = stmt
-                .query_map([size as i64], |r| r.get::<_, Vec<u8>>(0))
+                .query_map([i64::try_from(size).unwrap_or(i64::MAX)], |r| r.get::<_, Vec<u8>>(0))
                 .map_err(db_err)?
                 .map(|r| {
                     r.map_err(db_err).and_then(|v| {
@@ -381,5 +461,99 @@ impl ReadStore for SqliteStore {
                 meta.get(META_LOG_VERIFIER)?.ok_or_else(|| StoreError::Corrupt("no audit verifier key".into()))?;
             Ok((String::from_utf8_lossy(&origin).into_owned(), String::from_utf8_lossy(&verifier).into_owned()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use keysentinel_audit::{Actor, AuditDraft};
+    use keysentinel_secrets::MasterKey;
+    use keysentinel_store::StateError;
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> keysentinel_domain::Timestamp {
+            time::macros::datetime!(2026-11-28 00:00 UTC)
+        }
+    }
+
+    /// A store written before row digests existed: a row, and an entry that records no state.
+    fn legacy_store(path: &Path, keyring: &Keyring) {
+        drop(SqliteStore::open(path, keyring, Arc::new(Fixed)).unwrap());
+        let conn = open_connection(path, false).unwrap();
+        let (keys, _) = LogKeys::load_or_create(&mut ConnMeta(&conn), keyring).unwrap();
+        let mut state = writer::load_log_state(&conn).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute(
+            "INSERT INTO accounts(account_id, segment, verification, doc) VALUES ('acct-1', 'retail', 'verified', '{}')",
+            [],
+        )
+        .unwrap();
+        let draft = AuditDraft {
+            actor: Actor::Local { command: "old".into() },
+            action: "account.create".into(),
+            target: "acct-1".into(),
+            reason: "written by an older keysentinel".into(),
+            policy_version: None,
+            details: serde_json::json!({}),
+        };
+        writer::insert_entry(&conn, &mut state, draft, Fixed.now(), Vec::new()).unwrap();
+        writer::commit(&conn, &keys, &state, 0, Fixed.now()).unwrap();
+    }
+
+    #[test]
+    fn a_log_from_before_row_digests_gets_one_baseline_and_then_binds_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keysentinel.db");
+        let keyring = Keyring::new(MasterKey::generate(), vec![]);
+        legacy_store(&path, &keyring);
+        let (log, rows) = verify_file(&path, &FileVerifyOptions::default()).unwrap();
+        assert_eq!((log.entries, rows.rows, rows.bound), (1, 1, false), "judged only after the baseline");
+
+        // The first start records the baseline...
+        drop(SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap());
+        let (log, rows) = verify_file(&path, &FileVerifyOptions::default()).unwrap();
+        assert_eq!((log.entries, rows.rows, rows.bound), (2, 1, true));
+        // ...once.
+        drop(SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap());
+        assert_eq!(verify_file(&path, &FileVerifyOptions::default()).unwrap().0.entries, 2);
+        let conn = Connection::open(&path).unwrap();
+        let last: String = conn.query_row("SELECT entry FROM audit_log WHERE seq = 1", [], |r| r.get(0)).unwrap();
+        assert!(last.contains("\"action\":\"state.baseline\"") && last.contains("\"local\""), "{last}");
+
+        // From then on an edit is caught, at start-up too.
+        conn.execute("UPDATE accounts SET verification = 'unverified' WHERE account_id = 'acct-1'", []).unwrap();
+        drop(conn);
+        match SqliteStore::open(&path, &keyring, Arc::new(Fixed)) {
+            Err(StoreError::State(StateError::Changed { table, id, seq })) => {
+                assert_eq!((table.as_str(), id.as_str(), seq), ("accounts", "acct-1", 1));
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("a changed row was opened"),
+        }
+    }
+
+    #[test]
+    fn a_row_in_a_store_whose_log_is_empty_is_one_nobody_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keysentinel.db");
+        let keyring = Keyring::new(MasterKey::generate(), vec![]);
+        drop(SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO operators(operator_id, role, token_hash, disabled, doc) VALUES ('mallory', 'admin', x'00', 0, '{}')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        match SqliteStore::open(&path, &keyring, Arc::new(Fixed)) {
+            Err(StoreError::State(StateError::Unrecorded { table, id })) => {
+                assert_eq!((table.as_str(), id.as_str()), ("operators", "mallory"));
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("an unrecorded operator was opened"),
+        }
     }
 }

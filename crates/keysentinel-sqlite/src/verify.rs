@@ -1,9 +1,11 @@
 //! `keysentinel audit verify` on a database file: read-only, and needs no master key.
 
+use crate::state::{StateChecker, StateReport};
 use crate::{db_err, open_connection, ConnMeta};
-use keysentinel_audit::{LogAuditor, LogError, LogVerifier, StoredCheckpoint, StoredEntry, VerifyReport};
+use keysentinel_audit::{Checkpoint, LogAuditor, LogError, LogVerifier, StoredCheckpoint, StoredEntry, VerifyReport};
 use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
-use keysentinel_store::{StoreError, META_LOG_ORIGIN};
+use keysentinel_store::{StateError, StoreError, META_LOG_ORIGIN};
+use rusqlite::Connection;
 use std::path::Path;
 
 #[derive(Default)]
@@ -22,11 +24,14 @@ pub enum FileVerifyError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A state row is not what its audit history says.
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("{0}")]
     Setup(String),
 }
 
-pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<VerifyReport, FileVerifyError> {
+pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<(VerifyReport, StateReport), FileVerifyError> {
     if !path.exists() {
         return Err(FileVerifyError::Setup(format!("no database at {}", path.display())));
     }
@@ -50,13 +55,39 @@ pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<VerifyRep
         external.push(cp);
     }
 
+    check(&conn, &verifier, &origin, external)
+}
+
+/// Verifies the log on `conn` (every entry, every checkpoint, `external` ones too) and then
+/// every state row against the digests the log records. Used by `audit verify` and at start-up.
+pub(crate) fn check(
+    conn: &Connection,
+    verifier: &LogVerifier,
+    origin: &str,
+    external: Vec<Checkpoint>,
+) -> Result<(VerifyReport, StateReport), FileVerifyError> {
+    // One read transaction: the log and the rows from the same snapshot, even while a server
+    // commits (WAL), or a row written after the log was read would look unrecorded.
+    conn.execute_batch("BEGIN DEFERRED").map_err(db_err)?;
+    let result = check_snapshot(conn, verifier, origin, external);
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn check_snapshot(
+    conn: &Connection,
+    verifier: &LogVerifier,
+    origin: &str,
+    external: Vec<Checkpoint>,
+) -> Result<(VerifyReport, StateReport), FileVerifyError> {
     let mut stmt = conn.prepare("SELECT size, note FROM audit_checkpoints ORDER BY size").map_err(db_err)?;
     let checkpoints = stmt
         .query_map([], |r| Ok(StoredCheckpoint { size: r.get(0)?, note: r.get(1)? }))
         .map_err(db_err)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db_err)?;
-    let mut auditor = LogAuditor::new(&verifier, &origin, checkpoints, external)?;
+    let mut auditor = LogAuditor::new(verifier, origin, checkpoints, external)?;
+    let mut rows_state = StateChecker::default();
     let mut stmt = conn.prepare("SELECT seq, entry, leaf FROM audit_log ORDER BY seq").map_err(db_err)?;
     let mut rows = stmt.query([]).map_err(db_err)?;
     while let Some(row) = rows.next().map_err(db_err)? {
@@ -64,9 +95,17 @@ pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<VerifyRep
         let seq: i64 = row.get(0).map_err(db_err)?;
         let text: String = row.get(1).unwrap_or_default();
         let leaf: Vec<u8> = row.get(2).unwrap_or_default();
-        auditor.push(StoredEntry { seq, text, leaf })?;
+        let entry = auditor.push(StoredEntry { seq, text, leaf })?;
+        rows_state.push(&entry)?;
     }
-    Ok(auditor.finish()?)
+    let report = auditor.finish()?;
+    // Rows are judged only against a log that verified: the digests come from it.
+    let state = match rows_state.finish(conn) {
+        Ok(s) => s,
+        Err(StoreError::State(e)) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((report, state))
 }
 
 /// The newest checkpoint and the log's identity, read from a database file (no master key needed).

@@ -1,8 +1,9 @@
 //! The single writer: group commit with a savepoint per operation.
 
 use crate::rows::{self, field, ms, to_doc};
+use crate::state::{self, ROWS_PER_ENTRY};
 use crate::{db_err, ConnMeta};
-use keysentinel_audit::{AuditDraft, Checkpoint, Hash, LogState};
+use keysentinel_audit::{Actor, AuditDraft, Checkpoint, Hash, LogState, RowState};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, Case, Clock, Notice, Operator, OperatorId, ReportAssessment,
 };
@@ -33,13 +34,90 @@ struct Tx<'a> {
     /// Set by every method that changes a row; an operation that sets it must also append.
     dirty: bool,
     audited: bool,
+    /// The state rows the operation wrote, in first-write order: their digests after the
+    /// operation go into its entries.
+    touched: Vec<(&'static state::Table, String)>,
+    /// The operation's entries, sealed when it ends (their positions are fixed already), so
+    /// that they can carry the rows' final state.
+    pending: Vec<AuditDraft>,
 }
 
-impl Tx<'_> {
-    fn exec(&mut self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+impl<'a> Tx<'a> {
+    fn new(conn: &'a Connection, keys: &'a LogKeys, state: &'a mut LogState, now: OffsetDateTime) -> Self {
+        Tx { conn, keys, state, now, dirty: false, audited: false, touched: Vec::new(), pending: Vec::new() }
+    }
+
+    fn exec(&mut self, table: &str, id: &str, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
         self.dirty = true;
+        let t = state::table(table).ok_or_else(|| StoreError::Corrupt(format!("{table} is not a state table")))?;
+        if !self.touched.iter().any(|(tt, i)| tt.name == t.name && i == id) {
+            self.touched.push((t, id.to_owned()));
+        }
         self.conn.prepare_cached(sql).map_err(db_err)?.execute(params).map_err(db_err)
     }
+
+    /// Seals the operation's entries, each with the digests of the rows it leaves behind: a
+    /// row goes with the operation's last entry aimed at it, the others with its last entry;
+    /// rows beyond [`ROWS_PER_ENTRY`] spill into `state.continued` entries after it.
+    fn seal(&mut self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        let Some(last) = pending.len().checked_sub(1) else { return Ok(()) };
+        let mut rows: Vec<Vec<RowState>> = vec![Vec::new(); pending.len()];
+        let mut rest = Vec::new();
+        for (t, id) in std::mem::take(&mut self.touched) {
+            let digest = state::current(self.conn, t, &id)?;
+            let row = RowState::new(t.name, &id, digest);
+            match pending.iter().rposition(|d| d.target == id) {
+                Some(i) if rows.get(i).is_some_and(|r| r.len() < ROWS_PER_ENTRY) => {
+                    if let Some(r) = rows.get_mut(i) {
+                        r.push(row);
+                    }
+                }
+                _ => rest.push(row),
+            }
+        }
+        let actor = pending.get(last).map(|d| d.actor.clone()).unwrap_or(Actor::System { component: "writer".into() });
+        let mut chunks = rest.chunks(ROWS_PER_ENTRY);
+        if let (Some(first), Some(r)) = (chunks.next(), rows.get_mut(last)) {
+            r.extend_from_slice(first);
+        }
+        let mut drafts: Vec<(AuditDraft, Vec<RowState>)> = pending.into_iter().zip(rows).collect();
+        for chunk in chunks {
+            drafts.push((
+                AuditDraft {
+                    actor: actor.clone(),
+                    action: "state.continued".into(),
+                    target: "state".into(),
+                    reason: "row states of the operation in the entries before this one".into(),
+                    policy_version: None,
+                    details: serde_json::json!({ "rows": chunk.len() }),
+                },
+                chunk.to_vec(),
+            ));
+        }
+        for (draft, rows) in drafts {
+            insert_entry(self.conn, self.state, draft, self.now, rows)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seals one entry onto the log and stores it.
+pub fn insert_entry(
+    conn: &Connection,
+    state: &mut LogState,
+    draft: AuditDraft,
+    now: OffsetDateTime,
+    rows: Vec<RowState>,
+) -> Result<u64, StoreError> {
+    let sealed = state
+        .append_with_state(draft, now, rows)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode audit entry: {e}")))?;
+    conn.prepare_cached("INSERT INTO audit_log(seq, entry, leaf) VALUES (?1, ?2, ?3)")
+        .map_err(db_err)?
+        .execute(params![sealed.seq as i64, sealed.text, sealed.leaf.as_slice()])
+        .map_err(db_err)?;
+    Ok(sealed.seq)
 }
 
 fn key_columns(key: &ApiKey) -> Result<(String, Option<String>, String), StoreError> {
@@ -67,6 +145,8 @@ impl WriteTx for Tx<'_> {
 
     fn put_case(&mut self, case: &Case) -> Result<(), StoreError> {
         self.exec(
+            "cases",
+            case.case_id.as_str(),
             "INSERT INTO cases(case_id, key_id, account_id, status, stage, opened_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(case_id) DO UPDATE SET status = excluded.status, stage = excluded.stage, doc = excluded.doc",
             params![
@@ -88,6 +168,8 @@ impl WriteTx for Tx<'_> {
 
     fn put_report(&mut self, report: &ReportAssessment) -> Result<(), StoreError> {
         self.exec(
+            "report_assessments",
+            report.case_id.as_str(),
             "INSERT INTO report_assessments(case_id, status, deadline_ms, opened_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(case_id) DO UPDATE SET status = excluded.status, deadline_ms = excluded.deadline_ms,
              doc = excluded.doc",
@@ -115,6 +197,8 @@ impl WriteTx for Tx<'_> {
 
     fn put_notice(&mut self, notice: &Notice) -> Result<(), StoreError> {
         self.exec(
+            "notices",
+            notice.notice_id.as_str(),
             "INSERT INTO notices(notice_id, case_id, status, next_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(notice_id) DO UPDATE SET status = excluded.status, next_ms = excluded.next_ms, doc = excluded.doc",
             params![
@@ -133,6 +217,8 @@ impl WriteTx for Tx<'_> {
             return Err(StoreError::Conflict { what: "account", id: account.account_id.to_string() });
         }
         self.exec(
+            "accounts",
+            account.account_id.as_str(),
             "INSERT INTO accounts(account_id, segment, verification, doc) VALUES (?1, ?2, ?3, ?4)",
             params![
                 account.account_id.as_str(),
@@ -146,6 +232,8 @@ impl WriteTx for Tx<'_> {
 
     fn update_account(&mut self, account: &Account) -> Result<(), StoreError> {
         let n = self.exec(
+            "accounts",
+            account.account_id.as_str(),
             "UPDATE accounts SET segment = ?2, verification = ?3, doc = ?4 WHERE account_id = ?1",
             params![
                 account.account_id.as_str(),
@@ -170,6 +258,8 @@ impl WriteTx for Tx<'_> {
         }
         let (status, vendor, doc) = key_columns(&stored.key)?;
         self.exec(
+            "api_keys",
+            stored.key.access_key.as_str(),
             "INSERT INTO api_keys(access_key, account_id, status, vendor_id, expires_ms, doc, sealed_secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 stored.key.access_key.as_str(),
@@ -187,6 +277,8 @@ impl WriteTx for Tx<'_> {
     fn update_key(&mut self, key: &ApiKey) -> Result<(), StoreError> {
         let (status, vendor, doc) = key_columns(key)?;
         let n = self.exec(
+            "api_keys",
+            key.access_key.as_str(),
             "UPDATE api_keys SET status = ?2, vendor_id = ?3, expires_ms = ?4, doc = ?5 WHERE access_key = ?1",
             params![key.access_key.as_str(), status, vendor, ms(key.expires_at), doc],
         )?;
@@ -198,6 +290,8 @@ impl WriteTx for Tx<'_> {
 
     fn update_sealed_secret(&mut self, access_key: &AccessKey, sealed: &[u8]) -> Result<(), StoreError> {
         self.exec(
+            "api_keys",
+            access_key.as_str(),
             "UPDATE api_keys SET sealed_secret = ?2 WHERE access_key = ?1",
             params![access_key.as_str(), sealed],
         )?;
@@ -252,10 +346,21 @@ impl WriteTx for Tx<'_> {
     }
 
     fn insert_operator(&mut self, operator: &Operator, token_hash: &[u8; 32]) -> Result<(), StoreError> {
-        if self.operator(&operator.operator_id)?.is_some() {
-            return Err(StoreError::Conflict { what: "operator", id: operator.operator_id.to_string() });
+        // Names that differ only in case are one name to a person reading the log ("Alice"
+        // approving what "alice" requested), so they may not coexist.
+        let existing: Option<String> = self
+            .conn
+            .prepare_cached("SELECT operator_id FROM operators WHERE operator_id = ?1 COLLATE NOCASE")
+            .map_err(db_err)?
+            .query_row([operator.operator_id.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        if let Some(existing) = existing {
+            return Err(StoreError::Conflict { what: "operator", id: existing });
         }
         self.exec(
+            "operators",
+            operator.operator_id.as_str(),
             "INSERT INTO operators(operator_id, role, token_hash, disabled, doc) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 operator.operator_id.as_str(),
@@ -270,6 +375,8 @@ impl WriteTx for Tx<'_> {
 
     fn update_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
         let n = self.exec(
+            "operators",
+            operator.operator_id.as_str(),
             "UPDATE operators SET role = ?2, disabled = ?3, doc = ?4 WHERE operator_id = ?1",
             params![operator.operator_id.as_str(), operator.role.as_str(), operator.disabled, to_doc(operator)?],
         )?;
@@ -300,17 +407,11 @@ impl WriteTx for Tx<'_> {
     }
 
     fn append_audit(&mut self, draft: AuditDraft) -> Result<u64, StoreError> {
-        let sealed = self
-            .state
-            .append(draft, self.now)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode audit entry: {e}")))?;
-        self.conn
-            .prepare_cached("INSERT INTO audit_log(seq, entry, leaf) VALUES (?1, ?2, ?3)")
-            .map_err(db_err)?
-            .execute(params![sealed.seq as i64, sealed.text, sealed.leaf.as_slice()])
-            .map_err(db_err)?;
+        // Sealed when the operation ends (`Tx::seal`); the position is known now.
+        let seq = self.state.size() + self.pending.len() as u64;
+        self.pending.push(draft);
         self.audited = true;
-        Ok(sealed.seq)
+        Ok(seq)
     }
 }
 
@@ -324,10 +425,23 @@ fn run_op(
 ) -> (bool, keysentinel_store::Finish) {
     let before = state.clone();
     let savepoint = conn.execute_batch("SAVEPOINT op");
-    let mut tx = Tx { conn, keys, state, now, dirty: false, audited: false };
-    let Outcome { keep, finish } = op(&mut tx);
+    let mut tx = Tx::new(conn, keys, state, now);
+    // A panic in one operation (a bug: inputs are validated before any arithmetic) must not
+    // take the writer down with it and stop every later write, revocations included: its
+    // savepoint is rolled back and its caller told (the dropped `finish` closes its channel).
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut tx)));
+    let Ok(Outcome { keep, finish }) = ran else {
+        tracing::error!("an operation panicked; rolled back, the writer goes on");
+        if savepoint.is_ok() {
+            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+        }
+        *state = before;
+        return (false, Box::new(|_| {}));
+    };
     let unaudited = tx.dirty && !tx.audited;
-    let kept = savepoint.is_ok() && keep && !unaudited && conn.execute_batch("RELEASE op").is_ok();
+    let sealed = if savepoint.is_ok() && keep && !unaudited { Some(tx.seal()) } else { None };
+    let seal_failed = matches!(sealed, Some(Err(_)));
+    let kept = savepoint.is_ok() && keep && !unaudited && !seal_failed && conn.execute_batch("RELEASE op").is_ok();
     if !kept {
         if savepoint.is_ok() {
             // If even the rollback fails, the whole batch's commit fails after it.
@@ -338,6 +452,11 @@ fn run_op(
     if unaudited {
         tracing::error!("an operation changed state without an audit entry; rolled back");
         return (false, Box::new(move |_| finish(Err(StoreError::Unaudited))));
+    }
+    if let Some(Err(e)) = sealed {
+        tracing::error!("an operation's audit entries could not be sealed: {e}; rolled back");
+        let msg = e.to_string();
+        return (false, Box::new(move |_| finish(Err(StoreError::Backend(msg)))));
     }
     if let Err(e) = savepoint {
         let msg = db_err(e).to_string();
@@ -369,7 +488,7 @@ pub fn run(
                 // Nothing can be written; run each operation on a throwaway state so that it
                 // reports the failure to its caller.
                 let mut scratch = state.clone();
-                let mut dead = Tx { conn: &conn, keys: &keys, state: &mut scratch, now, dirty: false, audited: false };
+                let mut dead = Tx::new(&conn, &keys, &mut scratch, now);
                 let Outcome { finish, .. } = op(&mut dead);
                 finish(Err(StoreError::Backend(err.to_string())));
             }
@@ -391,7 +510,7 @@ pub fn run(
 }
 
 /// Signs a checkpoint for the new tree head (when entries were added) and commits.
-fn commit(
+pub(crate) fn commit(
     conn: &Connection,
     keys: &LogKeys,
     state: &LogState,

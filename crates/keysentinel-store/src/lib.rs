@@ -36,6 +36,40 @@ pub enum StoreError {
     Closed,
     #[error("database error: {0}")]
     Backend(String),
+    /// A state row is not what its audit history says (`keysentinel_audit::state`).
+    #[error("the data does not match its audit log: {0}")]
+    State(#[from] StateError),
+    /// The audit log itself failed verification.
+    #[error("the audit log failed verification: {0}")]
+    Log(#[from] keysentinel_audit::LogError),
+}
+
+/// A row that is not what its audit history says. Each names the table and the row.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StateError {
+    #[error("{table} row {id} was changed without an audit entry: it does not match the state entry {seq} recorded")]
+    Changed { table: String, id: String, seq: u64 },
+    #[error("{table} row {id} has no audit entry (written outside keysentinel?)")]
+    Unrecorded { table: String, id: String },
+    #[error("{table} row {id} is missing: entry {seq} recorded it (deleted outside keysentinel?)")]
+    Deleted { table: String, id: String, seq: u64 },
+    #[error("{table} row {id} exists, but entry {seq} recorded its removal")]
+    Revived { table: String, id: String, seq: u64 },
+    #[error("entry {seq} records a row of {table} {id}, which is not a state table or not a valid digest")]
+    BadRecord { seq: u64, table: String, id: String },
+}
+
+impl StateError {
+    /// The table and row id the error is about.
+    pub fn row(&self) -> (&str, &str) {
+        match self {
+            StateError::Changed { table, id, .. }
+            | StateError::Unrecorded { table, id }
+            | StateError::Deleted { table, id, .. }
+            | StateError::Revived { table, id, .. }
+            | StateError::BadRecord { table, id, .. } => (table, id),
+        }
+    }
 }
 
 /// A key row: the key and, for HMAC keys, its sealed secret.
@@ -167,4 +201,11 @@ pub trait Store: ReadStore {
     /// Queues a write operation. It runs on the backend's writer, possibly batched with others
     /// into one durable commit (group commit); `Outcome::finish` reports the commit's result.
     fn submit(&self, op: WriteOp) -> Result<(), StoreError>;
+
+    /// Whether the backend can still write: false once its writer has stopped (closed, or died).
+    /// A node that cannot write must say so rather than serve reads and verifies while refusing
+    /// revocations (`/healthz`, `/readyz`, and `serve` exits).
+    fn writable(&self) -> bool {
+        true
+    }
 }

@@ -128,3 +128,48 @@ pub fn binance_query(secret: &str, params: &str) -> String {
     m.update(q.as_bytes());
     format!("{q}&signature={}", hex::encode(m.finalize().into_bytes()))
 }
+
+/// Initialises `data` with a first admin (its token in `admin.token`, where the CLI looks) and a
+/// second admin made by break-glass on the node, so that operators whose role needs a second
+/// admin (admin, approver, compliance) can be approved. Returns the second admin's token.
+pub fn init_two_admins(data: &Path) -> String {
+    let out = Command::new(BIN).args(["init", "--json", "--data-dir"]).arg(data).output().unwrap();
+    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::fs::write(data.join("admin.token"), format!("{}\n", first["token"].as_str().unwrap())).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "operators",
+            "break-glass",
+            "admin-2",
+            "--role",
+            "admin",
+            "--reason",
+            "test setup: a second admin",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "break-glass: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+/// Creates an operator with the first admin and, when its role needs a second admin, approves
+/// it with `second`. Returns its token.
+pub fn operator_token(data: &Path, url: &str, second: &str, name: &str, role: &str) -> String {
+    let token =
+        ok_json(data, url, &["operators", "create", name, "--role", role])["token"].as_str().unwrap().to_owned();
+    if matches!(role, "admin" | "approver" | "compliance") {
+        let out = Command::new(BIN)
+            .args(["operators", "approve", name, "--reason", "second admin", "--data-dir"])
+            .arg(data)
+            .env("KEYSENTINEL_URL", url)
+            .env("KEYSENTINEL_TOKEN", second)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "approve {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    token
+}

@@ -47,7 +47,7 @@ pub fn signed_key(
             admin.clone(),
             NewKey {
                 account_id: account.clone(),
-                algorithm: NewKeyAlgorithm::Hmac,
+                algorithm: NewKeyAlgorithm::Hmac {},
                 scheme: SigningScheme::Binance,
                 scopes: vec![Scope::Read],
                 ip_allowlist: IpAllowlist::parse(&["203.0.113.0/24"]).unwrap(),
