@@ -663,3 +663,26 @@ async fn health_and_readiness_fail_once_the_writer_stops() {
         assert_eq!((s, v["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("writer_stopped")), "{path}: {v}");
     }
 }
+
+/// An empty batch was acknowledged (202 / 200 with nothing taken), hiding a producer's loss.
+#[tokio::test]
+async fn an_empty_ndjson_batch_is_a_precise_400() {
+    let api = start().await;
+    for (path, ct) in [("/v1/events", "application/x-ndjson"), ("/v1/keys/import", "application/x-ndjson")] {
+        for body in ["", "\n  \n"] {
+            let resp = api
+                .http
+                .post(format!("{}{path}", api.base))
+                .bearer_auth(&api.admin)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body:?}: {v}");
+            assert!(v["error"]["message"].as_str().unwrap().contains("empty"), "{path}: {v}");
+        }
+    }
+}
