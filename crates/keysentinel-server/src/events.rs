@@ -66,7 +66,6 @@ pub async fn ingest_events(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require(&st, &who, Permission::IngestEvents, "send events").await?;
-    let detection = st.detection.as_ref().ok_or_else(unavailable)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !matches!(media, "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "text/plain") {
@@ -100,6 +99,15 @@ pub async fn ingest_events(
             }
         }
     }
+    // An empty batch is a producer bug (a truncated file, a wrong variable), not a batch of
+    // nothing: acknowledging it would hide the loss.
+    if events.is_empty() && rejected == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+            "the batch is empty: send at least one event-format v1 record, one per line",
+        ));
+    }
     if events.is_empty() && rejected > 0 {
         let first = errors.first().map_or(String::new(), |e| format!(" (line {}: {})", e.line, e.error));
         return Err(ApiError::new(
@@ -108,6 +116,8 @@ pub async fn ingest_events(
             format!("no line is a valid event-format v1 record{first}"),
         ));
     }
+    // Checked after the body so that a malformed batch gets the same answer on every node.
+    let detection = st.detection.as_ref().ok_or_else(unavailable)?;
     let ack = match detection.batch_posted(events) {
         Ok(ack) => ack,
         Err(full) => {

@@ -141,14 +141,31 @@ pub(crate) fn decide(st: &AppState, req: &Request) -> keysentinel_verify::Decisi
 /// nonces, event queue depth and shed events. Unauthenticated: expose the admin port only to
 /// your internal network.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(st): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+pub async fn metrics(
+    State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> impl axum::response::IntoResponse {
     let text = st.telemetry.render(
         st.verifier.keys().len(),
         st.verifier.remembered_nonces(),
         &st.events,
         st.detection.as_deref(),
     );
-    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+    // OpenMetrics only when the scraper asks for it (Prometheus does); a plain scrape (curl,
+    // `promtool check metrics`) gets the classic text format 0.0.4, which they parse.
+    let wants_openmetrics = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+    } else {
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            crate::telemetry::to_prometheus_text(&text),
+        )
+    }
 }
 
 pub(crate) fn now_ms(st: &AppState) -> i64 {

@@ -316,6 +316,10 @@ pub async fn import_keys(
     body: String,
 ) -> ApiResult<axum::Json<ImportReport>> {
     require(&st, &who, Permission::IssueKeys, "import keys").await?;
+    // An empty import is a mistake (a truncated or wrong file), never "0 keys imported, OK".
+    if body.lines().all(|l| l.trim().is_empty()) {
+        return Err(ApiError::invalid("body", "the import is empty: send at least one key, one JSON object per line"));
+    }
     let options = ImportOptions { enforce_policy: q.enforce_policy, batch_size: q.batch_size.unwrap_or(500) };
     Ok(axum::Json(st.registry.import_keys(who.actor(), body, options).await?))
 }

@@ -115,6 +115,37 @@ impl Telemetry {
     }
 }
 
+/// The OpenMetrics exposition as Prometheus text format 0.0.4: no `# EOF` or `# UNIT` lines,
+/// and a counter's HELP and TYPE name its `_total` sample (OpenMetrics names the family without
+/// the suffix, which 0.0.4 parsers take for an untyped metric with no samples).
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Brings a Prometheus counter up to a total kept elsewhere.
 fn catch_up(counter: &Counter, total: u64) {
     let counted = counter.get();

@@ -663,3 +663,52 @@ async fn health_and_readiness_fail_once_the_writer_stops() {
         assert_eq!((s, v["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("writer_stopped")), "{path}: {v}");
     }
 }
+
+/// An empty batch was acknowledged (202 / 200 with nothing taken), hiding a producer's loss.
+#[tokio::test]
+async fn an_empty_ndjson_batch_is_a_precise_400() {
+    let api = start().await;
+    for (path, ct) in [("/v1/events", "application/x-ndjson"), ("/v1/keys/import", "application/x-ndjson")] {
+        for body in ["", "\n  \n"] {
+            let resp = api
+                .http
+                .post(format!("{}{path}", api.base))
+                .bearer_auth(&api.admin)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body:?}: {v}");
+            assert!(v["error"]["message"].as_str().unwrap().contains("empty"), "{path}: {v}");
+        }
+    }
+}
+
+/// `/metrics` always answered OpenMetrics, which `promtool check metrics` rejects on a plain
+/// scrape: now OpenMetrics only when asked for, Prometheus text 0.0.4 otherwise.
+#[tokio::test]
+async fn metrics_negotiate_openmetrics_by_accept() {
+    let api = start().await;
+    let get = |accept: Option<&'static str>| {
+        let mut r = api.http.get(format!("{}/metrics", api.base));
+        if let Some(a) = accept {
+            r = r.header("accept", a);
+        }
+        r.send()
+    };
+    let plain = get(None).await.unwrap();
+    assert_eq!(plain.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = plain.text().await.unwrap();
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(text.contains("# TYPE keysentinel_events_shed_total counter"), "{text}");
+    assert!(text.contains("keysentinel_events_shed_total 0"), "{text}");
+
+    let om = get(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")).await.unwrap();
+    assert!(om.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = om.text().await.unwrap();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    assert!(text.contains("# TYPE keysentinel_events_shed counter"), "{text}");
+}

@@ -140,6 +140,16 @@ mod tests {
         assert_eq!(t.required_scope(Upbit, "PATCH", "/v2/x"), None);
     }
 
+    /// Both were UNKNOWN_ENDPOINT: a trade key could not place an order through them.
+    #[test]
+    fn coinone_unified_order_and_binance_sor_need_trade() {
+        let t = RouteTable::default_routes().unwrap();
+        assert_eq!(t.required_scope(Coinone, "POST", "/v2.1/order"), Some(Scope::Trade));
+        assert_eq!(t.required_scope(Binance, "POST", "/api/v3/sor/order"), Some(Scope::Trade));
+        assert_eq!(t.required_scope(Binance, "POST", "/api/v3/sor/order/test"), Some(Scope::Trade));
+        assert_eq!(t.required_scope(Binance, "GET", "/api/v3/sor/order"), Some(Scope::Read), "reads stay reads");
+    }
+
     #[test]
     fn bad_files_are_refused() {
         assert!(RouteTable::from_toml("schema = 2").is_err());
