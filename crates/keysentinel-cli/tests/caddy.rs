@@ -10,7 +10,7 @@ mod common;
 
 use common::gateways::*;
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_forward_auth_passes_only_verified_requests_and_trusts_no_client_header() {
@@ -41,17 +41,8 @@ async fn caddy_forward_auth_passes_only_verified_requests_and_trusts_no_client_h
         .output()
         .unwrap();
     assert!(check.status.success(), "caddy validate: {}", String::from_utf8_lossy(&check.stderr));
-    let _caddy = Gateway(
-        Command::new(&caddy)
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&path)
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _caddy =
+        Gateway::start(Command::new(&caddy).args(["run", "--adapter", "caddyfile", "--config"]).arg(&path).envs(env));
     let base = format!("http://127.0.0.1:{listen}");
     wait_ready(&client(), &base).await;
     attacks(&data, &u, &base, &seen, Forwards::HeadersOnly).await;

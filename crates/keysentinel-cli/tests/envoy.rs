@@ -23,7 +23,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The deploy config, with its placeholders filled as a deployment would.
 fn envoy_config() -> serde_yaml_ng::Value {
@@ -312,17 +312,12 @@ async fn real_envoy_sends_the_body_and_the_peer_and_lets_only_verified_requests_
         .replace("${GATEWAY_TOKEN}", &token);
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, conf).unwrap();
-    let _envoy = Gateway(
+    let _envoy = Gateway::start(
         Command::new(&envoy)
             .arg("-c")
             .arg(&path)
             // Several Envoys may run at once (parallel tests): no shared-memory hot restart.
-            .args(["--disable-hot-restart", "--concurrency", "1", "--log-level", "error"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .args(["--disable-hot-restart", "--concurrency", "1", "--log-level", "error"]),
     );
     let base = format!("http://127.0.0.1:{listen}");
     wait_ready(&client(), &base).await;

@@ -14,7 +14,7 @@ use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256, Sha512};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn nginx() -> Option<String> {
     ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().find(|p| std::path::Path::new(p).exists()).map(|p| p.to_string())
@@ -80,19 +80,8 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     std::fs::write(&conf_path, format!("user root;\n{conf}")).unwrap();
     let test = Command::new(&nginx_bin).arg("-t").arg("-c").arg(&conf_path).arg("-p").arg(&prefix).output().unwrap();
     assert!(test.status.success(), "nginx -t: {}", String::from_utf8_lossy(&test.stderr));
-    let _nginx = Gateway(
-        Command::new(&nginx_bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-g")
-            .arg("daemon off;")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _nginx = Gateway::start(
+        Command::new(&nginx_bin).arg("-c").arg(&conf_path).arg("-p").arg(&prefix).arg("-g").arg("daemon off;"),
     );
     let base = format!("http://127.0.0.1:{listen}");
     let http = reqwest::Client::new();

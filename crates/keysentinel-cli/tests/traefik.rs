@@ -9,7 +9,7 @@ mod common;
 
 use common::gateways::*;
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traefik_forward_auth_passes_only_verified_requests_and_trusts_no_client_header() {
@@ -37,15 +37,8 @@ async fn traefik_forward_auth_passes_only_verified_requests_and_trusts_no_client
     std::fs::write(&dynamic_path, dynamic).unwrap();
     let static_path = dir.path().join("traefik.yml");
     std::fs::write(&static_path, static_conf).unwrap();
-    let _traefik = Gateway(
-        Command::new(&traefik)
-            .arg(format!("--configFile={}", static_path.display()))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _traefik = Gateway::start(
+        Command::new(&traefik).arg(format!("--configFile={}", static_path.display())).current_dir(dir.path()),
     );
     let base = format!("http://127.0.0.1:{listen}");
     wait_ready(&client(), &base).await;

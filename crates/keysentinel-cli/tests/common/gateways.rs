@@ -39,6 +39,13 @@ pub fn free_port() -> u16 {
 
 /// A gateway process, stopped with SIGTERM (so its workers go with it) when dropped.
 pub struct Gateway(pub Child);
+impl Gateway {
+    /// Starts a gateway with its output discarded (its config was checked before), stopped on drop.
+    pub fn start(cmd: &mut Command) -> Gateway {
+        use std::process::Stdio;
+        Gateway(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+    }
+}
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
