@@ -79,9 +79,10 @@ pub struct VerifyResponse {
 pub async fn verify(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Json(body): Json<VerifyRequest>,
+    body: Json<VerifyRequest>,
 ) -> Result<axum::Json<VerifyResponse>, ApiError> {
-    require(&st, &who, Permission::Verify, "verify requests").await?;
+    let allowed = require(&st, &who, Permission::Verify, "verify requests").await?;
+    let body = body.open(&allowed).await?;
     let raw_body = match (body.body, body.body_base64) {
         (Some(_), Some(_)) => return Err(ApiError::invalid("body", "give body or body_base64, not both")),
         (Some(text), None) => Some(text.into_bytes()),
