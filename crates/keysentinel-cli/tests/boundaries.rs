@@ -105,3 +105,98 @@ fn a_role_that_may_not_call_an_endpoint_gets_403_whatever_it_sends_and_no_token_
     }
     assert!(checked >= 50, "refusals checked: {checked}");
 }
+
+/// `serve` on `listen` (rather than the helpers' 127.0.0.1:0), with its log kept in `log`.
+fn serve_on(data: &std::path::Path, listen: &str, extra: &[&str], log: &std::path::Path) -> Server {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--no-detection", "--listen", listen, "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("KEYSENTINEL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("keysentinel listening on ").expect("listening line").to_owned();
+    Server { child, url, grpc: None }
+}
+
+fn forward_auth(url: &str, gateway: &str, access_key: &str, uri: &str) -> (u16, String) {
+    let r = Client::new()
+        .get(format!("{url}/v1/verify/forward-auth"))
+        .header("X-Keysentinel-Token", gateway)
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", uri)
+        .header("X-MBX-APIKEY", access_key)
+        .send()
+        .unwrap();
+    let code = r.headers().get("x-keysentinel-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    (r.status().as_u16(), code)
+}
+
+#[test]
+fn an_ipv4_mapped_allowlist_entry_is_its_ipv4_network_and_a_dual_stack_peer_matches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A dual-stack listener: an IPv4 client connecting to 127.0.0.1 is seen as ::ffff:127.0.0.1.
+    let server = serve_on(&data, "[::]:0", &[], &dir.path().join("serve.log"));
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let u = format!("http://127.0.0.1:{port}");
+    let gateway =
+        ok_json(&data, &u, &["operators", "create", "gw-1", "--role", "gateway"])["token"].as_str().unwrap().to_owned();
+    ok_json(&data, &u, &["accounts", "create", "acct-1", "--segment", "retail", "--verification", "verified"]);
+
+    // Entered as a mapped address, stored (and shown) as the IPv4 address it names.
+    let (mapped, mapped_secret) = create_key(&data, &u, "binance", "acct-1", "::ffff:127.0.0.1");
+    let shown = ok_json(&data, &u, &["keys", "show", &mapped]);
+    assert_eq!(shown["ip_allowlist"], serde_json::json!(["127.0.0.1/32"]), "{shown}");
+    let (plain, plain_secret) = create_key(&data, &u, "binance", "acct-1", "127.0.0.1");
+    let (elsewhere, elsewhere_secret) = create_key(&data, &u, "binance", "acct-1", "198.51.100.0/24");
+
+    let uri = |secret: &str| format!("/api/v3/account?{}", binance_query(secret, "omitZeroBalances=true"));
+    assert_eq!(forward_auth(&u, &gateway, &mapped, &uri(&mapped_secret)), (200, "VALID".into()), "mapped entry");
+    assert_eq!(forward_auth(&u, &gateway, &plain, &uri(&plain_secret)), (200, "VALID".into()), "mapped peer");
+    assert_eq!(
+        forward_auth(&u, &gateway, &elsewhere, &uri(&elsewhere_secret)),
+        (403, "IP_NOT_ALLOWED".into()),
+        "the allowlist still holds"
+    );
+
+    // The JSON verify API: a gateway that reports the client as ::ffff:127.0.0.1.
+    let r: Value = Client::new()
+        .post(format!("{u}/v1/verify"))
+        .bearer_auth(&gateway)
+        .json(&serde_json::json!({ "method": "GET", "path": "/api/v3/account",
+            "query": binance_query(&mapped_secret, "omitZeroBalances=true"), "body": "",
+            "headers": { "X-MBX-APIKEY": mapped }, "client_ip": "::ffff:127.0.0.1" }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["code"], "VALID", "{r}");
+
+    // An entry around the whole mapped range is refused, saying why.
+    let out = ks(
+        &data,
+        &u,
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            "binance",
+            "--account",
+            "acct-1",
+            "--scopes",
+            "read",
+            "--allow",
+            "::/32",
+            "--terms-version",
+            "2026-05",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IPv4-mapped range"));
+}

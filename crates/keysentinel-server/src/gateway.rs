@@ -100,7 +100,8 @@ pub async fn verify(
         query: &body.query,
         body: raw_body.as_deref(),
         headers: &headers,
-        client_ip: body.client_ip,
+        // ::ffff:a.b.c.d (a dual-stack socket's view of an IPv4 client) is a.b.c.d.
+        client_ip: body.client_ip.to_canonical(),
         now_ms: now_ms(&st),
     };
     let decision = decide(&st, &req);
