@@ -1,14 +1,19 @@
 //! The trust boundaries of a running `serve`, tried from outside: a role that may not call an
-//! endpoint learns nothing from its input parser.
+//! endpoint learns nothing from its input parser; an IPv4 client is IPv4 however a socket
+//! writes it; a nonce the journal cannot take is refused as the node's failure.
 
 // Test helpers may unwrap and panic: a failure there is a failed test, which is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use common::*;
+use hmac::{Hmac, Mac};
 use reqwest::blocking::Client;
-use serde_json::Value;
+use serde_json::{json, Value};
+use sha2::Sha256;
 
 /// Every operation of the admin API that takes a bearer token, from the served openapi.json:
 /// (method, path template, request body's content type).
@@ -199,4 +204,79 @@ fn an_ipv4_mapped_allowlist_entry_is_its_ipv4_network_and_a_dual_stack_peer_matc
     );
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("IPv4-mapped range"));
+}
+
+fn upbit_token(access_key: &str, secret: &str, nonce: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = json!({ "access_key": access_key, "nonce": nonce });
+    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(input.as_bytes());
+    format!("Bearer {input}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+}
+
+#[cfg(unix)]
+#[test]
+fn a_nonce_the_journal_cannot_take_is_refused_nonce_unavailable_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let window_ms = 10_000;
+    let server = serve_on(&data, "127.0.0.1:0", &["--nonce-window-seconds", "10"], &log);
+    let u = server.url.clone();
+    let gateway =
+        ok_json(&data, &u, &["operators", "create", "gw-1", "--role", "gateway"])["token"].as_str().unwrap().to_owned();
+    ok_json(&data, &u, &["accounts", "create", "acct-1", "--segment", "retail", "--verification", "verified"]);
+    let (upbit, upbit_secret) = create_key(&data, &u, "upbit", "acct-1", "127.0.0.1");
+    let (binance, binance_secret) = create_key(&data, &u, "binance", "acct-1", "127.0.0.1");
+    let http = Client::new();
+    let upbit_call = |nonce: &str| {
+        let r = http
+            .get(format!("{u}/v1/verify/forward-auth"))
+            .header("X-Keysentinel-Token", &gateway)
+            .header("X-Original-Method", "GET")
+            .header("X-Original-URI", "/v1/accounts")
+            .header("Authorization", upbit_token(&upbit, &upbit_secret, nonce))
+            .send()
+            .unwrap();
+        let code = r.headers().get("x-keysentinel-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        (r.status().as_u16(), code)
+    };
+    assert_eq!(upbit_call("journaled"), (200, "VALID".into()));
+
+    // The journal's next segment is a full disk: every record written to it fails (ENOSPC).
+    let next = (now_ms() / window_ms + 1) * window_ms;
+    std::os::unix::fs::symlink("/dev/full", data.join("nonces").join(format!("segment-{next}.log"))).unwrap();
+    while now_ms() < next + 100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Refused, as the node's failure (503: nginx answers 500, Caddy and Traefik pass it on),
+    // not as a replay the client could be blamed for.
+    assert_eq!(upbit_call("cannot-be-journaled"), (503, "NONCE_UNAVAILABLE".into()));
+    let verified: Value = http
+        .post(format!("{u}/v1/verify"))
+        .bearer_auth(&gateway)
+        .json(&json!({ "method": "GET", "path": "/v1/accounts", "body": "", "client_ip": "127.0.0.1",
+            "headers": { "Authorization": upbit_token(&upbit, &upbit_secret, "also-not-journaled") } }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!((&verified["allow"], &verified["code"]), (&json!(false), &json!("NONCE_UNAVAILABLE")), "{verified}");
+    // What was journaled is still a replay, and a scheme without nonces is unaffected.
+    assert_eq!(upbit_call("journaled"), (401, "REPLAYED".into()));
+    assert_eq!(
+        forward_auth(&u, &gateway, &binance, &format!("/api/v3/account?{}", binance_query(&binance_secret, "a=1"))),
+        (200, "VALID".into())
+    );
+
+    let metrics = http.get(format!("{u}/metrics")).send().unwrap().text().unwrap();
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("keysentinel_verifies_total{") && l.contains("code=\"NONCE_UNAVAILABLE\""))
+        .unwrap_or_else(|| panic!("no NONCE_UNAVAILABLE count in:\n{metrics}"));
+    assert!(counted.ends_with(" 2"), "{counted}");
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("cannot journal a nonce"), "the failure is logged: {logged}");
 }

@@ -61,7 +61,7 @@ pub struct VerifyResponse {
     pub allow: bool,
     /// `VALID`, `MISSING_CREDENTIALS`, `MALFORMED`, `NOT_FOUND`, `WRONG_SCHEME`, `REVOKED`,
     /// `SUSPENDED`, `EXPIRED`, `BAD_SIGNATURE`, `BODY_REQUIRED`, `STALE_TIMESTAMP`, `REPLAYED`,
-    /// `IP_NOT_ALLOWED`, `UNKNOWN_ENDPOINT` or `SCOPE_DENIED`.
+    /// `NONCE_UNAVAILABLE`, `IP_NOT_ALLOWED`, `UNKNOWN_ENDPOINT` or `SCOPE_DENIED`.
     pub code: String,
     pub scheme: Option<String>,
     pub access_key: Option<String>,
@@ -175,7 +175,8 @@ pub(crate) fn now_ms(st: &AppState) -> i64 {
 }
 
 /// The HTTP status a gateway answers the client with: 401 when the request is not authenticated
-/// (no, unknown or bad credentials, stale, replayed), 403 when it is but may not pass.
+/// (no, unknown or bad credentials, stale, replayed), 403 when it is but may not pass, 503 when
+/// this node cannot decide safely (its nonce store failed).
 pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::StatusCode {
     use axum::http::StatusCode;
     use keysentinel_verify::Code;
@@ -196,6 +197,9 @@ pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::Stat
         | Code::IpNotAllowed
         | Code::UnknownEndpoint
         | Code::ScopeDenied => StatusCode::FORBIDDEN,
+        // The node's fault: a gateway fails closed on it (nginx answers 500, Caddy and Traefik
+        // pass the 503 on), and the client may retry the same request later.
+        Code::NonceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -215,14 +219,16 @@ pub const GATEWAY_TOKEN_HEADER: &str = "x-keysentinel-token";
 /// `X-Forwarded-For`, whose right-most hop not itself a trusted proxy is the client). The
 /// client's own headers arrive as they are. Answers 200 (allow) with `X-Keysentinel-Code`,
 /// `-Key`, `-Account` and `-Scopes`; 401 when the request is not authenticated (no, unknown or
-/// bad credentials, stale, replayed) and 403 when it is but may not pass (revoked, suspended,
-/// expired, IP, scope, body required), each with `X-Keysentinel-Code` only — nothing about the
-/// key's owner, since Caddy and Traefik hand a refusal's headers to the client.
+/// bad credentials, stale, replayed), 403 when it is but may not pass (revoked, suspended,
+/// expired, IP, scope, body required) and 503 when the node cannot record the request's nonce
+/// (`NONCE_UNAVAILABLE`), each with `X-Keysentinel-Code` only — nothing about the key's owner,
+/// since Caddy and Traefik hand a refusal's headers to the client.
 #[utoipa::path(get, path = "/v1/verify/forward-auth", tag = "gateway",
     params(("X-Keysentinel-Token" = String, Header, description = "the gateway operator's token"),
            ("X-Original-Method" = String, Header), ("X-Original-URI" = String, Header),
            ("X-Forwarded-For" = Option<String>, Header, description = "read only when the connection comes from a trusted proxy (`serve --trusted-proxy`), and only the header `--client-ip-header` names")),
-    responses((status = 200, description = "allowed"), (status = 401, description = "not authenticated"), (status = 403, description = "not allowed"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "allowed"), (status = 401, description = "not authenticated"), (status = 403, description = "not allowed"), (status = 400, body = ErrorBody),
+               (status = 503, description = "this node cannot decide safely: its nonce store failed (`NONCE_UNAVAILABLE`)")))]
 pub async fn forward_auth(
     State(st): State<Arc<AppState>>,
     request: axum::extract::Request,
