@@ -10,7 +10,7 @@ mod state;
 mod verify;
 mod writer;
 
-use keysentinel_audit::Hash;
+use keysentinel_audit::{Hash, LogVerifier};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, Case, Clock, KeyStatus, Notice, Operator, ReportAssessment,
 };
@@ -84,8 +84,20 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// existed, records a baseline of every row first (`state.baseline` entries, actor
 /// `local:upgrade`), trusting the rows as this version finds them. That happens once: after it
 /// the log records rows, and a log that records rows never takes a baseline again.
-fn bind_state(conn: &Connection, keys: &LogKeys, clock: &dyn Clock) -> Result<StateReport, StoreError> {
+fn bind_state(
+    conn: &Connection,
+    keys: &LogKeys,
+    clock: &dyn Clock,
+    pinned: Option<&LogVerifier>,
+) -> Result<StateReport, StoreError> {
     let verifier = keys.signer.verifier();
+    // A pinned key must be the one that signs: checkpoints verified with it, and new ones
+    // signed by it. A file whose own key differs was re-signed (or is another store).
+    if let Some(pinned) = pinned {
+        if *pinned != verifier {
+            return Err(StoreError::LogKeyMismatch { pinned: pinned.encode(), found: verifier.encode() });
+        }
+    }
     let (log, report) = match verify::check(conn, &verifier, &keys.origin, Vec::new()) {
         Ok(found) => found,
         Err(FileVerifyError::Log(e)) => return Err(StoreError::Log(e)),
@@ -174,6 +186,18 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`. The bool is true when
     /// the audit log keys were created now, i.e. the store is new.
     pub fn open(path: &Path, keyring: &Keyring, clock: Arc<dyn Clock>) -> Result<(Self, bool), StoreError> {
+        Self::open_pinned(path, keyring, clock, None)
+    }
+
+    /// As [`SqliteStore::open`], refusing a store whose audit log is not signed with `pinned`
+    /// (`StoreError::LogKeyMismatch`): a file re-signed by someone who held the master key, or
+    /// another store in its place.
+    pub fn open_pinned(
+        path: &Path,
+        keyring: &Keyring,
+        clock: Arc<dyn Clock>,
+        pinned: Option<&LogVerifier>,
+    ) -> Result<(Self, bool), StoreError> {
         let lock_path = path.with_extension("lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -197,7 +221,7 @@ impl SqliteStore {
         };
         // Fail closed: a store whose log or rows do not verify is not opened for writing (nor
         // served from). The message names the entry or the row.
-        bind_state(&conn, &keys, clock.as_ref())?;
+        bind_state(&conn, &keys, clock.as_ref(), pinned)?;
         let state = writer::load_log_state(&conn)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
