@@ -184,18 +184,21 @@ pub struct Fired {
 pub const OBSERVED: usize = 4;
 
 /// A key's day for the population's statistics: the persistence level each indicator reached,
-/// the kinds of evidence shown, and whether the key was suspected that day.
+/// the kinds of evidence shown, whether the key was judged shared that day, and the kinds of
+/// evidence whose rates it must not teach because *other* kinds made it suspect.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct KeyDay {
     pub day: i64,
     pub shown: [u8; Indicator::COUNT],
     pub kinds: u8,
     pub suspected: bool,
+    /// Bit per kind: the rest of the evidence alone reached a warning that day.
+    pub excluded: u8,
 }
 
 impl KeyDay {
     pub fn new(day: i64) -> KeyDay {
-        KeyDay { day, shown: [0; Indicator::COUNT], kinds: 0, suspected: false }
+        KeyDay { day, shown: [0; Indicator::COUNT], kinds: 0, suspected: false, excluded: 0 }
     }
 }
 
@@ -221,9 +224,9 @@ pub struct KeyState {
     pub recent_asns: Recent<6>,
     pub recent_lines: Recent<11>,
     pub recent_clients: Recent<6>,
-    /// Runs of client families within the concurrency window, oldest first: (last seen,
-    /// family, site, sanctioned by the registry).
-    pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site, bool), 8>,
+    /// Runs of client families within the alternation window, oldest first, of the use the
+    /// registry does not sanction: (last seen, family, site).
+    pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site), 8>,
     pub bad_signatures: VecDeque<Millis>,
     pub order_peak: OrderPeak,
     pub fired: Vec<Fired>,
