@@ -529,6 +529,23 @@ fn an_order_burst_of_ones_own_but_not_when_the_whole_market_moves() {
 }
 
 #[test]
+fn orders_placed_through_a_key_are_its_exposure_over_thirty_days() {
+    let mut r = registry("k", "a");
+    r.push(order(10, "k", "KRW-BTC", 1e5));
+    r.push(order(20, "k", "KRW-ETH", 2.5e5));
+    r.push(order(40 * 24 * HOUR, "k", "KRW-BTC", 3e5));
+    let geo = Table::new();
+    let mut e = Engine::new(Config::default(), &geo);
+    for l in &r {
+        e.ingest(&parse_line(l).unwrap());
+    }
+    assert_eq!(e.traded("k", T0 + 30 * MIN), Some((2, 3.5e5)));
+    // Forty days on, the first two have left the window.
+    assert_eq!(e.traded("k", T0 + 40 * 24 * HOUR * MIN), Some((1, 3e5)));
+    assert_eq!(e.traded("nobody", T0), None);
+}
+
+#[test]
 fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
     // A day and a half of the owner (home, one program, their hours, KRW-BTC at ₩100k), then
     // someone else from a new address with another program, ten times the rate, small caps at

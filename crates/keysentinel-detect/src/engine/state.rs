@@ -243,6 +243,8 @@ pub struct KeyState {
     pub lines: arrayvec::ArrayVec<(Site, Millis, u8), 8>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
+    /// Orders placed through the key, by day (for a vendor's or a mandate's exposure).
+    pub traded: Traded,
     /// What the key showed today, for the population's statistics once the day is over.
     pub today: KeyDay,
     /// Habits, for change-points (from the end of learning).
@@ -277,6 +279,7 @@ impl KeyState {
             device: None,
             lines: arrayvec::ArrayVec::new(),
             ranges: arrayvec::ArrayVec::new(),
+            traded: Traded::default(),
             today: KeyDay::new(i64::MIN),
             profile: None,
         }
@@ -310,6 +313,39 @@ impl KeyState {
 
     pub fn allowlisted(&self, ip: IpAddr) -> bool {
         self.allowlist.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Orders placed through a key over the last [`TRADED_DAYS`] days: a ring of daily counts
+/// and notional sums (in the market's quote currency, KRW on Korean markets).
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Traded {
+    days: [(i64, u32, f64); TRADED_DAYS],
+}
+
+/// Days of orders kept per key.
+pub const TRADED_DAYS: usize = 30;
+
+impl Traded {
+    pub fn add(&mut self, ts: Millis, notional: f64) {
+        let day = ts.div_euclid(DAY);
+        let slot = &mut self.days[day.rem_euclid(TRADED_DAYS as i64) as usize];
+        if slot.0 != day {
+            *slot = (day, 0, 0.0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+        if notional.is_finite() && notional > 0.0 {
+            slot.2 += notional;
+        }
+    }
+
+    /// Orders and their notional over the `TRADED_DAYS` days up to `ts`'s.
+    pub fn within(&self, ts: Millis) -> (u64, f64) {
+        let today = ts.div_euclid(DAY);
+        self.days
+            .iter()
+            .filter(|(d, ..)| *d <= today && today - *d < TRADED_DAYS as i64)
+            .fold((0, 0.0), |(n, x), (_, c, v)| (n + u64::from(*c), x + v))
     }
 }
 
