@@ -182,6 +182,37 @@ fn history_with(key: &str, account: &str, ip: &str, ua: &str) -> Vec<String> {
     r
 }
 
+/// An exchange's quiet honest keys, each used once a day from its own home for `days` days
+/// from day 0: a population for the engine to calibrate its rates on, as a deployed engine
+/// has (a cold engine leans on the expert's priors, on purpose cautious).
+fn quiet_population(keys: usize, days: i64) -> Vec<String> {
+    let mut r = Vec::new();
+    for m in 0..keys {
+        r.extend(registry(&format!("p{m}"), &format!("b{m}")));
+    }
+    for day in 0..days {
+        for m in 0..keys {
+            let ip = format!("10.{}.{}.1", m / 250, m % 250);
+            r.push(req(day * 24 * HOUR + (m as i64) % 600, &format!("p{m}"), &ip, "ccxt/4.5.90", "VALID"));
+        }
+    }
+    r
+}
+
+/// Records in time order (registry records, which carry no time, first), as a feed has them.
+fn in_time_order(records: Vec<String>) -> Vec<String> {
+    let mut keyed: Vec<(i64, usize, String)> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            (v["ts"].as_str().and_then(keysentinel_detect::event::parse_rfc3339_ms).unwrap_or(0), i, l)
+        })
+        .collect();
+    keyed.sort_by_key(|(t, i, _)| (*t, *i));
+    keyed.into_iter().map(|(_, _, l)| l).collect()
+}
+
 // ---- where the key is used from ----
 
 #[test]
@@ -395,6 +426,32 @@ fn signed_outside_the_allowlist_unless_from_where_the_owner_logs_in() {
 }
 
 #[test]
+fn the_same_place_outside_the_allowlist_day_after_day_is_one_fact_not_many() {
+    // A bot on its allowlisted server; correctly signed requests refused from one home line
+    // every evening for ten days (the owner's laptop, whose address the allowlist lacks), or
+    // from a new home every evening (the secret in many hands). Among a population that
+    // never shows it, both persist; only the second is many sightings.
+    let evenings = |same_place: bool| {
+        let mut r = quiet_population(4000, 11);
+        r.extend(registry_allow("k", "a", r#"["3.1.1.1/32"]"#));
+        for day in 0..11 {
+            r.extend((0..40).map(|i| req(day * 24 * HOUR + 600 + i * 20, "k", "3.1.1.1", "ccxt/4.5.90", "VALID")));
+            if day > 0 {
+                let ip = if same_place { "59.1.1.7".to_owned() } else { format!("59.{day}.1.7") };
+                r.push(req(day * 24 * HOUR + 1200, "k", &ip, "PostmanRuntime/7.39", "IP_NOT_ALLOWED"));
+                r.push(req(day * 24 * HOUR + 1290, "k", &ip, "PostmanRuntime/7.39", "IP_NOT_ALLOWED"));
+            }
+        }
+        run(&in_time_order(r))
+    };
+    let one_place = evenings(true);
+    assert!(fired(&one_place, "k", Indicator::OutsideAllowlist));
+    assert!(level(&one_place, "k") < Some(Stage::Invalidate), "{:?}", one_place["k"]);
+    let many = evenings(false);
+    assert_eq!(level(&many, "k"), Some(Stage::Invalidate), "{:?}", many["k"]);
+}
+
+#[test]
 fn a_withdrawal_to_a_new_address_from_a_new_network_goes_to_the_top() {
     let withdraw = |min: i64, address: &str| {
         format!(
@@ -472,12 +529,31 @@ fn an_order_burst_of_ones_own_but_not_when_the_whole_market_moves() {
 }
 
 #[test]
+fn orders_placed_through_a_key_are_its_exposure_over_thirty_days() {
+    let mut r = registry("k", "a");
+    r.push(order(10, "k", "KRW-BTC", 1e5));
+    r.push(order(20, "k", "KRW-ETH", 2.5e5));
+    r.push(order(40 * 24 * HOUR, "k", "KRW-BTC", 3e5));
+    let geo = Table::new();
+    let mut e = Engine::new(Config::default(), &geo);
+    for l in &r {
+        e.ingest(&parse_line(l).unwrap());
+    }
+    assert_eq!(e.traded("k", T0 + 30 * MIN), Some((2, 3.5e5)));
+    // Forty days on, the first two have left the window.
+    assert_eq!(e.traded("k", T0 + 40 * 24 * HOUR * MIN), Some((1, 3e5)));
+    assert_eq!(e.traded("nobody", T0), None);
+}
+
+#[test]
 fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
     // A day and a half of the owner (home, one program, their hours, KRW-BTC at ₩100k), then
     // someone else from a new address with another program, ten times the rate, small caps at
     // a hundred times the size, round the clock.
+    // Among an exchange's keys that never change hands (a cold engine's priors are cautious).
     let takeover_for = |same_actor: bool, hours: i64| {
-        let mut r = registry("k", "a");
+        let mut r = quiet_population(2000, 2);
+        r.extend(registry("k", "a"));
         for day_hour in 0..36 {
             let local = (day_hour + 9) % 24;
             if (9..23).contains(&local) {
@@ -502,7 +578,7 @@ fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
                 r.push(order(min, "k", symbol, size));
             }
         }
-        run(&r)
+        run(&in_time_order(r))
     };
     let takeover = |same_actor: bool| takeover_for(same_actor, 10);
     let taken = takeover(false);
@@ -542,7 +618,7 @@ fn a_lightly_used_key_taken_over_is_a_takeover_but_an_owners_first_bot_is_not() 
                 r.push(order(min, "k", symbol, size));
             }
         }
-        run(&r)
+        run(&in_time_order(r))
     };
     assert!(fired(&after(true), "k", Indicator::ActorChange), "{:?}", after(true)["k"]);
     // A young baseline does not know the key's hours and rates yet: a bot that changes only
@@ -612,25 +688,35 @@ fn an_access_far_likelier_for_someone_else_is_unfamiliar() {
 
 #[test]
 fn one_kind_of_evidence_stops_at_warn_two_go_further() {
-    // Abroad and home in turn, with the owner's own program: network evidence only.
-    let alone = {
-        let mut r = history_with("k", "a", "113.1.1.1", "ccxt/4.5.90");
+    // Abroad and home in turn, with the owner's own program: where the key is (a new country
+    // and network) and that it is in two places at once.
+    let abroad_and_home = |ua_abroad: &str| {
+        let mut r = history_with("k", "a", "113.1.1.1", ua_abroad);
         for i in 0..10 {
-            r.push(req(121 + i * 2, "k", if i % 2 == 0 { "113.1.1.1" } else { "211.1.1.1" }, "ccxt/4.5.90", "VALID"));
-        }
-        run(&r)
-    };
-    assert!(level(&alone, "k") <= Some(Stage::Warn), "{:?}", alone["k"]);
-    // The same with another program abroad: network and client.
-    let two = {
-        let mut r = history_with("k", "a", "113.1.1.1", "okhttp/4.12");
-        for i in 0..10 {
-            let (ip, ua) = if i % 2 == 0 { ("113.1.1.1", "okhttp/4.12") } else { ("211.1.1.1", "ccxt/4.5.90") };
+            let (ip, ua) = if i % 2 == 0 { ("113.1.1.1", ua_abroad) } else { ("211.1.1.1", "ccxt/4.5.90") };
             r.push(req(121 + i * 2, "k", ip, ua, "VALID"));
         }
         run(&r)
     };
-    assert!(level(&two, "k") > level(&alone, "k"), "{:?} vs {:?}", two["k"], alone["k"]);
+    // A day of the owner at home, then abroad only, with the owner's own program, in one
+    // place at a time (a trip): one kind.
+    let trip = |ua: &str| {
+        let mut r = registry("k", "a");
+        r.extend((0..400).map(|i| req(i * 3, "k", "211.1.1.1", "ccxt/4.5.90", "VALID")));
+        r.extend((0..10).map(|i| req(24 * HOUR + i * 2, "k", "113.1.1.1", ua, "VALID")));
+        run(&r)
+    };
+    let alone = trip("ccxt/4.5.90");
+    assert!(level(&alone, "k") <= Some(Stage::Warn), "{:?}", alone.get("k"));
+    // The same with another program abroad: place and client.
+    let two = trip("okhttp/4.12");
+    assert!(level(&two, "k") > level(&alone, "k"), "{:?} vs {:?}", two.get("k"), alone.get("k"));
+    // In two places at once is more than somewhere new; with another program, more again.
+    let same = abroad_and_home("ccxt/4.5.90");
+    let other = abroad_and_home("okhttp/4.12");
+    assert!(fired(&same, "k", Indicator::ConcurrentUse) && fired(&same, "k", Indicator::OutsideDeclared));
+    assert!(level(&same, "k") > level(&alone, "k"), "{:?} vs {:?}", same["k"], alone.get("k"));
+    assert!(level(&other, "k") >= level(&same, "k"), "{:?} vs {:?}", other["k"], same["k"]);
 }
 
 #[test]
@@ -686,18 +772,12 @@ fn a_pattern_the_population_shows_often_weighs_little() {
 
 #[test]
 fn a_proxy_pool_sustained_for_hours_is_stopped_on_its_own_but_not_in_its_first_hour() {
-    // Day one: four thousand keys, none of them rotating. Day two: a key calls from another
-    // home every minute — for an hour, or for twelve.
+    // Days one to three: four thousand keys, none of them rotating. Day four: a key calls from
+    // another home every minute — for an hour, or for twelve.
     let after = |hours: i64| {
-        let mut r = Vec::new();
-        for m in 0..4000 {
-            r.extend(registry(&format!("p{m}"), &format!("b{m}")));
-        }
-        for m in 0..4000 {
-            r.push(req(m % 600, &format!("p{m}"), "211.1.1.1", "ccxt/4.5.90", "VALID"));
-        }
+        let mut r = quiet_population(4000, 3);
         r.extend(registry("x", "ax"));
-        let day = 24 * HOUR;
+        let day = 3 * 24 * HOUR;
         r.extend((0..30).map(|i| req(day + i * 4, "x", "211.1.1.1", "ccxt/4.5.90", "VALID")));
         for m in 0..(hours * HOUR) {
             r.push(req(day + 130 + m, "x", &format!("121.{}.1.1", m % 12), "ccxt/4.5.90", "VALID"));
@@ -742,6 +822,34 @@ fn an_owner_looking_in_beside_their_approved_vendor_is_judged_by_their_own_habit
     r.extend((0..40).map(|i| req(300 + i * 3, "k", "211.1.1.1", "Mozilla/5.0", "VALID")));
     r.extend((0..6).map(|i| req(900 + i * 3, "k", "126.1.1.1", "okhttp/4.12", "VALID")));
     assert!(fired(&run(&r), "k", Indicator::Unfamiliar));
+}
+
+#[test]
+fn a_vendors_bot_beside_the_owner_by_hand_is_not_two_people_taking_turns() {
+    // The approved vendor's bot runs all day from its egress; the owner looks in by hand from
+    // home, session after session: the sanctioned bot is a program, not a second person.
+    let day = |friend: bool| {
+        let mut r = vec![
+            r#"{"type":"vendor","vendor_id":"v","status":"approved","egress_cidrs":["3.1.1.0/24"]}"#.to_owned(),
+            r#"{"type":"account","account_id":"a","segment":"retail","declared_countries":["KR"]}"#.to_owned(),
+            r#"{"type":"key","key_id":"k","account_id":"a","scopes":["read","trade"],"ip_allowlist":[],"vendor_id":"v"}"#
+                .to_owned(),
+        ];
+        for m in (0..600).step_by(2) {
+            r.push(req(m, "k", "3.1.1.1", "VendorBot/3.2", "VALID"));
+            // By hand from home in short sessions every 40 minutes; with a friend, the friend's
+            // program from the friend's home in the sessions between.
+            if m % 40 < 6 {
+                r.push(req(m + 1, "k", "211.1.1.1", "Mozilla/5.0", "VALID"));
+            }
+            if friend && m % 40 >= 20 && m % 40 < 26 {
+                r.push(req(m + 1, "k", "59.1.1.1", "okhttp/4.12", "VALID"));
+            }
+        }
+        run(&r)
+    };
+    assert!(!fired(&day(false), "k", Indicator::AlternatingClients), "{:?}", day(false).get("k"));
+    assert!(fired(&day(true), "k", Indicator::AlternatingClients), "{:?}", day(true).get("k"));
 }
 
 #[test]

@@ -58,8 +58,12 @@ pub enum Indicator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// Where the key is used from.
+    /// Where the key is used from: networks, countries and places new or rare to it.
     Network,
+    /// Used from two places at once: places too far apart, or households' lines taking turns,
+    /// which one person cannot be at together. Apart from where (`Network`): a traveller is
+    /// somewhere new but in one place at a time; a key lent on is used from two.
+    Presence,
     /// With what program or device.
     Client,
     /// How it trades and when: the actor's habits.
@@ -73,12 +77,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Network, Kind::Client, Kind::Behaviour, Kind::Links, Kind::Credentials, Kind::Reports];
+    pub const ALL: [Kind; 7] =
+        [Kind::Network, Kind::Presence, Kind::Client, Kind::Behaviour, Kind::Links, Kind::Credentials, Kind::Reports];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Network => "network",
+            Kind::Presence => "presence",
             Kind::Client => "client",
             Kind::Behaviour => "behaviour",
             Kind::Links => "links",
@@ -150,10 +155,8 @@ impl Indicator {
 
     pub fn kind(self) -> Kind {
         match self {
-            Indicator::ConcurrentUse
-            | Indicator::AlternatingNetworks
-            | Indicator::ImpossibleTravel
-            | Indicator::IpRotation
+            Indicator::ConcurrentUse | Indicator::AlternatingNetworks | Indicator::ImpossibleTravel => Kind::Presence,
+            Indicator::IpRotation
             | Indicator::NewHostingNetwork
             | Indicator::OutsideDeclared
             | Indicator::Unfamiliar => Kind::Network,

@@ -28,6 +28,9 @@ struct Bucket {
     day: i64,
     active: u32,
     shown: [[u32; LEVELS]; Indicator::COUNT],
+    /// Per kind of evidence, active key-days left out of that kind's rates: the key's other
+    /// kinds of evidence alone made it suspect that day.
+    excluded: [u32; Kind::ALL.len()],
     /// Key-days by the combination of kinds of evidence they showed.
     #[serde(with = "super::snapshot::array")]
     kinds: [u32; MASKS],
@@ -35,7 +38,13 @@ struct Bucket {
 
 impl Bucket {
     fn empty(day: i64) -> Bucket {
-        Bucket { day, active: 0, shown: [[0; LEVELS]; Indicator::COUNT], kinds: [0; MASKS] }
+        Bucket {
+            day,
+            active: 0,
+            shown: [[0; LEVELS]; Indicator::COUNT],
+            excluded: [0; Kind::ALL.len()],
+            kinds: [0; MASKS],
+        }
     }
 }
 
@@ -72,6 +81,14 @@ impl Population {
     /// A key of `segment` was active on `day`.
     pub fn active(&mut self, segment: Segment, day: i64) {
         self.bucket(segment, day).active += 1;
+    }
+
+    /// A key-day of `segment` is left out of the rates of `kind`: evidence of other kinds alone
+    /// made the key suspect that day, so what it showed of `kind` says nothing of honest keys.
+    pub fn excluded(&mut self, segment: Segment, day: i64, kind: usize) {
+        if let Some(n) = self.bucket(segment, day).excluded.get_mut(kind) {
+            *n += 1;
+        }
     }
 
     /// A key of `segment` showed `ind` on `day` at persistence `level` (1-based) or more.
@@ -112,10 +129,11 @@ impl Population {
         let l = (level.clamp(1, LEVELS as u32) - 1) as usize;
         let window = day - self.days as i64;
         let (mut shown, mut active) = (0u64, 0u64);
+        let kind = Kind::ALL.iter().position(|k| *k == ind.kind()).unwrap_or(0);
         for b in &self.segments[segment as usize] {
             if b.day > window && b.day < day {
                 shown += u64::from(b.shown[ind.index()][l]);
-                active += u64::from(b.active);
+                active += u64::from(b.active.saturating_sub(b.excluded[kind]));
             }
         }
         (shown as f64 + prior_weight * prior) / (active as f64 + prior_weight)
@@ -145,6 +163,20 @@ mod tests {
         // Other segments and levels are apart.
         assert!((p.rate(Segment::Pro, 11, ind, 1, 0.02, 50.0) - 0.02).abs() < 1e-9);
         assert!(p.rate(Segment::Retail, 11, ind, 2, 0.01, 50.0) < 0.01);
+        // Key-days whose other kinds of evidence made them suspect are not the population's:
+        // left out of the rates of the kinds they showed beside it.
+        for _ in 0..500 {
+            p.excluded(Segment::Retail, 10, 0);
+        }
+        let network = Indicator::Unfamiliar;
+        assert_eq!(network.kind(), Kind::ALL[0]);
+        for _ in 0..100 {
+            p.shown(Segment::Retail, 10, network, 1);
+        }
+        let r = p.rate(Segment::Retail, 11, network, 1, 0.02, 50.0);
+        assert!((0.18..0.2).contains(&r), "100 of the 500 left: {r}");
+        let r = p.rate(Segment::Retail, 11, ind, 1, 0.02, 50.0);
+        assert!((0.23..0.25).contains(&r), "another kind's rates are unchanged: {r}");
         // Three days later the day has left the window.
         assert!((p.rate(Segment::Retail, 14, ind, 1, 0.02, 50.0) - 0.02).abs() < 1e-9);
         p.active(Segment::Retail, 13);

@@ -19,33 +19,35 @@ impl Engine<'_> {
     /// be anywhere, the owner's sofa included.
     fn alternating_clients(&mut self, r: &Req<'_>) {
         let Some(f) = r.family else { return };
+        // What the registry sanctions (the key's allowlisted servers, its approved vendor) is a
+        // program running, not a second person: only unsanctioned use takes turns, or every
+        // look-in by hand beside a vendor's bot would be two people taking turns.
+        if r.sanctioned {
+            return;
+        }
         let window = self.cfg.alternation_window_minutes * MINUTE;
         let owner = r.owner();
-        let sanctioned = r.sanctioned;
         let st = &mut self.keys[r.k];
         // A run of requests from one client at one place is one entry: the order of runs is
         // what counts.
         let runs = &mut st.recent_families;
         match runs.last_mut() {
-            Some(last) if last.1 == f && last.2 == r.site => {
-                last.0 = r.ts;
-                last.3 |= sanctioned;
-            }
+            Some(last) if last.1 == f && last.2 == r.site => last.0 = r.ts,
             _ => {
                 if runs.is_full() {
                     runs.remove(0);
                 }
-                runs.push((r.ts, f, r.site, sanctioned));
+                runs.push((r.ts, f, r.site));
             }
         }
         let expired = runs.iter().take_while(|(t, ..)| r.ts - t > window).count();
         runs.drain(..expired);
         let runs = &self.keys[r.k].recent_families;
         let last = runs.len().saturating_sub(1);
-        let Some(b) = runs.iter().take(last).rposition(|(_, g, ..)| *g != f) else { return };
-        let (_, other, other_site, other_sanctioned) = runs[b];
-        let other_owner = other_sanctioned || self.attested(r.k, other_site, None, r.ts);
-        let turns = runs.iter().take(b).any(|(_, g, ..)| *g == f);
+        let Some(b) = runs.iter().take(last).rposition(|(_, g, _)| *g != f) else { return };
+        let (_, other, other_site) = runs[b];
+        let other_owner = self.attested(r.k, other_site, None, r.ts);
+        let turns = runs.iter().take(b).any(|(_, g, _)| *g == f);
         let st = &self.keys[r.k];
         let elsewhere = other_site != r.site && st.stable(other_site) && st.stable(r.site);
         let theirs = (other_owner && owner) || self.client_attested(r.k, other, r.ts);

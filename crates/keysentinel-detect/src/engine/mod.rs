@@ -194,6 +194,12 @@ impl<'g> Engine<'g> {
             .collect()
     }
 
+    /// Orders placed through a key over the last 30 days up to `ts` (count, notional), if the
+    /// engine knows the key: a vendor's or a mandate's exposure.
+    pub fn traded(&self, key_id: &str, ts: Millis) -> Option<(u64, f64)> {
+        self.key_index.get(key_id).map(|&k| self.keys[k].traded.within(ts))
+    }
+
     /// What the evidence on a key adds up to at `ts`, if the engine knows the key.
     pub fn assessment(&self, key_id: &str, ts: Millis) -> Option<Assessment> {
         self.key_index.get(key_id).map(|&k| self.assess(k, ts))

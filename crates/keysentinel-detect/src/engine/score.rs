@@ -35,6 +35,9 @@ pub struct Assessment {
     pub reasons: Vec<Reason>,
     /// The correction for kinds of evidence that honest keys show together (≤ 0).
     pub correction: f32,
+    /// The evidence stands on more than one fact: kinds that corroborate each other, a
+    /// change-point held over a second episode, or an unambiguous compromise.
+    pub corroborated: bool,
 }
 
 impl Engine<'_> {
@@ -143,7 +146,13 @@ impl Engine<'_> {
             let done = std::mem::replace(&mut self.keys[k].today, KeyDay::new(day));
             if done.day != i64::MIN && !done.suspected {
                 self.population.active(segment, done.day);
+                for kind in (0..Kind::ALL.len()).filter(|i| done.excluded & 1 << i != 0) {
+                    self.population.excluded(segment, done.day, kind);
+                }
                 for ind in Indicator::ALL {
+                    if done.excluded & 1 << kind_index(ind.kind()) != 0 {
+                        continue;
+                    }
                     for level in 1..=u32::from(done.shown[ind.index()]) {
                         self.population.shown(segment, done.day, ind, level);
                     }
@@ -187,7 +196,11 @@ impl Engine<'_> {
                 (best[kind], best_at[kind], best_episodes[kind]) = (llr, reasons.len(), f.episodes);
             }
             persistent |= f.episodes >= cfg.persistent_episodes && llr >= cfg.corroboration_llr;
-            sustained |= f.episodes >= cfg.sustained_episodes && llr >= cfg.sustained_llr;
+            // Sustained is many sightings: from several places, or of a pattern that is not
+            // one place's (a proxy pool). The same place seen again day after day is one fact
+            // repeated — most often the owner's own, which the allowlist merely does not list.
+            let sightings = f.sites.is_empty() || f.sites.len() >= 2;
+            sustained |= f.episodes >= cfg.sustained_episodes && llr >= cfg.sustained_llr && sightings;
             unambiguous |= f.indicator.unambiguous();
             // A change-point is several facts at once, but one episode of it is one moment: an
             // owner's new office, a new phone, a week's holiday. It corroborates itself once it
@@ -242,7 +255,7 @@ impl Engine<'_> {
         }
         reasons.sort_by(|a, b| b.llr.total_cmp(&a.llr).then(a.indicator.cmp(&b.indicator)));
         let risk = if unambiguous { risk.max(thresholds[3]) } else { risk };
-        Assessment { risk, level, reasons, correction: correction as f32 }
+        Assessment { risk, level, reasons, correction: correction as f32, corroborated: corroborated || unambiguous }
     }
 
     /// Kinds of evidence are not independent on honest keys either (an owner's second device
@@ -297,12 +310,39 @@ impl Engine<'_> {
         }
     }
 
+    /// The kinds of evidence (bits) whose rates key `k`'s day must not teach: those without
+    /// which the rest of its evidence still reaches a warning. A population's rates are those
+    /// of honest keys; the sharers among them (an exchange's few, or a test population's many)
+    /// would otherwise teach that sharing's patterns are common and weaken them for every
+    /// key. An honest look-alike showing one pattern alone still counts, so its pattern does
+    /// not look rarer than it is.
+    fn suspect_without(&self, k: usize, a: &Assessment) -> u8 {
+        let mut best = [0.0f64; Kind::ALL.len()];
+        for r in &a.reasons {
+            let i = kind_index(r.indicator.kind());
+            best[i] = best[i].max(f64::from(r.llr));
+        }
+        let total: f64 = best.iter().sum::<f64>() + f64::from(a.correction);
+        let prior = self.cfg.prior_sharing.clamp(1e-6, 0.5);
+        let thresholds = if self.segment(k).institutional() {
+            &self.cfg.thresholds.institutional
+        } else {
+            &self.cfg.thresholds.retail
+        };
+        let warn = f64::from(thresholds[1]).clamp(1e-6, 1.0 - 1e-6);
+        let needed = (warn / (1.0 - warn)).ln() - (prior / (1.0 - prior)).ln();
+        (0..Kind::ALL.len()).filter(|i| total - best[*i] >= needed).fold(0u8, |m, i| m | 1 << i)
+    }
+
     /// Emits a decision when key `k`'s level rose; returns the risk and level it assessed.
     fn decide(&mut self, k: usize, ts: Millis) -> Assessed {
         let a = self.assess(k, ts);
         let assessed = Assessed { risk: a.risk, level: a.level };
-        if a.level >= Some(Stage::Invalidate) {
-            self.today(k, ts).suspected = true;
+        let excluded = self.suspect_without(k, &a);
+        let today = self.today(k, ts);
+        today.excluded |= excluded;
+        if a.level >= Some(Stage::Reverify) && a.corroborated {
+            today.suspected = true;
         }
         let st = &mut self.keys[k];
         let Some(level) = a.level else { return assessed };

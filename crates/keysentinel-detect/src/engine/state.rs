@@ -184,18 +184,21 @@ pub struct Fired {
 pub const OBSERVED: usize = 4;
 
 /// A key's day for the population's statistics: the persistence level each indicator reached,
-/// the kinds of evidence shown, and whether the key was suspected that day.
+/// the kinds of evidence shown, whether the key was judged shared that day, and the kinds of
+/// evidence whose rates it must not teach because *other* kinds made it suspect.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct KeyDay {
     pub day: i64,
     pub shown: [u8; Indicator::COUNT],
     pub kinds: u8,
     pub suspected: bool,
+    /// Bit per kind: the rest of the evidence alone reached a warning that day.
+    pub excluded: u8,
 }
 
 impl KeyDay {
     pub fn new(day: i64) -> KeyDay {
-        KeyDay { day, shown: [0; Indicator::COUNT], kinds: 0, suspected: false }
+        KeyDay { day, shown: [0; Indicator::COUNT], kinds: 0, suspected: false, excluded: 0 }
     }
 }
 
@@ -221,9 +224,9 @@ pub struct KeyState {
     pub recent_asns: Recent<6>,
     pub recent_lines: Recent<11>,
     pub recent_clients: Recent<6>,
-    /// Runs of client families within the concurrency window, oldest first: (last seen,
-    /// family, site, sanctioned by the registry).
-    pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site, bool), 8>,
+    /// Runs of client families within the alternation window, oldest first, of the use the
+    /// registry does not sanction: (last seen, family, site).
+    pub recent_families: arrayvec::ArrayVec<(Millis, u64, Site), 8>,
     pub bad_signatures: VecDeque<Millis>,
     pub order_peak: OrderPeak,
     pub fired: Vec<Fired>,
@@ -240,6 +243,8 @@ pub struct KeyState {
     pub lines: arrayvec::ArrayVec<(Site, Millis, u8), 8>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
+    /// Orders placed through the key, by day (for a vendor's or a mandate's exposure).
+    pub traded: Traded,
     /// What the key showed today, for the population's statistics once the day is over.
     pub today: KeyDay,
     /// Habits, for change-points (from the end of learning).
@@ -274,6 +279,7 @@ impl KeyState {
             device: None,
             lines: arrayvec::ArrayVec::new(),
             ranges: arrayvec::ArrayVec::new(),
+            traded: Traded::default(),
             today: KeyDay::new(i64::MIN),
             profile: None,
         }
@@ -307,6 +313,39 @@ impl KeyState {
 
     pub fn allowlisted(&self, ip: IpAddr) -> bool {
         self.allowlist.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Orders placed through a key over the last [`TRADED_DAYS`] days: a ring of daily counts
+/// and notional sums (in the market's quote currency, KRW on Korean markets).
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Traded {
+    days: [(i64, u32, f64); TRADED_DAYS],
+}
+
+/// Days of orders kept per key.
+pub const TRADED_DAYS: usize = 30;
+
+impl Traded {
+    pub fn add(&mut self, ts: Millis, notional: f64) {
+        let day = ts.div_euclid(DAY);
+        let slot = &mut self.days[day.rem_euclid(TRADED_DAYS as i64) as usize];
+        if slot.0 != day {
+            *slot = (day, 0, 0.0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+        if notional.is_finite() && notional > 0.0 {
+            slot.2 += notional;
+        }
+    }
+
+    /// Orders and their notional over the `TRADED_DAYS` days up to `ts`'s.
+    pub fn within(&self, ts: Millis) -> (u64, f64) {
+        let today = ts.div_euclid(DAY);
+        self.days
+            .iter()
+            .filter(|(d, ..)| *d <= today && today - *d < TRADED_DAYS as i64)
+            .fold((0, 0.0), |(n, x), (_, c, v)| (n + u64::from(*c), x + v))
     }
 }
 
