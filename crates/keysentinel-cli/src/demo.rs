@@ -337,7 +337,25 @@ fn rename(
         Record::VendorIntel { ts, key_id, vendor_id, text } => {
             Record::VendorIntel { ts, key_id: key_id.map(key), vendor_id, text }
         }
-        Record::Relationship { from, to, kind } => Record::Relationship { from: account(from), to: account(to), kind },
+        Record::Relationship {
+            from,
+            to,
+            kind,
+            in_effect,
+            counterparty_id,
+            effective_from,
+            effective_until,
+            mandate,
+        } => Record::Relationship {
+            from: account(from),
+            to: account(to),
+            kind,
+            in_effect,
+            counterparty_id,
+            effective_from,
+            effective_until,
+            mandate,
+        },
         other => other,
     }
 }

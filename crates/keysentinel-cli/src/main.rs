@@ -11,6 +11,7 @@ mod local;
 mod offline;
 mod output;
 mod quality;
+mod registry;
 
 /// mimalloc: the gateway path allocates small, short-lived buffers per request (hyper's headers,
 /// the verify event), where it measurably beats the system allocator (docs/gateway.md, Measuring).
@@ -73,6 +74,12 @@ enum Command {
     /// Operators of keysentinel and their roles.
     #[command(subcommand)]
     Operators(OperatorsCmd),
+    /// The approved-vendor registry.
+    #[command(subcommand)]
+    Vendors(registry::VendorsCmd),
+    /// Counterparties: mandates, broker arrangements, affiliates, sub-accounts.
+    #[command(subcommand)]
+    Counterparties(registry::CounterpartiesCmd),
     /// The key policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -165,7 +172,8 @@ struct ServeArgs {
     notify_webhook: Option<String>,
     #[command(flatten)]
     geo: detect::GeoArgs,
-    /// How often expiries are recorded, in seconds (expired keys are refused regardless).
+    /// How often expiries and vendor lapses are recorded, and counterparties' dates told to
+    /// detection, in seconds (expired keys and lapsed vendors are refused regardless).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     sweep_seconds: u64,
     /// Log format.
@@ -442,6 +450,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(&cli, cmd),
         Command::Accounts(cmd) => accounts(&cli, cmd),
         Command::Operators(cmd) => operators(&cli, cmd),
+        Command::Vendors(cmd) => registry::vendors_cmd(&client(&cli)?, cli.json, cmd),
+        Command::Counterparties(cmd) => registry::counterparties_cmd(&client(&cli)?, cli.json, cmd),
         Command::Policy(cmd) => policy(&cli, cmd),
         Command::Audit(cmd) => offline::audit(&cli.data_dir, cli.json, cmd, || client(&cli)),
         Command::Secrets(cmd) => offline::secrets(&cli.data_dir, cli.json, cmd),
@@ -550,6 +560,13 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             state = state.with_detection(d)?;
         }
         state.response_policy = response_policy;
+        // Vendors past their recertification lapse (their keys restricted), and detection learns
+        // when counterparties begin and end, detection running on this node or not.
+        let registry_sweeper = keysentinel_server::spawn_registry_sweeper(
+            opened.registry.clone(),
+            state.response_policy.clone(),
+            std::time::Duration::from_secs(args.sweep_seconds),
+        );
         if let Some(url) = &args.notify_webhook {
             let url = reqwest::Url::parse(url)
                 .ok()
@@ -611,6 +628,7 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             grpc.await?.context("ext_authz server failed")?;
         }
         sweeper.abort();
+        registry_sweeper.abort();
         nonce_syncer.abort();
         if let Err(e) = nonce_journal.sync() {
             tracing::error!(error = %e, "cannot sync the nonce journal at shutdown");

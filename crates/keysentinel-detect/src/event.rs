@@ -39,6 +39,16 @@ pub enum Record<'a> {
         from: Cow<'a, str>,
         to: Cow<'a, str>,
         kind: RelationshipKind,
+        /// False: the relationship no longer holds (it ended, its dates passed, or they have not
+        /// begun); the engine forgets it. True (the default) for every record before v1.1.
+        in_effect: bool,
+        /// The registry's record behind it.
+        counterparty_id: Option<Cow<'a, str>>,
+        /// Its documented dates (the registry judges `in_effect` by them).
+        effective_from: Option<Millis>,
+        effective_until: Option<Millis>,
+        /// A market-making mandate's terms (only `mm_mandate` carries them).
+        mandate: Option<Box<Mandate<'a>>>,
     },
     Request {
         ts: Millis,
@@ -98,6 +108,48 @@ pub enum Record<'a> {
         devices: Vec<Cow<'a, str>>,
         text: Option<Cow<'a, str>>,
     },
+}
+
+/// A market-making mandate's terms: for whom, in which markets, from where.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mandate<'a> {
+    pub principal: Option<Principal>,
+    /// A token issuer's name, for a mandate for one.
+    pub issuer: Option<Cow<'a, str>>,
+    pub symbols: Vec<Cow<'a, str>>,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub countries: Vec<[u8; 2]>,
+    pub ip_allowlist: Vec<ipnet::IpNet>,
+}
+
+impl Mandate<'_> {
+    fn into_owned(self) -> Mandate<'static> {
+        Mandate {
+            principal: self.principal,
+            issuer: owned_opt(self.issuer),
+            symbols: self.symbols.into_iter().map(owned).collect(),
+            countries: self.countries,
+            ip_allowlist: self.ip_allowlist,
+        }
+    }
+}
+
+/// For whom a market maker makes markets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    Own,
+    Issuer,
+    Clients,
+}
+
+impl Principal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Principal::Own => "own",
+            Principal::Issuer => "issuer",
+            Principal::Clients => "clients",
+        }
+    }
 }
 
 /// Who confirmed what is the owner's.
@@ -194,7 +246,25 @@ impl Record<'_> {
             Record::Vendor { vendor_id, approved, egress_cidrs } => {
                 Record::Vendor { vendor_id: owned(vendor_id), approved, egress_cidrs }
             }
-            Record::Relationship { from, to, kind } => Record::Relationship { from: owned(from), to: owned(to), kind },
+            Record::Relationship {
+                from,
+                to,
+                kind,
+                in_effect,
+                counterparty_id,
+                effective_from,
+                effective_until,
+                mandate,
+            } => Record::Relationship {
+                from: owned(from),
+                to: owned(to),
+                kind,
+                in_effect,
+                counterparty_id: owned_opt(counterparty_id),
+                effective_from,
+                effective_until,
+                mandate: mandate.map(|m| Box::new(m.into_owned())),
+            },
             Record::Request { ts, key_id, ip, user_agent, device_id, method, path, outcome } => Record::Request {
                 ts,
                 key_id: owned(key_id),
@@ -271,16 +341,31 @@ pub enum RelationshipKind {
     BrokerClient,
     MmMandate,
     VendorDelegation,
+    /// Added in v1.1 (last, so that snapshots written before decode as they were).
+    SubAccount,
 }
 
 impl RelationshipKind {
+    pub const ALL: [RelationshipKind; 5] = [
+        RelationshipKind::Affiliate,
+        RelationshipKind::BrokerClient,
+        RelationshipKind::MmMandate,
+        RelationshipKind::VendorDelegation,
+        RelationshipKind::SubAccount,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RelationshipKind::Affiliate => "affiliate",
             RelationshipKind::BrokerClient => "broker_client",
             RelationshipKind::MmMandate => "mm_mandate",
             RelationshipKind::VendorDelegation => "vendor_delegation",
+            RelationshipKind::SubAccount => "sub_account",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<RelationshipKind> {
+        RelationshipKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -416,6 +501,19 @@ struct Flat<'a> {
     clients: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
     devices: Option<Vec<Cow<'a, str>>>,
+    in_effect: Option<bool>,
+    #[serde(borrow)]
+    counterparty_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    effective_from: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    effective_until: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    principal: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    issuer: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    symbols: Option<Vec<Cow<'a, str>>>,
 }
 
 fn take<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, ParseError> {
@@ -519,9 +617,11 @@ fn scan_flat(line: &str) -> Option<Flat<'_>> {
             "event_id" => (25, Some(&mut f.event_id)),
             "notional" => (23, None),
             "amount" => (24, None),
-            // Arrays are outside the scanner's subset anyway.
+            // Arrays are outside the scanner's subset anyway; a relationship's own fields (rare
+            // lines) are left to serde_json too.
             "declared_countries" | "scopes" | "ip_allowlist" | "egress_cidrs" | "ips" | "asns" | "countries"
-            | "clients" | "devices" => return false,
+            | "clients" | "devices" | "symbols" | "in_effect" | "counterparty_id" | "effective_from"
+            | "effective_until" | "principal" | "issuer" => return false,
             "by" => (26, Some(&mut f.by)),
             _ => return true,
         };
@@ -554,8 +654,8 @@ fn scan_flat(line: &str) -> Option<Flat<'_>> {
     Some(f)
 }
 
-fn record(flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
-    let kind = take(flat.kind, "type")?;
+fn record(mut flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
+    let kind = take(flat.kind.take(), "type")?;
     Ok(match kind.as_ref() {
         "request" => Record::Request {
             ts: ts(flat.ts)?,
@@ -680,35 +780,97 @@ fn record(flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
         },
         "vendor" => Record::Vendor {
             vendor_id: take(flat.vendor_id, "vendor_id")?,
+            // Only an approved vendor's egress is sanctioned; the registry's other statuses
+            // (v1.1) all mean it is not.
             approved: match take(flat.status, "status")?.as_ref() {
                 "approved" => true,
-                "suspended" => false,
+                "suspended" | "applied" | "lapsed" => false,
                 other => {
                     return Err(ParseError::Invalid {
                         field: "status",
-                        message: format!("{other:?}: approved or suspended"),
+                        message: format!("{other:?}: applied, approved, suspended or lapsed"),
                     })
                 }
             },
             egress_cidrs: nets(flat.egress_cidrs, "egress_cidrs")?,
         },
-        "relationship" => Record::Relationship {
-            from: take(flat.from, "from")?,
-            to: take(flat.to, "to")?,
-            kind: match take(flat.kind_of, "kind")?.as_ref() {
-                "affiliate" => RelationshipKind::Affiliate,
-                "broker_client" => RelationshipKind::BrokerClient,
-                "mm_mandate" => RelationshipKind::MmMandate,
-                "vendor_delegation" => RelationshipKind::VendorDelegation,
-                other => {
-                    return Err(ParseError::Invalid {
-                        field: "kind",
-                        message: format!("unknown relationship {other:?}"),
-                    })
-                }
-            },
-        },
+        "relationship" => relationship(flat)?,
         other => return Err(ParseError::UnknownType(other.to_owned())),
+    })
+}
+
+fn optional_ts(v: Option<Cow<'_, str>>, field: &'static str) -> Result<Option<Millis>, ParseError> {
+    v.map(|t| {
+        parse_rfc3339_ms(&t)
+            .ok_or_else(|| ParseError::Invalid { field, message: format!("{t:?} is not an RFC 3339 time") })
+    })
+    .transpose()
+}
+
+fn relationship(flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
+    let kind = take(flat.kind_of, "kind")?;
+    let kind = RelationshipKind::parse(&kind).ok_or_else(|| ParseError::Invalid {
+        field: "kind",
+        message: format!(
+            "unknown relationship {kind:?}: affiliate, broker_client, mm_mandate, sub_account or vendor_delegation"
+        ),
+    })?;
+    let effective_from = optional_ts(flat.effective_from, "effective_from")?;
+    let effective_until = optional_ts(flat.effective_until, "effective_until")?;
+    if let (Some(f), Some(u)) = (effective_from, effective_until) {
+        if u <= f {
+            return Err(ParseError::Invalid {
+                field: "effective_until",
+                message: "must be after effective_from".into(),
+            });
+        }
+    }
+    let principal = match flat.principal.as_deref() {
+        None => None,
+        Some("own") => Some(Principal::Own),
+        Some("issuer") => Some(Principal::Issuer),
+        Some("clients") => Some(Principal::Clients),
+        Some(other) => {
+            return Err(ParseError::Invalid {
+                field: "principal",
+                message: format!("{other:?}: own, issuer or clients"),
+            })
+        }
+    };
+    let symbols = flat.symbols.unwrap_or_default();
+    if let Some(bad) = symbols.iter().find(|s| s.is_empty() || s.len() > 40 || s.chars().any(char::is_whitespace)) {
+        return Err(ParseError::Invalid { field: "symbols", message: format!("{bad:?} is not a market symbol") });
+    }
+    let mandate = Mandate {
+        principal,
+        issuer: flat.issuer,
+        symbols,
+        countries: countries(flat.countries, "countries")?,
+        ip_allowlist: nets(flat.ip_allowlist, "ip_allowlist")?,
+    };
+    let mandate = if mandate == Mandate::default() {
+        None
+    } else if kind != RelationshipKind::MmMandate {
+        // Terms no other kind has would be silently ignored: the line is wrong, say so.
+        return Err(ParseError::Invalid {
+            field: "kind",
+            message: format!(
+                "{}: principal, issuer, symbols, countries and ip_allowlist are a mandate's (mm_mandate) terms",
+                kind.as_str()
+            ),
+        });
+    } else {
+        Some(Box::new(mandate))
+    };
+    Ok(Record::Relationship {
+        from: take(flat.from, "from")?,
+        to: take(flat.to, "to")?,
+        kind,
+        in_effect: flat.in_effect.unwrap_or(true),
+        counterparty_id: flat.counterparty_id,
+        effective_from,
+        effective_until,
+        mandate,
     })
 }
 
@@ -814,13 +976,69 @@ mod tests {
         let r = parse_line(r#"{"type":"relationship","from":"a1","to":"a2","kind":"broker_client"}"#).unwrap();
         assert_eq!(
             r,
-            Record::Relationship { from: "a1".into(), to: "a2".into(), kind: RelationshipKind::BrokerClient }
+            Record::Relationship {
+                from: "a1".into(),
+                to: "a2".into(),
+                kind: RelationshipKind::BrokerClient,
+                in_effect: true,
+                counterparty_id: None,
+                effective_from: None,
+                effective_until: None,
+                mandate: None,
+            }
         );
         let r = parse_line(
             r#"{"type":"vendor","vendor_id":"v","status":"approved","egress_cidrs":["198.51.100.0/24","192.0.2.1"]}"#,
         )
         .unwrap();
         assert!(matches!(r, Record::Vendor { approved: true, ref egress_cidrs, .. } if egress_cidrs.len() == 2));
+    }
+
+    #[test]
+    fn relationships_carry_their_dates_state_and_a_mandates_terms() {
+        let r = parse_line(
+            r#"{"type":"relationship","from":"mm-1","to":"mm-1","kind":"mm_mandate","counterparty_id":"cp-1","in_effect":false,
+                "effective_from":"2026-12-01T00:00:00Z","effective_until":"2027-03-01T00:00:00Z","principal":"issuer",
+                "issuer":"Klaytn Foundation","symbols":["KLAY-KRW"],"countries":["KR"],"ip_allowlist":["198.51.100.0/24"],
+                "document_ref":"MM-2026-07"}"#,
+        )
+        .unwrap();
+        let Record::Relationship { in_effect, counterparty_id, effective_from, effective_until, mandate, .. } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert!(!in_effect);
+        assert_eq!(counterparty_id.as_deref(), Some("cp-1"));
+        assert_eq!((effective_from, effective_until), (Some(1_796_083_200_000), Some(1_803_859_200_000)));
+        let m = mandate.unwrap();
+        assert_eq!(
+            (m.principal, m.issuer.as_deref(), m.symbols.len()),
+            (Some(Principal::Issuer), Some("Klaytn Foundation"), 1)
+        );
+        assert_eq!((m.countries, m.ip_allowlist.len()), (vec![*b"KR"], 1));
+        let sub = parse_line(r#"{"type":"relationship","from":"a","to":"a-sub","kind":"sub_account"}"#).unwrap();
+        assert!(matches!(sub, Record::Relationship { kind: RelationshipKind::SubAccount, in_effect: true, .. }));
+        for (line, want) in [
+            (
+                r#"{"type":"relationship","from":"a","to":"b","kind":"affiliate","symbols":["BTC-KRW"]}"#,
+                "a mandate's (mm_mandate) terms",
+            ),
+            (r#"{"type":"relationship","from":"a","to":"b","kind":"affiliate","in_effect":"no"}"#, "not a JSON object"),
+            (
+                r#"{"type":"relationship","from":"a","to":"b","kind":"mm_mandate","principal":"friends"}"#,
+                "invalid principal",
+            ),
+            (
+                r#"{"type":"relationship","from":"a","to":"b","kind":"affiliate","effective_from":"2026-12-02T00:00:00Z","effective_until":"2026-12-01T00:00:00Z"}"#,
+                "invalid effective_until",
+            ),
+        ] {
+            let e = parse_line(line).unwrap_err().to_string();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+        let applied = parse_line(r#"{"type":"vendor","vendor_id":"v","status":"lapsed","egress_cidrs":[]}"#).unwrap();
+        assert!(matches!(applied, Record::Vendor { approved: false, .. }));
+        assert!(parse_line(r#"{"type":"vendor","vendor_id":"v","status":"trusted"}"#).is_err());
     }
 
     #[test]

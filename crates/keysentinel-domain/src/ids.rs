@@ -110,6 +110,10 @@ string_id!(
     VendorId, "vendor_id", 64
 );
 string_id!(
+    /// A counterparty record (a mandate, a broker arrangement, an affiliation, a sub-account).
+    CounterpartyId, "counterparty_id", 64
+);
+string_id!(
     /// A keysentinel operator (a person or system with an admin-API token).
     OperatorId, "operator_id", 64
 );

@@ -1,11 +1,13 @@
 //! keysentinel's domain: the plain types an exchange's API-key inventory is made of, and the
-//! decisions taken on them (key policy, lifecycle transitions).
+//! decisions taken on them (key policy, lifecycle transitions), and the registry of who stands
+//! behind them (approved vendors, counterparties).
 //!
 //! Nothing here performs I/O or reads the wall clock: every decision that depends on time takes
 //! `now` as an argument, so the same inputs always give the same answer (and replay is exact).
 
 pub mod account;
 pub mod allowlist;
+pub mod counterparty;
 pub mod error;
 pub mod ids;
 pub mod indicator;
@@ -17,11 +19,13 @@ pub mod report;
 pub mod response;
 pub mod scheme;
 pub mod scope;
+pub mod vendor;
 
 pub use account::{Account, CountryCode, Segment, Verification};
 pub use allowlist::IpAllowlist;
+pub use counterparty::{Counterparty, CounterpartyKind, Ended, Principal, Symbol};
 pub use error::ValidationError;
-pub use ids::{AccessKey, AccountId, OperatorId, VendorId};
+pub use ids::{AccessKey, AccountId, CounterpartyId, OperatorId, VendorId};
 pub use indicator::{Indicator, Kind};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
 pub use notice::{Delivery, Notice, NoticeKind};
@@ -31,10 +35,13 @@ pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, Repo
 pub use response::{
     Action, AnswerChannel, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, Held, KeyBaseline,
     Mode, Observation, OwnerAnswer, Plan, Reinstatement, ReinstatementStatus, RelatedAccount, Resolution,
-    ResponsePolicy, Share, Signoff, Stage, Suspicion,
+    ResponsePolicy, Share, Signoff, Stage, Suspicion, VendorRules,
 };
 pub use scheme::SigningScheme;
 pub use scope::{Scope, ScopeSet};
+pub use vendor::{
+    Attestation, DueDiligence, DueDiligenceOutcome, EgressRanges, Questionnaire, Vendor, VendorError, VendorStatus,
+};
 
 /// Timestamps are UTC instants; they serialise as RFC 3339.
 pub type Timestamp = time::OffsetDateTime;

@@ -3,8 +3,9 @@
 //! signed). A notice says only what the owner is entitled to know: the stage, the key, what to
 //! do. It never mentions reporting to authorities — tipping off is prohibited.
 
-use crate::ids::{AccessKey, AccountId};
-use crate::response::Stage;
+use crate::ids::{AccessKey, AccountId, VendorId};
+use crate::response::{Action, Stage};
+use crate::vendor::VendorStatus;
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 use time::Duration;
@@ -23,6 +24,11 @@ pub enum NoticeKind {
     Suspended,
     /// The key is revoked for good.
     Revoked,
+    /// The key's third-party tool (vendor) is no longer approved: its rights are restricted
+    /// (or, under `contain`, only the owner is told).
+    VendorRestricted,
+    /// The key's third-party tool (vendor) is no longer approved: the key is suspended.
+    VendorSuspended,
 }
 
 impl NoticeKind {
@@ -32,6 +38,8 @@ impl NoticeKind {
             NoticeKind::Restricted => "restricted",
             NoticeKind::Suspended => "suspended",
             NoticeKind::Revoked => "revoked",
+            NoticeKind::VendorRestricted => "vendor_restricted",
+            NoticeKind::VendorSuspended => "vendor_suspended",
         }
     }
 }
@@ -64,13 +72,19 @@ pub struct Text {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notice {
     pub notice_id: String,
+    /// The case the notice is about, or `vendor:<vendor_id>` for a vendor's lapse or suspension.
     pub case_id: String,
     #[schema(value_type = String)]
     pub account_id: AccountId,
     #[schema(value_type = String)]
     pub key_id: AccessKey,
     pub kind: NoticeKind,
-    pub stage: Stage,
+    /// The case's stage; none for a vendor's notice (no detection is behind it).
+    pub stage: Option<Stage>,
+    /// The vendor whose lapse or suspension the notice is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub vendor_id: Option<VendorId>,
     pub ko: Text,
     pub en: Text,
     pub status: Delivery,
@@ -158,6 +172,24 @@ impl Notice {
                     ),
                 },
             ),
+            // `Notice::vendor` names the tool and says what was done; a case never sends these,
+            // but the texts stay true if one does.
+            NoticeKind::VendorRestricted | NoticeKind::VendorSuspended => (
+                Text {
+                    subject: format!("[안내] API 키 {key} 와 연결된 도구의 승인 종료"),
+                    body: format!(
+                        "고객님의 API 키 {key} 와 연결된 외부 도구가 더 이상 거래소의 승인된 도구가 아니어서 키의 권한이 \
+                         제한되었습니다. 고객님의 자산은 이 조치로 이동되지 않았습니다. 문의 번호: {case_id}"
+                    ),
+                },
+                Text {
+                    subject: format!("[Notice] The tool linked to your API key {key} is no longer approved"),
+                    body: format!(
+                        "The third-party tool linked to your API key {key} is no longer approved by the exchange, so the \
+                         key's rights are restricted. No funds were moved by this action. Reference: {case_id}"
+                    ),
+                },
+            ),
             NoticeKind::Revoked => (
                 Text {
                     subject: format!("[폐기] API 키 {key} 가 폐기되었습니다"),
@@ -183,7 +215,76 @@ impl Notice {
             account_id: account_id.clone(),
             key_id: key_id.clone(),
             kind,
-            stage,
+            stage: Some(stage),
+            vendor_id: None,
+            ko,
+            en,
+            status: Delivery::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now,
+            delivered_at: None,
+        }
+    }
+
+    /// A notice to the owner of `key_id` that its vendor is no longer approved (`why`: lapsed or
+    /// suspended), and what `action` did to the key. It speaks of the tool, never of the owner:
+    /// nothing the owner did caused it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn vendor(
+        notice_id: String,
+        vendor_id: &VendorId,
+        legal_name: &str,
+        why: VendorStatus,
+        action: Action,
+        account_id: &AccountId,
+        key_id: &AccessKey,
+        now: Timestamp,
+    ) -> Self {
+        let key = masked(key_id);
+        let reference = format!("vendor:{vendor_id}");
+        let (why_ko, why_en) = match why {
+            VendorStatus::Suspended => ("승인이 중지되어", "has been suspended by the exchange"),
+            _ => ("재인증 기한이 지나", "was not recertified in time"),
+        };
+        let (kind, done_ko, done_en) = match action {
+            Action::Suspend => (
+                NoticeKind::VendorSuspended,
+                "키를 일시 정지했습니다. 다른 승인된 도구를 이용하시거나, 도구 없이 사용할 새 키를 발급받으십시오.",
+                "so your key is suspended. Use another approved tool, or issue a new key for use without one.",
+            ),
+            Action::ReadOnly => (
+                NoticeKind::VendorRestricted,
+                "키의 거래 권한을 중지했습니다. 조회는 계속 가능합니다. 거래하시려면 새 키를 발급받으십시오.",
+                "so your key can no longer trade; it can still read. Issue a new key to trade again.",
+            ),
+            _ => (
+                NoticeKind::VendorRestricted,
+                "키는 계속 작동하지만 출금·이체 권한은 부여되지 않습니다. 도구의 접근을 유지할지 검토해 주십시오.",
+                "your key keeps working, without withdrawal or transfer rights. Please review whether the tool should keep access.",
+            ),
+        };
+        let ko = Text {
+            subject: format!("[안내] API 키 {key} 와 연결된 도구 {legal_name} 의 승인 종료"),
+            body: format!(
+                "고객님의 API 키 {key} 와 연결된 외부 도구 {legal_name} ({vendor_id}) 의 거래소 {why_ko} 더 이상 승인된                  도구가 아닙니다. 이에 따라 {done_ko} 고객님의 자산은 이 조치로 이동되지 않았습니다. 문의 번호: {reference}"
+            ),
+        };
+        let en = Text {
+            subject: format!("[Notice] The tool {legal_name} linked to your API key {key} is no longer approved"),
+            body: format!(
+                "The third-party tool {legal_name} ({vendor_id}) linked to your API key {key} {why_en} and is no longer                  approved, {done_en} No funds were moved by this action. Reference: {reference}"
+            ),
+        };
+        Self {
+            notice_id,
+            case_id: reference,
+            account_id: account_id.clone(),
+            key_id: key_id.clone(),
+            kind,
+            stage: None,
+            vendor_id: Some(vendor_id.clone()),
             ko,
             en,
             status: Delivery::Pending,
@@ -231,6 +332,21 @@ mod tests {
                 assert!(!all.contains(word), "{kind:?} mentions {word}: {all}");
             }
             assert!(all.contains("case-1") && all.contains("ksk_NGOF…ufHT") && !all.contains(key.as_str()));
+        }
+        let vendor = VendorId::parse("tradebot").unwrap_or_else(|e| panic!("{e}"));
+        for (why, action) in [
+            (VendorStatus::Lapsed, Action::ReadOnly),
+            (VendorStatus::Suspended, Action::Suspend),
+            (VendorStatus::Lapsed, Action::Contain),
+        ] {
+            let n = Notice::vendor("n2".into(), &vendor, "Tradebot Inc.", why, action, &account, &key, now);
+            let all = format!("{} {} {} {}", n.ko.subject, n.ko.body, n.en.subject, n.en.body);
+            for word in ["report", "STR", "SAR", "FIU", "authorit", "신고", "금융정보분석원", "수사", "someone other"]
+            {
+                assert!(!all.contains(word), "{why:?} {action:?} mentions {word}: {all}");
+            }
+            assert!(all.contains("vendor:tradebot") && all.contains("Tradebot Inc.") && !all.contains(key.as_str()));
+            assert_eq!((n.stage, n.case_id.as_str()), (None, "vendor:tradebot"));
         }
         let mut n = Notice::new("n1".into(), "case-1", &account, &key, NoticeKind::Warning, Stage::Warn, now);
         n.attempt_failed("503", now);

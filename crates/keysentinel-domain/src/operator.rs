@@ -42,6 +42,13 @@ pub enum Permission {
     ReadReports,
     /// Assess, decide and file suspicious-matter reports.
     ReportMatters,
+    /// Register vendors, record their attestation and due diligence, suspend them.
+    ManageVendors,
+    /// Approve and recertify vendors (never on a due diligence or attestation one recorded).
+    ApproveVendors,
+    /// Record, change and end counterparties (mandates, broker arrangements, affiliates,
+    /// sub-accounts).
+    ManageCounterparties,
 }
 
 impl Role {
@@ -71,12 +78,23 @@ impl Role {
         match self {
             // Reporting is kept to the compliance officer (and read by the auditor): who else
             // knows a report is considered, the more likely the owner is tipped off.
-            Role::Admin => !matches!(permission, ApproveGrant | Verify | ReadReports | ReportMatters),
+            // Approving a vendor is compliance's: the admin who registers it and records its
+            // due diligence is the first pair of eyes, not the second.
+            Role::Admin => !matches!(permission, ApproveGrant | Verify | ReadReports | ReportMatters | ApproveVendors),
             Role::Analyst => matches!(permission, ReadInventory | ContainKeys | RevokeKeys | ReadAudit),
             Role::Approver => matches!(permission, ReadInventory | ApproveGrant),
             Role::Auditor => matches!(permission, ReadInventory | ReadAudit | ReadReports),
             Role::Gateway => matches!(permission, Verify | IngestEvents),
-            Role::Compliance => matches!(permission, ReadInventory | ReadAudit | ReadReports | ReportMatters),
+            Role::Compliance => matches!(
+                permission,
+                ReadInventory
+                    | ReadAudit
+                    | ReadReports
+                    | ReportMatters
+                    | ManageVendors
+                    | ApproveVendors
+                    | ManageCounterparties
+            ),
         }
     }
 }
@@ -163,5 +181,13 @@ mod tests {
         }
         assert!(Role::Gateway.allows(Verify));
         assert!("root".parse::<Role>().is_err());
+        // Vendors: an admin registers and checks them, compliance approves; nobody else.
+        assert!(Role::Admin.allows(ManageVendors) && !Role::Admin.allows(ApproveVendors));
+        assert!(Role::Compliance.allows(ApproveVendors) && Role::Compliance.allows(ManageVendors));
+        for role in [Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway] {
+            for p in [ManageVendors, ApproveVendors, ManageCounterparties] {
+                assert!(!role.allows(p), "{role} {p:?}");
+            }
+        }
     }
 }

@@ -24,6 +24,8 @@ pub enum Rule {
     VendorKeySensitiveScope,
     SensitiveGrantTtl,
     SensitiveGrantSelfApproval,
+    VendorNotRegistered,
+    VendorNotApproved,
 }
 
 impl Rule {
@@ -38,6 +40,8 @@ impl Rule {
             Rule::VendorKeySensitiveScope => "vendor_key_sensitive_scope",
             Rule::SensitiveGrantTtl => "sensitive_grant_ttl",
             Rule::SensitiveGrantSelfApproval => "sensitive_grant_self_approval",
+            Rule::VendorNotRegistered => "vendor_not_registered",
+            Rule::VendorNotApproved => "vendor_not_approved",
         }
     }
 }
@@ -284,6 +288,28 @@ impl KeyPolicy {
         Ok(())
     }
 
+    /// A key may name only a registered vendor whose approval holds at `now` (`vendor` is the
+    /// registry's record of the key's `vendor_id`, None when there is none).
+    pub fn check_vendor(
+        &self,
+        key: &ApiKey,
+        vendor: Option<&crate::vendor::Vendor>,
+        now: Timestamp,
+    ) -> Result<(), PolicyViolation> {
+        let Some(id) = &key.vendor_id else { return Ok(()) };
+        match vendor {
+            None => Err(self.violation(
+                Rule::VendorNotRegistered,
+                format!("vendor {id} is not in the vendor registry; keys may name only registered, approved vendors"),
+            )),
+            Some(v) if !v.is_approved(now) => Err(self.violation(
+                Rule::VendorNotApproved,
+                format!("vendor {id} is {}; keys may name only approved vendors", v.effective_status(now).as_str()),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Whether a key would be allowed to hold `scope` at all (vendor keys never hold sensitive scopes).
     pub fn check_scope_for_key(&self, key: &ApiKey, scope: Scope) -> Result<(), PolicyViolation> {
         if key.vendor_id.is_some() && scope.is_sensitive() {
@@ -376,6 +402,32 @@ mod tests {
         too_long.ip_allowlist = IpAllowlist::parse(&["198.51.100.0/24"]).unwrap();
         too_long.request_grant(Scope::Transfer, Duration::hours(25), &OperatorId::parse("op").unwrap(), T0).unwrap();
         assert_eq!(rule_of(&p, &retail, &too_long, 0), Some(Rule::SensitiveGrantTtl));
+    }
+
+    #[test]
+    fn keys_name_only_registered_approved_vendors() {
+        use crate::vendor::{EgressRanges, Vendor};
+        let p = KeyPolicy::default_policy().unwrap();
+        let mut key = sample_key(T0);
+        assert!(p.check_vendor(&key, None, T0).is_ok(), "no vendor, nothing to check");
+        key.vendor_id = Some(VendorId::parse("tradebot").unwrap());
+        assert_eq!(p.check_vendor(&key, None, T0).map_err(|v| v.rule), Err(Rule::VendorNotRegistered));
+        let applied = Vendor::apply(
+            VendorId::parse("tradebot").unwrap(),
+            "Tradebot Inc.".into(),
+            EgressRanges::default(),
+            "alice",
+            T0,
+        )
+        .unwrap();
+        let refused = p.check_vendor(&key, Some(&applied), T0).unwrap_err();
+        assert_eq!((refused.rule, refused.message.contains("is applied")), (Rule::VendorNotApproved, true));
+        let mut approved = applied;
+        approved.status = crate::vendor::VendorStatus::Approved;
+        approved.recertification_due = Some(T0 + Duration::days(1));
+        assert!(p.check_vendor(&key, Some(&approved), T0).is_ok());
+        let lapsed = p.check_vendor(&key, Some(&approved), T0 + Duration::days(1)).unwrap_err();
+        assert!(lapsed.message.contains("is lapsed"), "{}", lapsed.message);
     }
 
     #[test]

@@ -152,6 +152,29 @@ pub struct ResponsePolicy {
     /// Who reports suspicious matters, to which FIU, and its business calendar.
     #[serde(default)]
     pub reporting: crate::report::ReportingConfig,
+    /// What a vendor's lapse or suspension does to the keys that name it.
+    #[serde(default)]
+    pub vendors: VendorRules,
+}
+
+/// What happens to a vendor's keys when the vendor stops being approved: `contain`,
+/// `read_only` or `suspend` (vendor keys never hold withdraw or transfer, so `contain` takes
+/// nothing from them: it only tells the owners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VendorRules {
+    /// Its recertification date passed.
+    pub on_lapse: Action,
+    /// An operator suspended it.
+    pub on_suspend: Action,
+}
+
+impl Default for VendorRules {
+    fn default() -> Self {
+        // A lapse is paperwork overdue: the tool may still read, not trade. A suspension is a
+        // decision that the tool must stop.
+        Self { on_lapse: Action::ReadOnly, on_suspend: Action::Suspend }
+    }
 }
 
 /// A rule of the policy's indicator dimension: a detection with any of `indicators` is treated
@@ -185,6 +208,14 @@ impl ResponsePolicy {
             return Err(ResponsePolicyError("version must not be empty".into()));
         }
         self.reporting.holidays().map_err(|e| ResponsePolicyError(format!("[reporting] {e}")))?;
+        for (name, action) in [("on_lapse", self.vendors.on_lapse), ("on_suspend", self.vendors.on_suspend)] {
+            if !matches!(action, Action::Contain | Action::ReadOnly | Action::Suspend) {
+                return Err(ResponsePolicyError(format!(
+                    "[vendors] {name} must be contain, read_only or suspend (not {})",
+                    action.as_str()
+                )));
+            }
+        }
         if self.escalate.iter().any(|e| e.indicators.is_empty()) {
             return Err(ResponsePolicyError("[[escalate]] needs at least one indicator".into()));
         }
@@ -267,6 +298,7 @@ impl Default for ResponsePolicy {
             },
             escalate: Vec::new(),
             reporting: crate::report::ReportingConfig::default(),
+            vendors: VendorRules::default(),
         }
     }
 }
@@ -992,5 +1024,18 @@ mod tests {
         long.retail.answer_window_hours = u32::MAX;
         assert!(long.validate().unwrap_err().to_string().contains("answer_window_hours"));
         assert!(ResponsePolicy::from_toml("version = 1").is_err());
+        // A vendor's lapse restricts its keys; it neither only watches them nor revokes them.
+        for (field, action) in [("on_lapse", Action::Notify), ("on_suspend", Action::Revoke)] {
+            let mut bad = ResponsePolicy::default();
+            if field == "on_lapse" {
+                bad.vendors.on_lapse = action;
+            } else {
+                bad.vendors.on_suspend = action;
+            }
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("[vendors] {field}")), "{e}");
+        }
+        let typo = toml::to_string(&ResponsePolicy::default()).unwrap().replace("on_lapse", "on_lapsed");
+        assert!(ResponsePolicy::from_toml(&typo).is_err(), "an unknown field is refused");
     }
 }

@@ -38,7 +38,7 @@ fn response_actor() -> Actor {
     Actor::System { component: "response".into() }
 }
 
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut b);
     format!("{prefix}-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
@@ -60,14 +60,14 @@ fn queue_notice(tx: &mut dyn WriteTx, case: &mut Case, kind: NoticeKind, by: &st
 
 /// What a response action did to a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum KeyChange {
+pub(crate) enum KeyChange {
     Status(KeyStatus),
     /// Containment: these scopes were dropped.
     Restricted(Vec<Scope>),
 }
 
 impl KeyChange {
-    fn notice(&self) -> NoticeKind {
+    pub(crate) fn notice(&self) -> NoticeKind {
         match self {
             KeyChange::Status(KeyStatus::Revoked) => NoticeKind::Revoked,
             KeyChange::Status(_) => NoticeKind::Suspended,
@@ -75,7 +75,7 @@ impl KeyChange {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             KeyChange::Status(s) => format!("is now {}", s.as_str()),
             KeyChange::Restricted(dropped) => {
@@ -85,26 +85,26 @@ impl KeyChange {
     }
 }
 
-/// Writes the changed key and its audit entry, under the case and the policy version.
-fn record_key_change(
+/// Writes the changed key and its audit entry, under the policy version and what it was done
+/// for: `("case_id", id)`, or `("vendor_id", id)` for a vendor's lapse or suspension.
+pub(crate) fn record_key_change(
     tx: &mut dyn WriteTx,
     actor: Actor,
     key: &ApiKey,
     change: &KeyChange,
     reason: String,
     policy_version: &str,
-    case_id: &str,
+    about: (&str, &str),
 ) -> Result<(), RegistryError> {
     tx.update_key(key)?;
-    let (action, details) = match change {
+    let (action, mut details) = match change {
         KeyChange::Status(to) => (
             if *to == KeyStatus::Revoked { "key.revoke" } else { "key.suspend" },
-            json!({ "to": to, "account_id": key.account_id, "case_id": case_id }),
+            json!({ "to": to, "account_id": key.account_id }),
         ),
-        KeyChange::Restricted(dropped) => {
-            ("key.restrict", json!({ "dropped": dropped, "account_id": key.account_id, "case_id": case_id }))
-        }
+        KeyChange::Restricted(dropped) => ("key.restrict", json!({ "dropped": dropped, "account_id": key.account_id })),
     };
+    details[about.0] = json!(about.1);
     tx.append_audit(AuditDraft {
         actor,
         action: action.into(),
@@ -235,7 +235,8 @@ impl Registry {
                     let StoredKey { mut key, .. } = crate::keys::load_key(tx, &case.key_id)?;
                     if let Some(change) = apply(&mut key, action, &reason, &by, now)? {
                         let (version, id) = (case.policy_version.clone(), case.case_id.clone());
-                        record_key_change(tx, actor.clone(), &key, &change, reason.clone(), &version, &id)?;
+                        let about = ("case_id", id.as_str());
+                        record_key_change(tx, actor.clone(), &key, &change, reason.clone(), &version, about)?;
                         queue_notice(tx, &mut case, change.notice(), &by)?;
                         changed = Some(change.describe());
                     }
@@ -505,7 +506,7 @@ fn advance(
         details,
     })?;
     if let Some(change) = key_change {
-        record_key_change(tx, actor, &key, &change, reason, &policy.version, &case.case_id)?;
+        record_key_change(tx, actor, &key, &change, reason, &policy.version, ("case_id", case.case_id.as_str()))?;
     }
     Ok(case)
 }
@@ -539,7 +540,7 @@ fn release_in(tx: &mut dyn WriteTx, case_id: &str, policy: &ResponsePolicy) -> R
 }
 
 /// Applies an action to the key; what changed, if anything did.
-fn apply(
+pub(crate) fn apply(
     key: &mut ApiKey,
     action: Action,
     reason: &str,

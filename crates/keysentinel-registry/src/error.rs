@@ -23,8 +23,17 @@ pub enum RegistryError {
     CaseState(#[from] keysentinel_domain::CaseError),
     #[error("not allowed: {0}")]
     ReportState(#[from] keysentinel_domain::report::ReportError),
+    /// A vendor is not in the state the command needs (or not ready for approval).
+    #[error("not allowed: {0}")]
+    VendorState(String),
+    /// A counterparty is not in the state the command needs (ended).
+    #[error("not allowed: {0}")]
+    CounterpartyState(String),
     #[error("storage: {0}")]
     Store(StoreError),
+    /// An error about one line of an imported batch (which was refused whole).
+    #[error("line {line}: {error}")]
+    AtLine { line: usize, error: Box<RegistryError> },
 }
 
 impl From<StoreError> for RegistryError {
@@ -56,8 +65,11 @@ impl RegistryError {
             RegistryError::OperatorState(_) => "invalid_operator_state",
             RegistryError::CaseState(_) => "invalid_case_state",
             RegistryError::ReportState(_) => "invalid_report_state",
+            RegistryError::VendorState(_) => "invalid_vendor_state",
+            RegistryError::CounterpartyState(_) => "invalid_counterparty_state",
             RegistryError::Store(StoreError::Unaudited) => "unaudited_change",
             RegistryError::Store(_) => "storage_error",
+            RegistryError::AtLine { error, .. } => error.code(),
         }
     }
 }

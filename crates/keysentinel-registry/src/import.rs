@@ -291,6 +291,13 @@ fn import_batch(
                 format!("{} imported as pending grants; an approver must approve them", names.join(", ")),
             ));
         }
+        // A key that names a vendor the registry does not hold, or has not approved, is refused
+        // whatever `enforce_policy` says: the rule is the vendor registry's, not a limit an
+        // old key may predate.
+        if let Err(RegistryError::Policy(v)) = crate::keys::check_vendor(tx, policy, &c.key, now) {
+            report.errors.push(issue(&c, "policy_violation", format!("{}: {}", v.rule, v.message)));
+            continue;
+        }
         let live = tx.live_key_count(&account.account_id, now)?;
         // Imported keys predate our policy, so the lifetime rule is judged from their own creation.
         let violations = policy.violations(&account, &c.key, live, now);

@@ -102,6 +102,21 @@ pub(crate) fn load_key(tx: &mut dyn WriteTx, access_key: &AccessKey) -> Result<S
     tx.key(access_key)?.ok_or_else(|| RegistryError::NotFound { what: "key", id: access_key.to_string() })
 }
 
+/// The key policy's vendor rules: a key names only a registered vendor whose approval holds.
+pub(crate) fn check_vendor(
+    tx: &mut dyn WriteTx,
+    policy: &keysentinel_domain::KeyPolicy,
+    key: &ApiKey,
+    now: OffsetDateTime,
+) -> Result<(), RegistryError> {
+    let vendor = match &key.vendor_id {
+        Some(id) => tx.vendor(id)?,
+        None => None,
+    };
+    policy.check_vendor(key, vendor.as_ref(), now)?;
+    Ok(())
+}
+
 /// Audit details describing a key's grants; nothing secret.
 pub(crate) fn key_details(key: &ApiKey) -> serde_json::Value {
     json!({
@@ -217,6 +232,7 @@ pub(crate) fn issue(
     }
     let live = tx.live_key_count(&account.account_id, now)?;
     policy.check_new_key(&account, &key, live, now)?;
+    check_vendor(tx, policy, &key, now)?;
     let (sealed_secret, fingerprint) = seal(tx, keyring, &access_key, &mat.secret);
     tx.insert_key(&StoredKey { key: key.clone(), sealed_secret })?;
     let mut details = key_details(&key);
@@ -297,6 +313,9 @@ impl Registry {
             // The key being retired does not count against the limit for its own successor.
             let live = tx.live_key_count(&account.account_id, now)?.saturating_sub(1);
             policy.check_new_key(&account, &new, live, now)?;
+            // A successor names the vendor afresh: a lapsed or suspended vendor's key is not
+            // renewed by rotation.
+            check_vendor(tx, &policy, &new, now)?;
             let (sealed_secret, fingerprint) = seal(tx, &keyring, &successor, &mat.secret);
             tx.update_key(&old)?;
             tx.insert_key(&StoredKey { key: new.clone(), sealed_secret })?;

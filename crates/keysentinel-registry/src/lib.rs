@@ -5,16 +5,19 @@
 mod accounts;
 mod audit;
 mod cases;
+mod counterparties;
 mod error;
 mod evidence;
 mod import;
 mod keys;
 mod observe;
 mod operators;
+mod registry_import;
 mod reinstate;
 mod reports;
 mod retention;
 mod rewrap;
+mod vendors;
 
 use keysentinel_domain::{Clock, KeyPolicy, Timestamp};
 use keysentinel_secrets::Keyring;
@@ -23,13 +26,16 @@ use std::sync::Arc;
 
 pub use accounts::{AccountPatch, NewAccount};
 pub use cases::{CaseRef, LinkedAccount};
+pub use counterparties::{CounterpartyPatch, NewCounterparty};
 pub use error::RegistryError;
 pub use evidence::{body_digest, EvidencePack, PACK_FORMAT};
 pub use import::{ImportIssue, ImportOptions, ImportReport};
 pub use keys::{IssuedKey, NewKey, NewKeyAlgorithm};
 pub use observe::KeyObserver;
 pub use operators::IssuedToken;
+pub use registry_import::{parse_registry_line, ImportedRecord, RegistryImportReport, RegistryRecord};
 pub use reinstate::ReinstatementRequest;
+pub use vendors::{ApprovalInput, AttestationInput, DueDiligenceInput, KeyRestriction, NewVendor, VendorChange};
 
 /// The system clock, for the server and CLI edges.
 pub struct SystemClock;

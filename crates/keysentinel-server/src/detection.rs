@@ -16,10 +16,10 @@
 //! of a batch acknowledged before a crash is recognised as a duplicate.
 
 use crate::journal::{self, Journal, NodeState, StateError};
-use keysentinel_detect::event::{parse_event, Outcome, Record, Segment};
+use keysentinel_detect::event::{parse_event, Mandate, Outcome, Principal, Record, RelationshipKind, Segment};
 use keysentinel_detect::geo::Locate;
 use keysentinel_detect::{Config, Decision, Engine, Stage};
-use keysentinel_domain::{Account, ApiKey};
+use keysentinel_domain::{Account, ApiKey, Counterparty, CounterpartyKind, Vendor};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
@@ -106,7 +106,18 @@ impl Ack {
 enum Msg {
     Record(Record<'static>),
     Batch(Vec<Posted>, tokio::sync::oneshot::Sender<Result<Taken, Unavailable>>),
+    /// Orders placed through these keys over the 30 days to the time (Unix ms), once what was
+    /// queued before the question is taken.
+    Traded(Vec<String>, i64, tokio::sync::oneshot::Sender<Vec<Option<Traded>>>),
     Stop(mpsc::Sender<Result<(), String>>),
+}
+
+/// Orders placed through a key over the last 30 days, as detection counted them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Traded {
+    pub orders: u64,
+    /// The orders' notional, in the market's quote currency.
+    pub notional: f64,
 }
 
 impl Detection {
@@ -215,6 +226,15 @@ impl Detection {
     /// [`Detection::batch_posted`] for records that did not come as lines.
     pub fn batch(&self, events: Vec<(Option<String>, Record<'static>)>) -> Result<Ack, QueueFull> {
         self.batch_posted(events.into_iter().map(|(id, record)| Posted { id, record, line: None }).collect())
+    }
+
+    /// Orders placed through each of `keys` over the 30 days up to `at_ms` (None for a key the
+    /// engine has not met), answered by the engine's thread after what was queued before.
+    /// Queries are not records: they take no room in the queue.
+    pub async fn traded(&self, keys: Vec<String>, at_ms: i64) -> Result<Vec<Option<Traded>>, Unavailable> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Msg::Traded(keys, at_ms, tx));
+        rx.await.map_err(|_| Unavailable("detection stopped".into()))
     }
 
     /// Syncs the journal and writes a snapshot, then stops taking records: for a clean
@@ -429,6 +449,7 @@ impl<'g> Worker<'g> {
     fn group(&mut self, group: Vec<Msg>) -> bool {
         let mut work: Vec<(Record<'static>, Option<String>)> = Vec::new();
         let mut replies = Vec::new();
+        let mut queries = Vec::new();
         let mut stop = None;
         // Ids taken by batches earlier in this group: their copies later in it are duplicates.
         let mut in_group: HashSet<u64> = HashSet::new();
@@ -460,6 +481,8 @@ impl<'g> Worker<'g> {
                     self.pending.fetch_sub(duplicates, Ordering::Relaxed);
                     replies.push((reply, Taken { accepted, duplicates }));
                 }
+                // Answered once this group's records are in, so a question sees what came before it.
+                Msg::Traded(keys, at, reply) => queries.push((keys, at, reply)),
                 Msg::Stop(done) => {
                     stop = Some(done);
                     break;
@@ -506,6 +529,13 @@ impl<'g> Worker<'g> {
                 }
             }
             self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        for (keys, at, reply) in queries {
+            let found = keys
+                .iter()
+                .map(|k| self.engine.traded(k, at).map(|(orders, notional)| Traded { orders, notional }))
+                .collect();
+            let _ = reply.send(found);
         }
         if let Some(done) = stop {
             let _ = done.send(self.housekeeping(true));
@@ -660,6 +690,61 @@ pub fn key_record(key: &ApiKey) -> Record<'static> {
     }
 }
 
+/// A vendor as the engine needs it: whether its egress is sanctioned, and the egress.
+pub fn vendor_record(vendor: &Vendor, approved: bool) -> Record<'static> {
+    Record::Vendor {
+        vendor_id: Cow::Owned(vendor.vendor_id.as_str().to_owned()),
+        approved,
+        egress_cidrs: vendor.egress_cidrs.networks().to_vec(),
+    }
+}
+
+/// A counterparty as the engine needs it: one `relationship` record per pair of accounts it
+/// relates, whether it is in effect, its dates and a mandate's terms.
+pub fn counterparty_records(c: &Counterparty, in_effect: bool) -> Vec<Record<'static>> {
+    let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    let kind = match c.kind {
+        CounterpartyKind::MmMandate => RelationshipKind::MmMandate,
+        CounterpartyKind::BrokerClient => RelationshipKind::BrokerClient,
+        CounterpartyKind::Affiliate => RelationshipKind::Affiliate,
+        CounterpartyKind::SubAccount => RelationshipKind::SubAccount,
+        CounterpartyKind::VendorDelegation => RelationshipKind::VendorDelegation,
+    };
+    let mandate = (c.kind == CounterpartyKind::MmMandate).then(|| {
+        Box::new(Mandate {
+            principal: c.principal.map(|p| match p {
+                keysentinel_domain::Principal::Own => Principal::Own,
+                keysentinel_domain::Principal::Issuer => Principal::Issuer,
+                keysentinel_domain::Principal::Clients => Principal::Clients,
+            }),
+            issuer: c.issuer.clone().map(Cow::Owned),
+            symbols: c.symbols.iter().map(|s| Cow::Owned(s.as_str().to_owned())).collect(),
+            countries: c
+                .countries
+                .iter()
+                .filter_map(|x| match x.as_str().as_bytes() {
+                    [a, b] => Some([*a, *b]),
+                    _ => None,
+                })
+                .collect(),
+            ip_allowlist: c.ip_allowlist.networks().to_vec(),
+        })
+    });
+    c.pairs()
+        .into_iter()
+        .map(|(from, to)| Record::Relationship {
+            from: Cow::Owned(from.as_str().to_owned()),
+            to: Cow::Owned(to.as_str().to_owned()),
+            kind,
+            in_effect,
+            counterparty_id: Some(Cow::Owned(c.counterparty_id.as_str().to_owned())),
+            effective_from: Some(ms(c.effective_from)),
+            effective_until: c.effective_until.map(ms),
+            mandate: mandate.clone(),
+        })
+        .collect()
+}
+
 /// An account as the engine needs it: segment and declared jurisdictions.
 pub fn account_record(account: &Account) -> Record<'static> {
     Record::Account {
@@ -695,12 +780,23 @@ pub fn request_record(event: &crate::telemetry::RequestEvent) -> Option<Record<'
     })
 }
 
-/// Keeps the engine's view of keys current: every committed key change is a `key` record.
+/// Keeps the engine's view of the registry current: every committed key, vendor and
+/// counterparty change is a `key`, `vendor` or `relationship` record.
 pub struct DetectionObserver(pub Arc<Detection>);
 
 impl keysentinel_registry::KeyObserver for DetectionObserver {
     fn key_changed(&self, key: &ApiKey, _secret: Option<&[u8]>) {
         self.0.registry(key_record(key));
+    }
+
+    fn vendor_changed(&self, vendor: &Vendor, approved: bool) {
+        self.0.registry(vendor_record(vendor, approved));
+    }
+
+    fn counterparty_changed(&self, counterparty: &Counterparty, in_effect: bool) {
+        for record in counterparty_records(counterparty, in_effect) {
+            self.0.registry(record);
+        }
     }
 }
 

@@ -14,7 +14,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_input`, `invalid_json`, `policy_violation`,
     /// `invalid_transition`, `not_found`, `conflict`, `unauthorized`, `forbidden`,
-    /// `payload_too_large`, `storage_error`, `unaudited_change`.
+    /// `payload_too_large`, `storage_error`, `unaudited_change`, `invalid_vendor_state`,
+    /// `invalid_counterparty_state`.
     pub code: String,
     /// What was wrong and how to fix it.
     pub message: String,
@@ -58,24 +59,36 @@ impl ApiError {
     }
 }
 
+fn status_of(e: &RegistryError) -> StatusCode {
+    match e {
+        RegistryError::Validation(_) => StatusCode::BAD_REQUEST,
+        RegistryError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        RegistryError::Transition(_)
+        | RegistryError::Conflict { .. }
+        | RegistryError::CaseState(_)
+        | RegistryError::ReportState(_)
+        | RegistryError::VendorState(_)
+        | RegistryError::CounterpartyState(_)
+        | RegistryError::OperatorState(_) => StatusCode::CONFLICT,
+        RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
+        RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
+        RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        RegistryError::AtLine { error, .. } => status_of(error),
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        let status = match &e {
-            RegistryError::Validation(_) => StatusCode::BAD_REQUEST,
-            RegistryError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RegistryError::Transition(_)
-            | RegistryError::Conflict { .. }
-            | RegistryError::CaseState(_)
-            | RegistryError::ReportState(_)
-            | RegistryError::OperatorState(_) => StatusCode::CONFLICT,
-            RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
-            RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
-            RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        let mut out = ApiError::new(status_of(&e), e.code(), e.to_string());
+        // A batch's error names its line first, then says what any error says.
+        let (line, inner) = match &e {
+            RegistryError::AtLine { line, error } => (Some(*line), error.as_ref()),
+            other => (None, other),
         };
-        let mut out = ApiError::new(status, e.code(), e.to_string());
-        match &e {
+        let at = |m: String| line.map_or(m.clone(), |l| format!("line {l}: {m}"));
+        match inner {
             RegistryError::Policy(v) => {
-                out.detail.message = v.message.clone();
+                out.detail.message = at(v.message.clone());
                 out.detail.rule = Some(v.rule.as_str().into());
                 out.detail.policy_version = Some(v.policy_version.clone());
             }

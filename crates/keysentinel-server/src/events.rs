@@ -4,14 +4,15 @@
 
 use crate::detection::{Posted, Unavailable};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{require, Authed, Body, Query};
+use crate::extract::{require, require_any, Authed, Body, Query};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keysentinel_detect::event::parse_event;
+use keysentinel_detect::event::{parse_event, Record};
 use keysentinel_detect::Stage;
 use keysentinel_domain::Permission;
+use keysentinel_registry::RegistryImportReport;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -54,12 +55,26 @@ fn unavailable() -> ApiError {
 /// has no room for the whole batch, nothing is taken and the answer is 429 with `Retry-After`.
 /// The answer 202 comes once the batch is written to the detection journal and synced; when it
 /// cannot be written, 503 and nothing is taken or remembered.
+///
+/// `vendor` and `relationship` records are registry records: a batch of them (and nothing else)
+/// is an import by an operator with the vendor or counterparty right — each line becomes the
+/// registry change it stands for with its own audit entry, or the whole batch is refused
+/// (200 with what each line did). A gateway may not send them (403).
 #[utoipa::path(post, path = "/v1/events", tag = "detection", security(("bearer" = [])),
     request_body(content = String, content_type = "application/x-ndjson", description = "One event-format v1 record per line"),
-    responses((status = 202, body = EventsReply), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 202, body = EventsReply), (status = 200, description = "A registry import", body = RegistryImportReport),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn ingest_events(State(st): State<Arc<AppState>>, who: Authed, body: Body) -> Result<Response, ApiError> {
-    let allowed = require(&st, &who, Permission::IngestEvents, "send events").await?;
+    // Activity for detection, or registry records to import: the exact right is checked once
+    // the batch says which it is.
+    let allowed = require_any(
+        &st,
+        &who,
+        &[Permission::IngestEvents, Permission::ManageCounterparties, Permission::ManageVendors],
+        "send events",
+    )
+    .await?;
     let content_type = body.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !matches!(media, "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "text/plain") {
@@ -73,6 +88,7 @@ pub async fn ingest_events(State(st): State<Arc<AppState>>, who: Authed, body: B
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_events", format!("the body is not UTF-8: {e}")))?;
     let mut events = Vec::new();
+    let mut registry = Vec::new();
     let (mut rejected, mut errors) = (0, Vec::new());
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -80,6 +96,10 @@ pub async fn ingest_events(State(st): State<Arc<AppState>>, who: Authed, body: B
             continue;
         }
         match parse_event(line) {
+            Ok(e) if matches!(e.record, Record::Vendor { .. } | Record::Relationship { .. }) => {
+                let kind = if matches!(e.record, Record::Vendor { .. }) { "vendor" } else { "relationship" };
+                registry.push((i + 1, kind, line.to_owned()));
+            }
             // The line itself is what the journal keeps of the record (with its event id).
             Ok(e) => events.push(Posted {
                 id: e.event_id.map(|id| id.into_owned()),
@@ -94,6 +114,10 @@ pub async fn ingest_events(State(st): State<Arc<AppState>>, who: Authed, body: B
             }
         }
     }
+    if !registry.is_empty() {
+        return import_registry(&st, &who, registry, events.len(), &errors).await;
+    }
+    require(&st, &who, Permission::IngestEvents, "send events").await?;
     // An empty batch is a producer bug (a truncated file, a wrong variable), not a batch of
     // nothing: acknowledging it would hide the loss.
     if events.is_empty() && rejected == 0 {
@@ -141,6 +165,59 @@ pub async fn ingest_events(State(st): State<Arc<AppState>>, who: Authed, body: B
             format!("{why}: nothing of this batch was taken; retry it"),
         )),
     }
+}
+
+/// A batch of registry records (`vendor`, `relationship`): refused to a role without the right
+/// for each kind it holds (a gateway has neither), refused whole if anything else or anything
+/// malformed is in it, otherwise imported as one transaction.
+async fn import_registry(
+    st: &AppState,
+    who: &Authed,
+    lines: Vec<(usize, &'static str, String)>,
+    others: usize,
+    malformed: &[LineError],
+) -> Result<Response, ApiError> {
+    for (line, kind, _) in &lines {
+        let (permission, right) = if *kind == "vendor" {
+            (Permission::ManageVendors, "vendor")
+        } else {
+            (Permission::ManageCounterparties, "counterparty")
+        };
+        if !who.0.role.allows(permission) {
+            let message = format!(
+                "role {} may not send {kind} records (line {line}): they are registry records, imported only by an operator with the {right} right (docs/registry.md)",
+                who.0.role
+            );
+            if let Err(e) = st.registry.record_denied(who.actor(), "import registry records", &message).await {
+                tracing::error!(error = %e, "could not audit a denied request");
+            }
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
+    }
+    if let Some(e) = malformed.first() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+            format!("line {}: {}; a registry import is taken whole or not at all", e.line, e.error),
+        ));
+    }
+    if others > 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+            format!(
+                "a batch of registry records (vendor, relationship) holds nothing else; {others} other record(s) came with them: send those in their own batch"
+            ),
+        ));
+    }
+    let mut records = Vec::with_capacity(lines.len());
+    for (line, _, text) in lines {
+        let record = keysentinel_registry::parse_registry_line(&text)
+            .map_err(|e| keysentinel_registry::RegistryError::AtLine { line, error: Box::new(e) })?;
+        records.push((line, record));
+    }
+    let report = st.registry.import_registry(who.actor(), records, st.response_policy.clone()).await?;
+    Ok((StatusCode::OK, axum::Json(report)).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

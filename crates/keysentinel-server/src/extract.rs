@@ -48,9 +48,23 @@ impl<T: DeserializeOwned> Json<T> {
             Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text()))
             }
+            Err(e @ JsonRejection::JsonDataError(_)) => {
+                let text = e.body_text();
+                let mut error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", text.clone());
+                error.detail.field = field_of(&text);
+                Err(error)
+            }
             Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text())),
         }
     }
+}
+
+/// The field a JSON data error is about (`kind`, `answers.jurisdictions[0]`), from axum's text:
+/// "Failed to deserialize the JSON body into the target type: <path>: <error>".
+fn field_of(text: &str) -> Option<String> {
+    let rest = text.split_once("target type: ")?.1;
+    let (path, _) = rest.split_once(": ")?;
+    (!path.is_empty() && path != "." && !path.contains(' ')).then(|| path.to_owned())
 }
 
 /// A raw body (NDJSON batches, key imports), read only once the caller is [`Allowed`].

@@ -265,11 +265,31 @@ pub fn record_line(record: &Record<'_>, event_id: Option<&str>) -> String {
             put("status", json!(if *approved { "approved" } else { "suspended" }));
             put("egress_cidrs", json!(nets(egress_cidrs)));
         }
-        Record::Relationship { from, to, kind } => {
+        Record::Relationship {
+            from,
+            to,
+            kind,
+            in_effect,
+            counterparty_id,
+            effective_from,
+            effective_until,
+            mandate,
+        } => {
             put("type", json!("relationship"));
             put("from", json!(from));
             put("to", json!(to));
             put("kind", json!(kind.as_str()));
+            put("in_effect", json!(in_effect));
+            put("counterparty_id", json!(counterparty_id));
+            put("effective_from", json!(effective_from.map(format_rfc3339_ms)));
+            put("effective_until", json!(effective_until.map(format_rfc3339_ms)));
+            if let Some(m) = mandate {
+                put("principal", json!(m.principal.map(|p| p.as_str())));
+                put("issuer", json!(m.issuer));
+                put("symbols", json!(m.symbols));
+                put("countries", json!(m.countries.iter().map(country).collect::<Vec<_>>()));
+                put("ip_allowlist", json!(nets(&m.ip_allowlist)));
+            }
         }
         Record::Request { ts, key_id, ip, user_agent, device_id, method, path, outcome } => {
             put("type", json!("request"));
@@ -366,6 +386,8 @@ mod tests {
             r#"{"type":"key","key_id":"k2","account_id":"a","scopes":[],"ip_allowlist":[],"vendor_id":null}"#,
             r#"{"type":"vendor","vendor_id":"v","status":"suspended","egress_cidrs":["198.51.100.0/24"]}"#,
             r#"{"type":"relationship","from":"a","to":"b","kind":"broker_client"}"#,
+            r#"{"type":"relationship","from":"a","to":"b","kind":"sub_account","in_effect":false,"counterparty_id":"cp-1","effective_from":"2026-11-01T00:00:00.000Z"}"#,
+            r#"{"type":"relationship","from":"m","to":"m","kind":"mm_mandate","effective_from":"2026-11-01T00:00:00.000Z","effective_until":"2027-02-01T00:00:00.000Z","principal":"issuer","issuer":"Klay","symbols":["KLAY-KRW"],"countries":["KR"],"ip_allowlist":["198.51.100.0/24"]}"#,
             r#"{"type":"request","ts":"2026-11-28T05:24:57.123Z","key_id":"k","ip":"2001:db8::7","user_agent":"ccxt/4 \"q\"","device_id":"d","method":"GET","path":"/x","outcome":"IP_NOT_ALLOWED"}"#,
             r#"{"type":"request","ts":"2026-11-28T05:24:57.123Z","key_id":"k","ip":"203.0.113.7","outcome":"SUSPENDED"}"#,
             r#"{"type":"order","ts":"2026-11-28T05:24:57.123Z","key_id":"k","symbol":"BTC-KRW","side":"sell","action":"place","notional":1234.5678901234}"#,

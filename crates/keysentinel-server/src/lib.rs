@@ -2,6 +2,7 @@
 //! Handlers only authenticate, authorise, translate and delegate to the registry.
 
 pub mod client_addr;
+pub mod counterparties;
 pub mod detection;
 pub mod error;
 pub mod events;
@@ -17,6 +18,7 @@ pub mod response;
 pub mod retention;
 pub mod routes;
 pub mod telemetry;
+pub mod vendors;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -81,8 +83,9 @@ impl AppState {
         })
     }
 
-    /// Turns on in-process detection: every account and key is loaded into the engine (accounts
-    /// first, so keys meet their owners' segments), and every committed key change follows.
+    /// Turns on in-process detection: every account, vendor, key and counterparty is loaded into
+    /// the engine (accounts first, so keys meet their owners' segments), and every committed
+    /// change of them follows.
     pub fn with_detection(
         mut self,
         detection: Arc<detection::Detection>,
@@ -133,6 +136,9 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         response::get_response_policy, response::request_reinstatement, response::review_reinstatement,
         response::approve_reinstatement, evidence::evidence_pack, reports::assess, reports::get_report,
         reports::step, reports::draft, reports::list,
+        vendors::apply, vendors::list, vendors::get, vendors::attest, vendors::due_diligence, vendors::approve,
+        vendors::recertify, vendors::suspend, vendors::notices, vendors::exposure,
+        counterparties::create, counterparties::list, counterparties::get, counterparties::update, counterparties::end,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -145,6 +151,8 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         (name = "response", description = "Cases and the staged response to suspected sharing"),
         (name = "detection", description = "Detection of suspected key sharing: events in, decisions out"),
         (name = "reporting", description = "Suspicious-matter report assessments (compliance officer only)"),
+        (name = "vendors", description = "The approved-vendor registry: attestation, due diligence, approval, recertification, lapse"),
+        (name = "counterparties", description = "Mandates, broker arrangements, affiliates and sub-accounts, with their dates and documents"),
         (name = "service", description = "Health"),
     )
 )]
@@ -224,6 +232,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/cases/{case_id}/report/steps", post(reports::step))
         .route("/v1/cases/{case_id}/report/draft", post(reports::draft))
         .route("/v1/reports", get(reports::list))
+        .route("/v1/vendors", post(vendors::apply).get(vendors::list))
+        .route("/v1/vendors/{vendor_id}", get(vendors::get))
+        .route("/v1/vendors/{vendor_id}/attestation", post(vendors::attest))
+        .route("/v1/vendors/{vendor_id}/due-diligence", post(vendors::due_diligence))
+        .route("/v1/vendors/{vendor_id}/approve", post(vendors::approve))
+        .route("/v1/vendors/{vendor_id}/recertify", post(vendors::recertify))
+        .route("/v1/vendors/{vendor_id}/suspend", post(vendors::suspend))
+        .route("/v1/vendors/{vendor_id}/notices", get(vendors::notices))
+        .route("/v1/vendors/{vendor_id}/exposure", get(vendors::exposure))
+        .route("/v1/counterparties", post(counterparties::create).get(counterparties::list))
+        .route("/v1/counterparties/{counterparty_id}", get(counterparties::get).patch(counterparties::update))
+        .route("/v1/counterparties/{counterparty_id}/end", post(counterparties::end))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(import)
         .merge(events)
@@ -239,6 +259,44 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(tower_http::trace::TraceLayer::new_for_http());
     gateway.merge(admin).with_state(state)
+}
+
+/// The registry's sweep: records the lapse of vendors past their recertification date (their
+/// keys restricted as `policy` says), and tells detection of the counterparties whose dates
+/// began or ended since the last round (time changes whether they are in effect; no write does).
+pub fn spawn_registry_sweeper(
+    registry: Arc<Registry>,
+    policy: Arc<keysentinel_domain::ResponsePolicy>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        let mut since = registry.now();
+        loop {
+            tick.tick().await;
+            match registry.lapse_vendors(policy.clone()).await {
+                Ok(changes) => {
+                    for c in changes {
+                        tracing::warn!(vendor_id = %c.vendor.vendor_id, keys = c.keys.len(), action = ?c.action,
+                            shadowed = c.shadowed, "vendor lapsed: recertification overdue");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "vendor lapse sweep failed"),
+            }
+            let now = registry.now();
+            let reg = registry.clone();
+            match tokio::task::spawn_blocking(move || reg.counterparties_turned(since, now)).await {
+                Ok(Ok(n)) => {
+                    if n > 0 {
+                        tracing::info!(counterparties = n, "counterparties began or ended; detection told");
+                    }
+                    since = now;
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "counterparty sweep failed"),
+                Err(e) => tracing::error!(error = %e, "counterparty sweep task failed"),
+            }
+        }
+    })
 }
 
 /// Records expiries as they happen (enforcement does not wait for this: an expired key is

@@ -12,12 +12,14 @@ mod writer;
 
 use keysentinel_audit::{Hash, LogVerifier};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, Case, Clock, KeyStatus, Notice, Operator, ReportAssessment,
+    AccessKey, Account, AccountId, ApiKey, Case, Clock, Counterparty, CounterpartyId, KeyStatus, Notice, Operator,
+    ReportAssessment, Vendor, VendorId,
 };
 use keysentinel_secrets::Keyring;
 use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
 use keysentinel_store::{
-    AccountFilter, CaseFilter, KeyFilter, LogKeys, ReadStore, Store, StoreError, StoredKey, WriteOp, META_LOG_ORIGIN,
+    AccountFilter, CaseFilter, CounterpartyFilter, KeyFilter, LogKeys, ReadStore, Store, StoreError, StoredKey,
+    VendorFilter, WriteOp, META_LOG_ORIGIN,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_cases.sql"),
     include_str!("../migrations/0003_reports.sql"),
+    include_str!("../migrations/0004_registry.sql"),
 ];
 /// Most operations one commit takes; bounds how long one slow batch holds the write lock.
 const MAX_BATCH: usize = 512;
@@ -432,6 +435,51 @@ impl ReadStore for SqliteStore {
                 .map_err(db_err)?;
             docs.iter().map(|d| rows::from_doc(d)).collect()
         })
+    }
+
+    fn vendor(&self, id: &VendorId) -> Result<Option<Vendor>, StoreError> {
+        self.with_reader(|c| rows::vendor(c, id))
+    }
+
+    fn vendors(&self, filter: &VendorFilter) -> Result<Vec<Vendor>, StoreError> {
+        let sql = "SELECT doc FROM vendors WHERE vendor_id > ?1 AND (?2 IS NULL OR status = ?2)
+                   ORDER BY vendor_id LIMIT ?3";
+        let after = filter.after.as_ref().map(|v| v.as_str().to_owned()).unwrap_or_default();
+        self.with_reader(|c| rows::docs(c, sql, params![after, filter.status.map(|s| s.as_str()), filter.limit]))
+    }
+
+    fn counterparty(&self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
+        self.with_reader(|c| rows::counterparty(c, id))
+    }
+
+    fn counterparties(&self, filter: &CounterpartyFilter) -> Result<Vec<Counterparty>, StoreError> {
+        // The related accounts live in the document; a record relates few enough that reading
+        // them there beats a second table (which would need binding to the log as well).
+        let sql = "SELECT doc FROM counterparties WHERE counterparty_id > ?1
+                   AND (?2 IS NULL OR account_id = ?2
+                        OR EXISTS (SELECT 1 FROM json_each(doc, '$.related_accounts') WHERE value = ?2))
+                   AND (?3 IS NULL OR kind = ?3)
+                   AND (?4 IS NULL OR (from_ms <= ?4 AND (until_ms IS NULL OR ?4 < until_ms)))
+                   ORDER BY counterparty_id LIMIT ?5";
+        let after = filter.after.as_ref().map(|v| v.as_str().to_owned()).unwrap_or_default();
+        let args = params![
+            after,
+            filter.account_id.as_ref().map(|a| a.as_str()),
+            filter.kind.map(|k| k.as_str()),
+            filter.active_at.map(rows::ms),
+            filter.limit
+        ];
+        self.with_reader(|c| rows::docs(c, sql, args))
+    }
+
+    fn counterparties_turning(
+        &self,
+        after: time::OffsetDateTime,
+        until: time::OffsetDateTime,
+    ) -> Result<Vec<Counterparty>, StoreError> {
+        let sql = "SELECT doc FROM counterparties WHERE (from_ms > ?1 AND from_ms <= ?2) OR (until_ms > ?1 AND until_ms <= ?2)
+                   ORDER BY counterparty_id";
+        self.with_reader(|c| rows::docs(c, sql, params![rows::ms(after), rows::ms(until)]))
     }
 
     fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<(u64, String)>, StoreError> {

@@ -1,7 +1,9 @@
 //! Row encoding: each entity is stored as its JSON document plus indexed columns.
 
 use crate::db_err;
-use keysentinel_domain::{AccessKey, Account, AccountId, Case, ReportAssessment};
+use keysentinel_domain::{
+    AccessKey, Account, AccountId, Case, Counterparty, CounterpartyId, ReportAssessment, Vendor, VendorId,
+};
 use keysentinel_store::{StoreError, StoredKey};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
@@ -77,4 +79,24 @@ pub fn key(c: &Connection, access_key: &AccessKey) -> Result<Option<StoredKey>, 
         .optional()
         .map_err(db_err)?;
     row.map(|(doc, sealed_secret)| Ok(StoredKey { key: from_doc(&doc)?, sealed_secret })).transpose()
+}
+
+pub fn vendor(c: &Connection, id: &VendorId) -> Result<Option<Vendor>, StoreError> {
+    let doc: Option<String> = c
+        .prepare_cached("SELECT doc FROM vendors WHERE vendor_id = ?1")
+        .map_err(db_err)?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    doc.map(|d| from_doc(&d)).transpose()
+}
+
+pub fn counterparty(c: &Connection, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
+    let doc: Option<String> = c
+        .prepare_cached("SELECT doc FROM counterparties WHERE counterparty_id = ?1")
+        .map_err(db_err)?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    doc.map(|d| from_doc(&d)).transpose()
 }

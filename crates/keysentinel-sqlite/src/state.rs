@@ -31,6 +31,12 @@ pub const TABLES: &[Table] = &[
     Table { name: "cases", id: "case_id", columns: &["key_id", "account_id", "status", "stage", "opened_ms", "doc"] },
     Table { name: "notices", id: "notice_id", columns: &["case_id", "status", "next_ms", "doc"] },
     Table { name: "report_assessments", id: "case_id", columns: &["status", "deadline_ms", "opened_ms", "doc"] },
+    Table { name: "vendors", id: "vendor_id", columns: &["status", "recert_due_ms", "doc"] },
+    Table {
+        name: "counterparties",
+        id: "counterparty_id",
+        columns: &["kind", "account_id", "from_ms", "until_ms", "doc"],
+    },
 ];
 
 pub fn table(name: &str) -> Option<&'static Table> {

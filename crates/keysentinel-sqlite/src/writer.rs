@@ -5,7 +5,8 @@ use crate::state::{self, ROWS_PER_ENTRY};
 use crate::{db_err, ConnMeta};
 use keysentinel_audit::{Actor, AuditDraft, Checkpoint, Hash, LogState, RowState};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, Case, Clock, Notice, Operator, OperatorId, ReportAssessment,
+    AccessKey, Account, AccountId, ApiKey, Case, Clock, Counterparty, CounterpartyId, Notice, Operator, OperatorId,
+    ReportAssessment, Vendor, VendorId,
 };
 use keysentinel_store::keys::Meta;
 use keysentinel_store::{LogKeys, Outcome, StoreError, StoredKey, WriteOp, WriteTx};
@@ -332,6 +333,66 @@ impl WriteTx for Tx<'_> {
         rows.into_iter()
             .map(|(k, s)| AccessKey::parse(&k).map(|k| (k, s)).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
+    }
+
+    fn vendor(&mut self, id: &VendorId) -> Result<Option<Vendor>, StoreError> {
+        rows::vendor(self.conn, id)
+    }
+
+    fn put_vendor(&mut self, vendor: &Vendor) -> Result<(), StoreError> {
+        self.exec(
+            "vendors",
+            vendor.vendor_id.as_str(),
+            "INSERT INTO vendors(vendor_id, status, recert_due_ms, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(vendor_id) DO UPDATE SET status = excluded.status, recert_due_ms = excluded.recert_due_ms,
+             doc = excluded.doc",
+            params![
+                vendor.vendor_id.as_str(),
+                vendor.status.as_str(),
+                vendor.recertification_due.map(ms),
+                to_doc(vendor)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn vendors_past_recertification(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<Vendor>, StoreError> {
+        rows::docs(
+            self.conn,
+            "SELECT doc FROM vendors WHERE status = 'approved' AND recert_due_ms <= ?1 ORDER BY recert_due_ms, vendor_id LIMIT ?2",
+            params![ms(now), limit],
+        )
+    }
+
+    fn vendor_keys(&mut self, id: &VendorId) -> Result<Vec<ApiKey>, StoreError> {
+        rows::docs(
+            self.conn,
+            "SELECT doc FROM api_keys WHERE vendor_id = ?1 AND status != 'revoked' ORDER BY access_key",
+            params![id.as_str()],
+        )
+    }
+
+    fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
+        rows::counterparty(self.conn, id)
+    }
+
+    fn put_counterparty(&mut self, c: &Counterparty) -> Result<(), StoreError> {
+        self.exec(
+            "counterparties",
+            c.counterparty_id.as_str(),
+            "INSERT INTO counterparties(counterparty_id, kind, account_id, from_ms, until_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(counterparty_id) DO UPDATE SET from_ms = excluded.from_ms, until_ms = excluded.until_ms,
+             doc = excluded.doc",
+            params![
+                c.counterparty_id.as_str(),
+                c.kind.as_str(),
+                c.account_id.as_str(),
+                ms(c.effective_from),
+                c.effective_until.map(ms),
+                to_doc(c)?
+            ],
+        )?;
+        Ok(())
     }
 
     fn operator(&mut self, id: &OperatorId) -> Result<Option<Operator>, StoreError> {

@@ -12,8 +12,8 @@ pub mod keys;
 
 use keysentinel_audit::{AuditDraft, Hash};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, KeyStatus, Notice, Operator, OperatorId, ReportAssessment,
-    VendorId,
+    AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, Counterparty, CounterpartyId, CounterpartyKind, KeyStatus,
+    Notice, Operator, OperatorId, ReportAssessment, Vendor, VendorId, VendorStatus,
 };
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -104,6 +104,26 @@ pub struct CaseFilter {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct VendorFilter {
+    /// Stored status (a vendor past its recertification date is `approved` here until the
+    /// sweep records its lapse; callers judge the effective status).
+    pub status: Option<VendorStatus>,
+    pub after: Option<VendorId>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CounterpartyFilter {
+    /// The account on either side: the record's own, or one it relates.
+    pub account_id: Option<AccountId>,
+    pub kind: Option<CounterpartyKind>,
+    /// Only those in effect at this time.
+    pub active_at: Option<OffsetDateTime>,
+    pub after: Option<CounterpartyId>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct AccountFilter {
     pub after: Option<AccountId>,
     pub limit: u32,
@@ -142,6 +162,18 @@ pub trait WriteTx {
     fn keys_past_expiry(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
     /// Every sealed value (key secrets), for rewrapping under a new master key.
     fn sealed_secrets(&mut self) -> Result<Vec<(AccessKey, Vec<u8>)>, StoreError>;
+
+    fn vendor(&mut self, id: &VendorId) -> Result<Option<Vendor>, StoreError>;
+    /// Inserts the vendor or replaces it whole.
+    fn put_vendor(&mut self, vendor: &Vendor) -> Result<(), StoreError>;
+    /// Vendors stored as approved whose recertification date is at or before `now`.
+    fn vendors_past_recertification(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<Vendor>, StoreError>;
+    /// Keys naming the vendor that are not revoked, by access key.
+    fn vendor_keys(&mut self, id: &VendorId) -> Result<Vec<ApiKey>, StoreError>;
+
+    fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError>;
+    /// Inserts the counterparty or replaces it whole.
+    fn put_counterparty(&mut self, counterparty: &Counterparty) -> Result<(), StoreError>;
 
     fn operator(&mut self, id: &OperatorId) -> Result<Option<Operator>, StoreError>;
     fn insert_operator(&mut self, operator: &Operator, token_hash: &[u8; 32]) -> Result<(), StoreError>;
@@ -189,6 +221,20 @@ pub trait ReadStore: Send + Sync {
     fn keys(&self, filter: &KeyFilter, now: OffsetDateTime) -> Result<Vec<ApiKey>, StoreError>;
     fn operator_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<Operator>, StoreError>;
     fn operators(&self) -> Result<Vec<Operator>, StoreError>;
+
+    fn vendor(&self, id: &VendorId) -> Result<Option<Vendor>, StoreError>;
+    /// By vendor id.
+    fn vendors(&self, filter: &VendorFilter) -> Result<Vec<Vendor>, StoreError>;
+    fn counterparty(&self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError>;
+    /// By counterparty id.
+    fn counterparties(&self, filter: &CounterpartyFilter) -> Result<Vec<Counterparty>, StoreError>;
+    /// Counterparties whose effective dates begin or end within `(after, until]`: those whose
+    /// being in effect changed in that time without any write.
+    fn counterparties_turning(
+        &self,
+        after: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Counterparty>, StoreError>;
 
     /// Entries `[from, from + limit)` as stored text.
     fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<(u64, String)>, StoreError>;

@@ -229,6 +229,28 @@ impl<'g> Engine<'g> {
         i
     }
 
+    /// Forgets the documented relationship between two accounts (the registry says it no longer
+    /// holds) and rebuilds the related groups from the relationships left, the larger root
+    /// pointing at the smaller as unions do.
+    fn end_relationship(&mut self, from: &str, to: &str) {
+        let (Some(&a), Some(&b)) = (self.account_index.get(from), self.account_index.get(to)) else { return };
+        if a == b {
+            return;
+        }
+        self.accounts[a].partners.retain(|(p, _)| *p != b);
+        self.accounts[b].partners.retain(|(p, _)| *p != a);
+        self.parent = (0..self.accounts.len()).collect();
+        for x in 0..self.accounts.len() {
+            for i in 0..self.accounts[x].partners.len() {
+                let y = self.accounts[x].partners[i].0;
+                let (rx, ry) = (self.root(x), self.root(y));
+                if rx != ry {
+                    self.parent[rx.max(ry)] = rx.min(ry);
+                }
+            }
+        }
+    }
+
     fn root(&mut self, mut a: usize) -> usize {
         while self.parent[a] != a {
             self.parent[a] = self.parent[self.parent[a]];
@@ -271,9 +293,12 @@ impl<'g> Engine<'g> {
                     .collect::<Vec<_>>();
                 self.approved_egress.sort();
             }
+            // A relationship that no longer holds (ended, expired) stops relating its accounts.
+            Record::Relationship { from, to, in_effect: false, .. } => self.end_relationship(from, to),
             // Every kind of documented relationship (affiliate, broker-client, market-making
-            // mandate, vendor delegation) makes the accounts related for the link graph.
-            Record::Relationship { from, to, kind } => {
+            // mandate, vendor delegation, sub-account) makes the accounts related for the link
+            // graph.
+            Record::Relationship { from, to, kind, .. } => {
                 let (a, b) = (self.account(from), self.account(to));
                 if a != b && !self.accounts[a].partners.iter().any(|(p, _)| *p == b) {
                     self.accounts[a].partners.push((b, *kind));
