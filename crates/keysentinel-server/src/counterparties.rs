@@ -25,7 +25,7 @@ fn counterparty_id(raw: &str) -> ApiResult<CounterpartyId> {
 
 /// Records a counterparty. Every account it names must exist; a mandate names its principal,
 /// symbols and end; values a kind does not have are refused, naming the field.
-#[utoipa::path(post, path = "/v1/counterparties", tag = "counterparties", request_body = NewCounterparty, security(("bearer" = [])),
+#[utoipa::path(operation_id = "create_counterparty", post, path = "/v1/counterparties", tag = "counterparties", request_body = NewCounterparty, security(("bearer" = [])),
     responses((status = 201, body = Counterparty), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
@@ -53,7 +53,7 @@ pub struct CounterpartyQuery {
 }
 
 /// Counterparties by id, filtered.
-#[utoipa::path(get, path = "/v1/counterparties", tag = "counterparties", params(CounterpartyQuery), security(("bearer" = [])),
+#[utoipa::path(operation_id = "list_counterparties", get, path = "/v1/counterparties", tag = "counterparties", params(CounterpartyQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<Counterparty>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(
     State(st): S,
@@ -89,7 +89,7 @@ pub async fn list(
     Ok(axum::Json(read(&st, move |r| r.counterparties(filter)).await?))
 }
 
-#[utoipa::path(get, path = "/v1/counterparties/{counterparty_id}", tag = "counterparties", params(("counterparty_id" = String, Path)),
+#[utoipa::path(operation_id = "get_counterparty", get, path = "/v1/counterparties/{counterparty_id}", tag = "counterparties", params(("counterparty_id" = String, Path)),
     security(("bearer" = [])), responses((status = 200, body = Counterparty), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axum::Json<Counterparty>> {
     let allowed = require(&st, &who, Permission::ReadInventory, "read counterparties").await?;
@@ -99,7 +99,7 @@ pub async fn get(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axu
 
 /// Changes a counterparty (a new version, audited with what changed). An ended one is not
 /// changed: record a new one.
-#[utoipa::path(patch, path = "/v1/counterparties/{counterparty_id}", tag = "counterparties", params(("counterparty_id" = String, Path)),
+#[utoipa::path(operation_id = "update_counterparty", patch, path = "/v1/counterparties/{counterparty_id}", tag = "counterparties", params(("counterparty_id" = String, Path)),
     request_body = CounterpartyPatch, security(("bearer" = [])),
     responses((status = 200, body = Counterparty), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -122,7 +122,7 @@ pub struct EndCounterparty {
 }
 
 /// Ends a counterparty now: from this moment it no longer excuses what it documented.
-#[utoipa::path(post, path = "/v1/counterparties/{counterparty_id}/end", tag = "counterparties", params(("counterparty_id" = String, Path)),
+#[utoipa::path(operation_id = "end_counterparty", post, path = "/v1/counterparties/{counterparty_id}/end", tag = "counterparties", params(("counterparty_id" = String, Path)),
     request_body = EndCounterparty, security(("bearer" = [])),
     responses((status = 200, body = Counterparty), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn end(

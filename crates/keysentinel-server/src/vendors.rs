@@ -28,7 +28,7 @@ fn vendor_id(raw: &str) -> ApiResult<VendorId> {
 }
 
 /// Registers a vendor's application (not yet approved: keys may not name it).
-#[utoipa::path(post, path = "/v1/vendors", tag = "vendors", request_body = NewVendor, security(("bearer" = [])),
+#[utoipa::path(operation_id = "apply_vendor", post, path = "/v1/vendors", tag = "vendors", request_body = NewVendor, security(("bearer" = [])),
     responses((status = 201, body = Vendor), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn apply(State(st): S, who: Authed, body: Json<NewVendor>) -> ApiResult<(StatusCode, axum::Json<Vendor>)> {
     let allowed = require(&st, &who, Permission::ManageVendors, "register vendors").await?;
@@ -48,7 +48,7 @@ pub struct VendorQuery {
 }
 
 /// Vendors by id, with their effective status.
-#[utoipa::path(get, path = "/v1/vendors", tag = "vendors", params(VendorQuery), security(("bearer" = [])),
+#[utoipa::path(operation_id = "list_vendors", get, path = "/v1/vendors", tag = "vendors", params(VendorQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<Vendor>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(State(st): S, who: Authed, query: Query<VendorQuery>) -> ApiResult<axum::Json<Vec<Vendor>>> {
     let allowed = require(&st, &who, Permission::ReadInventory, "read vendors").await?;
@@ -91,7 +91,7 @@ pub async fn list(State(st): S, who: Authed, query: Query<VendorQuery>) -> ApiRe
     Ok(axum::Json(found))
 }
 
-#[utoipa::path(get, path = "/v1/vendors/{vendor_id}", tag = "vendors", params(("vendor_id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(operation_id = "get_vendor", get, path = "/v1/vendors/{vendor_id}", tag = "vendors", params(("vendor_id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Vendor), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axum::Json<Vendor>> {
     let allowed = require(&st, &who, Permission::ReadInventory, "read vendors").await?;
@@ -103,7 +103,7 @@ pub async fn get(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axu
 }
 
 /// Records the vendor's answers to the questionnaire, reviewed by the caller.
-#[utoipa::path(post, path = "/v1/vendors/{vendor_id}/attestation", tag = "vendors", params(("vendor_id" = String, Path)),
+#[utoipa::path(operation_id = "attest_vendor", post, path = "/v1/vendors/{vendor_id}/attestation", tag = "vendors", params(("vendor_id" = String, Path)),
     request_body = AttestationInput, security(("bearer" = [])),
     responses((status = 200, body = Vendor), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn attest(
@@ -119,7 +119,7 @@ pub async fn attest(
 }
 
 /// Records a due diligence on the vendor, by the caller (who may then not approve it).
-#[utoipa::path(post, path = "/v1/vendors/{vendor_id}/due-diligence", tag = "vendors", params(("vendor_id" = String, Path)),
+#[utoipa::path(operation_id = "record_vendor_due_diligence", post, path = "/v1/vendors/{vendor_id}/due-diligence", tag = "vendors", params(("vendor_id" = String, Path)),
     request_body = DueDiligenceInput, security(("bearer" = [])),
     responses((status = 200, body = Vendor), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn due_diligence(
@@ -137,7 +137,7 @@ pub async fn due_diligence(
 /// Approves an application (compliance). Refused to whoever recorded the due diligence or
 /// reviewed the attestation, and to anyone in a chain of creation with them; needs an
 /// attestation that does not rule approval out and a due diligence that was not unsatisfactory.
-#[utoipa::path(post, path = "/v1/vendors/{vendor_id}/approve", tag = "vendors", params(("vendor_id" = String, Path)),
+#[utoipa::path(operation_id = "approve_vendor", post, path = "/v1/vendors/{vendor_id}/approve", tag = "vendors", params(("vendor_id" = String, Path)),
     request_body = ApprovalInput, security(("bearer" = [])),
     responses((status = 200, body = Vendor), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn approve(
@@ -154,7 +154,7 @@ pub async fn approve(
 
 /// Renews an approval on a due diligence newer than it (compliance, the same four eyes): the
 /// only way back for a suspended or lapsed vendor. Keys restricted meanwhile stay as they are.
-#[utoipa::path(post, path = "/v1/vendors/{vendor_id}/recertify", tag = "vendors", params(("vendor_id" = String, Path)),
+#[utoipa::path(operation_id = "recertify_vendor", post, path = "/v1/vendors/{vendor_id}/recertify", tag = "vendors", params(("vendor_id" = String, Path)),
     request_body = ApprovalInput, security(("bearer" = [])),
     responses((status = 200, body = Vendor), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn recertify(
@@ -177,7 +177,7 @@ pub struct SuspendVendor {
 
 /// Suspends a vendor: every live key that names it is restricted as the response policy's
 /// `[vendors] on_suspend` says, and its owner notified, in the same transaction.
-#[utoipa::path(post, path = "/v1/vendors/{vendor_id}/suspend", tag = "vendors", params(("vendor_id" = String, Path)),
+#[utoipa::path(operation_id = "suspend_vendor", post, path = "/v1/vendors/{vendor_id}/suspend", tag = "vendors", params(("vendor_id" = String, Path)),
     request_body = SuspendVendor, security(("bearer" = [])),
     responses((status = 200, body = VendorChange), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn suspend(
@@ -194,7 +194,7 @@ pub async fn suspend(
 }
 
 /// The owners' notices about the vendor's lapse or suspension, oldest first.
-#[utoipa::path(get, path = "/v1/vendors/{vendor_id}/notices", tag = "vendors", params(("vendor_id" = String, Path)),
+#[utoipa::path(operation_id = "vendor_notices", get, path = "/v1/vendors/{vendor_id}/notices", tag = "vendors", params(("vendor_id" = String, Path)),
     security(("bearer" = [])), responses((status = 200, body = Vec<Notice>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn notices(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axum::Json<Vec<Notice>>> {
     let allowed = require(&st, &who, Permission::ReadInventory, "read vendors").await?;
@@ -249,7 +249,7 @@ pub struct Exposure {
 
 /// What the vendor reaches: every key that names it, their accounts and statuses, and the
 /// orders detection saw through them over the last 30 days.
-#[utoipa::path(get, path = "/v1/vendors/{vendor_id}/exposure", tag = "vendors", params(("vendor_id" = String, Path)),
+#[utoipa::path(operation_id = "vendor_exposure", get, path = "/v1/vendors/{vendor_id}/exposure", tag = "vendors", params(("vendor_id" = String, Path)),
     security(("bearer" = [])), responses((status = 200, body = Exposure), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn exposure(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axum::Json<Exposure>> {
     let allowed = require(&st, &who, Permission::ReadInventory, "read vendors").await?;

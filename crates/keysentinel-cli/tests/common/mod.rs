@@ -173,3 +173,17 @@ pub fn operator_token(data: &Path, url: &str, second: &str, name: &str, role: &s
     }
     token
 }
+
+/// Leaves a simulated events file with what a gateway may send: vendors and relationships are
+/// the registry's (an operator imports them into the registry; `POST /v1/events` refuses them
+/// to a gateway), so tests that compare `serve` with `replay` replay the same remainder.
+pub fn without_registry_records(path: &Path) {
+    let all = std::fs::read_to_string(path).unwrap();
+    let rest: String = all
+        .lines()
+        .filter(|l| !l.contains(r#""type":"vendor""#) && !l.contains(r#""type":"relationship""#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(rest.len() < all.len(), "the simulation has registry records to leave out");
+    std::fs::write(path, rest).unwrap();
+}
