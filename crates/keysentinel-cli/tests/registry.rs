@@ -442,16 +442,57 @@ fn a_gateway_cannot_post_registry_records_and_an_operators_import_is_whole_or_no
 }
 
 #[test]
-fn an_edited_vendor_row_is_caught_by_audit_verify_and_refused_at_start() {
+fn an_edited_vendor_or_counterparty_row_is_caught_by_audit_verify_and_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     {
         let server = serve_with(&data, &["--no-detection"]);
         applied_vendor(&data, &server.url, "tradebot");
+        for a in ["corp-1", "corp-2"] {
+            ok_json(&data, &server.url, &["accounts", "create", a, "--segment", "corporate"]);
+        }
+        let from = rfc3339(now_ms());
+        ok_json(
+            &data,
+            &server.url,
+            &[
+                "counterparties",
+                "create",
+                "--kind",
+                "affiliate",
+                "--account",
+                "corp-1",
+                "--related",
+                "corp-2",
+                "--from",
+                &from,
+                "--document-ref",
+                "KYB-1",
+                "--reason",
+                "one group",
+                "--id",
+                "grp-1",
+            ],
+        );
     }
     let db = data.join("keysentinel.db");
     let clean = Command::new(BIN).args(["audit", "verify", "--db"]).arg(&db).output().unwrap();
     assert!(clean.status.success(), "{}", stderr(&clean));
+    // A counterparty made to relate another account, on a copy.
+    let copy = data.join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    if data.join("keysentinel.db-wal").exists() {
+        std::fs::copy(data.join("keysentinel.db-wal"), data.join("copy.db-wal")).unwrap();
+    }
+    rusqlite::Connection::open(&copy)
+        .unwrap()
+        .execute_batch(
+            "UPDATE counterparties SET doc = replace(doc, 'corp-2', 'corp-9') WHERE counterparty_id = 'grp-1'",
+        )
+        .unwrap();
+    let out = Command::new(BIN).args(["audit", "verify", "--db"]).arg(&copy).output().unwrap();
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(stderr(&out).contains("counterparties row grp-1 was changed without an audit entry"), "{}", stderr(&out));
     // Someone with the file makes the application look approved, with egress everywhere.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
