@@ -322,16 +322,21 @@ fn lines_taking_turns_need_both_to_return_and_one_not_the_owners() {
         r.push(req(121 + i * 2, "k", if i % 2 == 0 { "59.1.1.1" } else { "211.1.1.2" }, "ccxt/4.5.90", "VALID"));
     }
     assert!(!fired(&run(&r), "k", Indicator::AlternatingNetworks));
-    // Three households on the same carrier (one ASN, three lines) taking turns, over two
-    // sessions.
-    let mut r = history("k", "a");
-    for i in 0..9 {
-        r.push(req(121 + i * 2, "k", ["211.1.2.1", "211.1.1.1", "211.1.3.1"][i as usize % 3], "ccxt/4.5.90", "VALID"));
-    }
-    for i in 0..9 {
-        r.push(req(200 + i * 2, "k", ["211.1.2.1", "211.1.1.1", "211.1.3.1"][i as usize % 3], "ccxt/4.5.90", "VALID"));
-    }
-    assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
+    // Three households on the same carrier (one ASN, three lines in three of its blocks)
+    // taking turns, over two sessions.
+    let turns = |lines: [&str; 3]| {
+        let mut r = history("k", "a");
+        for i in 0..9 {
+            r.push(req(121 + i * 2, "k", lines[i as usize % 3], "ccxt/4.5.90", "VALID"));
+        }
+        for i in 0..9 {
+            r.push(req(200 + i * 2, "k", lines[i as usize % 3], "ccxt/4.5.90", "VALID"));
+        }
+        run(&r)
+    };
+    assert!(fired(&turns(["211.9.2.1", "211.1.1.1", "211.17.3.1"]), "k", Indicator::AlternatingNetworks));
+    // A campus's dormitory, library and lecture hall: three lines of one block, one network.
+    assert!(!fired(&turns(["211.1.2.1", "211.1.1.1", "211.1.3.1"]), "k", Indicator::AlternatingNetworks));
 }
 
 #[test]

@@ -141,6 +141,20 @@ impl Site {
     }
 }
 
+/// The address block a line belongs to: its /16 (IPv4) or /32 (IPv6). One organisation's lines
+/// — a campus's buildings, an office tower's floors, an apartment complex's shared ISP — sit in
+/// one block; two households chosen apart, even on one big ISP, seldom do (KT alone announces
+/// hundreds of /16s). Lines of one block taking turns are one organisation's network.
+pub fn block_of(site: Site) -> Site {
+    match site {
+        Site::Line(IpAddr::V4(v4)) => Site::Line(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_0000))),
+        Site::Line(IpAddr::V6(v6)) => {
+            Site::Line(IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 96) - 1))))
+        }
+        other => other,
+    }
+}
+
 /// The line of an address: its /24 (IPv4) or /48 (IPv6).
 pub fn line_of(ip: IpAddr) -> IpAddr {
     match ip {
