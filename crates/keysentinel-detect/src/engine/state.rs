@@ -257,8 +257,9 @@ pub struct KeyState {
     pub lines: arrayvec::ArrayVec<(Site, Millis, u8), 8>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
-    /// Orders placed through the key, by day (for a vendor's or a mandate's exposure).
-    pub traded: Traded,
+    /// Orders placed through the key, by day (for a vendor's or a mandate's exposure); boxed,
+    /// as orders are a fraction of the records and this state is touched on every request.
+    pub traded: Option<Box<Traded>>,
     /// What the key showed today, for the population's statistics once the day is over.
     pub today: KeyDay,
     /// Habits, for change-points (from the end of learning).
@@ -293,7 +294,7 @@ impl KeyState {
             device: None,
             lines: arrayvec::ArrayVec::new(),
             ranges: arrayvec::ArrayVec::new(),
-            traded: Traded::default(),
+            traded: None,
             today: KeyDay::new(i64::MIN),
             profile: None,
         }
