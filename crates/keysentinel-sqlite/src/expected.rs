@@ -11,9 +11,9 @@
 //!
 //! - **Memory.** A row costs a 64-bit keyed hash of its table and id, the entry's position and
 //!   the first 128 bits of its SHA-256 digest (forging a row to match 128 bits is as hard as
-//!   finding a second preimage): about 40 bytes a row with the map's overhead, some 40 MB for a
-//!   million keys. Two ids whose hashes collide share an entry and so fail each other's check:
-//!   a false alarm, never a pass.
+//!   finding a second preimage): 33 bytes a row in the hash map, 40 to 70 with its slack, so
+//!   40 to 70 MB for a million keys. Two ids whose hashes collide share an entry and so fail
+//!   each other's check: a false alarm, never a pass.
 //! - **Commits.** The writer stages a batch's digests before `COMMIT` and settles them after it,
 //!   and a reader accepts either side of a staged change. Settling moves a generation counter
 //!   first: a reader whose row does not match reads it again only if a commit settled while it
