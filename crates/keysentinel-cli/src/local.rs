@@ -84,6 +84,33 @@ pub fn policy(path: Option<&Path>) -> anyhow::Result<KeyPolicy> {
 }
 
 pub fn open(data_dir: &Path, policy_path: Option<&Path>) -> anyhow::Result<Opened> {
+    open_pinned(data_dir, policy_path, None)
+}
+
+/// As [`open`], refusing (exit 8) a store whose audit log is not signed with the pinned
+/// verifier key (`serve --log-key`, the format `audit verify --log-key` takes).
+pub fn open_pinned(data_dir: &Path, policy_path: Option<&Path>, log_key: Option<&str>) -> anyhow::Result<Opened> {
+    let pinned = log_key
+        .map(|text| {
+            keysentinel_audit::LogVerifier::parse(text).map_err(|e| {
+                Failure::new(
+                    Exit::Usage,
+                    format!("--log-key: {e} (expected name+keyid+key, as `audit export` prints it)"),
+                )
+            })
+        })
+        .transpose()?;
+    if pinned.is_some() && !data_dir.join(DB_FILE).exists() {
+        // A new store gets a new key, which could never be the pinned one.
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "--log-key pins the audit log of an existing store, but {} does not exist: start without it once, then pin the key `audit export` prints",
+                data_dir.join(DB_FILE).display()
+            ),
+        )
+        .into());
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     #[cfg(unix)]
@@ -95,9 +122,17 @@ pub fn open(data_dir: &Path, policy_path: Option<&Path>) -> anyhow::Result<Opene
     let keyring = Arc::new(keyring(data_dir, db.exists())?);
     let policy = Arc::new(policy(policy_path)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, _created) = SqliteStore::open(&db, &keyring, clock.clone()).map_err(|e| match e {
+    let (store, _created) = SqliteStore::open_pinned(&db, &keyring, clock.clone(), pinned.as_ref()).map_err(|e| match e {
         // The data does not match its audit log: refuse to serve any of it (exit 8, as `audit
         // verify` does), and say which row or entry and what to do.
+        StoreError::LogKeyMismatch { .. } => Failure::new(
+            Exit::AuditFailed,
+            format!(
+                "refusing to open {}: {e}. Nothing was served. `keysentinel audit verify --db {} --log-key <the pinned key>` checks the log against the key you trust; restore the data from a backup that verifies with it",
+                db.display(),
+                db.display()
+            ),
+        ),
         StoreError::State(_) | StoreError::Log(_) => Failure::new(
             Exit::AuditFailed,
             format!(

@@ -171,6 +171,11 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// Pin the audit log's verifier key (`name+id+key` as `audit export` prints it, or @FILE):
+    /// the start refuses (exit 8) a store whose log is signed with another key — a file
+    /// re-signed by someone who held the master key, or another store in its place.
+    #[arg(long, env = "KEYSENTINEL_LOG_KEY")]
+    log_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -463,7 +468,11 @@ fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let client_address = client_address(args)?;
-        let opened = local::open(&cli.data_dir, args.policy.as_deref())?;
+        let log_key = args.log_key.as_deref().map(offline::value_or_file).transpose()?;
+        let opened = local::open_pinned(&cli.data_dir, args.policy.as_deref(), log_key.as_deref())?;
+        if log_key.is_some() {
+            tracing::info!("the audit log's signing key matches the pinned --log-key");
+        }
         if let Some(token) = local::bootstrap(&opened.registry, "admin", "serve (first start)").await? {
             let path = cli.data_dir.join(local::ADMIN_TOKEN_FILE);
             local::write_private(&path, &format!("{}\n", token.as_str()))?;

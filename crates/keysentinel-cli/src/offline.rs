@@ -73,7 +73,8 @@ pub enum SecretsCmd {
     Rewrap,
 }
 
-fn value_or_file(v: &str) -> anyhow::Result<String> {
+/// A value given inline, or `@FILE` read (bounded) and trimmed.
+pub fn value_or_file(v: &str) -> anyhow::Result<String> {
     match v.strip_prefix('@') {
         Some(p) => Ok(read_arg_file(p)?.trim().to_owned()),
         None => Ok(v.to_owned()),

@@ -294,10 +294,15 @@ fn init_is_one_time_and_tokens_gate_the_cli() {
 /// Starts `serve` on `data` and returns its exit code and stderr if it refuses to start; fails
 /// the test if it starts listening.
 fn serve_refuses(data: &Path) -> (i32, String) {
+    serve_refuses_with(data, &[])
+}
+
+fn serve_refuses_with(data: &Path, extra: &[&str]) -> (i32, String) {
     use std::io::{BufRead, BufReader, Read};
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(extra)
         .env("KEYSENTINEL_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -526,4 +531,76 @@ fn a_closed_pipe_ends_quietly_and_file_arguments_are_bounded() {
         .unwrap();
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+}
+
+/// Re-signs the store's audit log with another key, as someone holding the master key could:
+/// a new signing key sealed in its place, its verifier recorded, every checkpoint signed again.
+/// The file is then self-consistent: only a pinned key tells.
+fn resign(data: &Path) -> String {
+    use keysentinel_audit::{LogSigner, LogVerifier};
+    use keysentinel_store::keys::META_LOG_VERIFIER;
+    use keysentinel_store::{META_LOG_KEY, META_LOG_ORIGIN};
+    let master = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let keyring =
+        keysentinel_secrets::Keyring::new(keysentinel_secrets::MasterKey::from_base64(master.trim()).unwrap(), vec![]);
+    let conn = rusqlite::Connection::open(data.join("keysentinel.db")).unwrap();
+    conn.execute_batch("DROP TRIGGER audit_checkpoints_no_update; DROP TRIGGER audit_checkpoints_no_delete;").unwrap();
+    let meta = |name: &str| -> Vec<u8> {
+        conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).unwrap()
+    };
+    let origin = String::from_utf8(meta(META_LOG_ORIGIN)).unwrap();
+    let old = LogVerifier::parse(&String::from_utf8(meta(META_LOG_VERIFIER)).unwrap()).unwrap();
+    let attacker = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let signer = LogSigner::new(origin, attacker.clone());
+    let put = |name: &str, value: &[u8]| {
+        conn.execute("UPDATE meta SET value = ?2 WHERE name = ?1", rusqlite::params![name, value]).unwrap();
+    };
+    put(META_LOG_KEY, &keyring.seal(attacker.as_bytes(), META_LOG_KEY.as_bytes()));
+    put(META_LOG_VERIFIER, signer.verifier().encode().as_bytes());
+    let notes: Vec<(i64, String)> = conn
+        .prepare("SELECT size, note FROM audit_checkpoints")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (size, note) in notes {
+        let resigned = signer.sign(&old.open(&note).unwrap()).unwrap();
+        conn.execute("UPDATE audit_checkpoints SET note = ?2 WHERE size = ?1", rusqlite::params![size, resigned])
+            .unwrap();
+    }
+    signer.verifier().encode()
+}
+
+#[test]
+fn serve_with_a_pinned_log_key_refuses_a_store_whose_log_was_re_signed() {
+    let (dir, data) = scripted_lifecycle();
+    let exported = ok_json(&data, "http://unused", &["audit", "export"]);
+    let ours = exported["verifier_key"].as_str().unwrap().to_owned();
+    let pinned_file = dir.path().join("log-key.txt");
+    std::fs::write(&pinned_file, format!("{ours}\n")).unwrap();
+
+    // Pinned to its own key, the store starts (inline or @FILE).
+    for pin in [ours.clone(), format!("@{}", pinned_file.display())] {
+        let server = serve_with(&data, &["--no-detection", "--log-key", &pin]);
+        drop(server);
+    }
+
+    let theirs = resign(&data);
+    assert_ne!(theirs, ours);
+    // Self-consistent: without a pinned key nothing looks wrong...
+    assert_eq!(code(&verify(&data.join("keysentinel.db"))), 0, "the re-signed file verifies against its own key");
+    // ...with one, the start is refused, naming both keys.
+    let (exit, err) =
+        serve_refuses_with(&data, &["--no-detection", "--log-key", &format!("@{}", pinned_file.display())]);
+    assert_eq!(exit, 8, "{err}");
+    assert!(err.contains("not the pinned key") && err.contains(&ours) && err.contains(&theirs), "{err}");
+
+    // A key that is not a verifier key, and a pin on a store that does not exist yet, are usage errors.
+    let (exit, err) = serve_refuses_with(&data, &["--log-key", "not-a-key"]);
+    assert_eq!(exit, 2, "{err}");
+    let fresh = dir.path().join("fresh");
+    let (exit, err) = serve_refuses_with(&fresh, &["--log-key", &ours]);
+    assert_eq!(exit, 2, "{err}");
+    assert!(!fresh.join("keysentinel.db").exists(), "nothing is created under a pin");
 }

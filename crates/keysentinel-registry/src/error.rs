@@ -57,6 +57,7 @@ impl RegistryError {
             RegistryError::CaseState(_) => "invalid_case_state",
             RegistryError::ReportState(_) => "invalid_report_state",
             RegistryError::Store(StoreError::Unaudited) => "unaudited_change",
+            RegistryError::Store(StoreError::State(_)) => "state_mismatch",
             RegistryError::Store(_) => "storage_error",
         }
     }

@@ -4,11 +4,10 @@
 
 use crate::detection::{Posted, Unavailable};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{require, Authed, Query};
+use crate::extract::{require, Authed, Body, Query};
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keysentinel_detect::event::parse_event;
 use keysentinel_detect::Stage;
@@ -59,14 +58,9 @@ fn unavailable() -> ApiError {
     request_body(content = String, content_type = "application/x-ndjson", description = "One event-format v1 record per line"),
     responses((status = 202, body = EventsReply), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn ingest_events(
-    State(st): State<Arc<AppState>>,
-    who: Authed,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    require(&st, &who, Permission::IngestEvents, "send events").await?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+pub async fn ingest_events(State(st): State<Arc<AppState>>, who: Authed, body: Body) -> Result<Response, ApiError> {
+    let allowed = require(&st, &who, Permission::IngestEvents, "send events").await?;
+    let content_type = body.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !matches!(media, "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "text/plain") {
         return Err(ApiError::new(
@@ -75,6 +69,7 @@ pub async fn ingest_events(
             "send the events as application/x-ndjson, one record per line",
         ));
     }
+    let body = body.bytes(&allowed).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_events", format!("the body is not UTF-8: {e}")))?;
     let mut events = Vec::new();
@@ -205,9 +200,10 @@ impl From<&keysentinel_detect::Decision> for DecisionView {
 pub async fn list_decisions(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Query(q): Query<DecisionQuery>,
+    query: Query<DecisionQuery>,
 ) -> Result<axum::Json<Vec<DecisionView>>, ApiError> {
-    require(&st, &who, Permission::ReadInventory, "read detection decisions").await?;
+    let allowed = require(&st, &who, Permission::ReadInventory, "read detection decisions").await?;
+    let q = query.open(&allowed)?;
     let detection = st.detection.as_ref().ok_or_else(unavailable)?;
     let level = match q.level.as_deref() {
         None => None,

@@ -3,9 +3,9 @@
 //! `keysentinel audit verify-pack` checks).
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{require, Authed, Query};
+use crate::extract::{require, Authed, Json, Path, Query};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use keysentinel_domain::Permission;
 use keysentinel_registry::EvidencePack;
@@ -36,11 +36,14 @@ pub struct PackBody {
 pub async fn evidence_pack(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    Query(q): Query<PackQuery>,
-    crate::extract::Json(body): crate::extract::Json<PackBody>,
+    path: Path<String>,
+    query: Query<PackQuery>,
+    body: Json<PackBody>,
 ) -> Result<Response, ApiError> {
-    require(&st, &who, Permission::ReadAudit, "export evidence packs").await?;
+    let allowed = require(&st, &who, Permission::ReadAudit, "export evidence packs").await?;
+    let id = path.open(&allowed)?;
+    let q = query.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let html = match q.format.as_deref() {
         None | Some("json") => false,
         Some("html") => true,

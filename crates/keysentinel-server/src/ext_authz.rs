@@ -92,7 +92,9 @@ impl<'a> Described<'a> {
         let Address::SocketAddress(socket) = attrs.source.as_ref()?.address.as_ref()?.address.as_ref()? else {
             return None;
         };
-        let client_ip = socket.address.parse().ok()?;
+        // An IPv4 client on a dual-stack listener is reported as ::ffff:a.b.c.d: it is a.b.c.d
+        // to allowlists, events and detection alike.
+        let client_ip = socket.address.parse::<IpAddr>().ok()?.to_canonical();
         // Envoy's `path` is the request target: path and raw query together.
         let (path, query) = http.path.split_once('?').unwrap_or((&http.path, ""));
         let headers = header_pairs(http);

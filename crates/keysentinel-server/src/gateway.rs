@@ -30,6 +30,10 @@ impl KeyObserver for SnapshotObserver {
             }
         }
     }
+
+    fn key_unreadable(&self, access_key: &keysentinel_domain::AccessKey) {
+        self.0.remove(access_key.as_str());
+    }
 }
 
 /// A request as the gateway saw it.
@@ -61,7 +65,7 @@ pub struct VerifyResponse {
     pub allow: bool,
     /// `VALID`, `MISSING_CREDENTIALS`, `MALFORMED`, `NOT_FOUND`, `WRONG_SCHEME`, `REVOKED`,
     /// `SUSPENDED`, `EXPIRED`, `BAD_SIGNATURE`, `BODY_REQUIRED`, `STALE_TIMESTAMP`, `REPLAYED`,
-    /// `IP_NOT_ALLOWED`, `UNKNOWN_ENDPOINT` or `SCOPE_DENIED`.
+    /// `NONCE_UNAVAILABLE`, `IP_NOT_ALLOWED`, `UNKNOWN_ENDPOINT` or `SCOPE_DENIED`.
     pub code: String,
     pub scheme: Option<String>,
     pub access_key: Option<String>,
@@ -79,9 +83,10 @@ pub struct VerifyResponse {
 pub async fn verify(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Json(body): Json<VerifyRequest>,
+    body: Json<VerifyRequest>,
 ) -> Result<axum::Json<VerifyResponse>, ApiError> {
-    require(&st, &who, Permission::Verify, "verify requests").await?;
+    let allowed = require(&st, &who, Permission::Verify, "verify requests").await?;
+    let body = body.open(&allowed).await?;
     let raw_body = match (body.body, body.body_base64) {
         (Some(_), Some(_)) => return Err(ApiError::invalid("body", "give body or body_base64, not both")),
         (Some(text), None) => Some(text.into_bytes()),
@@ -99,7 +104,8 @@ pub async fn verify(
         query: &body.query,
         body: raw_body.as_deref(),
         headers: &headers,
-        client_ip: body.client_ip,
+        // ::ffff:a.b.c.d (a dual-stack socket's view of an IPv4 client) is a.b.c.d.
+        client_ip: body.client_ip.to_canonical(),
         now_ms: now_ms(&st),
     };
     let decision = decide(&st, &req);
@@ -145,6 +151,7 @@ pub async fn metrics(
     State(st): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> impl axum::response::IntoResponse {
+    st.telemetry.state_mismatches(st.registry.state_mismatches());
     let text = st.telemetry.render(
         st.verifier.keys().len(),
         st.verifier.remembered_nonces(),
@@ -173,7 +180,8 @@ pub(crate) fn now_ms(st: &AppState) -> i64 {
 }
 
 /// The HTTP status a gateway answers the client with: 401 when the request is not authenticated
-/// (no, unknown or bad credentials, stale, replayed), 403 when it is but may not pass.
+/// (no, unknown or bad credentials, stale, replayed), 403 when it is but may not pass, 503 when
+/// this node cannot decide safely (its nonce store failed).
 pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::StatusCode {
     use axum::http::StatusCode;
     use keysentinel_verify::Code;
@@ -194,6 +202,9 @@ pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::Stat
         | Code::IpNotAllowed
         | Code::UnknownEndpoint
         | Code::ScopeDenied => StatusCode::FORBIDDEN,
+        // The node's fault: a gateway fails closed on it (nginx answers 500, Caddy and Traefik
+        // pass the 503 on), and the client may retry the same request later.
+        Code::NonceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -213,14 +224,16 @@ pub const GATEWAY_TOKEN_HEADER: &str = "x-keysentinel-token";
 /// `X-Forwarded-For`, whose right-most hop not itself a trusted proxy is the client). The
 /// client's own headers arrive as they are. Answers 200 (allow) with `X-Keysentinel-Code`,
 /// `-Key`, `-Account` and `-Scopes`; 401 when the request is not authenticated (no, unknown or
-/// bad credentials, stale, replayed) and 403 when it is but may not pass (revoked, suspended,
-/// expired, IP, scope, body required), each with `X-Keysentinel-Code` only — nothing about the
-/// key's owner, since Caddy and Traefik hand a refusal's headers to the client.
+/// bad credentials, stale, replayed), 403 when it is but may not pass (revoked, suspended,
+/// expired, IP, scope, body required) and 503 when the node cannot record the request's nonce
+/// (`NONCE_UNAVAILABLE`), each with `X-Keysentinel-Code` only — nothing about the key's owner,
+/// since Caddy and Traefik hand a refusal's headers to the client.
 #[utoipa::path(get, path = "/v1/verify/forward-auth", tag = "gateway",
     params(("X-Keysentinel-Token" = String, Header, description = "the gateway operator's token"),
            ("X-Original-Method" = String, Header), ("X-Original-URI" = String, Header),
            ("X-Forwarded-For" = Option<String>, Header, description = "read only when the connection comes from a trusted proxy (`serve --trusted-proxy`), and only the header `--client-ip-header` names")),
-    responses((status = 200, description = "allowed"), (status = 401, description = "not authenticated"), (status = 403, description = "not allowed"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "allowed"), (status = 401, description = "not authenticated"), (status = 403, description = "not allowed"), (status = 400, body = ErrorBody),
+               (status = 503, description = "this node cannot decide safely: its nonce store failed (`NONCE_UNAVAILABLE`)")))]
 pub async fn forward_auth(
     State(st): State<Arc<AppState>>,
     request: axum::extract::Request,

@@ -51,6 +51,9 @@ struct Inner {
     dir: PathBuf,
     window_ms: i64,
     current: RwLock<Segment>,
+    /// Appends that failed (each refused its request `NONCE_UNAVAILABLE`): logged at powers of
+    /// two, so that a full disk under load does not also flood the log.
+    failures: std::sync::atomic::AtomicU64,
 }
 
 /// A handle on the journal (cheap to clone).
@@ -95,6 +98,7 @@ impl NonceJournal {
             dir: dir.to_owned(),
             window_ms,
             current: RwLock::new(Segment { start_ms, file: current }),
+            failures: std::sync::atomic::AtomicU64::new(0),
         }));
         let cache = cache.with_log(Box::new(journal.clone()));
         Ok((journal, cache))
@@ -127,8 +131,8 @@ impl NonceJournal {
     }
 }
 
-impl NonceLog for NonceJournal {
-    fn append(&self, digest: u128, at_ms: i64) -> Result<(), NonceLogError> {
+impl NonceJournal {
+    fn try_append(&self, digest: u128, at_ms: i64) -> std::io::Result<()> {
         let due = self.0.current.read().start_ms + self.0.window_ms <= at_ms;
         if due {
             self.rotate(at_ms)?;
@@ -138,8 +142,23 @@ impl NonceLog for NonceJournal {
         record[16..].copy_from_slice(&at_ms.to_le_bytes());
         // One write of the whole record on an O_APPEND file: concurrent appends never interleave.
         let current = self.0.current.read();
-        (&current.file).write_all(&record).map_err(|e| {
-            tracing::error!(error = %e, "cannot journal a nonce; refusing the request");
+        (&current.file).write_all(&record)
+    }
+
+    /// Appends that failed since the start.
+    pub fn failures(&self) -> u64 {
+        self.0.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl NonceLog for NonceJournal {
+    fn append(&self, digest: u128, at_ms: i64) -> Result<(), NonceLogError> {
+        self.try_append(digest, at_ms).map_err(|e| {
+            let n = self.0.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::error!(error = %e, dir = %self.0.dir.display(), failures = n,
+                    "cannot journal a nonce: refusing its request NONCE_UNAVAILABLE until the journal can be written");
+            }
             NonceLogError(e)
         })
     }
@@ -230,6 +249,24 @@ mod tests {
         assert!(cache.check_and_insert("k", "old", 126_000).unwrap(), "outside the window");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(!names.iter().any(|n| n == "segment-100000.log"), "old segment pruned: {names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_nonce_the_journal_cannot_take_is_refused_and_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, cache) = NonceJournal::open(dir.path(), 10_000, 1_000).unwrap();
+        assert!(cache.check_and_insert("k", "a", 1_000).unwrap());
+        // The next segment is a full disk: every write to it fails (ENOSPC).
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("segment-10000.log")).unwrap();
+        assert!(cache.check_and_insert("k", "b", 10_500).is_err(), "refused, not taken as fresh");
+        assert!(cache.check_and_insert("k", "b", 10_600).is_err());
+        assert_eq!(journal.failures(), 2);
+        assert!(!cache.check_and_insert("k", "a", 10_700).unwrap(), "what was recorded is still a replay");
+        // The next segment can be written: the refused nonce was never remembered, so its
+        // request may be retried (on a real disk that fills up, once space is freed).
+        assert!(cache.check_and_insert("k", "b", 20_500).unwrap());
+        assert!(!cache.check_and_insert("k", "b", 20_600).unwrap());
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! Nothing here is reachable by the roles that work cases with owners.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{require, Authed, Query};
+use crate::extract::{require, Authed, Json, Path, Query};
 use crate::routes::read;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use keysentinel_domain::{Permission, ReportAssessment, ReportDraft, ReportStep};
 use serde::Deserialize;
@@ -29,10 +29,12 @@ pub struct AssessBody {
 pub async fn assess(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    crate::extract::Json(body): crate::extract::Json<AssessBody>,
+    path: Path<String>,
+    body: Json<AssessBody>,
 ) -> Result<axum::Json<ReportAssessment>, ApiError> {
-    require(&st, &who, Permission::ReportMatters, "assess suspicious-matter reports").await?;
+    let allowed = require(&st, &who, Permission::ReportMatters, "assess suspicious-matter reports").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let config = st.response_policy.reporting.clone();
     Ok(axum::Json(st.registry.assess_report(who.actor(), id, config, body.reason).await?))
 }
@@ -44,9 +46,10 @@ pub async fn assess(
 pub async fn get_report(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
+    path: Path<String>,
 ) -> Result<axum::Json<ReportAssessment>, ApiError> {
-    require(&st, &who, Permission::ReadReports, "read suspicious-matter reports").await?;
+    let allowed = require(&st, &who, Permission::ReadReports, "read suspicious-matter reports").await?;
+    let id = path.open(&allowed)?;
     Ok(axum::Json(read(&st, move |r| r.report(&id)).await?))
 }
 
@@ -67,10 +70,12 @@ pub struct StepBody {
 pub async fn step(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    crate::extract::Json(body): crate::extract::Json<StepBody>,
+    path: Path<String>,
+    body: Json<StepBody>,
 ) -> Result<axum::Json<ReportAssessment>, ApiError> {
-    require(&st, &who, Permission::ReportMatters, "decide and file suspicious-matter reports").await?;
+    let allowed = require(&st, &who, Permission::ReportMatters, "decide and file suspicious-matter reports").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let config = st.response_policy.reporting.clone();
     Ok(axum::Json(st.registry.report_step(who.actor(), id, body.step, config, body.reason).await?))
 }
@@ -90,11 +95,14 @@ pub struct DraftQuery {
 pub async fn draft(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    Query(q): Query<DraftQuery>,
-    crate::extract::Json(body): crate::extract::Json<AssessBody>,
+    path: Path<String>,
+    query: Query<DraftQuery>,
+    body: Json<AssessBody>,
 ) -> Result<Response, ApiError> {
-    require(&st, &who, Permission::ReportMatters, "export suspicious-matter report drafts").await?;
+    let allowed = require(&st, &who, Permission::ReportMatters, "export suspicious-matter report drafts").await?;
+    let id = path.open(&allowed)?;
+    let q = query.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let text = match q.format.as_deref() {
         None | Some("json") => false,
         Some("text") => true,
@@ -124,9 +132,10 @@ pub struct ReportsQuery {
 pub async fn list(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Query(q): Query<ReportsQuery>,
+    query: Query<ReportsQuery>,
 ) -> Result<axum::Json<Vec<ReportAssessment>>, ApiError> {
-    require(&st, &who, Permission::ReadReports, "read suspicious-matter reports").await?;
+    let allowed = require(&st, &who, Permission::ReadReports, "read suspicious-matter reports").await?;
+    let q = query.open(&allowed)?;
     let limit = crate::extract::list_limit(q.limit)?;
     let open = q.open.unwrap_or(true);
     Ok(axum::Json(read(&st, move |r| r.reports(open, limit)).await?))

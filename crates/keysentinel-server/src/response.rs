@@ -3,10 +3,10 @@
 //! case API.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{require, Authed, Query};
+use crate::extract::{require, require_any, Authed, Json, Path, Query};
 use crate::routes::read;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use keysentinel_detect::event::{Confirmer, Record};
 use keysentinel_detect::Decision;
 use keysentinel_domain::{
@@ -186,9 +186,10 @@ pub struct CaseQuery {
 pub async fn list_cases(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Query(q): Query<CaseQuery>,
+    query: Query<CaseQuery>,
 ) -> Result<axum::Json<Vec<Case>>, ApiError> {
-    require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let allowed = require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let q = query.open(&allowed)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -228,9 +229,10 @@ pub async fn list_cases(
 pub async fn get_case(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
+    path: Path<String>,
 ) -> Result<axum::Json<Case>, ApiError> {
-    require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let allowed = require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let id = path.open(&allowed)?;
     Ok(axum::Json(read(&st, move |r| r.case(&id)).await?))
 }
 
@@ -244,9 +246,10 @@ pub async fn get_case(
 pub async fn related(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
+    path: Path<String>,
 ) -> Result<axum::Json<Vec<keysentinel_registry::LinkedAccount>>, ApiError> {
-    require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let allowed = require(&st, &who, Permission::ReadInventory, "read cases").await?;
+    let id = path.open(&allowed)?;
     Ok(axum::Json(read(&st, move |r| r.case_related(&id)).await?))
 }
 
@@ -268,9 +271,20 @@ pub struct CaseStep {
 pub async fn case_command(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    crate::extract::Json(step): crate::extract::Json<CaseStep>,
+    path: Path<String>,
+    body: Json<CaseStep>,
 ) -> Result<axum::Json<Case>, ApiError> {
+    // The step decides the permission, so the body must be read to know it: a role that can take
+    // none of the steps is refused before that (and learns nothing from the parser).
+    let allowed = require_any(
+        &st,
+        &who,
+        &[Permission::RevokeKeys, Permission::ReportMatters, Permission::ContainKeys],
+        "work cases",
+    )
+    .await?;
+    let id = path.open(&allowed)?;
+    let step = body.open(&allowed).await?;
     // Taking a queued revocation needs the right to revoke; every other step on a case needs the
     // right to contain keys (analysts and admins).
     let (permission, what) = match step.command {
@@ -316,10 +330,12 @@ pub struct AnswerBody {
 pub async fn answer(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    crate::extract::Json(body): crate::extract::Json<AnswerBody>,
+    path: Path<String>,
+    body: Json<AnswerBody>,
 ) -> Result<axum::Json<Case>, ApiError> {
-    require(&st, &who, Permission::ContainKeys, "file owners' answers").await?;
+    let allowed = require(&st, &who, Permission::ContainKeys, "file owners' answers").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let AnswerBody { text, channel, confirms } = body;
     let case = st.registry.answer(who.actor(), id, channel, text.clone(), confirms).await?;
     if confirms {
@@ -337,9 +353,10 @@ pub async fn answer(
 pub async fn case_notices(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
+    path: Path<String>,
 ) -> Result<axum::Json<Vec<keysentinel_domain::Notice>>, ApiError> {
-    require(&st, &who, Permission::ReadInventory, "read notices").await?;
+    let allowed = require(&st, &who, Permission::ReadInventory, "read notices").await?;
+    let id = path.open(&allowed)?;
     Ok(axum::Json(read(&st, move |r| r.case(&id).and_then(|c| r.notices(&c.case_id))).await?))
 }
 
@@ -353,10 +370,12 @@ pub async fn case_notices(
 pub async fn request_reinstatement(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    crate::extract::Json(req): crate::extract::Json<ReinstatementRequest>,
+    path: Path<String>,
+    body: Json<ReinstatementRequest>,
 ) -> Result<axum::Json<Case>, ApiError> {
-    require(&st, &who, Permission::ContainKeys, "file reinstatement requests").await?;
+    let allowed = require(&st, &who, Permission::ContainKeys, "file reinstatement requests").await?;
+    let id = path.open(&allowed)?;
+    let req = body.open(&allowed).await?;
     Ok(axum::Json(st.registry.request_reinstatement(who.actor(), id, req).await?))
 }
 
@@ -377,10 +396,12 @@ pub struct ReviewBody {
 pub async fn review_reinstatement(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    crate::extract::Json(body): crate::extract::Json<ReviewBody>,
+    path: Path<String>,
+    body: Json<ReviewBody>,
 ) -> Result<axum::Json<Case>, ApiError> {
-    require(&st, &who, Permission::ContainKeys, "review reinstatement requests").await?;
+    let allowed = require(&st, &who, Permission::ContainKeys, "review reinstatement requests").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     Ok(axum::Json(st.registry.review_reinstatement(who.actor(), id, body.approve, body.note).await?))
 }
 
@@ -407,10 +428,12 @@ pub struct Approved {
 pub async fn approve_reinstatement(
     State(st): State<Arc<AppState>>,
     who: Authed,
-    Path(id): Path<String>,
-    crate::extract::Json(body): crate::extract::Json<ApproveBody>,
+    path: Path<String>,
+    body: Json<ApproveBody>,
 ) -> Result<axum::Json<Approved>, ApiError> {
-    require(&st, &who, Permission::ApproveGrant, "approve reinstatements").await?;
+    let allowed = require(&st, &who, Permission::ApproveGrant, "approve reinstatements").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let (case, issued) = st.registry.approve_reinstatement(who.actor(), id, body.note).await?;
     Ok(axum::Json(Approved { case, issued }))
 }

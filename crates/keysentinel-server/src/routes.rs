@@ -1,9 +1,9 @@
 //! Admin API handlers. Each checks the caller's role, calls the registry, and maps the result.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{require, Authed, Json, Query};
+use crate::extract::{require, Authed, Body, Json, Path, Query};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use keysentinel_audit::proof::InclusionProof;
 use keysentinel_audit::AuditEntry;
@@ -79,9 +79,10 @@ pub async fn readyz(State(st): S) -> (StatusCode, axum::Json<Health>) {
 pub async fn create_account(
     State(st): S,
     who: Authed,
-    Json(body): Json<NewAccount>,
+    body: Json<NewAccount>,
 ) -> ApiResult<(StatusCode, axum::Json<Account>)> {
-    require(&st, &who, Permission::ManageAccounts, "create accounts").await?;
+    let allowed = require(&st, &who, Permission::ManageAccounts, "create accounts").await?;
+    let body = body.open(&allowed).await?;
     let account = st.registry.create_account(who.actor(), body).await?;
     st.account_changed(&account);
     Ok((StatusCode::CREATED, axum::Json(account)))
@@ -98,8 +99,9 @@ pub struct Page {
 
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(Page), security(("bearer" = [])),
     responses((status = 200, body = Vec<Account>), (status = 403, body = ErrorBody)))]
-pub async fn list_accounts(State(st): S, who: Authed, Query(page): Query<Page>) -> ApiResult<axum::Json<Vec<Account>>> {
-    require(&st, &who, Permission::ReadInventory, "read accounts").await?;
+pub async fn list_accounts(State(st): S, who: Authed, query: Query<Page>) -> ApiResult<axum::Json<Vec<Account>>> {
+    let allowed = require(&st, &who, Permission::ReadInventory, "read accounts").await?;
+    let page = query.open(&allowed)?;
     let after = page.after.as_deref().map(account_id).transpose()?;
     let limit = page.limit.unwrap_or(100);
     Ok(axum::Json(read(&st, move |r| r.accounts(after, limit)).await?))
@@ -107,8 +109,9 @@ pub async fn list_accounts(State(st): S, who: Authed, Query(page): Query<Page>) 
 
 #[utoipa::path(get, path = "/v1/accounts/{account_id}", tag = "accounts", params(("account_id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Account), (status = 404, body = ErrorBody)))]
-pub async fn get_account(State(st): S, who: Authed, Path(id): Path<String>) -> ApiResult<axum::Json<Account>> {
-    require(&st, &who, Permission::ReadInventory, "read accounts").await?;
+pub async fn get_account(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axum::Json<Account>> {
+    let allowed = require(&st, &who, Permission::ReadInventory, "read accounts").await?;
+    let id = path.open(&allowed)?;
     let id = account_id(&id)?;
     Ok(axum::Json(read(&st, move |r| r.account(&id)).await?))
 }
@@ -118,10 +121,12 @@ pub async fn get_account(State(st): S, who: Authed, Path(id): Path<String>) -> A
 pub async fn update_account(
     State(st): S,
     who: Authed,
-    Path(id): Path<String>,
-    Json(patch): Json<AccountPatch>,
+    path: Path<String>,
+    body: Json<AccountPatch>,
 ) -> ApiResult<axum::Json<Account>> {
-    require(&st, &who, Permission::ManageAccounts, "change accounts").await?;
+    let allowed = require(&st, &who, Permission::ManageAccounts, "change accounts").await?;
+    let id = path.open(&allowed)?;
+    let patch = body.open(&allowed).await?;
     let account = st.registry.update_account(who.actor(), account_id(&id)?, patch).await?;
     st.account_changed(&account);
     Ok(axum::Json(account))
@@ -135,9 +140,10 @@ pub async fn update_account(
 pub async fn create_key(
     State(st): S,
     who: Authed,
-    Json(body): Json<NewKey>,
+    body: Json<NewKey>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
-    require(&st, &who, Permission::IssueKeys, "issue keys").await?;
+    let allowed = require(&st, &who, Permission::IssueKeys, "issue keys").await?;
+    let body = body.open(&allowed).await?;
     Ok((StatusCode::CREATED, axum::Json(st.registry.create_key(who.actor(), body).await?)))
 }
 
@@ -154,8 +160,9 @@ pub struct KeyQuery {
 
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", params(KeyQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<ApiKey>), (status = 400, body = ErrorBody)))]
-pub async fn list_keys(State(st): S, who: Authed, Query(q): Query<KeyQuery>) -> ApiResult<axum::Json<Vec<ApiKey>>> {
-    require(&st, &who, Permission::ReadInventory, "read keys").await?;
+pub async fn list_keys(State(st): S, who: Authed, query: Query<KeyQuery>) -> ApiResult<axum::Json<Vec<ApiKey>>> {
+    let allowed = require(&st, &who, Permission::ReadInventory, "read keys").await?;
+    let q = query.open(&allowed)?;
     let filter = KeyFilter {
         account_id: q.account_id.as_deref().map(account_id).transpose()?,
         status: q.status,
@@ -173,8 +180,9 @@ pub async fn list_keys(State(st): S, who: Authed, Query(q): Query<KeyQuery>) -> 
 
 #[utoipa::path(get, path = "/v1/keys/{access_key}", tag = "keys", params(("access_key" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody)))]
-pub async fn get_key(State(st): S, who: Authed, Path(ak): Path<String>) -> ApiResult<axum::Json<ApiKey>> {
-    require(&st, &who, Permission::ReadInventory, "read keys").await?;
+pub async fn get_key(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axum::Json<ApiKey>> {
+    let allowed = require(&st, &who, Permission::ReadInventory, "read keys").await?;
+    let ak = path.open(&allowed)?;
     let ak = access_key(&ak)?;
     Ok(axum::Json(read(&st, move |r| r.key(&ak)).await?))
 }
@@ -203,10 +211,12 @@ pub struct RotateRequest {
 pub async fn rotate_key(
     State(st): S,
     who: Authed,
-    Path(ak): Path<String>,
-    Json(body): Json<RotateRequest>,
+    path: Path<String>,
+    body: Json<RotateRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedKey>)> {
-    require(&st, &who, Permission::IssueKeys, "rotate keys").await?;
+    let allowed = require(&st, &who, Permission::IssueKeys, "rotate keys").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let issued = st
         .registry
         .rotate_key(
@@ -225,10 +235,12 @@ pub async fn rotate_key(
 pub async fn suspend_key(
     State(st): S,
     who: Authed,
-    Path(ak): Path<String>,
-    Json(body): Json<Reason>,
+    path: Path<String>,
+    body: Json<Reason>,
 ) -> ApiResult<axum::Json<ApiKey>> {
-    require(&st, &who, Permission::ContainKeys, "suspend keys").await?;
+    let allowed = require(&st, &who, Permission::ContainKeys, "suspend keys").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     Ok(axum::Json(st.registry.suspend_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
 
@@ -237,10 +249,12 @@ pub async fn suspend_key(
 pub async fn resume_key(
     State(st): S,
     who: Authed,
-    Path(ak): Path<String>,
-    Json(body): Json<Reason>,
+    path: Path<String>,
+    body: Json<Reason>,
 ) -> ApiResult<axum::Json<ApiKey>> {
-    require(&st, &who, Permission::ContainKeys, "resume keys").await?;
+    let allowed = require(&st, &who, Permission::ContainKeys, "resume keys").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     Ok(axum::Json(st.registry.resume_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
 
@@ -250,10 +264,12 @@ pub async fn resume_key(
 pub async fn revoke_key(
     State(st): S,
     who: Authed,
-    Path(ak): Path<String>,
-    Json(body): Json<Reason>,
+    path: Path<String>,
+    body: Json<Reason>,
 ) -> ApiResult<axum::Json<ApiKey>> {
-    require(&st, &who, Permission::RevokeKeys, "revoke keys").await?;
+    let allowed = require(&st, &who, Permission::RevokeKeys, "revoke keys").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     Ok(axum::Json(st.registry.revoke_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
 
@@ -273,10 +289,12 @@ pub struct GrantRequest {
 pub async fn request_grant(
     State(st): S,
     who: Authed,
-    Path(ak): Path<String>,
-    Json(body): Json<GrantRequest>,
+    path: Path<String>,
+    body: Json<GrantRequest>,
 ) -> ApiResult<axum::Json<ApiKey>> {
-    require(&st, &who, Permission::RequestGrant, "request sensitive grants").await?;
+    let allowed = require(&st, &who, Permission::RequestGrant, "request sensitive grants").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     Ok(axum::Json(st.registry.request_grant(who.actor(), access_key(&ak)?, body.scope, body.hours, body.reason).await?))
 }
 
@@ -286,10 +304,12 @@ pub async fn request_grant(
 pub async fn approve_grant(
     State(st): S,
     who: Authed,
-    Path((ak, scope)): Path<(String, String)>,
-    Json(body): Json<Reason>,
+    path: Path<(String, String)>,
+    body: Json<Reason>,
 ) -> ApiResult<axum::Json<ApiKey>> {
-    require(&st, &who, Permission::ApproveGrant, "approve sensitive grants").await?;
+    let allowed = require(&st, &who, Permission::ApproveGrant, "approve sensitive grants").await?;
+    let (ak, scope) = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let scope: Scope =
         scope.parse().map_err(|e: keysentinel_domain::ValidationError| ApiError::invalid("scope", e.to_string()))?;
     Ok(axum::Json(st.registry.approve_grant(who.actor(), access_key(&ak)?, scope, body.reason).await?))
@@ -312,10 +332,12 @@ pub struct ImportQuery {
 pub async fn import_keys(
     State(st): S,
     who: Authed,
-    Query(q): Query<ImportQuery>,
-    body: String,
+    query: Query<ImportQuery>,
+    body: Body,
 ) -> ApiResult<axum::Json<ImportReport>> {
-    require(&st, &who, Permission::IssueKeys, "import keys").await?;
+    let allowed = require(&st, &who, Permission::IssueKeys, "import keys").await?;
+    let q = query.open(&allowed)?;
+    let body = body.text(&allowed).await?;
     // An empty import is a mistake (a truncated or wrong file), never "0 keys imported, OK".
     if body.lines().all(|l| l.trim().is_empty()) {
         return Err(ApiError::invalid("body", "the import is empty: send at least one key, one JSON object per line"));
@@ -341,9 +363,10 @@ pub struct NewOperator {
 pub async fn create_operator(
     State(st): S,
     who: Authed,
-    Json(body): Json<NewOperator>,
+    body: Json<NewOperator>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedToken>)> {
-    require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let allowed = require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let body = body.open(&allowed).await?;
     let issued = st.registry.create_operator(who.actor(), body.operator_id, body.role, body.description).await?;
     Ok((StatusCode::CREATED, axum::Json(issued)))
 }
@@ -366,10 +389,12 @@ pub async fn whoami(who: Authed) -> axum::Json<Operator> {
 pub async fn disable_operator(
     State(st): S,
     who: Authed,
-    Path(id): Path<String>,
-    Json(body): Json<Reason>,
+    path: Path<String>,
+    body: Json<Reason>,
 ) -> ApiResult<axum::Json<Operator>> {
-    require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let allowed = require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let id = OperatorId::parse(&id).map_err(|e| ApiError::invalid("operator_id", e.to_string()))?;
     Ok(axum::Json(st.registry.disable_operator(who.actor(), id, body.reason).await?))
 }
@@ -382,10 +407,12 @@ pub async fn disable_operator(
 pub async fn approve_operator(
     State(st): S,
     who: Authed,
-    Path(id): Path<String>,
-    Json(body): Json<Reason>,
+    path: Path<String>,
+    body: Json<Reason>,
 ) -> ApiResult<axum::Json<Operator>> {
-    require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let allowed = require(&st, &who, Permission::ManageOperators, "manage operators").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
     let id = OperatorId::parse(&id).map_err(|e| ApiError::invalid("operator_id", e.to_string()))?;
     Ok(axum::Json(st.registry.approve_operator(who.actor(), id, body.reason).await?))
 }
@@ -413,9 +440,10 @@ pub struct AuditQuery {
 pub async fn audit_entries(
     State(st): S,
     who: Authed,
-    Query(q): Query<AuditQuery>,
+    query: Query<AuditQuery>,
 ) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
-    require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
+    let allowed = require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
+    let q = query.open(&allowed)?;
     let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100));
     let mut entries = read(&st, move |r| r.audit_entries(from, limit)).await?;
     if !who.0.role.allows(Permission::ReadReports) {
@@ -456,8 +484,9 @@ pub async fn audit_checkpoint(State(st): S, who: Authed) -> ApiResult<axum::Json
 /// Inclusion proof of one entry against the newest checkpoint, checkable offline.
 #[utoipa::path(get, path = "/v1/audit/entries/{seq}/proof", tag = "audit", params(("seq" = u64, Path)), security(("bearer" = [])),
     responses((status = 200, body = InclusionProof), (status = 404, body = ErrorBody)))]
-pub async fn audit_proof(State(st): S, who: Authed, Path(seq): Path<String>) -> ApiResult<axum::Json<InclusionProof>> {
-    require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
+pub async fn audit_proof(State(st): S, who: Authed, path: Path<String>) -> ApiResult<axum::Json<InclusionProof>> {
+    let allowed = require(&st, &who, Permission::ReadAudit, "read the audit log").await?;
+    let seq = path.open(&allowed)?;
     let seq: u64 = seq.parse().map_err(|_| ApiError::invalid("seq", "must be a non-negative integer"))?;
     let proof = read(&st, move |r| r.audit_proof(seq)).await?;
     let target = serde_json::from_str::<AuditEntry>(&proof.entry).map(|e| e.target).unwrap_or_default();

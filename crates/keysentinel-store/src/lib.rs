@@ -42,6 +42,10 @@ pub enum StoreError {
     /// The audit log itself failed verification.
     #[error("the audit log failed verification: {0}")]
     Log(#[from] keysentinel_audit::LogError),
+    /// The log is signed with another key than the one the operator pinned: the file was
+    /// re-signed, or it is another store.
+    #[error("the audit log is signed with the key {found}, not the pinned key {pinned} (the file was re-signed, or it is another store)")]
+    LogKeyMismatch { pinned: String, found: String },
 }
 
 /// A row that is not what its audit history says. Each names the table and the row.
@@ -207,5 +211,11 @@ pub trait Store: ReadStore {
     /// revocations (`/healthz`, `/readyz`, and `serve` exits).
     fn writable(&self) -> bool {
         true
+    }
+
+    /// State rows refused since the store opened because what was read no longer matched what
+    /// the audit log holds for them (someone wrote the backend's data behind keysentinel).
+    fn state_mismatches(&self) -> u64 {
+        0
     }
 }

@@ -63,6 +63,10 @@ pub enum Code {
     BodyRequired,
     StaleTimestamp,
     Replayed,
+    /// The nonce could not be recorded durably (the nonce store failed: disk full, I/O error),
+    /// so it could be accepted again after a restart: refused, and the node's fault, not the
+    /// client's (it may retry the same request once the store recovers).
+    NonceUnavailable,
     IpNotAllowed,
     /// No route rule matches the endpoint (deny by default).
     UnknownEndpoint,
@@ -70,7 +74,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 16] = [
         Code::Valid,
         Code::MissingCredentials,
         Code::Malformed,
@@ -83,6 +87,7 @@ impl Code {
         Code::BodyRequired,
         Code::StaleTimestamp,
         Code::Replayed,
+        Code::NonceUnavailable,
         Code::IpNotAllowed,
         Code::UnknownEndpoint,
         Code::ScopeDenied,
@@ -102,6 +107,7 @@ impl Code {
             Code::BodyRequired => "BODY_REQUIRED",
             Code::StaleTimestamp => "STALE_TIMESTAMP",
             Code::Replayed => "REPLAYED",
+            Code::NonceUnavailable => "NONCE_UNAVAILABLE",
             Code::IpNotAllowed => "IP_NOT_ALLOWED",
             Code::UnknownEndpoint => "UNKNOWN_ENDPOINT",
             Code::ScopeDenied => "SCOPE_DENIED",
@@ -254,9 +260,10 @@ impl Verifier {
             match self.nonces.check_and_insert(&key.access_key, nonce, req.now_ms) {
                 Ok(true) => {}
                 Ok(false) => return Decision::deny(Code::Replayed, scheme, Some(key)),
-                // Not recorded, so a restart would accept it again: refuse it now. The store's
-                // failure is logged and counted where the store is (the server's journal).
-                Err(_) => return Decision::deny(Code::Replayed, scheme, Some(key)),
+                // Not recorded, so a restart would accept it again: refuse it now, under a code of
+                // its own (it is not a replay, and not the client's doing). The store's failure
+                // is logged where the store is (the server's journal).
+                Err(_) => return Decision::deny(Code::NonceUnavailable, scheme, Some(key)),
             }
         }
         if !key.allowlist.is_empty() && !key.allowlist.contains(req.client_ip) {

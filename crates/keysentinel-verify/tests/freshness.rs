@@ -116,3 +116,39 @@ fn a_jwt_is_held_to_its_exp_and_nbf() {
     let auth = upbit(ak, "n9", serde_json::json!({ "query_hash": hash, "query_hash_alg": "SHA512" }));
     assert_eq!(run(&v, "POST", "/v1/orders", "", None, &[("Authorization", &auth)]), Code::BodyRequired);
 }
+
+/// A nonce store that cannot record anything (a full disk under the journal).
+struct Unwritable;
+
+impl keysentinel_verify::replay::Nonces for Unwritable {
+    fn check_and_insert(&self, _: &str, _: &str, _: i64) -> Result<bool, keysentinel_verify::replay::NonceLogError> {
+        Err(keysentinel_verify::replay::NonceLogError(std::io::Error::from_raw_os_error(28)))
+    }
+    fn len(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn a_nonce_the_store_cannot_record_is_nonce_unavailable_not_replayed() {
+    let ak = "coinone-access-key-0002";
+    let k =
+        keysentinel_testkit::api_key(ak, SigningScheme::Coinone, KeyAlgorithm::Hmac, &[Scope::Read, Scope::Trade], &[]);
+    let snap = Arc::new(KeySnapshot::default());
+    snap.upsert(KeyEntry::new(&k, Some(SECRET.as_bytes())).unwrap());
+    let v = Verifier::with_nonces(
+        snap,
+        RouteTable::default_routes().unwrap(),
+        VerifyConfig::default(),
+        Arc::new(Unwritable),
+    );
+    let (payload, signature) = coinone(ak, "0.0002");
+    let headers = [("X-COINONE-PAYLOAD", payload.as_str()), ("X-COINONE-SIGNATURE", signature.as_str())];
+    let code = run(&v, "POST", "/v2.1/order/limit", "", Some(payload.as_bytes()), &headers);
+    assert_eq!(code, Code::NonceUnavailable);
+    assert_eq!(code.as_str(), "NONCE_UNAVAILABLE");
+    // A forged request never reaches the store: it is refused for its signature first.
+    let wrong = "0".repeat(128);
+    let forged = [("X-COINONE-PAYLOAD", payload.as_str()), ("X-COINONE-SIGNATURE", wrong.as_str())];
+    assert_eq!(run(&v, "POST", "/v2.1/order/limit", "", Some(payload.as_bytes()), &forged), Code::BadSignature);
+}
