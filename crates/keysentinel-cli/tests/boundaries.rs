@@ -280,3 +280,85 @@ fn a_nonce_the_journal_cannot_take_is_refused_nonce_unavailable_and_counted() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("cannot journal a nonce"), "the failure is logged: {logged}");
 }
+
+#[test]
+fn rows_edited_in_the_database_while_serve_runs_are_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let server = serve_on(&data, "127.0.0.1:0", &[], &log);
+    let u = server.url.clone();
+    let http = Client::new();
+    let gateway =
+        ok_json(&data, &u, &["operators", "create", "gw-1", "--role", "gateway"])["token"].as_str().unwrap().to_owned();
+    // An auditor whose token is never used before the edit: no cache stands between it and the file.
+    ok_json(&data, &u, &["operators", "create", "eve", "--role", "auditor"]);
+    ok_json(&data, &u, &["accounts", "create", "acct-1", "--segment", "retail", "--verification", "verified"]);
+    let (key, secret) = create_key(&data, &u, "binance", "acct-1", "127.0.0.1");
+    ok_json(&data, &u, &["keys", "suspend", &key, "--reason", "suspected sharing"]);
+
+    // Someone with write access to the file, while serve runs: eve becomes an admin holding a
+    // token they chose, and the suspended key gains withdraw, waiting for a routine resume.
+    let attacker = keysentinel_secrets::generate_operator_token();
+    let conn = rusqlite::Connection::open(data.join("keysentinel.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    conn.execute(
+        "UPDATE operators SET role = 'admin', token_hash = ?1, doc = json_set(doc, '$.role', 'admin') WHERE operator_id = 'eve'",
+        [keysentinel_secrets::hash_token(&attacker).as_slice()],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE api_keys SET doc = json_set(doc, '$.scopes', json('[\"read\",\"trade\",\"withdraw\"]')) WHERE access_key = ?1",
+        [&key],
+    )
+    .unwrap();
+    drop(conn);
+
+    // The edited operator authenticates nobody.
+    let me = http.get(format!("{u}/v1/operators/me")).bearer_auth(attacker.as_str()).send().unwrap();
+    assert_eq!(me.status(), 401, "an operator row given another role and token in the file: {}", me.text().unwrap());
+    let minted = http
+        .post(format!("{u}/v1/operators"))
+        .bearer_auth(attacker.as_str())
+        .json(&json!({ "operator_id": "mallory", "role": "admin" }))
+        .send()
+        .unwrap();
+    assert_eq!(minted.status(), 401);
+
+    // The edited key is not carried into a new state by the next change, nor shown.
+    let resumed = ks(&data, &u, &["keys", "resume", &key, "--reason", "customer confirmed", "--json"]);
+    assert_ne!(resumed.status.code(), Some(0), "a resume would carry the forged withdraw scope into the log");
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("does not match its audit history"), "{resumed:?}");
+    let shown = ks(&data, &u, &["keys", "show", &key]);
+    assert_ne!(shown.status.code(), Some(0));
+    // The gateway still refuses it as it was.
+    let withdraw: Value = http
+        .post(format!("{u}/v1/verify"))
+        .bearer_auth(&gateway)
+        .json(
+            &json!({ "method": "POST", "path": "/sapi/v1/capital/withdraw/apply", "body": "", "client_ip": "127.0.0.1",
+            "query": binance_query(&secret, "coin=BTC&address=x&amount=1"), "headers": { "X-MBX-APIKEY": key } }),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(withdraw["code"], "SUSPENDED", "{withdraw}");
+
+    // Reported: counted for alerting, and named in the log.
+    let metrics = http.get(format!("{u}/metrics")).send().unwrap().text().unwrap();
+    let counted = metrics.lines().find(|l| l.starts_with("keysentinel_state_mismatches_total ")).unwrap_or_default();
+    let n: u64 = counted.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(n >= 3, "refused rows are counted: {counted:?}\n{metrics}");
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("operators row eve was changed without an audit entry"), "{logged}");
+    assert!(logged.contains(&format!("api_keys row {key} was changed without an audit entry")), "{logged}");
+    // And the next start refuses the file whole.
+    let restart = std::process::Command::new(BIN)
+        .args(["serve", "--no-detection", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(restart.status.code(), Some(8), "{}", String::from_utf8_lossy(&restart.stderr));
+}

@@ -527,6 +527,14 @@ fn staged_response(shadow: bool, segment: &str) {
         std::fs::write(&policy_path, text).unwrap();
         extra = vec!["--response-policy", policy_path.to_str().unwrap()];
     }
+    // The response to each stage is what is tested here, on a detection set for an exchange
+    // that expects more sharing than the built-in prior (1 % of keys, not 0.3 %): a fresh
+    // engine then warns on a key signed correctly from outside its allowlist and probed with
+    // bad signatures (at the built-in prior, two facts of one kind on a cold engine are a key
+    // to watch).
+    let detect_path = dir.path().join("detect.toml");
+    std::fs::write(&detect_path, "prior_sharing = 0.01\n").unwrap();
+    extra.extend(["--detect-config", detect_path.to_str().unwrap()]);
     // The exchange's notification service: it fails the first delivery, then takes them all.
     let (hook_url, received) = webhook_receiver();
     extra.extend(["--notify-webhook", hook_url.as_str()]);

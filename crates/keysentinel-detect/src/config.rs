@@ -86,7 +86,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { retail: [0.20, 0.50, 0.80, 0.95], institutional: [0.30, 0.50, 0.90, 0.98] }
+        Self { retail: [0.05, 0.50, 0.80, 0.95], institutional: [0.10, 0.50, 0.90, 0.98] }
     }
 }
 

@@ -68,6 +68,7 @@ impl RegistryError {
             RegistryError::VendorState(_) => "invalid_vendor_state",
             RegistryError::CounterpartyState(_) => "invalid_counterparty_state",
             RegistryError::Store(StoreError::Unaudited) => "unaudited_change",
+            RegistryError::Store(StoreError::State(_)) => "state_mismatch",
             RegistryError::Store(_) => "storage_error",
             RegistryError::AtLine { error, .. } => error.code(),
         }

@@ -52,6 +52,11 @@ impl Registry {
     pub fn writable(&self) -> bool {
         self.store.writable()
     }
+
+    /// State rows the store refused because the file no longer held what the audit log says.
+    pub fn state_mismatches(&self) -> u64 {
+        self.store.state_mismatches()
+    }
 }
 
 pub struct Registry {

@@ -14,6 +14,11 @@ pub trait KeyObserver: Send + Sync {
     /// secret could not be opened: the observer must then refuse the key).
     fn key_changed(&self, key: &ApiKey, secret: Option<&[u8]>);
 
+    /// A committed key could not be read back (its row no longer matches its audit history,
+    /// or the read failed): the observer must refuse it rather than keep its previous state,
+    /// which may be the one a revocation just ended.
+    fn key_unreadable(&self, _access_key: &AccessKey) {}
+
     /// A vendor as committed, and whether its approval holds now (an approval past its
     /// recertification date does not, before the sweep records the lapse too).
     fn vendor_changed(&self, _vendor: &Vendor, _approved: bool) {}
@@ -79,7 +84,10 @@ impl Registry {
         let stored = match self.store.key(access_key) {
             Ok(Some(stored)) => stored,
             other => {
-                tracing::error!(%access_key, ?other, "changed key not readable after commit");
+                tracing::error!(%access_key, ?other, "changed key not readable after commit; refusing it");
+                for o in observers {
+                    o.key_unreadable(access_key);
+                }
                 return;
             }
         };

@@ -184,8 +184,14 @@ impl Registry {
         if let Some(op) = self.tokens.read().ok().and_then(|cache| cache.get(&hash).cloned()) {
             return Ok(Some(op));
         }
+        // A row that is not what the audit log holds (given another role or token in the file)
+        // authenticates nobody: the store has said so loudly, the caller gets 401.
+        let found = match self.store.operator_by_token_hash(&hash) {
+            Err(keysentinel_store::StoreError::State(_)) => None,
+            other => other?,
+        };
         // A pending operator (its role awaits a second admin) authenticates nothing yet.
-        let op = self.store.operator_by_token_hash(&hash)?.filter(|o| !o.disabled && !o.pending_approval);
+        let op = found.filter(|o| !o.disabled && !o.pending_approval);
         if let (Some(op), Ok(mut cache)) = (&op, self.tokens.write()) {
             cache.insert(hash, op.clone());
         }

@@ -14,8 +14,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_input`, `invalid_json`, `policy_violation`,
     /// `invalid_transition`, `not_found`, `conflict`, `unauthorized`, `forbidden`,
-    /// `payload_too_large`, `storage_error`, `unaudited_change`, `invalid_vendor_state`,
-    /// `invalid_counterparty_state`.
+    /// `payload_too_large`, `storage_error`, `unaudited_change`, `state_mismatch`,
+    /// `invalid_vendor_state`, `invalid_counterparty_state`.
     pub code: String,
     /// What was wrong and how to fix it.
     pub message: String,
@@ -93,6 +93,11 @@ impl From<RegistryError> for ApiError {
                 out.detail.policy_version = Some(v.policy_version.clone());
             }
             RegistryError::Validation(v) => out.detail.field = Some(v.field.clone()),
+            // Named and logged by the store; the caller learns only that the row was refused.
+            RegistryError::Store(keysentinel_store::StoreError::State(_)) => {
+                out.detail.message =
+                    "a stored row does not match its audit history (the database file was changed outside keysentinel); refused, nothing was changed".into();
+            }
             RegistryError::Store(s) => {
                 tracing::error!(error = %s, "storage error");
                 out.detail.message = "internal storage error; nothing was changed".into();

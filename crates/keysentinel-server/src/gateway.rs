@@ -30,6 +30,10 @@ impl KeyObserver for SnapshotObserver {
             }
         }
     }
+
+    fn key_unreadable(&self, access_key: &keysentinel_domain::AccessKey) {
+        self.0.remove(access_key.as_str());
+    }
 }
 
 /// A request as the gateway saw it.
@@ -147,6 +151,7 @@ pub async fn metrics(
     State(st): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> impl axum::response::IntoResponse {
+    st.telemetry.state_mismatches(st.registry.state_mismatches());
     let text = st.telemetry.render(
         st.verifier.keys().len(),
         st.verifier.remembered_nonces(),

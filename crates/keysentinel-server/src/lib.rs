@@ -140,7 +140,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         vendors::recertify, vendors::suspend, vendors::notices, vendors::exposure,
         counterparties::create, counterparties::list, counterparties::get, counterparties::update, counterparties::end,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardErrors),
     tags(
         (name = "keys", description = "API key lifecycle"),
         (name = "gateway", description = "Verifying signed exchange API requests"),
@@ -167,6 +167,56 @@ impl Modify for BearerAuth {
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        }
+    }
+}
+
+/// The error answers every operation can give by how it is called, added where a handler's own
+/// list leaves them out, so that the document describes every answer (schemathesis checks it):
+/// 401 and 403 for an operation that needs a token (the role is checked before anything else),
+/// 400 for one with path or query parameters (a malformed value, an unknown parameter), 400, 413
+/// and 415 for one with a body, 404 for one that names a resource in its path.
+struct StandardErrors;
+
+impl Modify for StandardErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let in_path = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                let in_query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query));
+                let mut standard: Vec<(&str, &str)> = Vec::new();
+                if op.security.is_some() {
+                    standard.push(("401", "no, unknown or disabled bearer token"));
+                    standard.push(("403", "the operator's role may not do this (checked before any input is read)"));
+                }
+                if in_path || in_query {
+                    standard.push(("400", "a malformed parameter, or one the operation does not take"));
+                }
+                if op.request_body.is_some() {
+                    standard.push(("400", "a malformed body"));
+                    standard.push(("413", "the body is larger than the operation takes"));
+                    standard.push(("415", "the body's content type is not the one the operation takes"));
+                }
+                if in_path {
+                    standard.push(("404", "no such resource"));
+                }
+                for (status, description) in standard {
+                    op.responses.responses.entry(status.into()).or_insert_with(|| error(description).into());
+                }
+            }
         }
     }
 }

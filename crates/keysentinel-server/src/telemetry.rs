@@ -30,6 +30,7 @@ pub struct Telemetry {
     detection_depth: Gauge,
     detection_shed: Counter,
     decisions: Family<LevelLabel, Counter>,
+    state_mismatches: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +68,12 @@ impl Default for Telemetry {
         );
         let decisions = Family::<LevelLabel, Counter>::default();
         registry.register("detection_decisions", "Detection decisions by level", decisions.clone());
+        let state_mismatches = Counter::default();
+        registry.register(
+            "state_mismatches",
+            "State rows refused because the database file no longer held what the audit log says (alert on any)",
+            state_mismatches.clone(),
+        );
         Self {
             registry,
             verifies,
@@ -78,11 +85,17 @@ impl Default for Telemetry {
             detection_depth,
             detection_shed,
             decisions,
+            state_mismatches,
         }
     }
 }
 
 impl Telemetry {
+    /// Brings the count of refused state rows up to the store's total (read at each scrape).
+    pub fn state_mismatches(&self, total: u64) {
+        catch_up(&self.state_mismatches, total);
+    }
+
     pub fn observe(&self, code: &'static str, scheme: Option<&'static str>, seconds: f64) {
         self.verifies.get_or_create(&VerifyLabels { code, scheme: scheme.unwrap_or("none") }).inc();
         self.latency.observe(seconds);

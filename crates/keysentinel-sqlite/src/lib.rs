@@ -5,11 +5,13 @@
 //! transaction, signs one checkpoint for the batch, and commits once: group commit, so many
 //! concurrent changes share one fsync while each still commits or fails on its own.
 
+mod expected;
 mod rows;
 mod state;
 mod verify;
 mod writer;
 
+use expected::Expected;
 use keysentinel_audit::{Hash, LogVerifier};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, Case, Clock, Counterparty, CounterpartyId, KeyStatus, Notice, Operator,
@@ -92,6 +94,7 @@ fn bind_state(
     keys: &LogKeys,
     clock: &dyn Clock,
     pinned: Option<&LogVerifier>,
+    expected: &Expected,
 ) -> Result<StateReport, StoreError> {
     let verifier = keys.signer.verifier();
     // A pinned key must be the one that signs: checkpoints verified with it, and new ones
@@ -101,7 +104,7 @@ fn bind_state(
             return Err(StoreError::LogKeyMismatch { pinned: pinned.encode(), found: verifier.encode() });
         }
     }
-    let (log, report) = match verify::check(conn, &verifier, &keys.origin, Vec::new()) {
+    let (log, report) = match verify::check(conn, &verifier, &keys.origin, Vec::new(), Some(expected)) {
         Ok(found) => found,
         Err(FileVerifyError::Log(e)) => return Err(StoreError::Log(e)),
         Err(FileVerifyError::State(e)) => return Err(StoreError::State(e)),
@@ -126,7 +129,10 @@ fn bind_state(
                 policy_version: None,
                 details: serde_json::json!({ "rows": chunk.len(), "log_size_before": log.entries }),
             };
-            writer::insert_entry(conn, &mut log_state, draft, now, chunk.to_vec())?;
+            let seq = writer::insert_entry(conn, &mut log_state, draft, now, chunk.to_vec())?;
+            for (key, want) in writer::wants(expected, seq, chunk)? {
+                expected.insert(key, want);
+            }
         }
         writer::commit(conn, keys, &log_state, size_before, now)
     })();
@@ -168,6 +174,8 @@ pub struct SqliteStore {
     /// Cleared by the writer thread as it ends, however it ends (a guard's drop runs on unwind).
     writing: Arc<std::sync::atomic::AtomicBool>,
     readers: Mutex<Vec<Connection>>,
+    /// What the log says every state row holds (expected.rs); kept by the writer.
+    expected: Arc<Expected>,
 }
 
 /// Clears the flag when the writer thread ends, returning or unwinding.
@@ -224,16 +232,20 @@ impl SqliteStore {
         };
         // Fail closed: a store whose log or rows do not verify is not opened for writing (nor
         // served from). The message names the entry or the row.
-        bind_state(&conn, &keys, clock.as_ref(), pinned)?;
+        // What the verified log says each row holds, kept while the store is open: a row read
+        // later must still be that (expected.rs).
+        let expected = Arc::new(Expected::default());
+        bind_state(&conn, &keys, clock.as_ref(), pinned, &expected)?;
         let state = writer::load_log_state(&conn)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let alive = Alive(writing.clone());
+        let in_writer = expected.clone();
         let handle = std::thread::Builder::new()
             .name("keysentinel-sqlite-writer".into())
             .spawn(move || {
                 let _alive = alive;
-                writer::run(conn, rx, keys, state, clock)
+                writer::run(conn, rx, keys, state, clock, &in_writer)
             })
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok((
@@ -244,6 +256,7 @@ impl SqliteStore {
                 writer: Mutex::new(Some(handle)),
                 writing,
                 readers: Mutex::new(Vec::new()),
+                expected,
             },
             created,
         ))
@@ -279,6 +292,29 @@ impl SqliteStore {
         }
         result
     }
+
+    /// A read of state rows, each judged against what the log holds. A row that does not
+    /// match is read again when a commit settled during the read (its snapshot may predate
+    /// it); otherwise, or if it keeps not matching, it is refused — named, logged and counted.
+    fn read_rows<T>(
+        &self,
+        f: impl Fn(&Connection, &dyn rows::Judge) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let judge = rows::Committed(&self.expected);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let generation = self.expected.generation();
+            match self.with_reader(|c| f(c, &judge)) {
+                Err(StoreError::State(_)) if self.expected.generation() != generation && attempt < expected::READS => {}
+                Err(StoreError::State(e)) => {
+                    self.expected.report(&e);
+                    return Err(StoreError::State(e));
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 impl Drop for SqliteStore {
@@ -296,180 +332,160 @@ impl Store for SqliteStore {
     fn writable(&self) -> bool {
         self.writing.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    fn state_mismatches(&self) -> u64 {
+        self.expected.mismatches()
+    }
 }
 
 impl ReadStore for SqliteStore {
     fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        self.with_reader(|c| rows::account(c, id))
+        self.read_rows(|c, j| rows::doc(c, state::ACCOUNTS, "WHERE account_id = ?1", [id.as_str()], j))
     }
 
     fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {
-        self.with_reader(|c| rows::case(c, "case_id", id))
+        self.read_rows(|c, j| rows::case(c, "case_id", id, j))
     }
 
     fn cases(&self, filter: &CaseFilter) -> Result<Vec<Case>, StoreError> {
-        let sql = "SELECT doc FROM cases WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR key_id = ?2)
+        let tail = "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR key_id = ?2)
                    AND (?3 IS NULL OR account_id = ?3) ORDER BY opened_ms DESC, case_id LIMIT ?4";
-        let args = params![
-            filter.status.map(|s| s.as_str()),
-            filter.key_id.as_ref().map(|k| k.as_str()),
-            filter.account_id.as_ref().map(|a| a.as_str()),
-            filter.limit
-        ];
-        self.with_reader(|c| rows::docs(c, sql, args))
+        self.read_rows(|c, j| {
+            let args = params![
+                filter.status.map(|s| s.as_str()),
+                filter.key_id.as_ref().map(|k| k.as_str()),
+                filter.account_id.as_ref().map(|a| a.as_str()),
+                filter.limit
+            ];
+            rows::docs(c, state::CASES, tail, args, j)
+        })
     }
 
     fn due_notices(&self, now: time::OffsetDateTime, limit: u32) -> Result<Vec<Notice>, StoreError> {
-        let sql =
-            "SELECT doc FROM notices WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, notice_id LIMIT ?2";
-        self.with_reader(|c| rows::docs(c, sql, params![rows::ms(now), limit]))
+        let tail = "WHERE status = 'pending' AND next_ms <= ?1 ORDER BY next_ms, notice_id LIMIT ?2";
+        self.read_rows(|c, j| rows::docs(c, state::NOTICES, tail, params![rows::ms(now), limit], j))
     }
 
     fn report(&self, case_id: &str) -> Result<Option<ReportAssessment>, StoreError> {
-        self.with_reader(|c| rows::report(c, case_id))
+        self.read_rows(|c, j| rows::doc(c, state::REPORTS, "WHERE case_id = ?1", [case_id], j))
     }
 
     fn held_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
-        self.with_reader(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT DISTINCT key_id FROM cases WHERE json_extract(doc, '$.legal_hold') IS NOT NULL ORDER BY key_id",
-                )
-                .map_err(db_err)?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err)?;
-            let mut keys = Vec::new();
-            for id in ids {
-                let id = id.map_err(db_err)?;
-                keys.push(AccessKey::parse(&id).map_err(|e| StoreError::Corrupt(format!("case key {id:?}: {e}")))?);
-            }
-            Ok(keys)
-        })
+        // The cases themselves, judged, rather than a projection of them: a hold lifted in the
+        // file must not let retention purge a held key's logs.
+        let held: Vec<Case> = self.read_rows(|c, j| {
+            rows::docs(c, state::CASES, "WHERE json_extract(doc, '$.legal_hold') IS NOT NULL", [], j)
+        })?;
+        let mut keys: Vec<AccessKey> =
+            held.into_iter().filter(|case| case.legal_hold.is_some()).map(|case| case.key_id).collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     fn reports(&self, open_only: bool, limit: u32) -> Result<Vec<ReportAssessment>, StoreError> {
         // Open ones (assessing or to file) by deadline, those without one last; then the rest.
-        let sql = "SELECT doc FROM report_assessments WHERE (?1 = 0 OR status IN ('assessing', 'to_file'))
+        let tail = "WHERE (?1 = 0 OR status IN ('assessing', 'to_file'))
                    ORDER BY status IN ('assessing', 'to_file') DESC, deadline_ms IS NULL, deadline_ms, opened_ms LIMIT ?2";
-        self.with_reader(|c| rows::docs(c, sql, params![open_only, limit]))
+        self.read_rows(|c, j| rows::docs(c, state::REPORTS, tail, params![open_only, limit], j))
     }
 
     fn notices(&self, case_id: &str) -> Result<Vec<Notice>, StoreError> {
-        self.with_reader(|c| {
-            rows::docs(c, "SELECT doc FROM notices WHERE case_id = ?1 ORDER BY rowid", params![case_id])
-        })
+        self.read_rows(|c, j| rows::docs(c, state::NOTICES, "WHERE case_id = ?1 ORDER BY rowid", [case_id], j))
     }
 
     fn accounts(&self, filter: &AccountFilter) -> Result<Vec<Account>, StoreError> {
-        self.with_reader(|c| {
-            let after = filter.after.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
-            let mut stmt = c
-                .prepare_cached("SELECT doc FROM accounts WHERE account_id > ?1 ORDER BY account_id LIMIT ?2")
-                .map_err(db_err)?;
-            let docs = stmt
-                .query_map(params![after, filter.limit], |r| r.get::<_, String>(0))
-                .map_err(db_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_err)?;
-            docs.iter().map(|d| rows::from_doc(d)).collect()
+        let after = filter.after.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
+        self.read_rows(|c, j| {
+            rows::docs(
+                c,
+                state::ACCOUNTS,
+                "WHERE account_id > ?1 ORDER BY account_id LIMIT ?2",
+                params![after, filter.limit],
+                j,
+            )
         })
     }
 
     fn key(&self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError> {
-        self.with_reader(|c| rows::key(c, access_key))
+        self.read_rows(|c, j| rows::key(c, access_key.as_str(), j))
     }
 
     fn keys(&self, filter: &KeyFilter, now: time::OffsetDateTime) -> Result<Vec<ApiKey>, StoreError> {
-        self.with_reader(|c| {
-            let now_ms = rows::ms(now);
-            // Effective status: stored active/suspended keys past expiry count as expired.
-            let status_sql = match filter.status {
-                None => "1",
-                Some(KeyStatus::Active) => "(status = 'active' AND expires_ms > ?4)",
-                Some(KeyStatus::Suspended) => "(status = 'suspended' AND expires_ms > ?4)",
-                Some(KeyStatus::Expired) => {
-                    "(status = 'expired' OR (status IN ('active','suspended') AND expires_ms <= ?4))"
-                }
-                Some(KeyStatus::Revoked) => "(status = 'revoked')",
-            };
-            let sql = format!(
-                "SELECT doc FROM api_keys WHERE access_key > ?1 AND (?2 IS NULL OR account_id = ?2) \
-                 AND (?3 IS NULL OR vendor_id = ?3) AND {status_sql} ORDER BY access_key LIMIT ?5"
-            );
-            let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
-            let after = filter.after.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
-            let docs = stmt
-                .query_map(
-                    params![
-                        after,
-                        filter.account_id.as_ref().map(|a| a.as_str()),
-                        filter.vendor_id.as_ref().map(|v| v.as_str()),
-                        now_ms,
-                        filter.limit
-                    ],
-                    |r| r.get::<_, String>(0),
-                )
-                .map_err(db_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_err)?;
-            docs.iter().map(|d| rows::from_doc(d)).collect()
+        let now_ms = rows::ms(now);
+        // Effective status: stored active/suspended keys past expiry count as expired.
+        let status_sql = match filter.status {
+            None => "1",
+            Some(KeyStatus::Active) => "(status = 'active' AND expires_ms > ?4)",
+            Some(KeyStatus::Suspended) => "(status = 'suspended' AND expires_ms > ?4)",
+            Some(KeyStatus::Expired) => {
+                "(status = 'expired' OR (status IN ('active','suspended') AND expires_ms <= ?4))"
+            }
+            Some(KeyStatus::Revoked) => "(status = 'revoked')",
+        };
+        let tail = format!(
+            "WHERE access_key > ?1 AND (?2 IS NULL OR account_id = ?2) \
+             AND (?3 IS NULL OR vendor_id = ?3) AND {status_sql} ORDER BY access_key LIMIT ?5"
+        );
+        let after = filter.after.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
+        self.read_rows(|c, j| {
+            let args = params![
+                after,
+                filter.account_id.as_ref().map(|a| a.as_str()),
+                filter.vendor_id.as_ref().map(|v| v.as_str()),
+                now_ms,
+                filter.limit
+            ];
+            rows::docs(c, state::API_KEYS, &tail, args, j)
         })
     }
 
     fn operator_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<Operator>, StoreError> {
-        self.with_reader(|c| {
-            let doc: Option<String> = c
-                .query_row("SELECT doc FROM operators WHERE token_hash = ?1", [hash.as_slice()], |r| r.get(0))
-                .optional()
-                .map_err(db_err)?;
-            doc.map(|d| rows::from_doc(&d)).transpose()
-        })
+        // The path by which a token becomes an operator (on a cache miss): a row given another
+        // role or token in the file is refused here, before it authenticates anything.
+        self.read_rows(|c, j| rows::doc(c, state::OPERATORS, "WHERE token_hash = ?1", [hash.as_slice()], j))
     }
 
     fn operators(&self) -> Result<Vec<Operator>, StoreError> {
-        self.with_reader(|c| {
-            let mut stmt = c.prepare_cached("SELECT doc FROM operators ORDER BY operator_id").map_err(db_err)?;
-            let docs = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(db_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_err)?;
-            docs.iter().map(|d| rows::from_doc(d)).collect()
-        })
+        self.read_rows(|c, j| rows::docs(c, state::OPERATORS, "ORDER BY operator_id", [], j))
     }
 
     fn vendor(&self, id: &VendorId) -> Result<Option<Vendor>, StoreError> {
-        self.with_reader(|c| rows::vendor(c, id))
+        self.read_rows(|c, j| rows::doc(c, state::VENDORS, "WHERE vendor_id = ?1", [id.as_str()], j))
     }
 
     fn vendors(&self, filter: &VendorFilter) -> Result<Vec<Vendor>, StoreError> {
-        let sql = "SELECT doc FROM vendors WHERE vendor_id > ?1 AND (?2 IS NULL OR status = ?2)
-                   ORDER BY vendor_id LIMIT ?3";
+        let tail = "WHERE vendor_id > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY vendor_id LIMIT ?3";
         let after = filter.after.as_ref().map(|v| v.as_str().to_owned()).unwrap_or_default();
-        self.with_reader(|c| rows::docs(c, sql, params![after, filter.status.map(|s| s.as_str()), filter.limit]))
+        self.read_rows(|c, j| {
+            rows::docs(c, state::VENDORS, tail, params![after, filter.status.map(|s| s.as_str()), filter.limit], j)
+        })
     }
 
     fn counterparty(&self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
-        self.with_reader(|c| rows::counterparty(c, id))
+        self.read_rows(|c, j| rows::doc(c, state::COUNTERPARTIES, "WHERE counterparty_id = ?1", [id.as_str()], j))
     }
 
     fn counterparties(&self, filter: &CounterpartyFilter) -> Result<Vec<Counterparty>, StoreError> {
         // The related accounts live in the document; a record relates few enough that reading
         // them there beats a second table (which would need binding to the log as well).
-        let sql = "SELECT doc FROM counterparties WHERE counterparty_id > ?1
+        let tail = "WHERE counterparty_id > ?1
                    AND (?2 IS NULL OR account_id = ?2
                         OR EXISTS (SELECT 1 FROM json_each(doc, '$.related_accounts') WHERE value = ?2))
                    AND (?3 IS NULL OR kind = ?3)
                    AND (?4 IS NULL OR (from_ms <= ?4 AND (until_ms IS NULL OR ?4 < until_ms)))
                    ORDER BY counterparty_id LIMIT ?5";
         let after = filter.after.as_ref().map(|v| v.as_str().to_owned()).unwrap_or_default();
-        let args = params![
-            after,
-            filter.account_id.as_ref().map(|a| a.as_str()),
-            filter.kind.map(|k| k.as_str()),
-            filter.active_at.map(rows::ms),
-            filter.limit
-        ];
-        self.with_reader(|c| rows::docs(c, sql, args))
+        self.read_rows(|c, j| {
+            let args = params![
+                after,
+                filter.account_id.as_ref().map(|a| a.as_str()),
+                filter.kind.map(|k| k.as_str()),
+                filter.active_at.map(rows::ms),
+                filter.limit
+            ];
+            rows::docs(c, state::COUNTERPARTIES, tail, args, j)
+        })
     }
 
     fn counterparties_turning(
@@ -477,9 +493,9 @@ impl ReadStore for SqliteStore {
         after: time::OffsetDateTime,
         until: time::OffsetDateTime,
     ) -> Result<Vec<Counterparty>, StoreError> {
-        let sql = "SELECT doc FROM counterparties WHERE (from_ms > ?1 AND from_ms <= ?2) OR (until_ms > ?1 AND until_ms <= ?2)
-                   ORDER BY counterparty_id";
-        self.with_reader(|c| rows::docs(c, sql, params![rows::ms(after), rows::ms(until)]))
+        let tail =
+            "WHERE (from_ms > ?1 AND from_ms <= ?2) OR (until_ms > ?1 AND until_ms <= ?2) ORDER BY counterparty_id";
+        self.read_rows(|c, j| rows::docs(c, state::COUNTERPARTIES, tail, params![rows::ms(after), rows::ms(until)], j))
     }
 
     fn audit_entries(&self, from: u64, limit: u32) -> Result<Vec<(u64, String)>, StoreError> {
@@ -542,7 +558,7 @@ mod tests {
     use super::*;
     use keysentinel_audit::{Actor, AuditDraft};
     use keysentinel_secrets::MasterKey;
-    use keysentinel_store::StateError;
+    use keysentinel_store::{Outcome, StateError, WriteTx};
 
     struct Fixed;
     impl Clock for Fixed {
@@ -627,5 +643,142 @@ mod tests {
             Err(other) => panic!("wrong error: {other}"),
             Ok(_) => panic!("an unrecorded operator was opened"),
         }
+    }
+
+    fn operator(id: &str, role: keysentinel_domain::Role) -> Operator {
+        Operator {
+            operator_id: keysentinel_domain::OperatorId::parse(id).unwrap(),
+            role,
+            description: String::new(),
+            created_by: "test".into(),
+            created_at: Fixed.now(),
+            disabled: false,
+            pending_approval: false,
+            approved_by: None,
+        }
+    }
+
+    /// Runs `op` as one audited operation and waits for its commit.
+    fn write(
+        store: &SqliteStore,
+        op: impl FnOnce(&mut dyn WriteTx) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        store
+            .submit(Box::new(move |wtx| {
+                let result = op(wtx).and_then(|()| {
+                    wtx.append_audit(AuditDraft {
+                        actor: Actor::Local { command: "test".into() },
+                        action: "test.write".into(),
+                        target: "test".into(),
+                        reason: "test".into(),
+                        policy_version: None,
+                        details: serde_json::json!({}),
+                    })
+                    .map(|_| ())
+                });
+                let keep = result.is_ok();
+                Outcome {
+                    keep,
+                    finish: Box::new(move |committed| {
+                        let _ = tx.send(result.and(committed));
+                    }),
+                }
+            }))
+            .unwrap();
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn a_row_edited_in_the_file_while_the_store_is_open_is_refused_when_read() {
+        use keysentinel_domain::Role;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keysentinel.db");
+        let keyring = Keyring::new(MasterKey::generate(), vec![]);
+        let (store, _) = SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap();
+        let eve = operator("eve", Role::Auditor);
+        write(&store, move |tx| tx.insert_operator(&eve, &[1; 32])).unwrap();
+        let found = store.operator_by_token_hash(&[1; 32]).unwrap().unwrap();
+        assert_eq!(found.role, Role::Auditor, "a row as written reads back");
+
+        // Someone with the file gives eve the admin role and a token they know.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE operators SET role = 'admin', token_hash = x'0202020202020202020202020202020202020202020202020202020202020202', \
+             doc = json_set(doc, '$.role', 'admin') WHERE operator_id = 'eve'",
+            [],
+        )
+        .unwrap();
+        match store.operator_by_token_hash(&[2; 32]) {
+            Err(StoreError::State(StateError::Changed { table, id, .. })) => {
+                assert_eq!((table.as_str(), id.as_str()), ("operators", "eve"));
+            }
+            other => panic!("an edited operator row was read: {other:?}"),
+        }
+        // A row inserted in the file is one the log never recorded.
+        conn.execute(
+            "INSERT INTO operators(operator_id, role, token_hash, disabled, doc) \
+             SELECT 'mallory', 'admin', x'0303030303030303030303030303030303030303030303030303030303030303', 0, json_set(doc, '$.operator_id', 'mallory') FROM operators WHERE operator_id = 'eve'",
+            [],
+        )
+        .unwrap();
+        assert!(matches!(
+            store.operator_by_token_hash(&[3; 32]),
+            Err(StoreError::State(StateError::Unrecorded { .. }))
+        ));
+        assert!(matches!(store.operators(), Err(StoreError::State(_))), "lists are judged too");
+        // The writer will not carry the edit into a new row state either.
+        let id = keysentinel_domain::OperatorId::parse("eve").unwrap();
+        let laundered = write(&store, move |tx| {
+            let mut op = tx.operator(&id)?.ok_or(StoreError::Missing { what: "operator", id: "eve".into() })?;
+            op.description = "touched".into();
+            tx.update_operator(&op)
+        });
+        assert!(matches!(laundered, Err(StoreError::State(StateError::Changed { .. }))), "{laundered:?}");
+        assert_eq!(store.state_mismatches(), 4);
+        drop(conn);
+        drop(store);
+        // And the next start refuses the file.
+        assert!(matches!(SqliteStore::open(&path, &keyring, Arc::new(Fixed)), Err(StoreError::State(_))));
+    }
+
+    #[test]
+    fn rows_the_writer_changes_while_readers_read_them_are_never_called_edited() {
+        use keysentinel_domain::Role;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keysentinel.db");
+        let keyring = Keyring::new(MasterKey::generate(), vec![]);
+        let (store, _) = SqliteStore::open(&path, &keyring, Arc::new(Fixed)).unwrap();
+        let store = Arc::new(store);
+        let first = operator("busy", Role::Auditor);
+        write(&store, move |tx| tx.insert_operator(&first, &[9; 32])).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        store.operator_by_token_hash(&[9; 32]).unwrap().unwrap();
+                        store.operators().unwrap();
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for i in 0..300 {
+            let id = keysentinel_domain::OperatorId::parse("busy").unwrap();
+            write(&store, move |tx| {
+                let mut op = tx.operator(&id)?.ok_or(StoreError::Missing { what: "operator", id: "busy".into() })?;
+                op.description = format!("change {i}");
+                tx.update_operator(&op)
+            })
+            .unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert!(reads > 0);
+        assert_eq!(store.state_mismatches(), 0, "no false alarm over {reads} reads racing 300 commits");
     }
 }

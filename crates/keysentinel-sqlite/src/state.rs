@@ -6,6 +6,7 @@
 //! entry is named by table and id.
 
 use crate::db_err;
+use crate::expected::{Expected, Want};
 use keysentinel_audit::{row_digest, AuditEntry, Cell, Hash, RowState};
 use keysentinel_store::{StateError, StoreError};
 use rusqlite::types::ValueRef;
@@ -39,11 +40,27 @@ pub const TABLES: &[Table] = &[
     },
 ];
 
+/// Positions of the tables in [`TABLES`].
+pub const ACCOUNTS: usize = 0;
+pub const API_KEYS: usize = 1;
+pub const OPERATORS: usize = 2;
+pub const CASES: usize = 3;
+pub const NOTICES: usize = 4;
+pub const REPORTS: usize = 5;
+pub const VENDORS: usize = 6;
+pub const COUNTERPARTIES: usize = 7;
+
 pub fn table(name: &str) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.name == name)
 }
 
-fn select(t: &Table) -> String {
+/// The position of the table named `name` in [`TABLES`].
+pub fn index(name: &str) -> Option<usize> {
+    TABLES.iter().position(|t| t.name == name)
+}
+
+/// `SELECT id, columns… FROM table`: what [`digest_row`] digests.
+pub fn select(t: &Table) -> String {
     format!("SELECT {}, {} FROM {}", t.id, t.columns.join(", "), t.name)
 }
 
@@ -56,7 +73,7 @@ fn text_of(v: ValueRef<'_>) -> String {
 }
 
 /// The digest of the row `r` (selected by [`select`]) and its id.
-fn digest_row(t: &Table, r: &rusqlite::Row<'_>) -> Result<(String, Hash), StoreError> {
+pub fn digest_row(t: &Table, r: &rusqlite::Row<'_>) -> Result<(String, Hash), StoreError> {
     let id = text_of(r.get_ref(0).map_err(db_err)?);
     let mut values = Vec::with_capacity(t.columns.len());
     for i in 0..t.columns.len() {
@@ -132,7 +149,9 @@ impl StateChecker {
     /// Compares every row of every state table with its history. A log that records no row
     /// at all is a log written before row digests existed: its rows are counted but cannot be
     /// judged (`bound` is false), unless the log is empty, when any row is one nobody recorded.
-    pub fn finish(mut self, conn: &Connection) -> Result<StateReport, StoreError> {
+    /// Every row that matches goes into `keep`, when given (the store's map for checking rows
+    /// as they are read while it serves).
+    pub fn finish(mut self, conn: &Connection, keep: Option<&Expected>) -> Result<StateReport, StoreError> {
         let bound = self.bound();
         let mut rows = 0u64;
         for (index, t) in TABLES.iter().enumerate() {
@@ -160,7 +179,12 @@ impl StateChecker {
                         let id = text_of(r.get_ref(0).map_err(db_err)?);
                         return Err(StateError::Changed { table: t.name.into(), id, seq }.into());
                     }
-                    Some(_) => {}
+                    Some((seq, Some(want))) => {
+                        if let Some(keep) = keep {
+                            let id = text_of(r.get_ref(0).map_err(db_err)?);
+                            keep.insert(keep.key(index, &id), Some(Want::new(seq, &want)));
+                        }
+                    }
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! `keysentinel audit verify` on a database file: read-only, and needs no master key.
 
+use crate::expected::Expected;
 use crate::state::{StateChecker, StateReport};
 use crate::{db_err, open_connection, ConnMeta};
 use keysentinel_audit::{Checkpoint, LogAuditor, LogError, LogVerifier, StoredCheckpoint, StoredEntry, VerifyReport};
@@ -55,21 +56,23 @@ pub fn verify_file(path: &Path, options: &FileVerifyOptions) -> Result<(VerifyRe
         external.push(cp);
     }
 
-    check(&conn, &verifier, &origin, external)
+    check(&conn, &verifier, &origin, external, None)
 }
 
 /// Verifies the log on `conn` (every entry, every checkpoint, `external` ones too) and then
-/// every state row against the digests the log records. Used by `audit verify` and at start-up.
+/// every state row against the digests the log records (each row that matches goes into
+/// `keep`, when given). Used by `audit verify` and at start-up.
 pub(crate) fn check(
     conn: &Connection,
     verifier: &LogVerifier,
     origin: &str,
     external: Vec<Checkpoint>,
+    keep: Option<&Expected>,
 ) -> Result<(VerifyReport, StateReport), FileVerifyError> {
     // One read transaction: the log and the rows from the same snapshot, even while a server
     // commits (WAL), or a row written after the log was read would look unrecorded.
     conn.execute_batch("BEGIN DEFERRED").map_err(db_err)?;
-    let result = check_snapshot(conn, verifier, origin, external);
+    let result = check_snapshot(conn, verifier, origin, external, keep);
     let _ = conn.execute_batch("COMMIT");
     result
 }
@@ -79,6 +82,7 @@ fn check_snapshot(
     verifier: &LogVerifier,
     origin: &str,
     external: Vec<Checkpoint>,
+    keep: Option<&Expected>,
 ) -> Result<(VerifyReport, StateReport), FileVerifyError> {
     let mut stmt = conn.prepare("SELECT size, note FROM audit_checkpoints ORDER BY size").map_err(db_err)?;
     let checkpoints = stmt
@@ -100,7 +104,7 @@ fn check_snapshot(
     }
     let report = auditor.finish()?;
     // Rows are judged only against a log that verified: the digests come from it.
-    let state = match rows_state.finish(conn) {
+    let state = match rows_state.finish(conn, keep) {
         Ok(s) => s,
         Err(StoreError::State(e)) => return Err(e.into()),
         Err(e) => return Err(e.into()),

@@ -1,5 +1,6 @@
 //! The single writer: group commit with a savepoint per operation.
 
+use crate::expected::{Expected, Overlay, Want};
 use crate::rows::{self, field, ms, to_doc};
 use crate::state::{self, ROWS_PER_ENTRY};
 use crate::{db_err, ConnMeta};
@@ -32,6 +33,12 @@ struct Tx<'a> {
     keys: &'a LogKeys,
     state: &'a mut LogState,
     now: OffsetDateTime,
+    /// What the log holds for every row, committed, and what this batch's earlier operations
+    /// recorded: every row the operation reads is judged against them.
+    expected: &'a Expected,
+    overlay: &'a Overlay,
+    /// The rows this operation recorded (with the entry that recorded them), for the overlay.
+    recorded: Vec<(u64, Option<Want>)>,
     /// Set by every method that changes a row; an operation that sets it must also append.
     dirty: bool,
     audited: bool,
@@ -44,8 +51,39 @@ struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    fn new(conn: &'a Connection, keys: &'a LogKeys, state: &'a mut LogState, now: OffsetDateTime) -> Self {
-        Tx { conn, keys, state, now, dirty: false, audited: false, touched: Vec::new(), pending: Vec::new() }
+    fn new(
+        conn: &'a Connection,
+        keys: &'a LogKeys,
+        state: &'a mut LogState,
+        now: OffsetDateTime,
+        expected: &'a Expected,
+        overlay: &'a Overlay,
+    ) -> Self {
+        Tx {
+            conn,
+            keys,
+            state,
+            now,
+            expected,
+            overlay,
+            recorded: Vec::new(),
+            dirty: false,
+            audited: false,
+            touched: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Runs a read of state rows under this operation's judge; a row the log does not vouch
+    /// for fails the read (and so the operation), loudly: an edit in the file is never carried
+    /// into a new row state, where the log would then vouch for it.
+    fn judged<T>(&self, read: impl FnOnce(&dyn rows::Judge) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let judge = rows::InBatch { expected: self.expected, overlay: self.overlay, touched: &self.touched };
+        read(&judge).inspect_err(|e| {
+            if let StoreError::State(e) = e {
+                self.expected.report(e);
+            }
+        })
     }
 
     fn exec(&mut self, table: &str, id: &str, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
@@ -97,10 +135,32 @@ impl<'a> Tx<'a> {
             ));
         }
         for (draft, rows) in drafts {
+            let seq = self.state.size();
+            self.recorded.extend(wants(self.expected, seq, &rows)?);
             insert_entry(self.conn, self.state, draft, self.now, rows)?;
         }
         Ok(())
     }
+}
+
+/// The expected-map entries of `rows`, recorded by entry `seq`.
+pub fn wants(expected: &Expected, seq: u64, rows: &[RowState]) -> Result<Vec<(u64, Option<Want>)>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let table = state::index(&r.table)
+                .ok_or_else(|| StoreError::Corrupt(format!("{} is not a state table", r.table)))?;
+            let want = match &r.digest {
+                None => None,
+                Some(text) => {
+                    let bytes = hex::decode(text).map_err(|_| StoreError::Corrupt("row digest is not hex".into()))?;
+                    let digest = Hash::try_from(bytes.as_slice())
+                        .map_err(|_| StoreError::Corrupt("row digest length".into()))?;
+                    Some(Want::new(seq, &digest))
+                }
+            };
+            Ok((expected.key(table, &r.id), want))
+        })
+        .collect()
 }
 
 /// Seals one entry onto the log and stores it.
@@ -133,15 +193,15 @@ impl WriteTx for Tx<'_> {
     }
 
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        rows::account(self.conn, id)
+        self.judged(|j| rows::doc(self.conn, state::ACCOUNTS, "WHERE account_id = ?1", [id.as_str()], j))
     }
 
     fn live_case(&mut self, key_id: &AccessKey) -> Result<Option<Case>, StoreError> {
-        rows::case(self.conn, "key_id", key_id.as_str())
+        self.judged(|j| rows::case(self.conn, "key_id", key_id.as_str(), j))
     }
 
     fn case(&mut self, id: &str) -> Result<Option<Case>, StoreError> {
-        rows::case(self.conn, "case_id", id)
+        self.judged(|j| rows::case(self.conn, "case_id", id, j))
     }
 
     fn put_case(&mut self, case: &Case) -> Result<(), StoreError> {
@@ -164,7 +224,7 @@ impl WriteTx for Tx<'_> {
     }
 
     fn report(&mut self, case_id: &str) -> Result<Option<ReportAssessment>, StoreError> {
-        rows::report(self.conn, case_id)
+        self.judged(|j| rows::doc(self.conn, state::REPORTS, "WHERE case_id = ?1", [case_id], j))
     }
 
     fn put_report(&mut self, report: &ReportAssessment) -> Result<(), StoreError> {
@@ -186,14 +246,7 @@ impl WriteTx for Tx<'_> {
     }
 
     fn notice(&mut self, id: &str) -> Result<Option<Notice>, StoreError> {
-        let doc: Option<String> = self
-            .conn
-            .prepare_cached("SELECT doc FROM notices WHERE notice_id = ?1")
-            .map_err(db_err)?
-            .query_row([id], |r| r.get(0))
-            .optional()
-            .map_err(db_err)?;
-        doc.map(|d| rows::from_doc(&d)).transpose()
+        self.judged(|j| rows::doc(self.conn, state::NOTICES, "WHERE notice_id = ?1", [id], j))
     }
 
     fn put_notice(&mut self, notice: &Notice) -> Result<(), StoreError> {
@@ -214,7 +267,7 @@ impl WriteTx for Tx<'_> {
     }
 
     fn insert_account(&mut self, account: &Account) -> Result<(), StoreError> {
-        if rows::account(self.conn, &account.account_id)?.is_some() {
+        if self.account(&account.account_id)?.is_some() {
             return Err(StoreError::Conflict { what: "account", id: account.account_id.to_string() });
         }
         self.exec(
@@ -250,11 +303,11 @@ impl WriteTx for Tx<'_> {
     }
 
     fn key(&mut self, access_key: &AccessKey) -> Result<Option<StoredKey>, StoreError> {
-        rows::key(self.conn, access_key)
+        self.judged(|j| rows::key(self.conn, access_key.as_str(), j))
     }
 
     fn insert_key(&mut self, stored: &StoredKey) -> Result<(), StoreError> {
-        if rows::key(self.conn, &stored.key.access_key)?.is_some() {
+        if self.key(&stored.key.access_key)?.is_some() {
             return Err(StoreError::Conflict { what: "key", id: stored.key.access_key.to_string() });
         }
         let (status, vendor, doc) = key_columns(&stored.key)?;
@@ -300,43 +353,39 @@ impl WriteTx for Tx<'_> {
     }
 
     fn live_key_count(&mut self, account: &AccountId, now: OffsetDateTime) -> Result<u32, StoreError> {
-        self.conn
-            .prepare_cached("SELECT COUNT(*) FROM api_keys WHERE account_id = ?1 AND status IN ('active','suspended') AND expires_ms > ?2")
-            .map_err(db_err)?
-            .query_row(params![account.as_str(), ms(now)], |r| r.get(0))
-            .map_err(db_err)
+        // The rows themselves, judged, rather than a count: a key made to look revoked in the
+        // file must not free a place under the per-account limit.
+        let tail = "WHERE account_id = ?1 AND status IN ('active','suspended') AND expires_ms > ?2";
+        let counted = self.judged(|j| {
+            rows::select(self.conn, state::API_KEYS, tail, params![account.as_str(), ms(now)], j, |_| Ok(()))
+        })?;
+        u32::try_from(counted.len()).map_err(|_| StoreError::Corrupt("key count".into()))
     }
 
     fn keys_past_expiry(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT doc FROM api_keys WHERE status IN ('active','suspended') AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2")
-            .map_err(db_err)?;
-        let docs = stmt
-            .query_map(params![ms(now), limit], |r| r.get::<_, String>(0))
-            .map_err(db_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_err)?;
-        docs.iter().map(|d| rows::from_doc(d)).collect()
+        let tail = "WHERE status IN ('active','suspended') AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2";
+        self.judged(|j| rows::docs(self.conn, state::API_KEYS, tail, params![ms(now), limit], j))
     }
 
     fn sealed_secrets(&mut self) -> Result<Vec<(AccessKey, Vec<u8>)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT access_key, sealed_secret FROM api_keys WHERE sealed_secret IS NOT NULL")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
-            .map_err(db_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_err)?;
-        rows.into_iter()
+        let sealed = state::TABLES
+            .get(state::API_KEYS)
+            .and_then(|t| t.columns.iter().position(|c| *c == "sealed_secret"))
+            .map(|i| i + 1)
+            .ok_or_else(|| StoreError::Corrupt("api_keys has no sealed_secret".into()))?;
+        let found = self.judged(|j| {
+            rows::select(self.conn, state::API_KEYS, "WHERE sealed_secret IS NOT NULL", [], j, |r| {
+                Ok((r.get::<_, String>(0).map_err(db_err)?, r.get::<_, Vec<u8>>(sealed).map_err(db_err)?))
+            })
+        })?;
+        found
+            .into_iter()
             .map(|(k, s)| AccessKey::parse(&k).map(|k| (k, s)).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
     }
 
     fn vendor(&mut self, id: &VendorId) -> Result<Option<Vendor>, StoreError> {
-        rows::vendor(self.conn, id)
+        self.judged(|j| rows::doc(self.conn, state::VENDORS, "WHERE vendor_id = ?1", [id.as_str()], j))
     }
 
     fn put_vendor(&mut self, vendor: &Vendor) -> Result<(), StoreError> {
@@ -357,23 +406,17 @@ impl WriteTx for Tx<'_> {
     }
 
     fn vendors_past_recertification(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<Vendor>, StoreError> {
-        rows::docs(
-            self.conn,
-            "SELECT doc FROM vendors WHERE status = 'approved' AND recert_due_ms <= ?1 ORDER BY recert_due_ms, vendor_id LIMIT ?2",
-            params![ms(now), limit],
-        )
+        let tail = "WHERE status = 'approved' AND recert_due_ms <= ?1 ORDER BY recert_due_ms, vendor_id LIMIT ?2";
+        self.judged(|j| rows::docs(self.conn, state::VENDORS, tail, params![ms(now), limit], j))
     }
 
     fn vendor_keys(&mut self, id: &VendorId) -> Result<Vec<ApiKey>, StoreError> {
-        rows::docs(
-            self.conn,
-            "SELECT doc FROM api_keys WHERE vendor_id = ?1 AND status != 'revoked' ORDER BY access_key",
-            params![id.as_str()],
-        )
+        let tail = "WHERE vendor_id = ?1 AND status != 'revoked' ORDER BY access_key";
+        self.judged(|j| rows::docs(self.conn, state::API_KEYS, tail, params![id.as_str()], j))
     }
 
     fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
-        rows::counterparty(self.conn, id)
+        self.judged(|j| rows::doc(self.conn, state::COUNTERPARTIES, "WHERE counterparty_id = ?1", [id.as_str()], j))
     }
 
     fn put_counterparty(&mut self, c: &Counterparty) -> Result<(), StoreError> {
@@ -396,14 +439,7 @@ impl WriteTx for Tx<'_> {
     }
 
     fn operator(&mut self, id: &OperatorId) -> Result<Option<Operator>, StoreError> {
-        let doc: Option<String> = self
-            .conn
-            .prepare_cached("SELECT doc FROM operators WHERE operator_id = ?1")
-            .map_err(db_err)?
-            .query_row([id.as_str()], |r| r.get(0))
-            .optional()
-            .map_err(db_err)?;
-        doc.map(|d| rows::from_doc(&d)).transpose()
+        self.judged(|j| rows::doc(self.conn, state::OPERATORS, "WHERE operator_id = ?1", [id.as_str()], j))
     }
 
     fn insert_operator(&mut self, operator: &Operator, token_hash: &[u8; 32]) -> Result<(), StoreError> {
@@ -482,11 +518,13 @@ fn run_op(
     keys: &LogKeys,
     state: &mut LogState,
     now: OffsetDateTime,
+    expected: &Expected,
+    overlay: &mut Overlay,
     op: WriteOp,
 ) -> (bool, keysentinel_store::Finish) {
     let before = state.clone();
     let savepoint = conn.execute_batch("SAVEPOINT op");
-    let mut tx = Tx::new(conn, keys, state, now);
+    let mut tx = Tx::new(conn, keys, state, now, expected, overlay);
     // A panic in one operation (a bug: inputs are validated before any arithmetic) must not
     // take the writer down with it and stop every later write, revocations included: its
     // savepoint is rolled back and its caller told (the dropped `finish` closes its channel).
@@ -501,9 +539,14 @@ fn run_op(
     };
     let unaudited = tx.dirty && !tx.audited;
     let sealed = if savepoint.is_ok() && keep && !unaudited { Some(tx.seal()) } else { None };
+    let recorded = std::mem::take(&mut tx.recorded);
+    drop(tx);
     let seal_failed = matches!(sealed, Some(Err(_)));
     let kept = savepoint.is_ok() && keep && !unaudited && !seal_failed && conn.execute_batch("RELEASE op").is_ok();
-    if !kept {
+    if kept {
+        // Later operations of the batch judge these rows by what this one recorded.
+        overlay.extend(recorded);
+    } else {
         if savepoint.is_ok() {
             // If even the rollback fails, the whole batch's commit fails after it.
             let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
@@ -532,6 +575,7 @@ pub fn run(
     keys: LogKeys,
     mut state: LogState,
     clock: Arc<dyn Clock>,
+    expected: &Expected,
 ) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -549,18 +593,24 @@ pub fn run(
                 // Nothing can be written; run each operation on a throwaway state so that it
                 // reports the failure to its caller.
                 let mut scratch = state.clone();
-                let mut dead = Tx::new(&conn, &keys, &mut scratch, now);
+                let nothing = Overlay::new();
+                let mut dead = Tx::new(&conn, &keys, &mut scratch, now, expected, &nothing);
                 let Outcome { finish, .. } = op(&mut dead);
                 finish(Err(StoreError::Backend(err.to_string())));
             }
             continue;
         }
-        let finishes: Vec<_> = batch.into_iter().map(|op| run_op(&conn, &keys, &mut state, now, op)).collect();
+        let mut overlay = Overlay::new();
+        let finishes: Vec<_> =
+            batch.into_iter().map(|op| run_op(&conn, &keys, &mut state, now, expected, &mut overlay, op)).collect();
+        // Readers may see the batch's rows from the instant it commits: they are staged first.
+        expected.stage(&overlay);
         let result = commit(&conn, &keys, &state, snapshot.size(), now);
         if result.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
             state = snapshot;
         }
+        expected.settle(overlay, result.is_ok());
         for (_, finish) in finishes {
             finish(match &result {
                 Ok(()) => Ok(()),

@@ -258,4 +258,10 @@ pub trait Store: ReadStore {
     fn writable(&self) -> bool {
         true
     }
+
+    /// State rows refused since the store opened because what was read no longer matched what
+    /// the audit log holds for them (someone wrote the backend's data behind keysentinel).
+    fn state_mismatches(&self) -> u64 {
+        0
+    }
 }

@@ -1,7 +1,7 @@
 //! With what the key is used: two programs taking turns from two places, and churn through
 //! many clients or devices.
 
-use super::state::{client_family, h64, DAY, MINUTE};
+use super::state::{block_of, client_family, h64, DAY, MINUTE};
 use super::{Engine, Req};
 use crate::indicator::Indicator;
 
@@ -49,7 +49,7 @@ impl Engine<'_> {
         let other_owner = self.attested(r.k, other_site, None, r.ts);
         let turns = runs.iter().take(b).any(|(_, g, _)| *g == f);
         let st = &self.keys[r.k];
-        let elsewhere = other_site != r.site && st.stable(other_site) && st.stable(r.site);
+        let elsewhere = block_of(other_site) != block_of(r.site) && st.stable(other_site) && st.stable(r.site);
         let theirs = (other_owner && owner) || self.client_attested(r.k, other, r.ts);
         if turns && elsewhere && !theirs && !r.institutional && r.learned {
             let evidence = format!(

@@ -197,7 +197,7 @@ impl<'g> Engine<'g> {
     /// Orders placed through a key over the last 30 days up to `ts` (count, notional), if the
     /// engine knows the key: a vendor's or a mandate's exposure.
     pub fn traded(&self, key_id: &str, ts: Millis) -> Option<(u64, f64)> {
-        self.key_index.get(key_id).map(|&k| self.keys[k].traded.within(ts))
+        self.key_index.get(key_id).map(|&k| self.keys[k].traded.as_ref().map_or((0, 0.0), |t| t.within(ts)))
     }
 
     /// What the evidence on a key adds up to at `ts`, if the engine knows the key.

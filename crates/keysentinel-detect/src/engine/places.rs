@@ -2,7 +2,7 @@
 //! lines taking turns, rotation through networks, first use from hosting or VPN networks, and
 //! geography outside the declared jurisdictions.
 
-use super::state::{asn_key, asn_text, declared_text, Seen, Site, HOUR, MINUTE};
+use super::state::{asn_key, asn_text, block_of, declared_text, Seen, Site, HOUR, MINUTE};
 use super::{Engine, Req};
 use crate::geo::{distance_km, Network};
 use crate::indicator::Indicator;
@@ -125,37 +125,40 @@ impl Engine<'_> {
         // The last 16 runs on fixed lines are enough to see turns being taken.
         let skip = places.len().saturating_sub(16);
         let st = &self.keys[r.k];
-        let lines: arrayvec::ArrayVec<(Site, bool), 17> = places
+        // Turns are taken between blocks (one organisation's lines are one network: a
+        // campus's buildings, an office tower's floors), each remembered by its latest line.
+        let lines: arrayvec::ArrayVec<(Site, Site, bool), 17> = places
             .iter()
             .skip(skip)
             .filter(|s| st.stable(s.site))
-            .map(|s| (s.site, self.owners(r.k, s, r.ts)))
-            .chain(std::iter::once((r.site, r.owner())))
+            .map(|s| (block_of(s.site), s.site, self.owners(r.k, s, r.ts)))
+            .chain(std::iter::once((block_of(r.site), r.site, r.owner())))
             .collect();
-        // Lines returned to after another line, and whether each is the owner's.
-        let mut returning: arrayvec::ArrayVec<(Site, bool), 17> = arrayvec::ArrayVec::new();
-        for (i, (site, owner)) in lines.iter().enumerate() {
+        // Blocks returned to after another block, and whether each is the owner's.
+        let mut returning: arrayvec::ArrayVec<(Site, Site, bool), 17> = arrayvec::ArrayVec::new();
+        for (i, (block, site, owner)) in lines.iter().enumerate() {
             let before = &lines[..i];
             let returned = before
                 .iter()
-                .rposition(|(s, _)| s == site)
-                .is_some_and(|j| before[j + 1..].iter().any(|(s, _)| s != site));
+                .rposition(|(b, ..)| b == block)
+                .is_some_and(|j| before[j + 1..].iter().any(|(b, ..)| b != block));
             if returned {
-                match returning.iter_mut().find(|(s, _)| s == site) {
-                    Some(e) => e.1 |= *owner,
+                match returning.iter_mut().find(|(b, ..)| b == block) {
+                    Some(e) => (e.1, e.2) = (*site, e.2 | *owner),
                     None => {
-                        let _ = returning.try_push((*site, *owner));
+                        let _ = returning.try_push((*block, *site, *owner));
                     }
                 }
             }
         }
-        let this_returned = returning.iter().any(|(s, _)| *s == r.site);
-        let strangers = returning.iter().filter(|(_, owner)| !owner).count();
+        let here = block_of(r.site);
+        let this_returned = returning.iter().any(|(b, ..)| *b == here);
+        let strangers = returning.iter().filter(|(.., owner)| !owner).count();
         if !this_returned || returning.len() < 2 || strangers == 0 {
             return;
         }
-        let stranger = returning.iter().rev().find(|(_, owner)| !owner).map(|(s, _)| *s);
-        let other = returning.iter().rev().find(|(s, _)| *s != r.site).map(|(s, _)| *s);
+        let stranger = returning.iter().rev().find(|(.., owner)| !owner).map(|(_, s, _)| *s);
+        let other = returning.iter().rev().find(|(b, ..)| *b != here).map(|(_, s, _)| *s);
         let other = match other {
             Some(Site::Line(ip)) => ip.to_string(),
             _ => "another line".into(),

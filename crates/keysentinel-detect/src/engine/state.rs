@@ -141,6 +141,20 @@ impl Site {
     }
 }
 
+/// The address block a line belongs to: its /16 (IPv4) or /32 (IPv6). One organisation's lines
+/// — a campus's buildings, an office tower's floors, an apartment complex's shared ISP — sit in
+/// one block; two households chosen apart, even on one big ISP, seldom do (KT alone announces
+/// hundreds of /16s). Lines of one block taking turns are one organisation's network.
+pub fn block_of(site: Site) -> Site {
+    match site {
+        Site::Line(IpAddr::V4(v4)) => Site::Line(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_0000))),
+        Site::Line(IpAddr::V6(v6)) => {
+            Site::Line(IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 96) - 1))))
+        }
+        other => other,
+    }
+}
+
 /// The line of an address: its /24 (IPv4) or /48 (IPv6).
 pub fn line_of(ip: IpAddr) -> IpAddr {
     match ip {
@@ -243,8 +257,9 @@ pub struct KeyState {
     pub lines: arrayvec::ArrayVec<(Site, Millis, u8), 8>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
-    /// Orders placed through the key, by day (for a vendor's or a mandate's exposure).
-    pub traded: Traded,
+    /// Orders placed through the key, by day (for a vendor's or a mandate's exposure); boxed,
+    /// as orders are a fraction of the records and this state is touched on every request.
+    pub traded: Option<Box<Traded>>,
     /// What the key showed today, for the population's statistics once the day is over.
     pub today: KeyDay,
     /// Habits, for change-points (from the end of learning).
@@ -279,7 +294,7 @@ impl KeyState {
             device: None,
             lines: arrayvec::ArrayVec::new(),
             ranges: arrayvec::ArrayVec::new(),
-            traded: Traded::default(),
+            traded: None,
             today: KeyDay::new(i64::MIN),
             profile: None,
         }
