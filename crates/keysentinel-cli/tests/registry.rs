@@ -217,6 +217,15 @@ fn a_vendor_lapses_and_its_customers_keys_are_restricted_at_verify_and_their_own
         stderr(&self_approved)
     );
     checked(&data, &u, Some(&second), "tradebot");
+    let past = rfc3339(now_ms() - 1000);
+    let backdated = ks_as(
+        &data,
+        &u,
+        &compliance,
+        &["vendors", "approve", "tradebot", "--recertification-due", &past, "--reason", "checks complete"],
+    );
+    assert_eq!(code(&backdated), 3, "{}", stderr(&backdated));
+    assert!(stderr(&backdated).contains("recertification_due: must be in the future"), "{}", stderr(&backdated));
     // Approved until a few seconds from now, so that the test sees the date pass.
     let due = rfc3339(now_ms() + 5_000);
     let approved = ok_as(

@@ -335,6 +335,9 @@ pub enum VendorError {
     NotReady(String),
     #[error("four eyes: {0}")]
     SameOperator(String),
+    /// An input of the approval is wrong (the recertification date).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
 }
 
 impl Vendor {
@@ -465,12 +468,14 @@ impl Vendor {
             )));
         }
         if recertification_due <= now {
-            return Err(VendorError::NotReady("recertification_due must be in the future".into()));
+            return Err(ValidationError::new("recertification_due", "must be in the future").into());
         }
         if recertification_due > now + Duration::days(MAX_RECERTIFICATION_DAYS) {
-            return Err(VendorError::NotReady(format!(
-                "recertification_due must be within {MAX_RECERTIFICATION_DAYS} days"
-            )));
+            return Err(ValidationError::new(
+                "recertification_due",
+                format!("must be within {MAX_RECERTIFICATION_DAYS} days (a recertification at least every two years)"),
+            )
+            .into());
         }
         Ok(())
     }
@@ -608,7 +613,9 @@ mod tests {
         v.record_due_diligence(DueDiligenceOutcome::Satisfactory, "DMS-1".into(), String::new(), "alice", T0)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert!(matches!(v.approve("alice", due, "ok", T0), Err(VendorError::SameOperator(_))));
-        assert!(matches!(v.approve("bob", T0, "ok", T0), Err(VendorError::NotReady(_))));
+        assert!(
+            matches!(v.approve("bob", T0, "ok", T0), Err(VendorError::Invalid(ref e)) if e.field == "recertification_due")
+        );
         assert!(v.approve("bob", due, "ok", T0).is_ok());
         assert_eq!(v.effective_status(T0), VendorStatus::Approved);
         // A second approval is a recertification.

@@ -114,14 +114,18 @@ fn check_accounts(tx: &mut dyn WriteTx, c: &Counterparty) -> Result<(), Registry
     Ok(())
 }
 
-pub(crate) fn details(c: &Counterparty) -> serde_json::Value {
-    let mut v = serde_json::to_value(c).unwrap_or_default();
+/// The record as its audit entries show it: its terms, without its id (the entry's target)
+/// and its bookkeeping.
+pub(crate) fn details(c: &Counterparty) -> Result<serde_json::Value, RegistryError> {
+    let mut v = serde_json::to_value(c).map_err(|e| {
+        RegistryError::Store(keysentinel_store::StoreError::Corrupt(format!("cannot encode counterparty: {e}")))
+    })?;
     if let Some(m) = v.as_object_mut() {
         for noise in ["counterparty_id", "created_by", "created_at", "updated_at"] {
             m.remove(noise);
         }
     }
-    v
+    Ok(v)
 }
 
 /// Inserts a new counterparty and its entry (`counterparty.create`, or what `action` says).
@@ -143,7 +147,7 @@ pub(crate) fn insert(
         target: c.counterparty_id.to_string(),
         reason,
         policy_version: None,
-        details: details(c),
+        details: details(c)?,
     })?;
     Ok(())
 }
@@ -214,7 +218,7 @@ impl Registry {
                         "counterparty {id} has been ended; record a new one"
                     )));
                 }
-                let before = details(&c);
+                let before = details(&c)?;
                 if let Some(v) = patch.related_accounts {
                     c.related_accounts = v;
                 }
@@ -240,7 +244,7 @@ impl Registry {
                     c.document_ref = v;
                 }
                 c.validate()?;
-                let after = details(&c);
+                let after = details(&c)?;
                 let mut changes = serde_json::Map::new();
                 if let (Some(b), Some(a)) = (before.as_object(), after.as_object()) {
                     for (field, value) in a {
@@ -251,7 +255,7 @@ impl Registry {
                 }
                 if changes.is_empty() {
                     return Err(keysentinel_domain::ValidationError::new(
-                        "reason",
+                        "body",
                         "the change changes nothing; give at least one field with a new value",
                     )
                     .into());

@@ -256,9 +256,7 @@ fn import_one(
                 return Ok((id, "unchanged"));
             }
             if status == VendorStatus::Suspended {
-                vendor
-                    .suspend("suspended by import", &actor.label(), now)
-                    .map_err(|e| RegistryError::VendorState(e.to_string()))?;
+                vendor.suspend("suspended by import", &actor.label(), now).map_err(crate::vendors::vendor_error)?;
                 let VendorChange { keys, .. } =
                     restrict_keys(tx, actor.clone(), &vendor, "vendor.suspend", "suspended by import".into(), policy)?;
                 changed.keys.extend(keys.into_iter().filter(|k| k.change.is_some()).map(|k| k.access_key));
@@ -290,13 +288,14 @@ fn import_one(
             if let Some(existing) = existing {
                 // The same record as the registry holds it (its history aside) is a retry.
                 let terms = |c: &keysentinel_domain::Counterparty| {
-                    let mut d = crate::counterparties::details(c);
-                    if let Some(m) = d.as_object_mut() {
-                        m.remove("version");
-                    }
-                    d
+                    crate::counterparties::details(c).map(|mut d| {
+                        if let Some(m) = d.as_object_mut() {
+                            m.remove("version");
+                        }
+                        d
+                    })
                 };
-                return if terms(&existing) == terms(&c) {
+                return if terms(&existing)? == terms(&c)? {
                     Ok((id.to_string(), "unchanged"))
                 } else {
                     Err(RegistryError::Conflict { what: "counterparty", id: id.to_string() })

@@ -89,11 +89,12 @@ pub struct VendorChange {
     pub keys: Vec<KeyRestriction>,
 }
 
-fn vendor_error(e: VendorError) -> RegistryError {
+pub(crate) fn vendor_error(e: VendorError) -> RegistryError {
     match e {
         VendorError::WrongStatus { .. } => RegistryError::VendorState(e.to_string()),
         VendorError::NotReady(m) => RegistryError::VendorState(m),
         VendorError::SameOperator(m) => RegistryError::Forbidden(m),
+        VendorError::Invalid(v) => RegistryError::Validation(v),
     }
 }
 
