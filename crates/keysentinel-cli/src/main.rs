@@ -2,6 +2,7 @@
 //! that work on the data directory (audit verification, master-key rotation).
 
 mod backtest;
+mod cases;
 mod client;
 mod demo;
 mod detect;
@@ -83,6 +84,9 @@ enum Command {
     /// The key policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Cases opened by detection: work them as an analyst does over the API.
+    #[command(subcommand)]
+    Cases(cases::CasesCmd),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(offline::AuditCmd),
@@ -449,6 +453,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => detect::simulate(args),
         Command::Keys(cmd) => keys(&cli, cmd),
         Command::Accounts(cmd) => accounts(&cli, cmd),
+        Command::Cases(cmd) => cases::run(&client(&cli)?, cli.json, cmd),
         Command::Operators(cmd) => operators(&cli, cmd),
         Command::Vendors(cmd) => registry::vendors_cmd(&client(&cli)?, cli.json, cmd),
         Command::Counterparties(cmd) => registry::counterparties_cmd(&client(&cli)?, cli.json, cmd),

@@ -767,3 +767,79 @@ fn the_demo_shows_the_stages_and_a_revoked_key_refused_then_keeps_serving() {
     let health = reqwest::blocking::get(format!("{url}/healthz")).unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+/// An analyst works a case from the command line: the same calls, roles and audit entries as
+/// the API.
+#[test]
+fn cases_are_worked_from_the_command_line_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(&data);
+    let u = server.url.clone();
+    let gateway = ok_json(&data, &u, &["operators", "create", "gw-1", "--role", "gateway"]);
+    let gateway = gateway["token"].as_str().unwrap().to_owned();
+    ok_json(&data, &u, &["operators", "create", "ana-1", "--role", "analyst"]);
+    ok_json(&data, &u, &["accounts", "create", "acct-9", "--segment", "retail", "--verification", "verified"]);
+    let (key, _) = create_key(&data, &u, "binance", "acct-9", "203.0.113.0/24");
+    // Intelligence naming the key: an unambiguous compromise, a case at once.
+    let http = Client::new();
+    let line = json!({ "type": "vendor_intel", "ts": rfc3339(now_ms()), "key_id": key,
+        "text": "the key is offered for sale on a forum" });
+    assert_eq!(post_events(&http, &u, &gateway, line.to_string()).0, 202);
+    let listed = wait_until(|| {
+        let v = ok_json(&data, &u, &["cases", "list", "--key", &key]);
+        v.as_array().filter(|a| !a.is_empty()).cloned()
+    });
+    let case_id = listed[0]["case_id"].as_str().unwrap().to_owned();
+    // The human listing names the case and its stage.
+    let out = ks(&data, &u, &["cases", "list", "--account", "acct-9"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&case_id) && text.contains("invalidate"), "{text}");
+    let shown = ok_json(&data, &u, &["cases", "show", &case_id]);
+    assert_eq!(shown["suspicions"][0]["findings"][0]["indicator"], "vendor_intel", "{shown}");
+
+    let noted = ok_json(&data, &u, &["cases", "note", &case_id, "called the owner", "--reason", "first contact"]);
+    assert!(noted["history"].as_array().unwrap().iter().any(|h| h["what"] == "note"), "{noted}");
+    let assigned = ok_json(&data, &u, &["cases", "assign", &case_id, "ana-1", "--reason", "on duty"]);
+    assert_eq!(assigned["assignee"], "ana-1");
+    let closed = ok_json(
+        &data,
+        &u,
+        &["cases", "close", &case_id, "--resolution", "confirmed_sharing", "--reason", "owner admitted the sale"],
+    );
+    assert_eq!((closed["status"].as_str(), closed["resolution"].as_str()), (Some("closed"), Some("confirmed_sharing")));
+
+    // Bad input is refused before anything is sent; a role that may not work cases is refused
+    // by the server, and nothing is written.
+    let out = ks(&data, &u, &["cases", "close", &case_id, "--resolution", "maybe", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_keysentinel"))
+        .args(["cases", "note", &case_id, "hello", "--reason", "x", "--data-dir"])
+        .arg(&data)
+        .env("KEYSENTINEL_URL", &u)
+        .env("KEYSENTINEL_TOKEN", &gateway)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a gateway works no cases");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403")
+            || String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = ok_json(&data, &u, &["cases", "show", &case_id]);
+    assert_eq!(after["history"].as_array().unwrap().len(), closed["history"].as_array().unwrap().len());
+
+    // Every step is in the audit log, aimed at the case.
+    let audit = ok_json(&data, &u, &["audit", "list", "--limit", "1000"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"].as_str().is_some_and(|t| t.contains(&case_id)))
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for step in ["case.note", "case.assign", "case.close"] {
+        assert!(actions.contains(&step), "{step} in {actions:?}");
+    }
+}

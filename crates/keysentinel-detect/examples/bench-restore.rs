@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release -p keysentinel-detect --example bench-restore -- [KEYS] [FILE]`
 
-use keysentinel_detect::event::{OrderAction, Outcome, Record, Segment, Side};
+use keysentinel_detect::event::{Code, OrderAction, Record, Segment, Side};
 use keysentinel_detect::geo::{Coverage, Locate, Network, Place};
 use keysentinel_detect::{Config, Engine};
 use std::borrow::Cow;
@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 device_id: None,
                 method: None,
                 path: None,
-                outcome: Outcome::Valid,
+                outcome: Code::Valid,
             });
         }
         engine.ingest(&Record::Order {

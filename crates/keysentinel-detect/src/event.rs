@@ -58,7 +58,7 @@ pub enum Record<'a> {
         device_id: Option<Cow<'a, str>>,
         method: Option<Cow<'a, str>>,
         path: Option<Cow<'a, str>>,
-        outcome: Outcome,
+        outcome: Code,
     },
     Order {
         ts: Millis,
@@ -381,39 +381,9 @@ pub enum OrderAction {
     Cancel,
 }
 
-/// A verify outcome as the gateway recorded it (the codes of `keysentinel-verify`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Valid,
-    /// Signature, hash or payload did not match, on a key id that exists.
-    BadSignature,
-    /// Refused for freshness: stale timestamp or replayed nonce.
-    Stale,
-    /// Correctly signed, from outside the key's IP allowlist: someone else holds the secret.
-    IpNotAllowed,
-    /// Refused by the key's other restrictions: scope, endpoint, scheme.
-    Restricted,
-    /// Refused for the key's status: revoked, suspended, expired.
-    Inactive,
-    /// Anything else (missing or malformed credentials, unknown key, body required).
-    Other,
-}
-
-impl Outcome {
-    /// The outcome of a verify code; None for a code the verifier does not have.
-    pub fn parse(code: &str) -> Option<Outcome> {
-        Some(match code {
-            "VALID" => Outcome::Valid,
-            "BAD_SIGNATURE" => Outcome::BadSignature,
-            "STALE_TIMESTAMP" | "REPLAYED" => Outcome::Stale,
-            "IP_NOT_ALLOWED" => Outcome::IpNotAllowed,
-            "SCOPE_DENIED" | "UNKNOWN_ENDPOINT" | "WRONG_SCHEME" => Outcome::Restricted,
-            "REVOKED" | "SUSPENDED" | "EXPIRED" => Outcome::Inactive,
-            "MISSING_CREDENTIALS" | "MALFORMED" | "NOT_FOUND" | "BODY_REQUIRED" => Outcome::Other,
-            _ => return None,
-        })
-    }
-}
+/// A verify outcome as the gateway recorded it: the domain's codes, one vocabulary with the
+/// verifier that decides them.
+pub use keysentinel_domain::outcome::{Class, Code};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -667,7 +637,7 @@ fn record(mut flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
             path: flat.path,
             outcome: {
                 let code = take(flat.outcome, "outcome")?;
-                Outcome::parse(&code).ok_or_else(|| ParseError::Invalid {
+                Code::parse(&code).ok_or_else(|| ParseError::Invalid {
                     field: "outcome",
                     message: format!("{code:?} is not a verify code (VALID, BAD_SIGNATURE, IP_NOT_ALLOWED, …)"),
                 })?
@@ -972,7 +942,7 @@ mod tests {
     #[test]
     fn records_parse_and_unknown_fields_are_accepted() {
         let r = parse_line(r#"{"type":"request","ts":"2026-11-28T05:24:57.123Z","key_id":"k1","ip":"203.0.113.7","user_agent":"ccxt/4.5","method":"GET","path":"/v1/x","outcome":"VALID","gateway":"edge-3"}"#).unwrap();
-        assert!(matches!(r, Record::Request { ts: 1_795_843_497_123, outcome: Outcome::Valid, .. }), "{r:?}");
+        assert!(matches!(r, Record::Request { ts: 1_795_843_497_123, outcome: Code::Valid, .. }), "{r:?}");
         let r = parse_line(r#"{"type":"relationship","from":"a1","to":"a2","kind":"broker_client"}"#).unwrap();
         assert_eq!(
             r,

@@ -14,6 +14,7 @@ pub mod indicator;
 pub mod key;
 pub mod notice;
 pub mod operator;
+pub mod outcome;
 pub mod policy;
 pub mod report;
 pub mod response;

@@ -136,7 +136,7 @@ pub(crate) fn decide(st: &AppState, req: &Request) -> keysentinel_verify::Decisi
         device_id: req.header("x-device-id").map(Into::into),
         method: req.method.into(),
         path: req.path.into(),
-        outcome: decision.code.as_str(),
+        outcome: decision.code,
         scheme,
         scope: decision.required_scope,
     });

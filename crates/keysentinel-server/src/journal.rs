@@ -9,7 +9,7 @@
 //! is acknowledged (group commit: one sync for whatever arrived together), and verify events and
 //! registry records are synced with the next batch or within a second.
 
-use keysentinel_detect::event::{format_rfc3339_ms, Outcome, Record, Side};
+use keysentinel_detect::event::{format_rfc3339_ms, Record, Side};
 use keysentinel_detect::{Decision, Engine};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -300,7 +300,7 @@ pub fn record_line(record: &Record<'_>, event_id: Option<&str>) -> String {
             put("device_id", json!(device_id));
             put("method", json!(method));
             put("path", json!(path));
-            put("outcome", json!(outcome_code(*outcome)));
+            put("outcome", json!(outcome.as_str()));
         }
         Record::Order { ts, key_id, symbol, side, action, notional } => {
             put("type", json!("order"));
@@ -359,18 +359,6 @@ pub fn record_line(record: &Record<'_>, event_id: Option<&str>) -> String {
         }
     }
     Value::Object(m).to_string()
-}
-
-fn outcome_code(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Valid => "VALID",
-        Outcome::BadSignature => "BAD_SIGNATURE",
-        Outcome::Stale => "STALE_TIMESTAMP",
-        Outcome::IpNotAllowed => "IP_NOT_ALLOWED",
-        Outcome::Restricted => "SCOPE_DENIED",
-        Outcome::Inactive => "REVOKED",
-        Outcome::Other => "MALFORMED",
-    }
 }
 
 #[cfg(test)]

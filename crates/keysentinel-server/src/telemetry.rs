@@ -181,7 +181,7 @@ pub struct RequestEvent {
     pub method: Box<str>,
     pub path: Box<str>,
     /// The verify code.
-    pub outcome: &'static str,
+    pub outcome: keysentinel_domain::outcome::Code,
     pub scheme: Option<&'static str>,
     pub scope: Option<keysentinel_domain::Scope>,
 }
@@ -243,7 +243,7 @@ impl Serialize for RequestRecord<'_> {
         m.serialize_entry("device_id", &e.device_id)?;
         m.serialize_entry("method", &e.method)?;
         m.serialize_entry("path", &e.path)?;
-        m.serialize_entry("outcome", e.outcome)?;
+        m.serialize_entry("outcome", e.outcome.as_str())?;
         m.serialize_entry("scheme", &e.scheme)?;
         m.serialize_entry("scope", &e.scope)?;
         m.end()
@@ -401,7 +401,7 @@ mod tests {
             device_id: None,
             method: "GET".into(),
             path: "/".into(),
-            outcome: "NOT_FOUND",
+            outcome: keysentinel_domain::outcome::Code::NotFound,
             scheme: None,
             scope: None,
         }

@@ -44,76 +44,9 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Stable decision codes (they appear in API responses, events and metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Code {
-    Valid,
-    /// No credential header this verifier understands.
-    MissingCredentials,
-    /// A credential is present but cannot be parsed.
-    Malformed,
-    NotFound,
-    /// The key is bound to another signing scheme.
-    WrongScheme,
-    Revoked,
-    Suspended,
-    Expired,
-    BadSignature,
-    /// The scheme signs the body, and the gateway did not forward it.
-    BodyRequired,
-    StaleTimestamp,
-    Replayed,
-    /// The nonce could not be recorded durably (the nonce store failed: disk full, I/O error),
-    /// so it could be accepted again after a restart: refused, and the node's fault, not the
-    /// client's (it may retry the same request once the store recovers).
-    NonceUnavailable,
-    IpNotAllowed,
-    /// No route rule matches the endpoint (deny by default).
-    UnknownEndpoint,
-    ScopeDenied,
-}
-
-impl Code {
-    pub const ALL: [Code; 16] = [
-        Code::Valid,
-        Code::MissingCredentials,
-        Code::Malformed,
-        Code::NotFound,
-        Code::WrongScheme,
-        Code::Revoked,
-        Code::Suspended,
-        Code::Expired,
-        Code::BadSignature,
-        Code::BodyRequired,
-        Code::StaleTimestamp,
-        Code::Replayed,
-        Code::NonceUnavailable,
-        Code::IpNotAllowed,
-        Code::UnknownEndpoint,
-        Code::ScopeDenied,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::Valid => "VALID",
-            Code::MissingCredentials => "MISSING_CREDENTIALS",
-            Code::Malformed => "MALFORMED",
-            Code::NotFound => "NOT_FOUND",
-            Code::WrongScheme => "WRONG_SCHEME",
-            Code::Revoked => "REVOKED",
-            Code::Suspended => "SUSPENDED",
-            Code::Expired => "EXPIRED",
-            Code::BadSignature => "BAD_SIGNATURE",
-            Code::BodyRequired => "BODY_REQUIRED",
-            Code::StaleTimestamp => "STALE_TIMESTAMP",
-            Code::Replayed => "REPLAYED",
-            Code::NonceUnavailable => "NONCE_UNAVAILABLE",
-            Code::IpNotAllowed => "IP_NOT_ALLOWED",
-            Code::UnknownEndpoint => "UNKNOWN_ENDPOINT",
-            Code::ScopeDenied => "SCOPE_DENIED",
-        }
-    }
-}
+/// Stable decision codes: the domain's vocabulary, which the events, the metrics and detection
+/// share.
+pub use keysentinel_domain::outcome::Code;
 
 /// The answer for one request.
 #[derive(Clone)]

@@ -23,7 +23,7 @@ mod takeover;
 
 use crate::config::Config;
 use crate::decision::{Baseline, Decision};
-use crate::event::{Millis, OrderAction, Outcome, Record};
+use crate::event::{Class, Code, Millis, OrderAction, Record};
 use crate::geo::{Locate, Place};
 use crate::indicator::{Indicator, Stage};
 // ahash, randomly seeded: fast, and keys chosen by clients (IPs, device ids) cannot be picked to
@@ -386,13 +386,14 @@ impl<'g> Engine<'g> {
         })
     }
 
-    fn request(&mut self, k: usize, ts: Millis, ip: IpAddr, ua: Option<&str>, device: Option<&str>, outcome: Outcome) {
+    fn request(&mut self, k: usize, ts: Millis, ip: IpAddr, ua: Option<&str>, device: Option<&str>, outcome: Code) {
         let segment = self.segment(k);
         self.today(k, ts);
-        match outcome {
-            Outcome::BadSignature => return self.bad_signature(k, ts, ip),
-            Outcome::Valid | Outcome::IpNotAllowed => {}
-            _ => return,
+        let class = outcome.class();
+        match class {
+            Some(Class::BadSignature) => return self.bad_signature(k, ts, ip),
+            Some(Class::Valid | Class::IpNotAllowed) => {}
+            Some(Class::Stale | Class::Restricted | Class::Inactive | Class::Other) | None => return,
         }
         let place = self.place(ip, ts);
         self.learn_range(k, ts, &place, ip);
@@ -428,7 +429,7 @@ impl<'g> Engine<'g> {
             sanctioned: self.sanctioned(k, ip),
             attested: self.attested(k, site, device, ts),
         };
-        if outcome == Outcome::IpNotAllowed {
+        if class == Some(Class::IpNotAllowed) {
             return self.outside_allowlist(&r);
         }
         self.dormancy(&r);
