@@ -40,6 +40,8 @@ impl Expected for Indicator {
             Indicator::ActorChange => 0.60,
             Indicator::NewWithdrawalAddress => 0.50,
             Indicator::UnfamiliarClient => 0.60,
+            // Someone else trading through a market maker's key trades their own markets.
+            Indicator::OutsideMandate => 0.50,
         }
     }
 
@@ -66,6 +68,8 @@ impl Expected for Indicator {
             Indicator::ActorChange => 0.003,
             Indicator::NewWithdrawalAddress => 0.0005,
             Indicator::UnfamiliarClient => 0.03,
+            // A desk quoting a market its mandate has not been amended for yet.
+            Indicator::OutsideMandate => 0.01,
         }
     }
 }

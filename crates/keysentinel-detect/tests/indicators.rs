@@ -551,6 +551,38 @@ fn orders_placed_through_a_key_are_its_exposure_over_thirty_days() {
 }
 
 #[test]
+fn a_market_makers_orders_outside_its_mandates_markets_are_outside_the_mandate() {
+    let mandate = |in_effect: bool| {
+        format!(
+            r#"{{"type":"relationship","from":"mm","to":"issuer","kind":"mm_mandate","counterparty_id":"cp-1","in_effect":{in_effect},"principal":"issuer","symbols":["BTC-KRW","KRW-ETH"]}}"#
+        )
+    };
+    let orders = |with_mandate: bool, ended: bool, symbol: &str| {
+        let mut r = vec![
+            r#"{"type":"account","account_id":"mm","segment":"market_maker","declared_countries":["KR"]}"#.to_owned(),
+            r#"{"type":"account","account_id":"issuer","segment":"corporate","declared_countries":["KR"]}"#.to_owned(),
+            r#"{"type":"key","key_id":"k","account_id":"mm","scopes":["read","trade"],"ip_allowlist":[]}"#.to_owned(),
+        ];
+        if with_mandate {
+            r.push(mandate(true));
+        }
+        if ended {
+            r.push(mandate(false));
+        }
+        r.extend((0..5).map(|i| order(i, "k", "KRW-BTC", 1e6)));
+        r.extend((0..5).map(|i| order(10 + i, "k", symbol, 1e6)));
+        run(&r)
+    };
+    // Its mandate's markets, however the exchange spells them: quiet.
+    assert!(!fired(&orders(true, false, "eth_krw"), "k", Indicator::OutsideMandate));
+    // Another market: outside the mandate.
+    assert!(fired(&orders(true, false, "KRW-XRP"), "k", Indicator::OutsideMandate));
+    // No mandate on file, or one that ended: nothing to judge the orders against.
+    assert!(!fired(&orders(false, false, "KRW-XRP"), "k", Indicator::OutsideMandate));
+    assert!(!fired(&orders(true, true, "KRW-XRP"), "k", Indicator::OutsideMandate));
+}
+
+#[test]
 fn a_new_actor_trading_in_the_owners_place_is_a_takeover() {
     // A day and a half of the owner (home, one program, their hours, KRW-BTC at ₩100k), then
     // someone else from a new address with another program, ten times the rate, small caps at

@@ -50,6 +50,8 @@ pub enum Indicator {
     NewWithdrawalAddress,
     #[serde(rename = "unfamiliar_client")]
     UnfamiliarClient,
+    #[serde(rename = "outside_mandate")]
+    OutsideMandate,
 }
 
 /// Independent kinds of evidence. Indicators of one kind mostly stem from one fact (a new
@@ -94,7 +96,7 @@ impl Kind {
 }
 
 impl Indicator {
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
     pub const ALL: [Indicator; Indicator::COUNT] = [
         Indicator::ConcurrentUse,
         Indicator::AlternatingNetworks,
@@ -117,6 +119,7 @@ impl Indicator {
         Indicator::ActorChange,
         Indicator::NewWithdrawalAddress,
         Indicator::UnfamiliarClient,
+        Indicator::OutsideMandate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +145,7 @@ impl Indicator {
             Indicator::ActorChange => "actor_change",
             Indicator::NewWithdrawalAddress => "withdrawal_new_address_new_network",
             Indicator::UnfamiliarClient => "unfamiliar_client",
+            Indicator::OutsideMandate => "outside_mandate",
         }
     }
 
@@ -161,9 +165,11 @@ impl Indicator {
             | Indicator::OutsideDeclared
             | Indicator::Unfamiliar => Kind::Network,
             Indicator::AlternatingClients | Indicator::ClientChurn | Indicator::UnfamiliarClient => Kind::Client,
-            Indicator::Dormant | Indicator::OrderAnomaly | Indicator::ActorChange | Indicator::CoordinatedOrders => {
-                Kind::Behaviour
-            }
+            Indicator::Dormant
+            | Indicator::OrderAnomaly
+            | Indicator::ActorChange
+            | Indicator::CoordinatedOrders
+            | Indicator::OutsideMandate => Kind::Behaviour,
             Indicator::LinkedAccounts => Kind::Links,
             Indicator::ProbedThenUsed
             | Indicator::BadSignatureBurst
@@ -216,6 +222,9 @@ impl Indicator {
                 "funds were sent to a new address from a network that is not the owner's"
             }
             Indicator::UnfamiliarClient => "the program was far likelier for another person than for the key's owner",
+            Indicator::OutsideMandate => {
+                "the market maker's key traded markets outside every market-making mandate the account has on file"
+            }
         }
     }
 }

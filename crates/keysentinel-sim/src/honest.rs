@@ -230,6 +230,7 @@ fn market_maker(g: &mut Gen<'_>, reg: &mut Registry, account: &str, key: &str) -
     reg.key(key, account, &allow, None);
     let mut t = Trading::bot(&mut g.rng);
     t.symbols = world::MAJORS.iter().chain(world::SMALL_CAPS.iter().take(4)).copied().collect();
+    reg.mandate(account, &t.symbols);
     t.size_ln_mu += 2.0;
     let ua = client(world::BOT_CLIENTS, g.rng.gen_range(0..world::BOT_CLIENTS.len()), 1);
     let mut bot = Use::bot(key, ua, jitter(g, 20.0, 0.5), Some(t));

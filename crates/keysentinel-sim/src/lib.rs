@@ -144,6 +144,15 @@ impl Registry {
     fn relationship(&mut self, from: &str, to: &str, kind: &str) {
         self.lines.push(format!(r#"{{"type":"relationship","from":"{from}","to":"{to}","kind":"{kind}"}}"#));
     }
+
+    /// A market maker's mandate for its own account, in `symbols`.
+    fn mandate(&mut self, account: &str, symbols: &[&str]) {
+        let symbols: Vec<String> = symbols.iter().map(|s| format!("\"{s}\"")).collect();
+        self.lines.push(format!(
+            r#"{{"type":"relationship","from":"{account}","to":"{account}","kind":"mm_mandate","principal":"own","symbols":[{}]}}"#,
+            symbols.join(",")
+        ));
+    }
 }
 
 pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {

@@ -13,6 +13,7 @@ mod clients;
 mod credentials;
 mod familiarity;
 mod links;
+mod mandates;
 mod orders;
 mod owner;
 mod places;
@@ -23,7 +24,7 @@ mod takeover;
 
 use crate::config::Config;
 use crate::decision::{Baseline, Decision};
-use crate::event::{Class, Code, Millis, OrderAction, Record};
+use crate::event::{Class, Code, Millis, OrderAction, Record, RelationshipKind};
 use crate::geo::{Locate, Place};
 use crate::indicator::{Indicator, Stage};
 // ahash, randomly seeded: fast, and keys chosen by clients (IPs, device ids) cannot be picked to
@@ -294,12 +295,22 @@ impl<'g> Engine<'g> {
                 self.approved_egress.sort();
             }
             // A relationship that no longer holds (ended, expired) stops relating its accounts.
-            Record::Relationship { from, to, in_effect: false, .. } => self.end_relationship(from, to),
+            Record::Relationship { from, to, kind, in_effect: false, counterparty_id, .. } => {
+                if *kind == RelationshipKind::MmMandate {
+                    let a = self.account(from);
+                    self.mandate_ended(a, mandates::mandate_id(counterparty_id.as_deref(), from, to));
+                }
+                self.end_relationship(from, to)
+            }
             // Every kind of documented relationship (affiliate, broker-client, market-making
             // mandate, vendor delegation, sub-account) makes the accounts related for the link
             // graph.
-            Record::Relationship { from, to, kind, .. } => {
+            Record::Relationship { from, to, kind, counterparty_id, mandate, .. } => {
                 let (a, b) = (self.account(from), self.account(to));
+                if let (RelationshipKind::MmMandate, Some(terms)) = (kind, mandate.as_deref()) {
+                    let symbols: Vec<&str> = terms.symbols.iter().map(|s| s.as_ref()).collect();
+                    self.mandate_in_effect(a, mandates::mandate_id(counterparty_id.as_deref(), from, to), &symbols);
+                }
                 if a != b && !self.accounts[a].partners.iter().any(|(p, _)| *p == b) {
                     self.accounts[a].partners.push((b, *kind));
                     self.accounts[b].partners.push((a, *kind));

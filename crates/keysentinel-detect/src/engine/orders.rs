@@ -59,6 +59,7 @@ impl Market {
 impl Engine<'_> {
     pub(super) fn order(&mut self, k: usize, ts: Millis, symbol: &str, buy: bool, notional: f64) {
         self.keys[k].traded.get_or_insert_with(Box::default).add(ts, notional);
+        self.within_mandate(k, ts, symbol);
         self.takeover_order(k, ts, symbol, notional);
         self.order_rate(k, ts);
         self.coordinated(k, ts, symbol, buy, notional);

@@ -419,6 +419,8 @@ pub struct AccountState {
     pub owner: Option<Box<Owner>>,
     /// Withdrawal addresses used before (hashes), to tell a new one.
     pub payees: Vec<u64>,
+    /// The market-making mandates in effect on this account (the market maker's side).
+    pub mandates: Vec<super::mandates::MandateTerms>,
 }
 
 /// FNV-1a: stable across runs and platforms, which keeps replays identical.
