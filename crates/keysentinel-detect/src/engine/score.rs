@@ -135,10 +135,12 @@ impl Engine<'_> {
 
     /// The key's record of `ts`'s day for the population's statistics; the record of an earlier
     /// day goes into them first. A key-day counts once the day is over, and only if the key was
-    /// not judged shared that day (invalidate): the population's rates are those of keys not
-    /// shared, as far as the engine can tell, or the exchange's sharers would teach it that
-    /// sharing is normal. (Not the keys merely suspected: honest look-alikes left out would make
-    /// their own pattern look rarer, and the next such key more suspect.)
+    /// not stopped (reverify or beyond) on corroborated evidence that day: the population's
+    /// rates are those of keys not shared, as far as the engine can tell, or the exchange's
+    /// sharers would teach it that sharing is normal. A kind's rates also leave out the days
+    /// the key's other kinds alone made it suspect (`suspect_without`). Not the keys merely
+    /// suspected on one kind: honest look-alikes left out would make their own pattern look
+    /// rarer, and the next such key more suspect.
     pub(super) fn today(&mut self, k: usize, ts: Millis) -> &mut KeyDay {
         let day = ts.div_euclid(DAY);
         if self.keys[k].today.day != day {
