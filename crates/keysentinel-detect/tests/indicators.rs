@@ -391,6 +391,27 @@ fn two_programs_from_two_lines_take_turns_not_two_on_one_machine_or_a_phone() {
 }
 
 #[test]
+fn one_persons_kit_at_both_places_takes_no_turns() {
+    // The owner's bot (ccxt) at home and at the office, and the phone app (okhttp) on both
+    // Wi-Fis: the programs move with one person. Without either crossing, the app at the office
+    // between the bot's sessions at home is a second person's program at their own place.
+    let turns = |crossed: bool| {
+        let office = "59.1.1.1";
+        let mut r = history_with("k", "a", office, if crossed { "ccxt/4.5.90" } else { "okhttp/4.12" });
+        if crossed {
+            r.push(req(118, "k", "211.1.1.1", "okhttp/4.12", "VALID"));
+        }
+        for i in 0..6 {
+            let (ip, ua) = if i % 2 == 0 { (office, "okhttp/4.12") } else { ("211.1.1.1", "ccxt/4.5.90") };
+            r.push(req(121 + i * 2, "k", ip, ua, "VALID"));
+        }
+        run(&r)
+    };
+    assert!(fired(&turns(false), "k", Indicator::AlternatingClients));
+    assert!(!fired(&turns(true), "k", Indicator::AlternatingClients), "{:?}", turns(true).get("k"));
+}
+
+#[test]
 fn many_clients_in_a_day_churn() {
     let mut r = history("k", "a");
     for i in 0..6 {

@@ -14,7 +14,7 @@ impl Engine<'_> {
     /// Client family X, then Y from another place, then X again within the window: two
     /// programs of two people, not one person's upgrade. One person's bot in the cloud beside
     /// their laptop at home, or two programs on one machine, are not: the places are both the
-    /// owner's, or one. Only stable fixed lines (used in two sessions or more) are places here:
+    /// owner's, or one, or each program has been used at the other's place. Only stable fixed lines (used in two sessions or more) are places here:
     /// a phone on its carrier's network (or a VPN), or on a carrier-NAT address of the day, may
     /// be anywhere, the owner's sofa included.
     fn alternating_clients(&mut self, r: &Req<'_>) {
@@ -51,7 +51,11 @@ impl Engine<'_> {
         let st = &self.keys[r.k];
         let elsewhere = block_of(other_site) != block_of(r.site) && st.stable(other_site) && st.stable(r.site);
         let theirs = (other_owner && owner) || self.client_attested(r.k, other, r.ts);
-        if turns && elsewhere && !theirs && !r.institutional && r.learned {
+        // Each client used at the other's place too is one person's kit moving with them (the
+        // bot at home and at the office, the phone app on both Wi-Fis); two people taking turns
+        // each keep their own program at their own place.
+        let mingled = st.used_with(r.site, other) && st.used_with(other_site, f);
+        if turns && elsewhere && !theirs && !mingled && !r.institutional && r.learned {
             let evidence = format!(
                 "client {:?} alternating with another client from another place within {} min",
                 r.ua.map(client_family).unwrap_or("-"),

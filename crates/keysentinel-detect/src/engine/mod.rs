@@ -424,8 +424,8 @@ impl<'g> Engine<'g> {
                 st.device = Some(d.into());
             }
         }
-        st.note_line(site, ts);
         let family = ua.map(|u| h64(client_family(u).as_bytes()));
+        st.note_line(site, ts, family);
         let r = Req {
             k,
             ts,

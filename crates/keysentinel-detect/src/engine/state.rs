@@ -175,6 +175,23 @@ pub struct Seen {
     pub sanctioned: bool,
 }
 
+/// A fixed line a key is used from.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Line {
+    pub site: Site,
+    /// When last seen.
+    pub last: Millis,
+    /// Sessions there (half an hour's quiet apart).
+    pub sessions: u8,
+    /// The client families used there, one bit per family hash modulo 64: a set in eight bytes,
+    /// where a false "used there" (one in sixty-four per family) only spares an alternation.
+    pub families: u64,
+}
+
+fn family_bit(family: u64) -> u64 {
+    1 << (family % 64)
+}
+
 /// One indicator's firings on a key.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Fired {
@@ -252,9 +269,9 @@ pub struct KeyState {
     /// that shared them when a decision is made.
     pub recent_ips: arrayvec::ArrayVec<IpAddr, 4>,
     pub device: Option<Box<str>>,
-    /// Fixed lines lately used: (line, when last seen, sessions there). A household's line is
-    /// used again session after session; a phone's carrier-NAT address is not.
-    pub lines: arrayvec::ArrayVec<(Site, Millis, u8), 8>,
+    /// Fixed lines lately used. A household's line is used again session after session; a
+    /// phone's carrier-NAT address is not.
+    pub lines: arrayvec::ArrayVec<Line, 8>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
     /// Orders placed through the key, by day (for a vendor's or a mandate's exposure); boxed,
@@ -304,18 +321,21 @@ impl KeyState {
         self.requests >= cfg.learning_requests && self.first.is_some_and(|f| now - f >= cfg.learning_minutes * MINUTE)
     }
 
-    /// Notes a request from `site`; a new session there after half an hour's quiet counts.
-    pub fn note_line(&mut self, site: Site, ts: Millis) {
+    /// Notes a request from `site` with client `family`; a new session there after half an
+    /// hour's quiet counts.
+    pub fn note_line(&mut self, site: Site, ts: Millis, family: Option<u64>) {
         if !matches!(site, Site::Line(_)) {
             return;
         }
-        if let Some(e) = self.lines.iter_mut().find(|e| e.0 == site) {
-            if ts - e.1 > 30 * MINUTE {
-                e.2 = e.2.saturating_add(1);
+        let families = family.map_or(0, family_bit);
+        if let Some(e) = self.lines.iter_mut().find(|e| e.site == site) {
+            if ts - e.last > 30 * MINUTE {
+                e.sessions = e.sessions.saturating_add(1);
             }
-            e.1 = ts;
-        } else if let Err(full) = self.lines.try_push((site, ts, 1)) {
-            if let Some(stalest) = self.lines.iter_mut().min_by_key(|e| e.1) {
+            e.last = ts;
+            e.families |= families;
+        } else if let Err(full) = self.lines.try_push(Line { site, last: ts, sessions: 1, families }) {
+            if let Some(stalest) = self.lines.iter_mut().min_by_key(|e| e.last) {
                 *stalest = full.element();
             }
         }
@@ -323,7 +343,13 @@ impl KeyState {
 
     /// Whether `site` is a line the key has been used from in two sessions or more.
     pub fn stable(&self, site: Site) -> bool {
-        self.lines.iter().any(|e| e.0 == site && e.2 >= 2)
+        self.lines.iter().any(|e| e.site == site && e.sessions >= 2)
+    }
+
+    /// Whether client `family` has been used from a line of `site`'s block (organisation).
+    pub fn used_with(&self, site: Site, family: u64) -> bool {
+        let block = block_of(site);
+        self.lines.iter().any(|e| block_of(e.site) == block && e.families & family_bit(family) != 0)
     }
 
     pub fn allowlisted(&self, ip: IpAddr) -> bool {
