@@ -496,6 +496,16 @@ fn a_withdrawal_to_a_new_address_from_a_new_network_goes_to_the_top() {
     let mut r = history("k", "a");
     r.push(withdraw(125, "bc1-new"));
     assert!(!fired(&run(&r), "k", Indicator::NewWithdrawalAddress));
+    // From another household on the owner's own ISP: the ISP is no one's in particular.
+    let mut r = history("k", "a");
+    r.push(req(130, "k", "211.1.2.1", "python-requests/2.31", "VALID"));
+    r.push(withdraw(131, "bc1-new"));
+    assert!(fired(&run(&r), "k", Indicator::NewWithdrawalAddress));
+    // Hours after the key's last use, the withdrawal's origin is unknown: no evidence either way.
+    let mut r = history("k", "a");
+    r.push(req(130, "k", "211.1.2.1", "python-requests/2.31", "VALID"));
+    r.push(withdraw(300, "bc1-new"));
+    assert!(!fired(&run(&r), "k", Indicator::NewWithdrawalAddress));
 }
 
 // ---- how it trades ----

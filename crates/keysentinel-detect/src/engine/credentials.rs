@@ -2,11 +2,14 @@
 //! outside the key's allowlist, and funds sent to a new address from a network the owner never
 //! used.
 
-use super::state::{asn_key, asn_text, h64, MINUTE};
+use super::state::{asn_key, asn_text, h64, Site, MINUTE};
 use super::{Engine, Req};
 use crate::event::Millis;
 use crate::indicator::Indicator;
 use std::net::IpAddr;
+
+/// How recent the key's last request must be for a withdrawal to be judged by where it came from.
+const WITHDRAWAL_CONTEXT: Millis = 10 * MINUTE;
 
 impl Engine<'_> {
     pub(super) fn bad_signature(&mut self, k: usize, ts: Millis, ip: IpAddr) {
@@ -41,7 +44,7 @@ impl Engine<'_> {
     }
 
     /// A withdrawal: to an address the account never paid before, with the key last used from
-    /// a network that is neither the owner's nor the key's own, it is a compromise.
+    /// a place that is neither the owner's nor the key's own, it is a compromise.
     pub(super) fn withdrawal(&mut self, ts: Millis, key_id: Option<&str>, account_id: Option<&str>, address: &str) {
         let k = key_id.map(|id| self.key(id, account_id));
         let a = match (k, account_id) {
@@ -59,11 +62,24 @@ impl Engine<'_> {
             payees.push(payee);
         }
         let Some(k) = k else { return };
+        // The record names no address: where the key was used in the minutes before is where
+        // the withdrawal came from (a balance check, then the call). A key idle for longer says
+        // nothing of who withdrew.
+        if self.keys[k].last.is_none_or(|last| ts - last > WITHDRAWAL_CONTEXT) {
+            return;
+        }
         let Some(&ip) = self.keys[k].recent_ips.last() else { return };
         let place = self.place(ip, ts);
         let site = self.site_of(&place, ip);
         let owners = self.sanctioned(k, ip) || self.attested(k, site, None, ts);
-        let familiar = place.asn.is_some_and(|a| self.keys[k].asns.get(asn_key(a)) > 2);
+        // A fixed line is the key's own once used in sessions apart or while the key was learned;
+        // a network one reaches only
+        // by ISP (three ISPs serve most Korean homes) vouches for nothing. A carrier's or a
+        // VPN's network, where the address changes each session, is the key's own by its ASN.
+        let familiar = match site {
+            Site::Line(_) => self.keys[k].own_line(site, &self.cfg),
+            Site::Network(_) => place.asn.is_some_and(|a| self.keys[k].asns.get(asn_key(a)) > 2),
+        };
         if new_payee && !owners && !familiar && self.keys[k].learned(&self.cfg, ts) {
             let evidence = format!(
                 "withdrawal to a new address with the key last used from {ip} ({} {}), a network new to it",

@@ -179,6 +179,8 @@ pub struct Seen {
 #[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Line {
     pub site: Site,
+    /// When first seen.
+    pub since: Millis,
     /// When last seen.
     pub last: Millis,
     /// Sessions there (half an hour's quiet apart).
@@ -334,7 +336,7 @@ impl KeyState {
             }
             e.last = ts;
             e.families |= families;
-        } else if let Err(full) = self.lines.try_push(Line { site, last: ts, sessions: 1, families }) {
+        } else if let Err(full) = self.lines.try_push(Line { site, since: ts, last: ts, sessions: 1, families }) {
             if let Some(stalest) = self.lines.iter_mut().min_by_key(|e| e.last) {
                 *stalest = full.element();
             }
@@ -344,6 +346,13 @@ impl KeyState {
     /// Whether `site` is a line the key has been used from in two sessions or more.
     pub fn stable(&self, site: Site) -> bool {
         self.lines.iter().any(|e| e.site == site && e.sessions >= 2)
+    }
+
+    /// Whether `site` is a line of the key's own: used in two sessions or more, or one the key
+    /// was used from while it was learned (the owner's, by the baseline's assumption).
+    pub fn own_line(&self, site: Site, cfg: &Config) -> bool {
+        let learning = self.first.map(|f| f + cfg.learning_minutes * MINUTE);
+        self.lines.iter().any(|e| e.site == site && (e.sessions >= 2 || learning.is_some_and(|l| e.since <= l)))
     }
 
     /// Whether client `family` has been used from a line of `site`'s block (organisation).
