@@ -14,9 +14,10 @@ impl Engine<'_> {
     /// Client family X, then Y from another place, then X again within the window: two
     /// programs of two people, not one person's upgrade. One person's bot in the cloud beside
     /// their laptop at home, or two programs on one machine, are not: the places are both the
-    /// owner's, or one, or each program has been used at the other's place. Only stable fixed lines (used in two sessions or more) are places here:
-    /// a phone on its carrier's network (or a VPN), or on a carrier-NAT address of the day, may
-    /// be anywhere, the owner's sofa included.
+    /// owner's, or one, or each program has been used at the other's place. Only stable fixed
+    /// lines (used in two sessions or more) are places here: a phone on its carrier's network
+    /// (or a VPN), or on a carrier-NAT address of the day, may be anywhere, the owner's sofa
+    /// included.
     fn alternating_clients(&mut self, r: &Req<'_>) {
         let Some(f) = r.family else { return };
         // What the registry sanctions (the key's allowlisted servers, its approved vendor) is a

@@ -72,17 +72,17 @@ impl Engine<'_> {
         let place = self.place(ip, ts);
         let site = self.site_of(&place, ip);
         let owners = self.sanctioned(k, ip) || self.attested(k, site, None, ts);
-        // A fixed line is the key's own once used in sessions apart or while the key was learned;
-        // a network one reaches only
-        // by ISP (three ISPs serve most Korean homes) vouches for nothing. A carrier's or a
-        // VPN's network, where the address changes each session, is the key's own by its ASN.
+        // A fixed line is the key's own once used in sessions apart or while the key was
+        // learned; sharing its ISP vouches for nothing (three ISPs serve most Korean homes). A
+        // carrier's or a VPN's network, where the address changes each session, is the key's
+        // own by its ASN.
         let familiar = match site {
             Site::Line(_) => self.keys[k].own_line(site, &self.cfg),
             Site::Network(_) => place.asn.is_some_and(|a| self.keys[k].asns.get(asn_key(a)) > 2),
         };
         if new_payee && !owners && !familiar && self.keys[k].learned(&self.cfg, ts) {
             let evidence = format!(
-                "withdrawal to a new address with the key last used from {ip} ({} {}), a network new to it",
+                "withdrawal to a new address with the key last used from {ip} ({} {}), a place new to it",
                 place.country_str(),
                 asn_text(&place)
             );
