@@ -24,6 +24,9 @@ impl keysentinel_sim::AddressBook for Book {
     fn ranges(&self, asn: u32) -> Vec<(u32, u32)> {
         self.0.as_ref().map(|g| g.ranges_v4(asn)).unwrap_or_default()
     }
+    fn ranges_v6(&self, asn: u32) -> Vec<(u128, u128)> {
+        self.0.as_ref().map(|g| g.ranges_v6(asn)).unwrap_or_default()
+    }
 }
 
 fn segment(name: &str) -> Segment {

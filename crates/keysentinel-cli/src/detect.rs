@@ -115,6 +115,9 @@ impl keysentinel_sim::AddressBook for Book<'_> {
     fn ranges(&self, asn: u32) -> Vec<(u32, u32)> {
         self.0.map(|g| g.ranges_v4(asn)).unwrap_or_default()
     }
+    fn ranges_v6(&self, asn: u32) -> Vec<(u128, u128)> {
+        self.0.map(|g| g.ranges_v6(asn)).unwrap_or_default()
+    }
 }
 
 pub fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {

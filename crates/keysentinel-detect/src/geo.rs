@@ -3,6 +3,18 @@
 
 use std::net::IpAddr;
 
+/// The operator an AS number belongs to, as one of its AS numbers: ISPs announce their IPv6
+/// (and their merged companies' networks) under other numbers than their IPv4 homes and phones,
+/// and one customer on both is one network, not two. Korea's dual-stack ISPs: KT (IPv4 4766,
+/// IPv6 3559) and LG U+ (LG Powercomm 17858, LG Telecom 17853, LG DACOM 3786).
+pub fn operator(asn: u32) -> u32 {
+    match asn {
+        3559 => 4766,
+        17853 | 3786 => 17858,
+        other => other,
+    }
+}
+
 /// What kind of network an address belongs to (docs/detection.md, "Networks").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Network {

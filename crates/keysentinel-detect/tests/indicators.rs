@@ -43,6 +43,9 @@ impl Table {
             // KT phones: a new address, in another /24, at every attach.
             add(&format!("39.7.{i}.9"), place("KR", 37.50, 127.03, 4766, Network::Access));
         }
+        // KT announces its IPv6 under AS3559: a dual-stack household's prefix, and another's.
+        add("2001:e60:1:100::1", place("KR", 37.56, 126.97, 3559, Network::Access));
+        add("2001:e60:2:100::1", place("KR", 37.50, 127.03, 3559, Network::Access));
         add("106.1.1.1", place("KR", 37.52, 126.92, 17858, Network::Access)); // LG U+: homes and phones
         add("59.1.1.1", place("KR", 35.18, 129.07, 9318, Network::Access)); // Busan, SK Broadband
         add("223.1.1.1", place("KR", 37.56, 126.97, 9644, Network::Mobile)); // SKT mobile
@@ -258,6 +261,48 @@ fn places_the_owner_logs_in_from_are_theirs() {
     assert!(fired(&run(&r), "k", Indicator::ConcurrentUse));
     r.push(login(124, "a", "113.1.1.1", "ph-1"));
     assert!(!fired(&run(&r), "k", Indicator::ConcurrentUse), "taken back by the owner's login there");
+}
+
+#[test]
+fn a_roaming_phone_routed_home_is_not_travel_but_a_stranger_abroad_is() {
+    // Abroad after a flight: the hotel's line in Tokyo, and the phone on its KT carrier, which
+    // routes it home — a new Korean address at every attach, a minute apart from the hotel.
+    let mut r = history("k", "a");
+    for i in 0..6 {
+        let ip = if i % 2 == 0 { "126.1.1.1".to_owned() } else { format!("39.7.{i}.9") };
+        r.push(req(120 + 5 * 60 + i, "k", &ip, "ccxt/4.5.90", "VALID"));
+    }
+    let out = run(&r);
+    assert!(!fired(&out, "k", Indicator::ImpossibleTravel), "{:?}", out.get("k"));
+    assert!(!fired(&out, "k", Indicator::ConcurrentUse), "{:?}", out.get("k"));
+    // Someone in Hanoi five minutes after the owner at home, on the first request.
+    let mut r = history("k", "a");
+    r.push(req(121, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));
+    assert!(fired(&run(&r), "k", Indicator::ImpossibleTravel));
+}
+
+#[test]
+fn a_dual_stack_household_is_one_line_but_a_neighbour_on_ipv6_is_another() {
+    // One program at home over IPv4 (KT, AS4766) and IPv6 (KT, AS3559) by turns, in session
+    // after session: each connection over either, one household.
+    let mut r = history("k", "a");
+    for session in [117, 200, 300] {
+        for i in 0..8 {
+            let ip = if i % 2 == 0 { "2001:e60:1:100::1" } else { "211.1.1.1" };
+            r.push(req(session + i, "k", ip, "ccxt/4.5.90", "VALID"));
+        }
+    }
+    let out = run(&r);
+    assert!(!fired(&out, "k", Indicator::AlternatingNetworks), "{:?}", out.get("k"));
+    assert!(!fired(&out, "k", Indicator::Unfamiliar), "one ISP's IPv4 and IPv6: {:?}", out.get("k"));
+    // Another household on the same ISP's IPv6, with its own program, taking turns with the
+    // owner's line.
+    let mut r = history_with("k", "a", "2001:e60:2:100::1", "okhttp/4.12");
+    for i in 0..6 {
+        let (ip, ua) = if i % 2 == 0 { ("2001:e60:2:100::1", "okhttp/4.12") } else { ("211.1.1.1", "ccxt/4.5.90") };
+        r.push(req(121 + i * 2, "k", ip, ua, "VALID"));
+    }
+    assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
 }
 
 #[test]

@@ -195,6 +195,11 @@ impl GeoData {
         self.asn_v4.ranges.iter().filter(|r| r.2 == asn).map(|r| (r.0, r.1)).collect()
     }
 
+    /// Every ASN range of `asn`, as (first, last) IPv6 addresses.
+    pub fn ranges_v6(&self, asn: u32) -> Vec<(u128, u128)> {
+        self.asn_v6.ranges.iter().filter(|r| r.2 == asn).map(|r| (r.0, r.1)).collect()
+    }
+
     fn lookup(&self, ip: IpAddr) -> Place {
         let mut place = self.city_place(ip);
         if let Some((asn, org, range)) = self.asn(ip) {

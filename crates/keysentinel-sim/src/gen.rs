@@ -3,9 +3,10 @@
 
 use crate::AddressBook;
 use rand::Rng;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const SEC: i64 = 1000;
 pub const MIN: i64 = 60 * SEC;
@@ -163,11 +164,23 @@ pub struct Gen<'a> {
     pub end: i64,
     /// Market-wide moves: (from, to, multiple) during which every trader trades more.
     pub market: Vec<(i64, i64, f64)>,
+    /// IPv6 ranges per ASN, looked up once.
+    ranges_v6: HashMap<u32, Vec<(u128, u128)>>,
+    /// Dual-stack lines and phone sessions: the IPv6 prefix beside each IPv4 address. A request
+    /// goes out over either (Happy Eyeballs prefers IPv6, per connection).
+    dual: HashMap<IpAddr, IpAddr>,
+    /// Its own stream, so that the IPv4 world is the same draw for draw with or without IPv6.
+    dual_rng: ChaCha8Rng,
 }
 
 impl<'a> Gen<'a> {
     pub fn new(rng: ChaCha8Rng, book: &'a dyn AddressBook, start: i64, end: i64) -> Self {
+        let mut dual_rng = ChaCha8Rng::from_seed(rng.get_seed());
+        dual_rng.set_stream(6);
         Gen {
+            ranges_v6: HashMap::new(),
+            dual: HashMap::new(),
+            dual_rng,
             rng,
             book,
             ranges: HashMap::new(),
@@ -227,6 +240,49 @@ impl<'a> Gen<'a> {
         IpAddr::V4(Ipv4Addr::from(a + 1 + ((pick >> 16) % span) as u32))
     }
 
+    /// The IPv6 prefix beside an IPv4 address of `asn` (a home's line, or a phone's attach when
+    /// `phone`), if that ISP numbers its customers in IPv6: the prefix follows `seed` (the same
+    /// household, the same prefix); [`Gen::device_v6`] puts each device in it.
+    /// Korean ISPs announce IPv6 under other AS numbers than their IPv4: KT under 3559, LG U+
+    /// under 3786 (homes) and 17853 (phones).
+    fn addr_v6(&mut self, asn: u32, phone: bool, seed: u64) -> Option<IpAddr> {
+        let v6_asn = match (asn, phone) {
+            (crate::world::KT, _) => 3559,
+            (crate::world::LGU, false) => 3786,
+            (crate::world::LGU, true) => 17853,
+            (crate::world::SKB | crate::world::SKT | 3786, _) => asn,
+            _ => return None,
+        };
+        let book = self.book;
+        let pool = self.ranges_v6.entry(v6_asn).or_insert_with(|| {
+            // Ranges that hold customers' prefixes, not a single /48 of the ISP's own.
+            book.ranges_v6(v6_asn).into_iter().filter(|(a, b)| b - a >= (1u128 << 88) - 1).collect()
+        });
+        if pool.is_empty() {
+            return None;
+        }
+        let (a, b) = pool[(seed % pool.len() as u64) as usize];
+        // A /56 (a home) or a /64 (a phone) inside the range.
+        let bits = if phone { 64 } else { 72 };
+        let prefixes = ((b - a) >> bits).max(1);
+        let prefix = a + ((u128::from(seed >> 8) % prefixes) << bits);
+        Some(IpAddr::V6(Ipv6Addr::from(prefix)))
+    }
+
+    /// A device's address in a delegated prefix: its own interface identifier, renewed daily
+    /// (privacy addresses), so the household's devices do not share one address as they share
+    /// a NAT's IPv4 one.
+    fn device_v6(&self, prefix: IpAddr, at: i64, key: &str, ua: &str) -> IpAddr {
+        let IpAddr::V6(p) = prefix else { return prefix };
+        let day = ((at - self.start) / DAY) as u64;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ day;
+        for b in key.bytes().chain(ua.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let net = u128::from(p) & !((1u128 << 64) - 1);
+        IpAddr::V6(Ipv6Addr::from(net | u128::from(h)))
+    }
+
     /// A phone's address at attach: from the carrier's mobile pool, its few largest ranges
     /// (carriers number their phones from dedicated blocks).
     fn phone_addr(&mut self, asn: u32) -> IpAddr {
@@ -248,10 +304,30 @@ impl<'a> Gen<'a> {
                 // Renumbered at lease boundaries, each line on its own phase.
                 let lease = lease_h.clamp(1, FOREVER_H) * HOUR;
                 let epoch = (at - self.start + (pick % 1000) as i64 * lease / 1000) / lease;
-                self.addr(asn, pick ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                let seed = pick ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let v4 = self.addr(asn, seed);
+                // A third of the homes on the big ISPs are dual-stack: the same household,
+                // its delegated prefix under the ISP's IPv6 network.
+                if pick % 3 == 0 {
+                    if let Some(v6) = self.addr_v6(asn, false, seed) {
+                        self.dual.insert(v4, v6);
+                    }
+                }
+                v4
             }
             Access::Server { asn, pick } => self.addr(asn, pick),
-            Access::Phone { asn } => self.phone_addr(asn),
+            Access::Phone { asn } => {
+                let v4 = self.phone_addr(asn);
+                // Most Korean phones attach with both: a carrier-NAT IPv4 address and an IPv6
+                // prefix of their own.
+                if self.dual_rng.gen_bool(0.7) {
+                    let seed = self.dual_rng.gen();
+                    if let Some(v6) = self.addr_v6(asn, true, seed) {
+                        self.dual.insert(v4, v6);
+                    }
+                }
+                v4
+            }
             Access::Vpn { asn } => {
                 let exit = self.rng.gen_range(0..40u64);
                 self.addr(asn, exit.wrapping_mul(0x2545_f491_4f6c_dd1d))
@@ -311,6 +387,11 @@ impl<'a> Gen<'a> {
     }
 
     pub fn request(&mut self, at: i64, key: &str, ip: IpAddr, ua: &str, outcome: &str) {
+        // A dual-stack line or phone: each connection over IPv6 when it can, IPv4 otherwise.
+        let ip = match self.dual.get(&ip) {
+            Some(&v6) if self.dual_rng.gen_bool(0.7) => self.device_v6(v6, at, key, ua),
+            _ => ip,
+        };
         let path = match self.rng.gen_range(0..10) {
             0..=5 => "/v1/accounts",
             6..=7 => "/v1/orders/chance",

@@ -30,6 +30,10 @@ use std::net::{IpAddr, Ipv4Addr};
 pub trait AddressBook {
     /// IPv4 ranges (first, last) of an ASN; empty when unknown.
     fn ranges(&self, asn: u32) -> Vec<(u32, u32)>;
+    /// IPv6 ranges (first, last) of an ASN; empty when unknown (then nobody is dual-stack).
+    fn ranges_v6(&self, _asn: u32) -> Vec<(u128, u128)> {
+        Vec::new()
+    }
 }
 
 /// Without geo data: one synthetic /16 per ASN in 100.64.0.0/10, so the traffic keeps its

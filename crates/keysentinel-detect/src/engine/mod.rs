@@ -425,7 +425,8 @@ impl<'g> Engine<'g> {
             }
         }
         let family = ua.map(|u| h64(client_family(u).as_bytes()));
-        st.note_line(site, ts, family);
+        let site = st.one_household(site, place.asn, family, ts);
+        st.note_line(site, ts, family, place.asn);
         let r = Req {
             k,
             ts,

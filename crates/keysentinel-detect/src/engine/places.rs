@@ -4,7 +4,7 @@
 
 use super::state::{asn_key, asn_text, block_of, declared_text, Seen, Site, HOUR, MINUTE};
 use super::{Engine, Req};
-use crate::geo::{distance_km, Network};
+use crate::geo::{distance_km, operator, Network};
 use crate::indicator::Indicator;
 
 impl Engine<'_> {
@@ -13,7 +13,20 @@ impl Engine<'_> {
         // is somewhere else by design, so honest VPN users and bots do not "teleport" (those
         // networks have their own indicator); a phone's carrier places it at its gateway, and a
         // roaming phone whose carrier routes it home looks as if it never left.
-        let physical = r.place.network == Network::Access && matches!(r.site, Site::Line(_)) && r.place.plausible;
+        // A line at home (in the declared countries) is a place once it is the key's line (two
+        // sessions, or its baseline's): a phone takes a new address at every attach, IPv6 prefixes of phones and
+        // homes come from one aggregate, and abroad the carrier routes its phones home, so a
+        // traveller's phone seems never to have left. A line abroad is where it is.
+        let line = match r.site {
+            Site::Line(_) => {
+                let st = &self.keys[r.k];
+                let declared = &self.accounts[st.account_ix].declared;
+                st.own_line(r.site, &self.cfg)
+                    || r.place.country.is_some_and(|c| !declared.is_empty() && !declared.contains(&c))
+            }
+            Site::Network(_) => false,
+        };
+        let physical = r.place.network == Network::Access && line && r.place.plausible;
         if physical {
             self.travel_and_concurrency(r);
             self.alternating_lines(r);
@@ -244,7 +257,9 @@ impl Engine<'_> {
 /// addresses (a phone's above all) all over the country, and one household does not hop
 /// between a big country's cities in minutes — a data error, not two people.
 fn same_network(a: &Seen, r: &Req<'_>) -> bool {
-    a.place.asn.is_some() && a.place.asn == r.place.asn && a.place.country == r.place.country
+    a.place.asn.is_some()
+        && a.place.asn.map(operator) == r.place.asn.map(operator)
+        && a.place.country == r.place.country
 }
 
 /// Distance in km, with the common case — the very same coordinates — free.

@@ -175,6 +175,9 @@ pub struct Seen {
     pub sanctioned: bool,
 }
 
+/// How close in time a household's IPv4 and IPv6 requests must come to be paired as one line.
+pub const TWIN_WINDOW: Millis = 2 * MINUTE;
+
 /// A fixed line a key is used from.
 #[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Line {
@@ -188,6 +191,10 @@ pub struct Line {
     /// The client families used there, one bit per family hash modulo 64: a set in eight bytes,
     /// where a false "used there" (one in sixty-four per family) only spares an alternation.
     pub families: u64,
+    /// The line's network operator (0 when unknown), and the client family last used there,
+    /// to pair a dual-stack household's IPv4 and IPv6.
+    pub operator: u32,
+    pub last_family: u64,
 }
 
 fn family_bit(family: u64) -> u64 {
@@ -274,6 +281,8 @@ pub struct KeyState {
     /// Fixed lines lately used. A household's line is used again session after session; a
     /// phone's carrier-NAT address is not.
     pub lines: arrayvec::ArrayVec<Line, 8>,
+    /// Dual-stack households: (IPv6 line, the IPv4 line it is one with).
+    pub twins: arrayvec::ArrayVec<(IpAddr, IpAddr), 2>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
     /// Orders placed through the key, by day (for a vendor's or a mandate's exposure); boxed,
@@ -312,6 +321,7 @@ impl KeyState {
             recent_ips: arrayvec::ArrayVec::new(),
             device: None,
             lines: arrayvec::ArrayVec::new(),
+            twins: arrayvec::ArrayVec::new(),
             ranges: arrayvec::ArrayVec::new(),
             traded: None,
             today: KeyDay::new(i64::MIN),
@@ -323,12 +333,58 @@ impl KeyState {
         self.requests >= cfg.learning_requests && self.first.is_some_and(|f| now - f >= cfg.learning_minutes * MINUTE)
     }
 
+    /// The site a request from `site` (on `asn`'s network, with client `family`) is at: a
+    /// household's IPv6 prefix is its IPv4 line's site once one program used the two within
+    /// [`TWIN_WINDOW`] of each other on one operator's network (a dual-stack line, or phone,
+    /// sends each of a program's connections over either; a second household on the same ISP
+    /// runs its own program). Learns the pairing as it goes.
+    pub fn one_household(&mut self, site: Site, asn: Option<u32>, family: Option<u64>, ts: Millis) -> Site {
+        let (Site::Line(ip), Some(asn), Some(family)) = (site, asn, family) else { return site };
+        let operator = crate::geo::operator(asn);
+        if let Some(&(_, v4)) = self.twins.iter().find(|(v6, _)| *v6 == ip) {
+            return Site::Line(v4);
+        }
+        let partner = |v6: bool| {
+            move |e: &&Line| {
+                matches!(e.site, Site::Line(a) if a.is_ipv6() == v6)
+                    && e.operator == operator
+                    && e.last_family == family
+                    && ts - e.last <= TWIN_WINDOW
+            }
+        };
+        let pair = if ip.is_ipv6() {
+            self.lines.iter().filter(partner(false)).max_by_key(|e| e.last).map(|e| (site, e.site))
+        } else {
+            self.lines
+                .iter()
+                .filter(partner(true))
+                .filter(|e| !matches!(e.site, Site::Line(a) if self.twins.iter().any(|(v6, _)| *v6 == a)))
+                .max_by_key(|e| e.last)
+                .map(|e| (e.site, site))
+        };
+        let Some((Site::Line(v6), Site::Line(v4))) = pair else { return site };
+        if self.twins.is_full() {
+            self.twins.remove(0);
+        }
+        self.twins.push((v6, v4));
+        // What the window remembers of the prefix was the household's line all along.
+        let (from, to) = (Site::Line(v6), Site::Line(v4));
+        self.places.iter_mut().filter(|s| s.site == from).for_each(|s| s.site = to);
+        self.recent_families.iter_mut().filter(|e| e.2 == from).for_each(|e| e.2 = to);
+        if ip.is_ipv6() {
+            Site::Line(v4)
+        } else {
+            site
+        }
+    }
+
     /// Notes a request from `site` with client `family`; a new session there after half an
     /// hour's quiet counts.
-    pub fn note_line(&mut self, site: Site, ts: Millis, family: Option<u64>) {
+    pub fn note_line(&mut self, site: Site, ts: Millis, family: Option<u64>, asn: Option<u32>) {
         if !matches!(site, Site::Line(_)) {
             return;
         }
+        let operator = asn.map_or(0, crate::geo::operator);
         let families = family.map_or(0, family_bit);
         if let Some(e) = self.lines.iter_mut().find(|e| e.site == site) {
             if ts - e.last > 30 * MINUTE {
@@ -336,7 +392,16 @@ impl KeyState {
             }
             e.last = ts;
             e.families |= families;
-        } else if let Err(full) = self.lines.try_push(Line { site, since: ts, last: ts, sessions: 1, families }) {
+            e.last_family = family.unwrap_or(0);
+        } else if let Err(full) = self.lines.try_push(Line {
+            site,
+            since: ts,
+            last: ts,
+            sessions: 1,
+            families,
+            operator,
+            last_family: family.unwrap_or(0),
+        }) {
             if let Some(stalest) = self.lines.iter_mut().min_by_key(|e| e.last) {
                 *stalest = full.element();
             }
@@ -471,9 +536,10 @@ pub fn client_family(ua: &str) -> &str {
 }
 
 /// Networks and countries are counted by their own value (not a hash), so a decision can show
-/// the key's baseline in their names.
+/// the key's baseline in their names; a network by its operator's number (one ISP's IPv4 and
+/// IPv6 are one network to its customer).
 pub fn asn_key(asn: u32) -> u64 {
-    u64::from(asn)
+    u64::from(crate::geo::operator(asn))
 }
 
 pub fn country_key(c: [u8; 2]) -> u64 {
