@@ -761,6 +761,16 @@ fn one_address_driving_unrelated_accounts_with_one_program() {
     assert!(!fired(&ring(true, "3.1.1.1", true), "k2", Indicator::LinkedAccounts), "a broker and its clients");
     assert!(!fired(&ring(false, "223.1.1.1", true), "k2", Indicator::LinkedAccounts), "a mobile carrier's NAT");
     assert!(!fired(&ring(false, "211.1.1.1", false), "k2", Indicator::LinkedAccounts), "an office of colleagues");
+    // Over IPv6, one machine's addresses differ in their last 64 bits (privacy addresses): one
+    // /64 is one place, as one NAT address is.
+    let mut r = Vec::new();
+    for m in 0..3 {
+        r.extend(registry(&format!("k{m}"), &format!("a{m}")));
+    }
+    for m in 0..3 {
+        r.push(req(m, &format!("k{m}"), &format!("2001:e60:2:100::{:x}", 0x1000 + m), "Desk/1.0", "VALID"));
+    }
+    assert!(fired(&run(&r), "k2", Indicator::LinkedAccounts));
 }
 
 // ---- reports ----

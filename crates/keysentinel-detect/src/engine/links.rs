@@ -1,7 +1,7 @@
 //! Links between accounts: one address or device driving keys of unrelated accounts, and the
 //! accounts a decision names as related.
 
-use super::state::{distinct, MostlyOne};
+use super::state::{distinct, host_of, MostlyOne};
 use super::{Engine, Req};
 use crate::decision::Related;
 use crate::event::Millis;
@@ -32,7 +32,7 @@ impl Engine<'_> {
             || self.approved_egress.iter().any(|n| n.contains(&r.ip))
             || matches!(r.site, super::state::Site::Network(_));
         if !shared_ip && !r.owner() {
-            let n = self.link(LinkKey::Ip(r.ip), r.ts, entry(account, r.family));
+            let n = self.link(LinkKey::Ip(host_of(r.ip)), r.ts, entry(account, r.family));
             if n >= self.cfg.link_accounts {
                 let evidence = format!(
                     "{} drove keys of {n} unrelated accounts with one client within {} min",
@@ -97,7 +97,7 @@ impl Engine<'_> {
         let own = st.account_ix;
         let mut found: Vec<(usize, String)> = Vec::new();
         for ip in &st.recent_ips {
-            if let Some(a) = self.addresses.get(ip) {
+            if let Some(a) = self.addresses.get(&host_of(*ip)) {
                 found.extend(a.accounts.values().map(|x| ((x & 0xffff_ffff) as usize, format!("shared address {ip}"))));
             }
         }

@@ -510,7 +510,8 @@ impl<'g> Engine<'g> {
 
     /// Where `ip` is, from the geo data the first time it is seen.
     fn place(&mut self, ip: IpAddr, ts: Millis) -> Place {
-        if let Some(a) = self.addresses.get(&ip) {
+        let host = state::host_of(ip);
+        if let Some(a) = self.addresses.get(&host) {
             return a.place;
         }
         if self.addresses.len() >= ADDRESSES {
@@ -518,7 +519,7 @@ impl<'g> Engine<'g> {
             self.addresses.retain(|_, a| a.accounts.newest().is_some_and(|t| ts - t <= window));
         }
         let place = self.geo.locate(ip);
-        self.addresses.insert(ip, Address { place, accounts: MostlyOne::default() });
+        self.addresses.insert(host, Address { place, accounts: MostlyOne::default() });
         place
     }
 

@@ -155,6 +155,16 @@ pub fn block_of(site: Site) -> Site {
     }
 }
 
+/// The grain at which one address is one household's: an IPv4 address (the NAT a household's
+/// devices share) or an IPv6 /64 (the one network a home's or a phone's devices number
+/// themselves in, each with its own daily privacy address).
+pub fn host_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+    }
+}
+
 /// The line of an address: its /24 (IPv4) or /48 (IPv6).
 pub fn line_of(ip: IpAddr) -> IpAddr {
     match ip {
