@@ -213,11 +213,22 @@ enum KeysCmd {
         /// Third-party tool vendor id.
         #[arg(long)]
         vendor: Option<String>,
-        #[arg(long, default_value = "")]
+        /// What the key is for: one of the key policy's purposes (`policy show`), e.g.
+        /// portfolio_read_only, own_bot, vendor_copy_trading, market_making, broker_execution.
+        #[arg(long)]
         purpose: String,
+        /// The owner's own words about the key's use.
+        #[arg(long, default_value = "")]
+        purpose_note: String,
         /// Version of the no-sharing terms the owner accepted.
         #[arg(long)]
         terms_version: String,
+        /// When the owner accepted them (RFC 3339).
+        #[arg(long)]
+        terms_accepted_at: String,
+        /// Where the owner accepted them.
+        #[arg(long, value_parser = ["web", "app", "paper", "account_manager"])]
+        terms_channel: String,
         /// How long sensitive grants last once approved.
         #[arg(long)]
         grant_hours: Option<i64>,
@@ -281,6 +292,12 @@ enum KeysCmd {
         scope: String,
         #[arg(long)]
         hours: Option<i64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Approve a key its purpose issued pending (compliance role; not whoever asked for it).
+    ApproveIssue {
+        access_key: String,
         #[arg(long)]
         reason: String,
     },
@@ -771,7 +788,10 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             lifetime_days,
             vendor,
             purpose,
+            purpose_note,
             terms_version,
+            terms_accepted_at,
+            terms_channel,
             grant_hours,
         } => {
             let algorithm = match ed25519_public_key {
@@ -781,8 +801,9 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             let scopes: Vec<&str> = scopes.split(',').map(str::trim).collect();
             let body = json!({
                 "account_id": account, "algorithm": algorithm, "scheme": scheme, "scopes": scopes, "ip_allowlist": allow,
-                "lifetime_days": lifetime_days, "vendor_id": vendor, "purpose": purpose,
-                "terms_version": terms_version, "sensitive_grant_hours": grant_hours,
+                "lifetime_days": lifetime_days, "vendor_id": vendor, "purpose": purpose, "purpose_note": purpose_note,
+                "terms_version": terms_version, "terms_accepted_at": terms_accepted_at, "terms_channel": terms_channel,
+                "sensitive_grant_hours": grant_hours,
             });
             issued(cli, &c.post("/v1/keys", &body)?);
         }
@@ -845,6 +866,7 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             let body = json!({ "scope": scope, "hours": hours, "reason": reason });
             print_or(cli, &c.post(&format!("/v1/keys/{}/grants", seg(access_key)), &body)?, output::key);
         }
+        KeysCmd::ApproveIssue { access_key, reason } => key_action(cli, &c, access_key, "approve", reason)?,
         KeysCmd::Approve { access_key, scope, reason } => {
             let v = c.post(
                 &format!("/v1/keys/{}/grants/{}/approve", seg(access_key), seg(scope)),

@@ -29,6 +29,10 @@ pub enum Record<'a> {
         ip_allowlist: Vec<ipnet::IpNet>,
         vendor_id: Option<Cow<'a, str>>,
         ts: Option<Millis>,
+        /// The key policy's purpose the key was issued for (`own_bot`, `market_making`, `legacy`
+        /// for keys from before purposes); v1.2, absent before. Carried for indicators that
+        /// compare purpose with behaviour; nothing scores it yet.
+        purpose: Option<Cow<'a, str>>,
     },
     Vendor {
         vendor_id: Cow<'a, str>,
@@ -235,13 +239,14 @@ impl Record<'_> {
                 declared_countries,
                 declared_purpose: owned_opt(declared_purpose),
             },
-            Record::Key { key_id, account_id, scopes, ip_allowlist, vendor_id, ts } => Record::Key {
+            Record::Key { key_id, account_id, scopes, ip_allowlist, vendor_id, ts, purpose } => Record::Key {
                 key_id: owned(key_id),
                 account_id: owned(account_id),
                 scopes: scopes.into_iter().map(owned).collect(),
                 ip_allowlist,
                 vendor_id: owned_opt(vendor_id),
                 ts,
+                purpose: owned_opt(purpose),
             },
             Record::Vendor { vendor_id, approved, egress_cidrs } => {
                 Record::Vendor { vendor_id: owned(vendor_id), approved, egress_cidrs }
@@ -413,6 +418,8 @@ struct Flat<'a> {
     account_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     vendor_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    purpose: Option<Cow<'a, str>>,
     #[serde(borrow)]
     segment: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -593,6 +600,7 @@ fn scan_flat(line: &str) -> Option<Flat<'_>> {
             | "clients" | "devices" | "symbols" | "in_effect" | "counterparty_id" | "effective_from"
             | "effective_until" | "principal" | "issuer" => return false,
             "by" => (26, Some(&mut f.by)),
+            "purpose" => (27, Some(&mut f.purpose)),
             _ => return true,
         };
         if seen & (1 << bit) != 0 {
@@ -746,6 +754,12 @@ fn record(mut flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
             ts: match flat.ts {
                 Some(t) => Some(ts(Some(t))?),
                 None => None,
+            },
+            purpose: match flat.purpose {
+                Some(p) if p.is_empty() || p.len() > 40 => {
+                    return Err(ParseError::Invalid { field: "purpose", message: "1 to 40 characters".into() })
+                }
+                p => p,
             },
         },
         "vendor" => Record::Vendor {

@@ -16,6 +16,7 @@ pub mod notice;
 pub mod operator;
 pub mod outcome;
 pub mod policy;
+pub mod purpose;
 pub mod report;
 pub mod response;
 pub mod scheme;
@@ -32,6 +33,9 @@ pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, Sensitive
 pub use notice::{Delivery, Notice, NoticeKind};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
+pub use purpose::{
+    Approval, Declared, KeyApproval, PurposeName, PurposeRule, Requirement, TermsAcceptance, TermsChannel,
+};
 pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, ReportStep, ReportingConfig};
 pub use response::{
     Action, AnswerChannel, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, Held, KeyBaseline,

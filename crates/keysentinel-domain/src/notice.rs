@@ -29,6 +29,8 @@ pub enum NoticeKind {
     VendorRestricted,
     /// The key's third-party tool (vendor) is no longer approved: the key is suspended.
     VendorSuspended,
+    /// The key has no IP allowlist and will lapse on a date the key policy set.
+    UnrestrictedLapse,
 }
 
 impl NoticeKind {
@@ -40,6 +42,7 @@ impl NoticeKind {
             NoticeKind::Revoked => "revoked",
             NoticeKind::VendorRestricted => "vendor_restricted",
             NoticeKind::VendorSuspended => "vendor_suspended",
+            NoticeKind::UnrestrictedLapse => "unrestricted_lapse",
         }
     }
 }
@@ -172,9 +175,9 @@ impl Notice {
                     ),
                 },
             ),
-            // `Notice::vendor` names the tool and says what was done; a case never sends these,
-            // but the texts stay true if one does.
-            NoticeKind::VendorRestricted | NoticeKind::VendorSuspended => (
+            // `Notice::vendor` names the tool and says what was done, `Notice::unrestricted_lapse`
+            // the date; a case never sends these, but the texts stay true if one does.
+            NoticeKind::VendorRestricted | NoticeKind::VendorSuspended | NoticeKind::UnrestrictedLapse => (
                 Text {
                     subject: format!("[안내] API 키 {key} 와 연결된 도구의 승인 종료"),
                     body: format!(
@@ -285,6 +288,52 @@ impl Notice {
             kind,
             stage: None,
             vendor_id: Some(vendor_id.clone()),
+            ko,
+            en,
+            status: Delivery::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now,
+            delivered_at: None,
+        }
+    }
+
+    /// A notice to the owner of `key_id`, which has no IP allowlist, that it lapses at
+    /// `lapses_at` (the key policy's `unrestricted_lapse_days`), and how to keep API access: a
+    /// new key with an allowlist. `case_id` is `lapse:<key>`.
+    pub fn unrestricted_lapse(
+        notice_id: String,
+        account_id: &AccountId,
+        key_id: &AccessKey,
+        lapses_at: Timestamp,
+        now: Timestamp,
+    ) -> Self {
+        let key = masked(key_id);
+        let reference = format!("lapse:{key_id}");
+        let date = lapses_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| lapses_at.unix_timestamp().to_string());
+        let ko = Text {
+            subject: format!("[안내] IP 제한이 없는 API 키 {key} 가 {date} 에 만료됩니다"),
+            body: format!(
+                "고객님의 API 키 {key} 에는 접속 IP 제한이 설정되어 있지 않아, 거래소 정책에 따라 {date} 에                  만료됩니다. 계속 이용하시려면 IP 제한을 설정한 새 키를 발급받으십시오. 문의 번호: {reference}"
+            ),
+        };
+        let en = Text {
+            subject: format!("[Notice] Your API key {key}, which has no IP restriction, lapses on {date}"),
+            body: format!(
+                "Your API key {key} has no IP allowlist, so under the exchange's policy it lapses on {date}. To keep                  using the API, issue a new key restricted to your IP addresses. Reference: {reference}"
+            ),
+        };
+        Self {
+            notice_id,
+            case_id: reference,
+            account_id: account_id.clone(),
+            key_id: key_id.clone(),
+            kind: NoticeKind::UnrestrictedLapse,
+            stage: None,
+            vendor_id: None,
             ko,
             en,
             status: Delivery::Pending,

@@ -49,6 +49,8 @@ pub enum Permission {
     /// Record, change and end counterparties (mandates, broker arrangements, affiliates,
     /// sub-accounts).
     ManageCounterparties,
+    /// Approve a key its purpose issued pending (never one the approver asked for).
+    ApproveKeys,
 }
 
 impl Role {
@@ -80,7 +82,11 @@ impl Role {
             // knows a report is considered, the more likely the owner is tipped off.
             // Approving a vendor is compliance's: the admin who registers it and records its
             // due diligence is the first pair of eyes, not the second.
-            Role::Admin => !matches!(permission, ApproveGrant | Verify | ReadReports | ReportMatters | ApproveVendors),
+            // Approving a pending key is compliance's: the admin who issues it is the first pair.
+            Role::Admin => !matches!(
+                permission,
+                ApproveGrant | Verify | ReadReports | ReportMatters | ApproveVendors | ApproveKeys
+            ),
             Role::Analyst => matches!(permission, ReadInventory | ContainKeys | RevokeKeys | ReadAudit),
             Role::Approver => matches!(permission, ReadInventory | ApproveGrant),
             Role::Auditor => matches!(permission, ReadInventory | ReadAudit | ReadReports),
@@ -94,6 +100,7 @@ impl Role {
                     | ManageVendors
                     | ApproveVendors
                     | ManageCounterparties
+                    | ApproveKeys
             ),
         }
     }
@@ -185,9 +192,12 @@ mod tests {
         assert!(Role::Admin.allows(ManageVendors) && !Role::Admin.allows(ApproveVendors));
         assert!(Role::Compliance.allows(ApproveVendors) && Role::Compliance.allows(ManageVendors));
         for role in [Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway] {
-            for p in [ManageVendors, ApproveVendors, ManageCounterparties] {
+            for p in [ManageVendors, ApproveVendors, ManageCounterparties, ApproveKeys] {
                 assert!(!role.allows(p), "{role} {p:?}");
             }
         }
+        // Keys a purpose issues pending: an admin issues them, compliance approves them.
+        assert!(Role::Compliance.allows(ApproveKeys) && !Role::Compliance.allows(IssueKeys));
+        assert!(!Role::Admin.allows(ApproveKeys));
     }
 }

@@ -193,13 +193,21 @@ impl Registry {
                     ip_allowlist: IpAllowlist::parse(&r.ip_allowlist)?,
                     lifetime_days: None,
                     vendor_id: old.vendor_id.clone(),
-                    purpose: old.purpose.clone(),
+                    // The same purpose, under its rules as they stand now (a legacy key's has
+                    // none); a purpose needing approval makes the new key pending again.
+                    purpose: old.declared.purpose.clone(),
+                    purpose_note: old.declared.note.clone(),
                     terms_version: old.terms_version.clone(),
+                    // Not read: `issue` records the old key's acceptance as it is (none for a key
+                    // from before acceptances were recorded), passed beside.
+                    terms_accepted_at: old.created_at,
+                    terms_channel: keysentinel_domain::TermsChannel::Web,
                     sensitive_grant_hours: None,
                 };
                 let (scopes, mat) = prepare(&new)?;
                 let reason = format!("reinstated after re-verification ({})", case.case_id);
-                let issued = issue(tx, &policy, &keyring, actor.clone(), new, scopes, mat, reason.clone())?;
+                let terms = old.terms_acceptance.clone();
+                let issued = issue(tx, &policy, &keyring, actor.clone(), new, terms, scopes, mat, reason.clone())?;
                 case.reinstated(issued.key.access_key.clone(), &by, now);
                 tx.put_case(&case)?;
                 audit(tx, actor, "reinstatement.issue", &case, reason)?;

@@ -71,8 +71,18 @@ fn new_key(account: &str, scopes: &[Scope], allowlist: &[&str]) -> NewKey {
         ip_allowlist: IpAllowlist::parse(allowlist).unwrap(),
         lifetime_days: None,
         vendor_id: None,
-        purpose: "bot".into(),
+        purpose: PurposeName::parse(if !allowlist.is_empty() {
+            "treasury"
+        } else if scopes.contains(&Scope::Trade) {
+            "own_bot"
+        } else {
+            "portfolio_read_only"
+        })
+        .unwrap(),
+        purpose_note: "bot".into(),
         terms_version: "2026-05".into(),
+        terms_accepted_at: datetime!(2026-05-01 00:00 UTC),
+        terms_channel: TermsChannel::Web,
         sensitive_grant_hours: None,
     }
 }

@@ -198,6 +198,7 @@ pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::Stat
         | Code::Revoked
         | Code::Suspended
         | Code::Expired
+        | Code::Pending
         | Code::BodyRequired
         | Code::IpNotAllowed
         | Code::UnknownEndpoint

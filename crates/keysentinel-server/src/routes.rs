@@ -273,6 +273,22 @@ pub async fn revoke_key(
     Ok(axum::Json(st.registry.revoke_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
 
+/// Approves a key its purpose issued pending (market making: docs/policy.md). Compliance only,
+/// and never the operator who asked for the key nor one in a chain of creation with them (403).
+#[utoipa::path(post, path = "/v1/keys/{access_key}/approve", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve_key(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<Reason>,
+) -> ApiResult<axum::Json<ApiKey>> {
+    let allowed = require(&st, &who, Permission::ApproveKeys, "approve keys issued pending").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.approve_key(who.actor(), access_key(&ak)?, body.reason).await?))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {

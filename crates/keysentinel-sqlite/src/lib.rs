@@ -416,10 +416,11 @@ impl ReadStore for SqliteStore {
         // Effective status: stored active/suspended keys past expiry count as expired.
         let status_sql = match filter.status {
             None => "1",
+            Some(KeyStatus::Pending) => "(status = 'pending' AND expires_ms > ?4)",
             Some(KeyStatus::Active) => "(status = 'active' AND expires_ms > ?4)",
             Some(KeyStatus::Suspended) => "(status = 'suspended' AND expires_ms > ?4)",
             Some(KeyStatus::Expired) => {
-                "(status = 'expired' OR (status IN ('active','suspended') AND expires_ms <= ?4))"
+                "(status = 'expired' OR (status IN ('pending','active','suspended') AND expires_ms <= ?4))"
             }
             Some(KeyStatus::Revoked) => "(status = 'revoked')",
         };

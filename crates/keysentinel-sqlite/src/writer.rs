@@ -355,7 +355,7 @@ impl WriteTx for Tx<'_> {
     fn live_key_count(&mut self, account: &AccountId, now: OffsetDateTime) -> Result<u32, StoreError> {
         // The rows themselves, judged, rather than a count: a key made to look revoked in the
         // file must not free a place under the per-account limit.
-        let tail = "WHERE account_id = ?1 AND status IN ('active','suspended') AND expires_ms > ?2";
+        let tail = "WHERE account_id = ?1 AND status IN ('pending','active','suspended') AND expires_ms > ?2";
         let counted = self.judged(|j| {
             rows::select(self.conn, state::API_KEYS, tail, params![account.as_str(), ms(now)], j, |_| Ok(()))
         })?;
@@ -363,7 +363,7 @@ impl WriteTx for Tx<'_> {
     }
 
     fn keys_past_expiry(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
-        let tail = "WHERE status IN ('active','suspended') AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2";
+        let tail = "WHERE status IN ('pending','active','suspended') AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2";
         self.judged(|j| rows::docs(self.conn, state::API_KEYS, tail, params![ms(now), limit], j))
     }
 
@@ -417,6 +417,11 @@ impl WriteTx for Tx<'_> {
 
     fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
         self.judged(|j| rows::doc(self.conn, state::COUNTERPARTIES, "WHERE counterparty_id = ?1", [id.as_str()], j))
+    }
+
+    fn account_counterparties(&mut self, account: &AccountId) -> Result<Vec<Counterparty>, StoreError> {
+        let tail = "WHERE account_id = ?1 ORDER BY counterparty_id";
+        self.judged(|j| rows::docs(self.conn, state::COUNTERPARTIES, tail, params![account.as_str()], j))
     }
 
     fn put_counterparty(&mut self, c: &Counterparty) -> Result<(), StoreError> {

@@ -174,6 +174,9 @@ pub trait WriteTx {
     fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError>;
     /// Inserts the counterparty or replaces it whole.
     fn put_counterparty(&mut self, counterparty: &Counterparty) -> Result<(), StoreError>;
+    /// The counterparties whose own account is `account` (a market maker's mandates, a
+    /// broker's client arrangements), ended ones too: what a key's purpose may need.
+    fn account_counterparties(&mut self, account: &AccountId) -> Result<Vec<Counterparty>, StoreError>;
 
     fn operator(&mut self, id: &OperatorId) -> Result<Option<Operator>, StoreError>;
     fn insert_operator(&mut self, operator: &Operator, token_hash: &[u8; 32]) -> Result<(), StoreError>;
