@@ -1026,6 +1026,19 @@ mod tests {
     }
 
     #[test]
+    fn a_key_carries_its_purpose_from_v1_2_and_older_lines_still_parse() {
+        let line = r#"{"type":"key","key_id":"k1","account_id":"mm-7","scopes":["read","trade"],"ip_allowlist":[],"vendor_id":null,"purpose":"market_making"}"#;
+        let Record::Key { purpose, .. } = parse_line(line).unwrap() else { panic!("not a key record") };
+        assert_eq!(purpose.as_deref(), Some("market_making"));
+        let old =
+            r#"{"type":"key","key_id":"k1","account_id":"a1","scopes":["read"],"ip_allowlist":[],"vendor_id":null}"#;
+        let Record::Key { purpose, .. } = parse_line(old).unwrap() else { panic!("not a key record") };
+        assert_eq!(purpose, None, "a v1.1 key record has no purpose");
+        let empty = r#"{"type":"key","key_id":"k1","account_id":"a1","scopes":["read"],"purpose":""}"#;
+        assert!(matches!(parse_line(empty), Err(ParseError::Invalid { field: "purpose", .. })));
+    }
+
+    #[test]
     fn malformed_records_say_what_is_wrong() {
         let cases = [
             ("not json", "not a JSON object"),
@@ -1117,6 +1130,7 @@ mod tests {
             "segment",
             "gateway",
             "event_id",
+            "purpose",
         ])
     }
 
