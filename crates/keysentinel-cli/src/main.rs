@@ -354,7 +354,7 @@ enum OperatorsCmd {
     /// Create an operator and print its token (once).
     Create {
         operator_id: String,
-        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance"])]
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance", "customer_channel"])]
         role: String,
         #[arg(long, default_value = "")]
         description: String,
@@ -378,7 +378,7 @@ enum OperatorsCmd {
     /// `operator.break_glass` and logged as a warning.
     BreakGlass {
         operator_id: String,
-        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance"])]
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance", "customer_channel"])]
         role: String,
         #[arg(long)]
         reason: String,

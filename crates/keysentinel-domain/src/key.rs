@@ -153,6 +153,10 @@ pub struct ApiKey {
     /// The notice that told the owner of the coming lapse, once sent.
     #[serde(default)]
     pub lapse_notice_id: Option<String>,
+    /// A reinstated key waiting for its owner (`claim.rs`): pending, without a secret, until the
+    /// owner redeems the claim through the exchange's customer channel.
+    #[serde(default)]
+    pub claim: Option<crate::claim::KeyClaim>,
     pub origin: KeyOrigin,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
@@ -191,6 +195,21 @@ impl ApiKey {
             }
             status => status,
         }
+    }
+
+    /// The owner redeemed the key's claim: the pending key becomes valid. Whether the code was
+    /// right is the registry's question, asked before.
+    pub fn redeem_claim(&mut self, by: &str, now: Timestamp) -> Result<(), crate::claim::ClaimError> {
+        let pending = self.effective_status(now) == KeyStatus::Pending;
+        let claim = self.claim.as_mut().ok_or(crate::claim::ClaimError::None)?;
+        claim.open(now)?;
+        // Revoked while waiting, or past the key's own expiry: nothing to claim any more.
+        if !pending {
+            return Err(crate::claim::ClaimError::Expired);
+        }
+        claim.redeemed_at = Some(now);
+        self.set_status(KeyStatus::Active, "claimed by its owner", by, now);
+        Ok(())
     }
 
     /// Makes a pending key valid. Whether `approver` may (role, four eyes) is the registry's
@@ -422,6 +441,7 @@ pub(crate) mod tests {
             approval: None,
             unrestricted_lapse_at: None,
             lapse_notice_id: None,
+            claim: None,
             origin: KeyOrigin::Generated,
             created_at: now,
             expires_at: now + Duration::days(365),

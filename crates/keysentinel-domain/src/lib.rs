@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod allowlist;
+pub mod claim;
 pub mod counterparty;
 pub mod error;
 pub mod ids;
@@ -25,6 +26,7 @@ pub mod vendor;
 
 pub use account::{Account, CountryCode, Segment, Verification};
 pub use allowlist::IpAllowlist;
+pub use claim::{ClaimError, KeyClaim};
 pub use counterparty::{Counterparty, CounterpartyKind, Ended, Principal, Symbol};
 pub use error::ValidationError;
 pub use ids::{AccessKey, AccountId, CounterpartyId, OperatorId, VendorId};

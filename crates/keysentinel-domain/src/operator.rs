@@ -21,6 +21,9 @@ pub enum Role {
     /// The compliance (reporting) officer: assesses, decides and files suspicious-matter
     /// reports, which no other role sees but the auditor.
     Compliance,
+    /// The exchange's own customer app, redeeming a reinstated key's claim for its owner with
+    /// the owner's one-time code; it can do nothing else (it reads nothing either).
+    CustomerChannel,
 }
 
 /// Everything the admin API lets an operator do, grouped by risk.
@@ -51,11 +54,20 @@ pub enum Permission {
     ManageCounterparties,
     /// Approve a key its purpose issued pending (never one the approver asked for).
     ApproveKeys,
+    /// Redeem a reinstated key's one-time claim for its owner (the customer channel only).
+    RedeemClaims,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] =
-        [Role::Admin, Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway, Role::Compliance];
+    pub const ALL: [Role; 7] = [
+        Role::Admin,
+        Role::Analyst,
+        Role::Approver,
+        Role::Auditor,
+        Role::Gateway,
+        Role::Compliance,
+        Role::CustomerChannel,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +77,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Gateway => "gateway",
             Role::Compliance => "compliance",
+            Role::CustomerChannel => "customer_channel",
         }
     }
 
@@ -83,10 +96,13 @@ impl Role {
             // Approving a vendor is compliance's: the admin who registers it and records its
             // due diligence is the first pair of eyes, not the second.
             // Approving a pending key is compliance's: the admin who issues it is the first pair.
+            // Redeeming a claim is the owner's, through the customer channel: an operator who
+            // could redeem it could take the owner's new key.
             Role::Admin => !matches!(
                 permission,
-                ApproveGrant | Verify | ReadReports | ReportMatters | ApproveVendors | ApproveKeys
+                ApproveGrant | Verify | ReadReports | ReportMatters | ApproveVendors | ApproveKeys | RedeemClaims
             ),
+            Role::CustomerChannel => matches!(permission, RedeemClaims),
             Role::Analyst => matches!(permission, ReadInventory | ContainKeys | RevokeKeys | ReadAudit),
             Role::Approver => matches!(permission, ReadInventory | ApproveGrant),
             Role::Auditor => matches!(permission, ReadInventory | ReadAudit | ReadReports),
@@ -118,7 +134,9 @@ impl std::str::FromStr for Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
             ValidationError::new(
                 "role",
-                format!("unknown role {s:?}; expected admin, analyst, approver, auditor, gateway or compliance"),
+                format!(
+                    "unknown role {s:?}; expected admin, analyst, approver, auditor, gateway, compliance or customer_channel"
+                ),
             )
         })
     }
@@ -199,5 +217,12 @@ mod tests {
         // Keys a purpose issues pending: an admin issues them, compliance approves them.
         assert!(Role::Compliance.allows(ApproveKeys) && !Role::Compliance.allows(IssueKeys));
         assert!(!Role::Admin.allows(ApproveKeys));
+        // The customer channel redeems claims and nothing else; nobody else redeems them.
+        for role in Role::ALL {
+            assert_eq!(role.allows(RedeemClaims), role == Role::CustomerChannel, "{role}");
+        }
+        for p in [ReadInventory, ReadAudit, IssueKeys, Verify, ManageOperators, ApproveGrant] {
+            assert!(!Role::CustomerChannel.allows(p), "{p:?}");
+        }
     }
 }

@@ -507,6 +507,7 @@ mod tests {
             verification: Verification::Verified,
             declared_purpose: "trading".into(),
             declared_countries: vec![],
+            verified_at: None,
             created_at: T0,
             updated_at: T0,
         }

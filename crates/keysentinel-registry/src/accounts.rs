@@ -44,6 +44,7 @@ impl Registry {
                 verification: new.verification,
                 declared_purpose: new.declared_purpose,
                 declared_countries: new.declared_countries,
+                verified_at: None,
                 created_at: now,
                 updated_at: now,
             };

@@ -163,6 +163,7 @@ fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTi
         approval: None,
         unrestricted_lapse_at: None,
         lapse_notice_id: None,
+        claim: None,
         origin: KeyOrigin::Imported,
         created_at: raw.created_at,
         expires_at: raw.expires_at,

@@ -157,6 +157,14 @@ pub(crate) struct Material {
     secret: Option<Zeroizing<String>>,
 }
 
+impl Material {
+    /// An HMAC key whose secret is generated later, when its owner claims it (`claims.rs`).
+    pub(crate) fn deferred_hmac(scheme: SigningScheme) -> Result<Self, RegistryError> {
+        scheme.check(&KeyAlgorithm::Hmac)?;
+        Ok(Material { algorithm: KeyAlgorithm::Hmac, secret: None })
+    }
+}
+
 fn material(algorithm: &NewKeyAlgorithm) -> Result<Material, RegistryError> {
     Ok(match algorithm {
         NewKeyAlgorithm::Hmac {} => Material { algorithm: KeyAlgorithm::Hmac, secret: Some(generate_api_secret()) },
@@ -184,6 +192,14 @@ fn seal(
 
 /// Checks a new key's request before its transaction: scopes, and the key material.
 pub(crate) fn prepare(new: &NewKey) -> Result<(ScopeSet, Material), RegistryError> {
+    let scopes = check_request(new)?;
+    let mat = material(&new.algorithm)?;
+    new.scheme.check(&mat.algorithm)?;
+    Ok((scopes, mat))
+}
+
+/// The request's own checks, without making key material: the note, the scopes.
+pub(crate) fn check_request(new: &NewKey) -> Result<ScopeSet, RegistryError> {
     keysentinel_domain::account::check_text("purpose_note", &new.purpose_note, 500)?;
     let scopes: ScopeSet = new.scopes.iter().copied().collect();
     if scopes.is_empty() {
@@ -192,9 +208,7 @@ pub(crate) fn prepare(new: &NewKey) -> Result<(ScopeSet, Material), RegistryErro
     if scopes.len() != new.scopes.len() {
         return Err(ValidationError::new("scopes", "a scope is listed twice").into());
     }
-    let mat = material(&new.algorithm)?;
-    new.scheme.check(&mat.algorithm)?;
-    Ok((scopes, mat))
+    Ok(scopes)
 }
 
 /// Issues a key within a transaction: the key policy is checked, the secret sealed, the
@@ -209,6 +223,7 @@ pub(crate) fn issue(
     terms: Option<TermsAcceptance>,
     scopes: ScopeSet,
     mat: Material,
+    claim: Option<keysentinel_domain::KeyClaim>,
     reason: String,
 ) -> Result<IssuedKey, RegistryError> {
     let now = tx.now();
@@ -235,6 +250,7 @@ pub(crate) fn issue(
         approval: None,
         unrestricted_lapse_at: None,
         lapse_notice_id: None,
+        claim: None,
         origin: KeyOrigin::Generated,
         created_at: now,
         expires_at: now + Duration::days(lifetime.min(3650)),
@@ -255,7 +271,14 @@ pub(crate) fn issue(
     let live = tx.live_key_count(&account.account_id, now)?;
     policy.check_new_key(&account, &key, live, now)?;
     check_vendor(tx, policy, &key, now)?;
-    if let Some(approval) = check_purpose(tx, policy, &account, &key, now)? {
+    let approval = check_purpose(tx, policy, &account, &key, now)?;
+    if claim.is_some() {
+        // Held for its owner: valid once they claim it. The reinstatement's two approvers stand
+        // for any approval its purpose needs.
+        key.status = KeyStatus::Pending;
+        key.status_reason = "awaiting its owner's claim".into();
+        key.claim = claim;
+    } else if let Some(approval) = approval {
         // Not valid until approved: the secret is issued now, the key is refused until then.
         key.status = KeyStatus::Pending;
         key.status_reason =
@@ -348,9 +371,11 @@ impl Registry {
         };
         let policy = self.policy.clone();
         let keyring = self.keyring.clone();
-        self.transact(move |tx| issue(tx, &policy, &keyring, actor, new, Some(terms), scopes, mat, "key issued".into()))
-            .await
-            .inspect(|issued| self.publish(std::slice::from_ref(&issued.key.access_key)))
+        self.transact(move |tx| {
+            issue(tx, &policy, &keyring, actor, new, Some(terms), scopes, mat, None, "key issued".into())
+        })
+        .await
+        .inspect(|issued| self.publish(std::slice::from_ref(&issued.key.access_key)))
     }
 
     /// Approves a key its purpose issued pending. The approver (the server lets only compliance
@@ -367,7 +392,16 @@ impl Registry {
             let now = tx.now();
             let StoredKey { mut key, .. } = load_key(tx, &access_key)?;
             let approver = operator_id(&actor)?;
-            let requested_by = key.approval.as_ref().map(|a| a.requested_by.clone()).unwrap_or_default();
+            // Only a key its purpose holds for an approval: a key awaiting its owner's claim is
+            // the owner's to release, nobody's to approve.
+            let Some(requested_by) = key.approval.as_ref().map(|a| a.requested_by.clone()) else {
+                return Err(keysentinel_domain::TransitionError::WrongStatus {
+                    action: "an approval",
+                    actual: key.effective_status(now),
+                    needed: "pending an approval its purpose needs",
+                }
+                .into());
+            };
             if requested_by == approver.as_str() {
                 return Err(RegistryError::Forbidden(format!(
                     "{approver} asked for this key and may not approve it; another compliance operator must"
@@ -449,6 +483,7 @@ impl Registry {
             };
             let mut new = new;
             new.lapse_notice_id = None;
+            new.claim = None;
             set_unrestricted_lapse(&policy, &account, &mut new, now);
             old.retire_after(overlap, &successor, &actor_name, now)?;
             // The key being retired does not count against the limit for its own successor.

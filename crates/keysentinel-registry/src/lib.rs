@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod cases;
+mod claims;
 mod counterparties;
 mod error;
 mod evidence;

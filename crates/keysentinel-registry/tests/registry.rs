@@ -370,6 +370,7 @@ async fn a_change_without_an_audit_entry_is_rolled_back() {
             verification: Verification::Verified,
             declared_purpose: String::new(),
             declared_countries: vec![],
+            verified_at: None,
             created_at: now,
             updated_at: now,
         };

@@ -127,7 +127,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::healthz, routes::readyz,
         routes::create_account, routes::list_accounts, routes::get_account, routes::update_account,
         routes::create_key, routes::list_keys, routes::get_key, routes::rotate_key, routes::suspend_key,
-        routes::resume_key, routes::revoke_key, routes::approve_key, routes::request_grant, routes::approve_grant, routes::import_keys,
+        routes::resume_key, routes::revoke_key, routes::approve_key, routes::redeem_claim, routes::request_grant, routes::approve_grant, routes::import_keys,
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator, routes::approve_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
@@ -257,6 +257,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keys/{access_key}/resume", post(resume_key))
         .route("/v1/keys/{access_key}/revoke", post(revoke_key))
         .route("/v1/keys/{access_key}/approve", post(approve_key))
+        .route("/v1/keys/{access_key}/claim", post(redeem_claim))
         .route("/v1/keys/{access_key}/grants", post(request_grant))
         .route("/v1/keys/{access_key}/grants/{scope}/approve", post(approve_grant))
         .route("/v1/operators", post(create_operator).get(list_operators))

@@ -289,6 +289,38 @@ pub async fn approve_key(
     Ok(axum::Json(st.registry.approve_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The owner's one-time code (8 digits), as the outbox notice delivered it to them.
+    pub code: String,
+}
+
+/// Debug never shows the code.
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimRequest { code: <redacted> }")
+    }
+}
+
+/// The owner claims their reinstated key, through the exchange's own app (the
+/// `customer_channel` role, which can do nothing else) with the one-time code the owner was sent:
+/// the key becomes valid and its secret is returned in this answer only. A claim is redeemed
+/// once, expires after 72 hours and locks after 5 wrong codes (403 names how many are left).
+#[utoipa::path(post, path = "/v1/keys/{access_key}/claim", tag = "keys", params(("access_key" = String, Path)), request_body = ClaimRequest,
+    security(("bearer" = [])), responses((status = 200, body = IssuedKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn redeem_claim(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<ClaimRequest>,
+) -> ApiResult<axum::Json<IssuedKey>> {
+    let allowed = require(&st, &who, Permission::RedeemClaims, "redeem key claims").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.redeem_claim(who.actor(), access_key(&ak)?, body.code).await?))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {

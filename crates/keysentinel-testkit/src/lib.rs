@@ -51,6 +51,7 @@ pub fn api_key(
         approval: None,
         unrestricted_lapse_at: None,
         lapse_notice_id: None,
+        claim: None,
         origin: KeyOrigin::Imported,
         created_at: far,
         expires_at: far,
