@@ -147,6 +147,7 @@ async fn demo(
                     terms_accepted_at: reg.now(),
                     terms_channel: TermsChannel::Web,
                     sensitive_grant_hours: None,
+                    operated_by: None,
                 };
                 match reg.create_key(actor.clone(), new).await {
                     Ok(issued) => {

@@ -81,6 +81,10 @@ enum Command {
     /// Counterparties: mandates, broker arrangements, affiliates, sub-accounts.
     #[command(subcommand)]
     Counterparties(registry::CounterpartiesCmd),
+    /// Who stands behind an account: beneficial owners, representatives, and the people, desks
+    /// and systems that operate its keys.
+    #[command(subcommand)]
+    Parties(registry::PartiesCmd),
     /// The key policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -190,6 +194,8 @@ struct ServeArgs {
     log_key: Option<String>,
 }
 
+// One command is parsed once per process: boxing `create`'s many options would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum KeysCmd {
     /// Issue a key. HMAC keys print their secret once.
@@ -232,6 +238,9 @@ enum KeysCmd {
         /// How long sensitive grants last once approved.
         #[arg(long)]
         grant_hours: Option<i64>,
+        /// Who operates the key: a party on the account's record (`parties list`).
+        #[arg(long)]
+        operated_by: Option<String>,
     },
     /// Import existing keys from an NDJSON file (see docs/import.md).
     Import {
@@ -474,6 +483,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operators(cmd) => operators(&cli, cmd),
         Command::Vendors(cmd) => registry::vendors_cmd(&client(&cli)?, cli.json, cmd),
         Command::Counterparties(cmd) => registry::counterparties_cmd(&client(&cli)?, cli.json, cmd),
+        Command::Parties(cmd) => registry::parties_cmd(&client(&cli)?, cli.json, cmd),
         Command::Policy(cmd) => policy(&cli, cmd),
         Command::Audit(cmd) => offline::audit(&cli.data_dir, cli.json, cmd, || client(&cli)),
         Command::Secrets(cmd) => offline::secrets(&cli.data_dir, cli.json, cmd),
@@ -793,6 +803,7 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             terms_accepted_at,
             terms_channel,
             grant_hours,
+            operated_by,
         } => {
             let algorithm = match ed25519_public_key {
                 Some(pk) => json!({ "kind": "ed25519", "public_key": arg_file_or_value(pk)? }),
@@ -803,7 +814,7 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
                 "account_id": account, "algorithm": algorithm, "scheme": scheme, "scopes": scopes, "ip_allowlist": allow,
                 "lifetime_days": lifetime_days, "vendor_id": vendor, "purpose": purpose, "purpose_note": purpose_note,
                 "terms_version": terms_version, "terms_accepted_at": terms_accepted_at, "terms_channel": terms_channel,
-                "sensitive_grant_hours": grant_hours,
+                "sensitive_grant_hours": grant_hours, "operated_by": operated_by,
             });
             issued(cli, &c.post("/v1/keys", &body)?);
         }

@@ -108,6 +108,10 @@ pub fn key(k: &Value) {
             s(&approval["approved_at"])
         );
     }
+    let by = &k["operated_by"];
+    if by.is_object() {
+        println!("{:<18} {} {} ({})", "operated_by", s(&by["kind"]), s(&by["name"]), s(&by["party_id"]));
+    }
     if !k["unrestricted_lapse_at"].is_null() {
         println!("{:<18} {} (no IP allowlist)", "lapses_at", s(&k["unrestricted_lapse_at"]));
     }

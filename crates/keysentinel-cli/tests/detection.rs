@@ -332,7 +332,9 @@ fn dispute_with_an_evidence_pack(
     assert!(!actions.iter().any(|a| a.starts_with("report.")), "the owner's pack never shows reporting: {actions:?}");
     assert!(!actions.iter().any(|a| a.contains("hold")), "nor a legal hold: {actions:?}");
     assert!(!pack["body"].to_string().contains("police request"), "{}", pack["body"]);
+    assert_eq!(pack["body"]["parties"][0]["party_id"], "rep-1", "the account's parties are in the pack");
     for want in [
+        "party.create",
         "key.create",
         "case.open",
         "case.answer",
@@ -772,6 +774,24 @@ fn staged_response(shadow: bool, segment: &str) {
         reinstate(&http, &u, &case_id, &analyst, &token, &verify_key, &delivered_code);
         assert_eq!(verify("203.0.113.9", &secret), "REVOKED", "the old key stays dead");
         report_the_matter(&http, &u, &case_id, &token("mlro-1", "compliance"), &analyst);
+        // Who stands behind the account goes into the owner's pack.
+        let account = case["account_id"].as_str().unwrap();
+        let args = [
+            "parties",
+            "create",
+            account,
+            "--kind",
+            "representative",
+            "--name",
+            "Lee Minho",
+            "--document-ref",
+            "POA-2026-88",
+            "--id",
+            "rep-1",
+            "--reason",
+            "power of attorney on file",
+        ];
+        ok_json(&data, &u, &args);
         dispute_with_an_evidence_pack(&http, &u, &case_id, &token("aud-1", "auditor"), &analyst, dir.path());
     }
     let one =

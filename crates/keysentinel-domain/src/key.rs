@@ -157,6 +157,10 @@ pub struct ApiKey {
     /// owner redeems the claim through the exchange's customer channel.
     #[serde(default)]
     pub claim: Option<crate::claim::KeyClaim>,
+    /// Who operates the key: a person, desk or system on the account's record, or its vendor;
+    /// none when not named (a retail owner operating their own key).
+    #[serde(default)]
+    pub operated_by: Option<crate::identity::OperatedBy>,
     pub origin: KeyOrigin,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
@@ -442,6 +446,7 @@ pub(crate) mod tests {
             unrestricted_lapse_at: None,
             lapse_notice_id: None,
             claim: None,
+            operated_by: None,
             origin: KeyOrigin::Generated,
             created_at: now,
             expires_at: now + Duration::days(365),

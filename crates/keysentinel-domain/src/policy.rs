@@ -42,6 +42,8 @@ pub enum Rule {
     MandateRequired,
     /// The purpose needs a broker-client arrangement of the account in effect.
     BrokerClientRequired,
+    /// The key names as its operator a party not on its account's record (or not in effect).
+    OperatorNotOnRecord,
 }
 
 impl Rule {
@@ -65,6 +67,7 @@ impl Rule {
             Rule::VendorNotAllowed => "vendor_not_allowed",
             Rule::MandateRequired => "mandate_required",
             Rule::BrokerClientRequired => "broker_client_required",
+            Rule::OperatorNotOnRecord => "operator_not_on_record",
         }
     }
 }

@@ -164,6 +164,7 @@ fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTi
         unrestricted_lapse_at: None,
         lapse_notice_id: None,
         claim: None,
+        operated_by: None,
         origin: KeyOrigin::Imported,
         created_at: raw.created_at,
         expires_at: raw.expires_at,

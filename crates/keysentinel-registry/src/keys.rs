@@ -59,6 +59,11 @@ pub struct NewKey {
     pub terms_channel: TermsChannel,
     /// How long sensitive grants last once approved; defaults to the segment's maximum.
     pub sensitive_grant_hours: Option<i64>,
+    /// Who operates the key: a party of the account's record in effect (a person, desk or
+    /// system; `POST /v1/accounts/{id}/parties`). A vendor key is operated by its vendor.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub operated_by: Option<keysentinel_domain::PartyId>,
 }
 
 /// A key as issued: the secret is present only in the response that created it.
@@ -146,6 +151,7 @@ pub(crate) fn key_details(key: &ApiKey) -> serde_json::Value {
         "terms_acceptance": key.terms_acceptance,
         "status": key.status,
         "approval": key.approval,
+        "operated_by": key.operated_by,
         "expires_at": key.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "unrestricted_lapse_at": key.unrestricted_lapse_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         "origin": key.origin,
@@ -251,6 +257,7 @@ pub(crate) fn issue(
         unrestricted_lapse_at: None,
         lapse_notice_id: None,
         claim: None,
+        operated_by: None,
         origin: KeyOrigin::Generated,
         created_at: now,
         expires_at: now + Duration::days(lifetime.min(3650)),
@@ -271,6 +278,7 @@ pub(crate) fn issue(
     let live = tx.live_key_count(&account.account_id, now)?;
     policy.check_new_key(&account, &key, live, now)?;
     check_vendor(tx, policy, &key, now)?;
+    key.operated_by = operator_of(tx, policy, &account, &key, new.operated_by.as_ref(), now)?;
     let approval = check_purpose(tx, policy, &account, &key, now)?;
     if claim.is_some() {
         // Held for its owner: valid once they claim it. The reinstatement's two approvers stand
@@ -300,6 +308,45 @@ pub(crate) fn issue(
         details,
     })?;
     Ok(IssuedKey { key, secret: mat.secret })
+}
+
+/// Who operates a new key: the party it names, which must be on its account's record, in effect
+/// and one that operates keys (rule `operator_not_on_record`); or its vendor.
+pub(crate) fn operator_of(
+    tx: &mut dyn WriteTx,
+    policy: &keysentinel_domain::KeyPolicy,
+    account: &Account,
+    key: &ApiKey,
+    party: Option<&keysentinel_domain::PartyId>,
+    now: OffsetDateTime,
+) -> Result<Option<keysentinel_domain::OperatedBy>, RegistryError> {
+    use keysentinel_domain::{OperatedBy, OperatorKind};
+    match (party, &key.vendor_id) {
+        (Some(_), Some(v)) => Err(ValidationError::new(
+            "operated_by",
+            format!("the key names vendor {v}, which operates it; name no party"),
+        )
+        .into()),
+        (None, Some(v)) => Ok(Some(OperatedBy { kind: OperatorKind::Vendor, party_id: None, name: v.to_string() })),
+        (None, None) => Ok(None),
+        (Some(id), None) => {
+            let p = tx
+                .party(id)?
+                .filter(|p| p.account_id == account.account_id && p.in_effect(now) && p.kind.operates_keys());
+            match p {
+                Some(p) => Ok(Some(OperatedBy::party(&p))),
+                None => Err(policy
+                    .violation(
+                        Rule::OperatorNotOnRecord,
+                        format!(
+                            "{id} is not a person, desk or system on account {}'s record in effect now",
+                            account.account_id
+                        ),
+                    )
+                    .into()),
+            }
+        }
+    }
 }
 
 fn approval_name(a: Approval) -> &'static str {

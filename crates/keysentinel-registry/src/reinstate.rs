@@ -227,6 +227,8 @@ impl Registry {
                     terms_accepted_at: old.created_at,
                     terms_channel: keysentinel_domain::TermsChannel::Web,
                     sensitive_grant_hours: None,
+                    // The same operator, if still on the record (the rule holds again).
+                    operated_by: old.operated_by.as_ref().and_then(|o| o.party_id.clone()),
                 };
                 let scopes = check_request(&new)?;
                 let reason = format!("reinstated after re-verification ({})", case.case_id);

@@ -87,6 +87,7 @@ fn new_key(account: &str, scopes: &[Scope], allowlist: &[&str]) -> NewKey {
         terms_accepted_at: datetime!(2026-05-01 00:00 UTC),
         terms_channel: TermsChannel::Web,
         sensitive_grant_hours: None,
+        operated_by: None,
     }
 }
 

@@ -118,6 +118,7 @@ async fn vendor_key(e: &Env, account: &str, vendor: &VendorId) -> Result<IssuedK
         terms_accepted_at: datetime!(2026-05-01 00:00 UTC),
         terms_channel: TermsChannel::Web,
         sensitive_grant_hours: None,
+        operated_by: None,
     };
     e.reg.create_key(op("alice", "admin"), new).await
 }

@@ -22,7 +22,7 @@ pub mod vendors;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use keysentinel_registry::Registry;
 use std::sync::Arc;
@@ -126,6 +126,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
     paths(
         routes::healthz, routes::readyz,
         routes::create_account, routes::list_accounts, routes::get_account, routes::update_account,
+        routes::create_party, routes::list_parties, routes::update_party, routes::end_party,
         routes::create_key, routes::list_keys, routes::get_key, routes::rotate_key, routes::suspend_key,
         routes::resume_key, routes::revoke_key, routes::approve_key, routes::redeem_claim, routes::request_grant, routes::approve_grant, routes::import_keys,
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator, routes::approve_operator,
@@ -250,6 +251,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/accounts", post(create_account).get(list_accounts))
         .route("/v1/accounts/{account_id}", get(get_account).patch(update_account))
+        .route("/v1/accounts/{account_id}/parties", post(create_party).get(list_parties))
+        .route("/v1/parties/{party_id}", patch(update_party))
+        .route("/v1/parties/{party_id}/end", post(end_party))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{access_key}", get(get_key))
         .route("/v1/keys/{access_key}/rotate", post(rotate_key))

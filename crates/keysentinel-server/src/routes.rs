@@ -132,6 +132,73 @@ pub async fn update_account(
     Ok(axum::Json(account))
 }
 
+// ---- parties: who stands behind an account ----
+
+fn party_id(raw: &str) -> ApiResult<keysentinel_domain::PartyId> {
+    keysentinel_domain::PartyId::parse(raw).map_err(|e| ApiError::invalid("party_id", e.to_string()))
+}
+
+/// Records a beneficial owner or representative of the account or, for a corporate, broker or
+/// market-maker account, a person, desk or system that operates its keys.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/parties", tag = "accounts", params(("account_id" = String, Path)),
+    request_body = keysentinel_registry::NewParty, security(("bearer" = [])),
+    responses((status = 201, body = keysentinel_domain::Party), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_party(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<keysentinel_registry::NewParty>,
+) -> ApiResult<(StatusCode, axum::Json<keysentinel_domain::Party>)> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "record an account's parties").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok((StatusCode::CREATED, axum::Json(st.registry.create_party(who.actor(), account_id(&id)?, body).await?)))
+}
+
+/// The account's parties, ended ones too.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/parties", tag = "accounts", params(("account_id" = String, Path)),
+    security(("bearer" = [])), responses((status = 200, body = Vec<keysentinel_domain::Party>), (status = 404, body = ErrorBody)))]
+pub async fn list_parties(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+) -> ApiResult<axum::Json<Vec<keysentinel_domain::Party>>> {
+    let allowed = require(&st, &who, Permission::ReadInventory, "read an account's parties").await?;
+    let id = account_id(&path.open(&allowed)?)?;
+    Ok(axum::Json(read(&st, move |r| r.parties(&id)).await?))
+}
+
+/// A new version of the record (name, document, end date); the entry lists what changed.
+#[utoipa::path(patch, path = "/v1/parties/{party_id}", tag = "accounts", params(("party_id" = String, Path)),
+    request_body = keysentinel_registry::PartyPatch, security(("bearer" = [])),
+    responses((status = 200, body = keysentinel_domain::Party), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_party(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<keysentinel_registry::PartyPatch>,
+) -> ApiResult<axum::Json<keysentinel_domain::Party>> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "change an account's parties").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.update_party(who.actor(), party_id(&id)?, body).await?))
+}
+
+/// Ends the record now: keys may no longer name it as their operator.
+#[utoipa::path(post, path = "/v1/parties/{party_id}/end", tag = "accounts", params(("party_id" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = keysentinel_domain::Party), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn end_party(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<Reason>,
+) -> ApiResult<axum::Json<keysentinel_domain::Party>> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "end an account's parties").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.end_party(who.actor(), party_id(&id)?, body.reason).await?))
+}
+
 // ---- keys ----
 
 /// Issues a key. For HMAC keys the response carries the secret: it is shown this once.

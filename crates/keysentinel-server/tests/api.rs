@@ -412,6 +412,7 @@ async fn the_openapi_document_is_valid_and_every_operation_is_served() {
                 .replace("{operator_id}", "nobody")
                 .replace("{vendor_id}", "nobody")
                 .replace("{counterparty_id}", "nobody")
+                .replace("{party_id}", "nobody")
                 .replace("{scope}", "withdraw")
                 .replace("{seq}", "0");
             let m = Method::from_bytes(method.as_str().as_bytes()).unwrap();

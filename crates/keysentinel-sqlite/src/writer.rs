@@ -7,7 +7,7 @@ use crate::{db_err, ConnMeta};
 use keysentinel_audit::{Actor, AuditDraft, Checkpoint, Hash, LogState, RowState};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, Case, Clock, Counterparty, CounterpartyId, Notice, Operator, OperatorId,
-    ReportAssessment, Vendor, VendorId,
+    Party, PartyId, ReportAssessment, Vendor, VendorId,
 };
 use keysentinel_store::keys::Meta;
 use keysentinel_store::{LogKeys, Outcome, StoreError, StoredKey, WriteOp, WriteTx};
@@ -417,6 +417,21 @@ impl WriteTx for Tx<'_> {
 
     fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
         self.judged(|j| rows::doc(self.conn, state::COUNTERPARTIES, "WHERE counterparty_id = ?1", [id.as_str()], j))
+    }
+
+    fn party(&mut self, id: &PartyId) -> Result<Option<Party>, StoreError> {
+        self.judged(|j| rows::doc(self.conn, state::PARTIES, "WHERE party_id = ?1", [id.as_str()], j))
+    }
+
+    fn put_party(&mut self, p: &Party) -> Result<(), StoreError> {
+        self.exec(
+            "parties",
+            p.party_id.as_str(),
+            "INSERT INTO parties(party_id, account_id, kind, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(party_id) DO UPDATE SET doc = excluded.doc",
+            params![p.party_id.as_str(), p.account_id.as_str(), p.kind.as_str(), to_doc(p)?],
+        )?;
+        Ok(())
     }
 
     fn account_counterparties(&mut self, account: &AccountId) -> Result<Vec<Counterparty>, StoreError> {

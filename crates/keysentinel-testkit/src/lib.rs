@@ -52,6 +52,7 @@ pub fn api_key(
         unrestricted_lapse_at: None,
         lapse_notice_id: None,
         claim: None,
+        operated_by: None,
         origin: KeyOrigin::Imported,
         created_at: far,
         expires_at: far,

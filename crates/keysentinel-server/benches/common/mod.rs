@@ -59,6 +59,7 @@ pub fn signed_key(
                 terms_accepted_at: reg.now(),
                 terms_channel: keysentinel_domain::TermsChannel::Web,
                 sensitive_grant_hours: None,
+                operated_by: None,
             },
         ))
         .unwrap();
