@@ -85,6 +85,9 @@ enum Command {
     /// and systems that operate its keys.
     #[command(subcommand)]
     Parties(registry::PartiesCmd),
+    /// Import an existing registry (accounts, parties, vendors, counterparties), all or nothing.
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
     /// The key policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -484,6 +487,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vendors(cmd) => registry::vendors_cmd(&client(&cli)?, cli.json, cmd),
         Command::Counterparties(cmd) => registry::counterparties_cmd(&client(&cli)?, cli.json, cmd),
         Command::Parties(cmd) => registry::parties_cmd(&client(&cli)?, cli.json, cmd),
+        Command::Registry(cmd) => registry::registry_cmd(&client(&cli)?, cli.json, cmd),
         Command::Policy(cmd) => policy(&cli, cmd),
         Command::Audit(cmd) => offline::audit(&cli.data_dir, cli.json, cmd, || client(&cli)),
         Command::Secrets(cmd) => offline::secrets(&cli.data_dir, cli.json, cmd),

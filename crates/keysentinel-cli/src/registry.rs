@@ -568,3 +568,36 @@ pub fn parties_cmd(c: &Client, json_out: bool, cmd: &PartiesCmd) -> anyhow::Resu
     }
     Ok(())
 }
+
+/// `keysentinel registry import`: an existing registry in one batch (docs/registry.md, "Importing
+/// an existing registry").
+#[derive(Subcommand)]
+pub enum RegistryCmd {
+    /// Import NDJSON (one object with a `type` per line) or, for a `.csv` file or with `--csv`,
+    /// CSV with a header; all or nothing, every bad line named.
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        csv: bool,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub fn registry_cmd(c: &Client, json_out: bool, cmd: &RegistryCmd) -> anyhow::Result<()> {
+    match cmd {
+        RegistryCmd::Import { file, csv, reason } => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let csv = *csv || file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let kind = if csv { "text/csv" } else { "application/x-ndjson" };
+            let report = c.post_text("/v1/registry/import", &[("reason", reason.clone())], kind, text)?;
+            if json_out {
+                output::json(&report);
+            } else {
+                println!("{} records imported (batch {})", s(&report["imported"]), s(&report["digest"]));
+            }
+        }
+    }
+    Ok(())
+}

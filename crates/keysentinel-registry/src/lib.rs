@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod bulk;
 mod cases;
 mod claims;
 mod counterparties;
@@ -27,6 +28,7 @@ use keysentinel_store::{Outcome, Store, WriteOp, WriteTx};
 use std::sync::Arc;
 
 pub use accounts::{AccountPatch, NewAccount};
+pub use bulk::{BulkFormat, BulkImported, BulkReport, MAX_BULK_LINES};
 pub use cases::{CaseRef, LinkedAccount};
 pub use counterparties::{CounterpartyPatch, NewCounterparty};
 pub use error::RegistryError;

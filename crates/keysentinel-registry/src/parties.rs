@@ -74,41 +74,48 @@ fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
     t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
 }
 
+/// Records a party of `account` within a transaction, with its entry.
+pub(crate) fn insert_party(
+    tx: &mut dyn WriteTx,
+    actor: Actor,
+    account: &AccountId,
+    new: NewParty,
+) -> Result<Party, RegistryError> {
+    let now = tx.now();
+    let acct = load_account(tx, account)?;
+    let party_id = match new.party_id {
+        Some(id) => id,
+        None => PartyId::parse(&new_id("party"))?,
+    };
+    if tx.party(&party_id)?.is_some() {
+        return Err(RegistryError::Conflict { what: "party", id: party_id.to_string() });
+    }
+    let p = Party {
+        party_id,
+        account_id: acct.account_id.clone(),
+        kind: new.kind,
+        name: new.name,
+        document_ref: new.document_ref,
+        effective_from: new.effective_from.unwrap_or(now),
+        effective_until: new.effective_until,
+        version: 1,
+        created_by: actor.label(),
+        created_at: now,
+        updated_at: now,
+        ended: None,
+    };
+    p.validate(acct.segment)?;
+    let details = json!({ "account_id": p.account_id, "kind": p.kind, "name": p.name,
+                "document_ref": p.document_ref, "effective_from": rfc3339(Some(p.effective_from)),
+                "effective_until": rfc3339(p.effective_until), "version": p.version });
+    record(tx, actor, &p, "party.create", new.reason, details)?;
+    Ok(p)
+}
+
 impl Registry {
     pub async fn create_party(&self, actor: Actor, account: AccountId, new: NewParty) -> Result<Party, RegistryError> {
         check_reason(&new.reason)?;
-        self.transact(move |tx| {
-            let now = tx.now();
-            let acct = load_account(tx, &account)?;
-            let party_id = match new.party_id {
-                Some(id) => id,
-                None => PartyId::parse(&new_id("party"))?,
-            };
-            if tx.party(&party_id)?.is_some() {
-                return Err(RegistryError::Conflict { what: "party", id: party_id.to_string() });
-            }
-            let p = Party {
-                party_id,
-                account_id: acct.account_id.clone(),
-                kind: new.kind,
-                name: new.name,
-                document_ref: new.document_ref,
-                effective_from: new.effective_from.unwrap_or(now),
-                effective_until: new.effective_until,
-                version: 1,
-                created_by: actor.label(),
-                created_at: now,
-                updated_at: now,
-                ended: None,
-            };
-            p.validate(acct.segment)?;
-            let details = json!({ "account_id": p.account_id, "kind": p.kind, "name": p.name,
-                "document_ref": p.document_ref, "effective_from": rfc3339(Some(p.effective_from)),
-                "effective_until": rfc3339(p.effective_until), "version": p.version });
-            record(tx, actor, &p, "party.create", new.reason, details)?;
-            Ok(p)
-        })
-        .await
+        self.transact(move |tx| insert_party(tx, actor, &account, new)).await
     }
 
     /// A new version of the record; the entry lists each changed field, before and after.

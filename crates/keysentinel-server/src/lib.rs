@@ -128,7 +128,7 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
         routes::create_account, routes::list_accounts, routes::get_account, routes::update_account,
         routes::create_party, routes::list_parties, routes::update_party, routes::end_party,
         routes::create_key, routes::list_keys, routes::get_key, routes::rotate_key, routes::suspend_key,
-        routes::resume_key, routes::revoke_key, routes::approve_key, routes::redeem_claim, routes::request_grant, routes::approve_grant, routes::import_keys,
+        routes::resume_key, routes::revoke_key, routes::approve_key, routes::redeem_claim, routes::request_grant, routes::approve_grant, routes::import_keys, routes::import_registry,
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator, routes::approve_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
@@ -231,7 +231,10 @@ pub fn openapi_json() -> String {
 
 pub fn router(state: Arc<AppState>) -> Router {
     use routes::*;
-    let import = Router::new().route("/v1/keys/import", post(import_keys)).layer(DefaultBodyLimit::max(IMPORT_LIMIT));
+    let import = Router::new()
+        .route("/v1/keys/import", post(import_keys))
+        .route("/v1/registry/import", post(import_registry))
+        .layer(DefaultBodyLimit::max(IMPORT_LIMIT));
     let events = Router::new()
         .route("/v1/events", post(events::ingest_events))
         .layer(DefaultBodyLimit::max(events::EVENTS_LIMIT));

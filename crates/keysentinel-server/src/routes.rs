@@ -461,6 +461,56 @@ pub async fn import_keys(
     Ok(axum::Json(st.registry.import_keys(who.actor(), body, options).await?))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryImportQuery {
+    /// Why the registry is imported (required; recorded in every entry).
+    pub reason: String,
+}
+
+/// Imports an existing registry — accounts, their parties, vendors' applications and
+/// counterparties — as NDJSON (`application/x-ndjson`, one object with a `type` per line) or CSV
+/// (`text/csv`, a header naming the fields), all or nothing: every bad line is named (400), a
+/// line refused by a rule names its line, and then nothing is imported (docs/registry.md).
+#[utoipa::path(post, path = "/v1/registry/import", tag = "accounts", params(RegistryImportQuery),
+    request_body(content = String, content_type = "application/x-ndjson"), security(("bearer" = [])),
+    responses((status = 200, body = keysentinel_registry::BulkReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_registry(
+    State(st): S,
+    who: Authed,
+    query: Query<RegistryImportQuery>,
+    body: Body,
+) -> ApiResult<axum::Json<keysentinel_registry::BulkReport>> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "import a registry").await?;
+    require(&st, &who, Permission::ManageVendors, "import a registry").await?;
+    require(&st, &who, Permission::ManageCounterparties, "import a registry").await?;
+    let q = query.open(&allowed)?;
+    let kind = body.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match kind.split(';').next().map(str::trim) {
+        Some("application/x-ndjson") => keysentinel_registry::BulkFormat::Ndjson,
+        Some("text/csv") => keysentinel_registry::BulkFormat::Csv,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_input",
+                "send the registry as application/x-ndjson or text/csv",
+            ))
+        }
+    };
+    let text = body.text(&allowed).await?;
+    let report = st.registry.bulk_import(who.actor(), text, format, q.reason).await?;
+    // Detection learns of the new accounts as it does of one created through the API.
+    for r in report.records.iter().filter(|r| r.kind == "account") {
+        if let Ok(id) = AccountId::parse(&r.id) {
+            if let Ok(a) = read(&st, move |reg| reg.account(&id)).await {
+                st.account_changed(&a);
+            }
+        }
+    }
+    Ok(axum::Json(report))
+}
+
 // ---- operators ----
 
 #[derive(Debug, Deserialize, ToSchema)]
