@@ -1034,6 +1034,23 @@ fn policy(cli: &Cli, cmd: &PolicyCmd) -> anyhow::Result<()> {
                     &["SEGMENT", "MAX DAYS", "MAX KEYS", "ALLOWLIST REQUIRED", "MAX ALLOWLIST", "GRANT HOURS"],
                     &rows,
                 );
+                println!();
+                let names = |v: Vec<&str>| v.join(",");
+                let purposes: Vec<Vec<String>> = p
+                    .purposes
+                    .iter()
+                    .map(|(name, r)| {
+                        vec![
+                            name.to_string(),
+                            names(r.segments.iter().map(|s| s.as_str()).collect()),
+                            names(r.scopes.iter().map(|s| s.as_str()).collect()),
+                            r.allowlist_required.to_string(),
+                            names(r.requires.iter().map(|q| q.as_str()).collect()),
+                            r.approval.as_str().to_owned(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["PURPOSE", "SEGMENTS", "SCOPES", "ALLOWLIST", "REQUIRES", "APPROVAL"], &purposes);
             }
         }
         PolicyCmd::Default => print!("{}", keysentinel_domain::policy::DEFAULT_POLICY_TOML),

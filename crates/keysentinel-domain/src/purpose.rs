@@ -109,6 +109,15 @@ pub enum Approval {
     Compliance,
 }
 
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::None => "none",
+            Approval::Compliance => "compliance",
+        }
+    }
+}
+
 /// One purpose as the policy defines it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -289,8 +289,7 @@ pub(crate) fn issue(
     } else if let Some(approval) = approval {
         // Not valid until approved: the secret is issued now, the key is refused until then.
         key.status = KeyStatus::Pending;
-        key.status_reason =
-            format!("awaiting {} approval for purpose {}", approval_name(approval), key.declared.purpose);
+        key.status_reason = format!("awaiting {} approval for purpose {}", approval.as_str(), key.declared.purpose);
         key.approval =
             Some(KeyApproval { needed: approval, requested_by: actor_name, approved_by: None, approved_at: None });
     }
@@ -346,13 +345,6 @@ pub(crate) fn operator_of(
                     .into()),
             }
         }
-    }
-}
-
-fn approval_name(a: Approval) -> &'static str {
-    match a {
-        Approval::None => "no",
-        Approval::Compliance => "compliance",
     }
 }
 
