@@ -56,7 +56,11 @@ fn key_operated_by(data: &Path, u: &str, account: &str, party: &str) -> Output {
 fn an_accounts_parties_are_recorded_versioned_ended_and_name_who_operates_its_keys() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = serve(&data);
+    // Corporate keys must name who operates them under this policy.
+    let policy = dir.path().join("policy.toml");
+    let text = keysentinel_policy_with_operators();
+    std::fs::write(&policy, text).unwrap();
+    let server = serve_with(&data, &["--policy", policy.to_str().unwrap()]);
     let u = server.url.clone();
     for (a, seg) in [("corp-1", "corporate"), ("retail-1", "retail")] {
         ok_json(&data, &u, &["accounts", "create", a, "--segment", seg, "--verification", "verified"]);
@@ -85,6 +89,34 @@ fn an_accounts_parties_are_recorded_versioned_ended_and_name_who_operates_its_ke
     let retail_desk = party("retail-1", "desk", "Home desk", "desk-x");
     assert_eq!(code(&retail_desk), 3, "{}", stderr(&retail_desk));
     assert!(stderr(&retail_desk).contains("kind"), "{}", stderr(&retail_desk));
+
+    // Under this policy a corporate key names who operates it.
+    let unnamed = ks(
+        &data,
+        &u,
+        &[
+            "keys",
+            "create",
+            "--scheme",
+            "binance",
+            "--account",
+            "corp-1",
+            "--scopes",
+            "read",
+            "--allow",
+            "198.51.100.0/24",
+            "--purpose",
+            "portfolio_read_only",
+            "--terms-version",
+            "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "paper",
+        ],
+    );
+    assert_eq!(code(&unnamed), 7, "{}", stderr(&unnamed));
+    assert!(stderr(&unnamed).contains("operator_required"), "{}", stderr(&unnamed));
 
     // The key names its desk; nobody off the record, and never an owner who does not operate it.
     let key: Value = serde_json::from_slice(&key_operated_by(&data, &u, "corp-1", "desk-7").stdout).unwrap();
@@ -123,4 +155,11 @@ fn an_accounts_parties_are_recorded_versioned_ended_and_name_who_operates_its_ke
     let created = log.iter().find(|e| e["action"] == "key.create").unwrap();
     assert_eq!(created["details"]["operated_by"]["party_id"], "desk-7", "{created}");
     drop(server);
+}
+
+/// The default key policy with `operator_required` for corporate accounts.
+fn keysentinel_policy_with_operators() -> String {
+    let out = std::process::Command::new(BIN).args(["policy", "default"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.replace("[segments.corporate]\n", "[segments.corporate]\noperator_required = true\n")
 }

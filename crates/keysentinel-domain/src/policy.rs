@@ -44,6 +44,8 @@ pub enum Rule {
     BrokerClientRequired,
     /// The key names as its operator a party not on its account's record (or not in effect).
     OperatorNotOnRecord,
+    /// The segment's keys must name who operates them (a party, or their vendor).
+    OperatorRequired,
 }
 
 impl Rule {
@@ -68,6 +70,7 @@ impl Rule {
             Rule::MandateRequired => "mandate_required",
             Rule::BrokerClientRequired => "broker_client_required",
             Rule::OperatorNotOnRecord => "operator_not_on_record",
+            Rule::OperatorRequired => "operator_required",
         }
     }
 }
@@ -107,6 +110,10 @@ pub struct SegmentPolicy {
     /// The owner is told this many days before such a lapse.
     #[serde(default = "default_notice_days")]
     pub unrestricted_notice_days: u32,
+    /// New keys must name who operates them: a person, desk or system on the account's record,
+    /// or their vendor (docs/registry.md).
+    #[serde(default)]
+    pub operator_required: bool,
 }
 
 fn default_notice_days() -> u32 {
@@ -123,6 +130,7 @@ struct SegmentOverrides {
     sensitive_grant_max_hours: Option<i64>,
     unrestricted_lapse_days: Option<u32>,
     unrestricted_notice_days: Option<u32>,
+    operator_required: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +196,7 @@ impl KeyPolicy {
                 sensitive_grant_max_hours: o.sensitive_grant_max_hours.unwrap_or(d.sensitive_grant_max_hours),
                 unrestricted_lapse_days: o.unrestricted_lapse_days.unwrap_or(d.unrestricted_lapse_days),
                 unrestricted_notice_days: o.unrestricted_notice_days.unwrap_or(d.unrestricted_notice_days),
+                operator_required: o.operator_required.unwrap_or(d.operator_required),
             };
             if p.unrestricted_lapse_days > 3650 || p.unrestricted_notice_days > 365 {
                 return Err(PolicyFileError::Invalid(format!(
@@ -302,6 +311,21 @@ impl KeyPolicy {
             ));
         }
         Ok(rule)
+    }
+
+    /// A new key of a segment whose policy says so names who operates it (`operated_by`, set by
+    /// the registry from the party or vendor it names).
+    pub fn check_operator(&self, account: &Account, key: &ApiKey) -> Result<(), PolicyViolation> {
+        if self.for_segment(account.segment).operator_required && key.operated_by.is_none() {
+            return Err(self.violation(
+                Rule::OperatorRequired,
+                format!(
+                    "{} keys must name who operates them: a person, desk or system on the account's record (operated_by), or their vendor",
+                    account.segment
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// When a key issued at `now` lapses for having no IP allowlist, if the segment's policy
@@ -662,6 +686,22 @@ mod tests {
         let mut exec = named("broker_execution");
         exec.ip_allowlist = IpAllowlist::parse(&["198.51.100.0/24"]).unwrap();
         assert_eq!(rule(&broker, &exec, &[]), Some(Rule::BrokerClientRequired));
+    }
+
+    #[test]
+    fn a_segment_may_require_keys_to_name_their_operator() {
+        let text = DEFAULT_POLICY_TOML.replace("[segments.broker]\n", "[segments.broker]\noperator_required = true\n");
+        let p = KeyPolicy::from_toml(&text).unwrap();
+        let mut key = sample_key(T0);
+        assert!(p.check_operator(&account(Segment::Retail), &key).is_ok(), "retail: not required");
+        let refused = p.check_operator(&account(Segment::Broker), &key).unwrap_err();
+        assert_eq!(refused.rule, Rule::OperatorRequired);
+        key.operated_by = Some(crate::identity::OperatedBy {
+            kind: crate::identity::OperatorKind::Desk,
+            party_id: None,
+            name: "desk".into(),
+        });
+        assert!(p.check_operator(&account(Segment::Broker), &key).is_ok());
     }
 
     #[test]

@@ -279,6 +279,7 @@ pub(crate) fn issue(
     policy.check_new_key(&account, &key, live, now)?;
     check_vendor(tx, policy, &key, now)?;
     key.operated_by = operator_of(tx, policy, &account, &key, new.operated_by.as_ref(), now)?;
+    policy.check_operator(&account, &key)?;
     let approval = check_purpose(tx, policy, &account, &key, now)?;
     if claim.is_some() {
         // Held for its owner: valid once they claim it. The reinstatement's two approvers stand
