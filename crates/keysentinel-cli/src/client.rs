@@ -71,6 +71,23 @@ impl Client {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
     }
 
+    /// POSTs `body` as `content_type` (CSV, NDJSON).
+    pub fn post_text(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .query(query)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body),
+        )
+    }
+
     pub fn post_ndjson(&self, path: &str, query: &[(&str, String)], body: String) -> anyhow::Result<Value> {
         self.send(
             self.http

@@ -7,7 +7,8 @@
 use keysentinel_audit::Actor;
 use keysentinel_detect::event::{parse_event, Record};
 use keysentinel_domain::{
-    AccessKey, AccountId, CaseStatus, CountryCode, IpAllowlist, Scope, Segment, SigningScheme, Verification,
+    AccessKey, AccountId, CaseStatus, CountryCode, IpAllowlist, PurposeName, Scope, Segment, SigningScheme,
+    TermsChannel, Verification,
 };
 use keysentinel_registry::{NewAccount, NewKey, NewKeyAlgorithm};
 use keysentinel_server::AppState;
@@ -143,9 +144,13 @@ async fn demo(
                     ip_allowlist: IpAllowlist::parse(&allow).unwrap_or_default(),
                     lifetime_days: None,
                     vendor_id: None,
-                    purpose: "simulated trading".into(),
+                    purpose: PurposeName::parse("own_bot")?,
+                    purpose_note: "simulated trading".into(),
                     terms_version: "2026-05".into(),
+                    terms_accepted_at: reg.now(),
+                    terms_channel: TermsChannel::Web,
                     sensitive_grant_hours: None,
+                    operated_by: None,
                 };
                 match reg.create_key(actor.clone(), new).await {
                     Ok(issued) => {

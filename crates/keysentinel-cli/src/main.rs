@@ -81,6 +81,13 @@ enum Command {
     /// Counterparties: mandates, broker arrangements, affiliates, sub-accounts.
     #[command(subcommand)]
     Counterparties(registry::CounterpartiesCmd),
+    /// Who stands behind an account: beneficial owners, representatives, and the people, desks
+    /// and systems that operate its keys.
+    #[command(subcommand)]
+    Parties(registry::PartiesCmd),
+    /// Import an existing registry (accounts, parties, vendors, counterparties), all or nothing.
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
     /// The key policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -190,6 +197,8 @@ struct ServeArgs {
     log_key: Option<String>,
 }
 
+// One command is parsed once per process: boxing `create`'s many options would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum KeysCmd {
     /// Issue a key. HMAC keys print their secret once.
@@ -213,14 +222,28 @@ enum KeysCmd {
         /// Third-party tool vendor id.
         #[arg(long)]
         vendor: Option<String>,
-        #[arg(long, default_value = "")]
+        /// What the key is for: one of the key policy's purposes (`policy show`), e.g.
+        /// portfolio_read_only, own_bot, vendor_copy_trading, market_making, broker_execution.
+        #[arg(long)]
         purpose: String,
+        /// The owner's own words about the key's use.
+        #[arg(long, default_value = "")]
+        purpose_note: String,
         /// Version of the no-sharing terms the owner accepted.
         #[arg(long)]
         terms_version: String,
+        /// When the owner accepted them (RFC 3339).
+        #[arg(long)]
+        terms_accepted_at: String,
+        /// Where the owner accepted them.
+        #[arg(long, value_parser = ["web", "app", "paper", "account_manager"])]
+        terms_channel: String,
         /// How long sensitive grants last once approved.
         #[arg(long)]
         grant_hours: Option<i64>,
+        /// Who operates the key: a party on the account's record (`parties list`).
+        #[arg(long)]
+        operated_by: Option<String>,
     },
     /// Import existing keys from an NDJSON file (see docs/import.md).
     Import {
@@ -284,6 +307,12 @@ enum KeysCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Approve a key its purpose issued pending (compliance role; not whoever asked for it).
+    ApproveIssue {
+        access_key: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Approve a pending grant (approver role; not the requester).
     Approve {
         access_key: String,
@@ -337,7 +366,7 @@ enum OperatorsCmd {
     /// Create an operator and print its token (once).
     Create {
         operator_id: String,
-        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance"])]
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance", "customer_channel"])]
         role: String,
         #[arg(long, default_value = "")]
         description: String,
@@ -361,7 +390,7 @@ enum OperatorsCmd {
     /// `operator.break_glass` and logged as a warning.
     BreakGlass {
         operator_id: String,
-        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance"])]
+        #[arg(long, value_parser = ["admin", "analyst", "approver", "auditor", "gateway", "compliance", "customer_channel"])]
         role: String,
         #[arg(long)]
         reason: String,
@@ -457,6 +486,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operators(cmd) => operators(&cli, cmd),
         Command::Vendors(cmd) => registry::vendors_cmd(&client(&cli)?, cli.json, cmd),
         Command::Counterparties(cmd) => registry::counterparties_cmd(&client(&cli)?, cli.json, cmd),
+        Command::Parties(cmd) => registry::parties_cmd(&client(&cli)?, cli.json, cmd),
+        Command::Registry(cmd) => registry::registry_cmd(&client(&cli)?, cli.json, cmd),
         Command::Policy(cmd) => policy(&cli, cmd),
         Command::Audit(cmd) => offline::audit(&cli.data_dir, cli.json, cmd, || client(&cli)),
         Command::Secrets(cmd) => offline::secrets(&cli.data_dir, cli.json, cmd),
@@ -771,8 +802,12 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             lifetime_days,
             vendor,
             purpose,
+            purpose_note,
             terms_version,
+            terms_accepted_at,
+            terms_channel,
             grant_hours,
+            operated_by,
         } => {
             let algorithm = match ed25519_public_key {
                 Some(pk) => json!({ "kind": "ed25519", "public_key": arg_file_or_value(pk)? }),
@@ -781,8 +816,9 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             let scopes: Vec<&str> = scopes.split(',').map(str::trim).collect();
             let body = json!({
                 "account_id": account, "algorithm": algorithm, "scheme": scheme, "scopes": scopes, "ip_allowlist": allow,
-                "lifetime_days": lifetime_days, "vendor_id": vendor, "purpose": purpose,
-                "terms_version": terms_version, "sensitive_grant_hours": grant_hours,
+                "lifetime_days": lifetime_days, "vendor_id": vendor, "purpose": purpose, "purpose_note": purpose_note,
+                "terms_version": terms_version, "terms_accepted_at": terms_accepted_at, "terms_channel": terms_channel,
+                "sensitive_grant_hours": grant_hours, "operated_by": operated_by,
             });
             issued(cli, &c.post("/v1/keys", &body)?);
         }
@@ -845,6 +881,7 @@ fn keys(cli: &Cli, cmd: &KeysCmd) -> anyhow::Result<()> {
             let body = json!({ "scope": scope, "hours": hours, "reason": reason });
             print_or(cli, &c.post(&format!("/v1/keys/{}/grants", seg(access_key)), &body)?, output::key);
         }
+        KeysCmd::ApproveIssue { access_key, reason } => key_action(cli, &c, access_key, "approve", reason)?,
         KeysCmd::Approve { access_key, scope, reason } => {
             let v = c.post(
                 &format!("/v1/keys/{}/grants/{}/approve", seg(access_key), seg(scope)),
@@ -997,6 +1034,23 @@ fn policy(cli: &Cli, cmd: &PolicyCmd) -> anyhow::Result<()> {
                     &["SEGMENT", "MAX DAYS", "MAX KEYS", "ALLOWLIST REQUIRED", "MAX ALLOWLIST", "GRANT HOURS"],
                     &rows,
                 );
+                println!();
+                let names = |v: Vec<&str>| v.join(",");
+                let purposes: Vec<Vec<String>> = p
+                    .purposes
+                    .iter()
+                    .map(|(name, r)| {
+                        vec![
+                            name.to_string(),
+                            names(r.segments.iter().map(|s| s.as_str()).collect()),
+                            names(r.scopes.iter().map(|s| s.as_str()).collect()),
+                            r.allowlist_required.to_string(),
+                            names(r.requires.iter().map(|q| q.as_str()).collect()),
+                            r.approval.as_str().to_owned(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["PURPOSE", "SEGMENTS", "SCOPES", "ALLOWLIST", "REQUIRES", "APPROVAL"], &purposes);
             }
         }
         PolicyCmd::Default => print!("{}", keysentinel_domain::policy::DEFAULT_POLICY_TOML),

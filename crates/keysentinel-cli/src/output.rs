@@ -76,6 +76,7 @@ pub fn key(k: &Value) {
         "ip_allowlist",
         "vendor_id",
         "purpose",
+        "purpose_note",
         "terms_version",
         "origin",
         "created_at",
@@ -86,6 +87,34 @@ pub fn key(k: &Value) {
         println!("{field:<18} {}", s(&k[field]));
     }
     println!("{:<18} {}", "algorithm", s(&k["algorithm"]["kind"]));
+    let terms = &k["terms_acceptance"];
+    if terms.is_object() {
+        println!(
+            "{:<18} {} at {} ({})",
+            "terms_accepted",
+            s(&terms["version"]),
+            s(&terms["accepted_at"]),
+            s(&terms["channel"])
+        );
+    }
+    let approval = &k["approval"];
+    if approval.is_object() {
+        println!(
+            "{:<18} {} (asked by {}, approved by {} at {})",
+            "approval",
+            s(&approval["needed"]),
+            s(&approval["requested_by"]),
+            s(&approval["approved_by"]),
+            s(&approval["approved_at"])
+        );
+    }
+    let by = &k["operated_by"];
+    if by.is_object() {
+        println!("{:<18} {} {} ({})", "operated_by", s(&by["kind"]), s(&by["name"]), s(&by["party_id"]));
+    }
+    if !k["unrestricted_lapse_at"].is_null() {
+        println!("{:<18} {} (no IP allowlist)", "lapses_at", s(&k["unrestricted_lapse_at"]));
+    }
     if let Some(grants) = k["grants"].as_array() {
         for g in grants {
             println!(

@@ -461,3 +461,143 @@ pub fn counterparties_cmd(c: &Client, json_out: bool, cmd: &CounterpartiesCmd) -
     }
     Ok(())
 }
+
+/// `keysentinel parties`: who stands behind an account (docs/registry.md, "Who stands behind an
+/// account").
+#[derive(Subcommand)]
+pub enum PartiesCmd {
+    /// Record a beneficial owner, a representative or (corporate, broker, market maker) a
+    /// person, desk or system that operates the account's keys.
+    Create {
+        account_id: String,
+        #[arg(long, value_parser = ["beneficial_owner", "representative", "operator", "desk", "system"])]
+        kind: String,
+        #[arg(long)]
+        name: String,
+        /// The document behind the record (KYC/KYB file, power of attorney, desk mandate).
+        #[arg(long)]
+        document_ref: String,
+        /// From when it holds (RFC 3339; default now).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// The record's id (made up when absent).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The account's parties, ended ones too.
+    List { account_id: String },
+    /// Change it (a new version); absent options stay as they are.
+    Update {
+        party_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        document_ref: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End it now: keys may no longer name it as their operator.
+    End {
+        party_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn party(p: &Value) {
+    for field in
+        ["party_id", "account_id", "kind", "name", "document_ref", "effective_from", "effective_until", "version"]
+    {
+        println!("{field:<18} {}", s(&p[field]));
+    }
+    if !p["ended"].is_null() {
+        println!("{:<18} {} by {}: {}", "ended", s(&p["ended"]["at"]), s(&p["ended"]["by"]), s(&p["ended"]["reason"]));
+    }
+}
+
+fn parties(list: &Value) {
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            vec![
+                s(&p["party_id"]),
+                s(&p["kind"]),
+                s(&p["name"]),
+                s(&p["effective_from"]),
+                s(&p["effective_until"]),
+                s(&p["version"]),
+            ]
+        })
+        .collect();
+    output::table(&["PARTY", "KIND", "NAME", "FROM", "UNTIL", "VERSION"], &rows);
+}
+
+pub fn parties_cmd(c: &Client, json_out: bool, cmd: &PartiesCmd) -> anyhow::Result<()> {
+    match cmd {
+        PartiesCmd::Create { account_id, kind, name, document_ref, from, until, id, reason } => {
+            let body = json!({ "kind": kind, "name": name, "document_ref": document_ref, "effective_from": from,
+                "effective_until": until, "party_id": id, "reason": reason });
+            let path = format!("/v1/accounts/{}/parties", seg(account_id));
+            print(json_out, &c.post(&path, &body)?, party);
+        }
+        PartiesCmd::List { account_id } => {
+            print(json_out, &c.get(&format!("/v1/accounts/{}/parties", seg(account_id)), &[])?, parties)
+        }
+        PartiesCmd::Update { party_id, name, document_ref, until, reason } => {
+            let mut body = json!({ "reason": reason });
+            for (field, value) in [("name", name), ("document_ref", document_ref), ("effective_until", until)] {
+                if let Some(v) = value {
+                    body[field] = json!(v);
+                }
+            }
+            print(json_out, &c.patch(&format!("/v1/parties/{}", seg(party_id)), &body)?, party);
+        }
+        PartiesCmd::End { party_id, reason } => {
+            let path = format!("/v1/parties/{}/end", seg(party_id));
+            print(json_out, &c.post(&path, &json!({ "reason": reason }))?, party);
+        }
+    }
+    Ok(())
+}
+
+/// `keysentinel registry import`: an existing registry in one batch (docs/registry.md, "Importing
+/// an existing registry").
+#[derive(Subcommand)]
+pub enum RegistryCmd {
+    /// Import NDJSON (one object with a `type` per line) or, for a `.csv` file or with `--csv`,
+    /// CSV with a header; all or nothing, every bad line named.
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        csv: bool,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub fn registry_cmd(c: &Client, json_out: bool, cmd: &RegistryCmd) -> anyhow::Result<()> {
+    match cmd {
+        RegistryCmd::Import { file, csv, reason } => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let csv = *csv || file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let kind = if csv { "text/csv" } else { "application/x-ndjson" };
+            let report = c.post_text("/v1/registry/import", &[("reason", reason.clone())], kind, text)?;
+            if json_out {
+                output::json(&report);
+            } else {
+                println!("{} records imported (batch {})", s(&report["imported"]), s(&report["digest"]));
+            }
+        }
+    }
+    Ok(())
+}

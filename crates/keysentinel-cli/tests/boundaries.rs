@@ -200,6 +200,12 @@ fn an_ipv4_mapped_allowlist_entry_is_its_ipv4_network_and_a_dual_stack_peer_matc
             "::/32",
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "portfolio_read_only",
         ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));

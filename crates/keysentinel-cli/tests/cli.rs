@@ -45,6 +45,12 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
             "read,trade",
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "own_bot",
         ],
     );
     let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
@@ -74,6 +80,12 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
             "read",
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "portfolio_read_only",
         ],
     );
     assert_eq!(code(&corp), 7, "{}", stderr(&corp));
@@ -96,6 +108,12 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
             "bot-vendor",
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "vendor_copy_trading",
         ],
     );
     assert_eq!(code(&vendor), 7);
@@ -119,6 +137,12 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
             "10.0.0.1/8",
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "portfolio_read_only",
         ],
     );
     assert_eq!(code(&bad_cidr), 3);
@@ -422,6 +446,12 @@ fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits
                 "203.0.113.0/24",
                 "--terms-version",
                 "2026-05",
+                "--terms-accepted-at",
+                "2026-05-01T00:00:00Z",
+                "--terms-channel",
+                "web",
+                "--purpose",
+                "treasury",
                 "--grant-hours",
                 hours,
             ],
@@ -446,6 +476,12 @@ fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits
             "203.0.113.0/24",
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "portfolio_read_only",
         ],
     );
     let ak = key["key"]["access_key"].as_str().unwrap().to_owned();

@@ -181,8 +181,11 @@ fn posted_batches_give_the_decisions_replay_gives() {
 }
 
 /// The owner re-verified: support files the request, a second analyst reviews it, two
-/// approvers approve it; a new key is issued. Refused: the filer reviewing it, an analyst or the
-/// filer approving it, one approver approving twice.
+/// approvers approve it; a new key is issued — to the owner, never an operator: the approver's
+/// answer holds no secret, the owner's one-time code comes through the outbox, and the
+/// exchange's app (the customer channel) claims the key with it, once. Refused: the filer
+/// reviewing it, an analyst or the filer approving it, one approver approving twice, anyone but
+/// the customer channel claiming, a wrong code, a second claim.
 fn reinstate(
     http: &Client,
     u: &str,
@@ -190,6 +193,7 @@ fn reinstate(
     filer: &str,
     token: &dyn Fn(&str, &str) -> String,
     verify_key: &dyn Fn(&str, &str) -> String,
+    delivered_code: &dyn Fn(&str) -> String,
 ) {
     let post = |who: &str, path: &str, body: Value| {
         let r = http
@@ -225,16 +229,72 @@ fn reinstate(
     assert_eq!((status, body["issued"].is_null()), (200, true), "one approval issues nothing: {body}");
     let (status, body) = post(&a1, "/approve", approve.clone());
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("invalid_case_state")), "twice by one approver");
-    let (status, body) = post(&a2, "/approve", approve);
-    assert_eq!(status, 200, "{body}");
+    let r = http
+        .post(format!("{u}/v1/cases/{case_id}/reinstatement/approve"))
+        .bearer_auth(&a2)
+        .json(&approve)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let raw = r.text().unwrap();
+    assert_eq!(status, 200, "{raw}");
+    let body: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(
         (body["case"]["status"].as_str(), body["case"]["resolution"].as_str()),
         (Some("closed"), Some("owner_reverified"))
     );
-    let new_key = body["issued"]["key"]["access_key"].as_str().unwrap();
-    let new_secret = body["issued"]["secret"].as_str().unwrap();
+    let new_key = body["issued"]["key"]["access_key"].as_str().unwrap().to_owned();
     assert_eq!(body["issued"]["key"]["ip_allowlist"], json!(["203.0.113.0/24"]));
-    assert_eq!(verify_key(new_key, new_secret), "VALID", "the new key works");
+    assert_eq!(body["issued"]["key"]["status"], "pending", "held for its owner: {raw}");
+    assert!(body["issued"]["secret"].is_null(), "{raw}");
+    assert!(!raw.contains("kss_"), "no secret anywhere in the approver's answer: {raw}");
+
+    // The owner re-verified: the account says so, and when.
+    let account = body["case"]["account_id"].as_str().unwrap().to_owned();
+    let acct: Value = http.get(format!("{u}/v1/accounts/{account}")).bearer_auth(filer).send().unwrap().json().unwrap();
+    assert_eq!((acct["verification"].as_str(), acct["verified_at"].is_string()), (Some("verified"), true), "{acct}");
+
+    // The owner's code reaches them through the outbox; the exchange's app claims the key with it.
+    let code = delivered_code(&new_key);
+    let channel = token("app-1", "customer_channel");
+    let claim = |who: &str, code: &str| {
+        let r = http
+            .post(format!("{u}/v1/keys/{new_key}/claim"))
+            .bearer_auth(who)
+            .json(&json!({ "code": code }))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    for operator in [filer, a2.as_str()] {
+        assert_eq!(claim(operator, &code).0, 403, "only the customer channel claims keys");
+    }
+    let wrong = if code == "00000000" { "11111111" } else { "00000000" };
+    // Each wrong code counts, kept across calls (the fifth locks the claim).
+    for left in ["4 attempts left", "3 attempts left"] {
+        let (status, refused) = claim(&channel, wrong);
+        assert_eq!(status, 403, "{refused}");
+        assert!(refused.contains(left), "{refused}");
+    }
+    let (status, claimed) = claim(&channel, &code);
+    assert_eq!(status, 200, "{claimed}");
+    let claimed: Value = serde_json::from_str(&claimed).unwrap();
+    let new_secret = claimed["secret"].as_str().unwrap().to_owned();
+    assert_eq!(claimed["key"]["status"], "active");
+    assert_eq!(verify_key(&new_key, &new_secret), "VALID", "the new key works");
+    let (status, again) = claim(&channel, &code);
+    assert_eq!(status, 409, "a claim is redeemed once: {again}");
+    assert!(again.contains("invalid_claim_state"), "{again}");
+
+    // Audited, without the secret or the code.
+    let log = http.get(format!("{u}/v1/audit/entries?limit=1000")).bearer_auth(filer).send().unwrap().text().unwrap();
+    assert!(!log.contains(&new_secret) && !log.contains(&format!("\"{code}\"")), "no secret or code in the log");
+    let log: Vec<Value> = serde_json::from_str(&log).unwrap();
+    let on_key = |action: &str| log.iter().filter(|e| e["action"] == action && e["target"] == new_key.as_str()).count();
+    assert_eq!((on_key("key.claim.open"), on_key("key.claim.fail"), on_key("key.claim.redeem")), (1, 2, 1));
+    assert!(log.iter().any(|e| e["action"] == "account.reverify" && e["target"] == account.as_str()));
+    let redeemed = log.iter().find(|e| e["action"] == "key.claim.redeem").unwrap();
+    assert_eq!(redeemed["actor"]["id"], "app-1");
 }
 
 /// The owner disputes the decision; the answer is an evidence pack that verifies offline against
@@ -275,7 +335,9 @@ fn dispute_with_an_evidence_pack(
     assert!(!actions.iter().any(|a| a.starts_with("report.")), "the owner's pack never shows reporting: {actions:?}");
     assert!(!actions.iter().any(|a| a.contains("hold")), "nor a legal hold: {actions:?}");
     assert!(!pack["body"].to_string().contains("police request"), "{}", pack["body"]);
+    assert_eq!(pack["body"]["parties"][0]["party_id"], "rep-1", "the account's parties are in the pack");
     for want in [
+        "party.create",
         "key.create",
         "case.open",
         "case.answer",
@@ -696,14 +758,43 @@ fn staged_response(shadow: bool, segment: &str) {
         }
     }
     if !shadow && !institutional {
-        reinstate(&http, &u, &case_id, &analyst, &token, &|k: &str, s: &str| {
+        let verify_key = |k: &str, s: &str| {
             let body = json!({ "method": "GET", "path": "/api/v3/openOrders", "query": binance_query(s, "symbol=BTCUSDT"),
                 "headers": { "X-MBX-APIKEY": k }, "client_ip": "203.0.113.9" });
             let r = http.post(format!("{u}/v1/verify")).bearer_auth(&gateway).json(&body).send().unwrap();
             r.json::<Value>().unwrap()["code"].as_str().unwrap().to_owned()
-        });
+        };
+        // What the exchange's notification service received for the owner: the claim's code.
+        let delivered_code = |key: &str| {
+            wait_until(|| {
+                received.lock().unwrap().iter().find_map(|(_, body)| {
+                    let n: Value = serde_json::from_str(body).ok()?;
+                    (n["kind"] == "key_claim" && n["claim"]["key_id"] == key)
+                        .then(|| n["claim"]["code"].as_str().map(str::to_owned))?
+                })
+            })
+        };
+        reinstate(&http, &u, &case_id, &analyst, &token, &verify_key, &delivered_code);
         assert_eq!(verify("203.0.113.9", &secret), "REVOKED", "the old key stays dead");
         report_the_matter(&http, &u, &case_id, &token("mlro-1", "compliance"), &analyst);
+        // Who stands behind the account goes into the owner's pack.
+        let account = case["account_id"].as_str().unwrap();
+        let args = [
+            "parties",
+            "create",
+            account,
+            "--kind",
+            "representative",
+            "--name",
+            "Lee Minho",
+            "--document-ref",
+            "POA-2026-88",
+            "--id",
+            "rep-1",
+            "--reason",
+            "power of attorney on file",
+        ];
+        ok_json(&data, &u, &args);
         dispute_with_an_evidence_pack(&http, &u, &case_id, &token("aud-1", "auditor"), &analyst, dir.path());
     }
     let one =

@@ -61,6 +61,12 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
             "127.0.0.0/24",
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "portfolio_read_only",
         ],
     );
     let (rk, rsecret) =

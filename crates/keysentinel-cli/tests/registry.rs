@@ -144,6 +144,12 @@ fn vendor_key(data: &Path, url: &str, account: &str, vendor: &str) -> Output {
             vendor,
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "vendor_copy_trading",
             "--json",
         ],
     )

@@ -62,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ip_allowlist: Vec::new(),
             vendor_id: None,
             ts: None,
+            purpose: None,
         });
         // Spread over most of a day, in time order; every third key also from a second address.
         let ts = start_ms + i as i64 * 80_000_000 / keys.max(1) as i64 * 1_000;

@@ -29,6 +29,10 @@ pub enum Record<'a> {
         ip_allowlist: Vec<ipnet::IpNet>,
         vendor_id: Option<Cow<'a, str>>,
         ts: Option<Millis>,
+        /// The key policy's purpose the key was issued for (`own_bot`, `market_making`, `legacy`
+        /// for keys from before purposes); v1.2, absent before. Carried for indicators that
+        /// compare purpose with behaviour; nothing scores it yet.
+        purpose: Option<Cow<'a, str>>,
     },
     Vendor {
         vendor_id: Cow<'a, str>,
@@ -235,13 +239,14 @@ impl Record<'_> {
                 declared_countries,
                 declared_purpose: owned_opt(declared_purpose),
             },
-            Record::Key { key_id, account_id, scopes, ip_allowlist, vendor_id, ts } => Record::Key {
+            Record::Key { key_id, account_id, scopes, ip_allowlist, vendor_id, ts, purpose } => Record::Key {
                 key_id: owned(key_id),
                 account_id: owned(account_id),
                 scopes: scopes.into_iter().map(owned).collect(),
                 ip_allowlist,
                 vendor_id: owned_opt(vendor_id),
                 ts,
+                purpose: owned_opt(purpose),
             },
             Record::Vendor { vendor_id, approved, egress_cidrs } => {
                 Record::Vendor { vendor_id: owned(vendor_id), approved, egress_cidrs }
@@ -413,6 +418,8 @@ struct Flat<'a> {
     account_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     vendor_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    purpose: Option<Cow<'a, str>>,
     #[serde(borrow)]
     segment: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -593,6 +600,7 @@ fn scan_flat(line: &str) -> Option<Flat<'_>> {
             | "clients" | "devices" | "symbols" | "in_effect" | "counterparty_id" | "effective_from"
             | "effective_until" | "principal" | "issuer" => return false,
             "by" => (26, Some(&mut f.by)),
+            "purpose" => (27, Some(&mut f.purpose)),
             _ => return true,
         };
         if seen & (1 << bit) != 0 {
@@ -746,6 +754,12 @@ fn record(mut flat: Flat<'_>) -> Result<Record<'_>, ParseError> {
             ts: match flat.ts {
                 Some(t) => Some(ts(Some(t))?),
                 None => None,
+            },
+            purpose: match flat.purpose {
+                Some(p) if p.is_empty() || p.len() > 40 => {
+                    return Err(ParseError::Invalid { field: "purpose", message: "1 to 40 characters".into() })
+                }
+                p => p,
             },
         },
         "vendor" => Record::Vendor {
@@ -1012,6 +1026,19 @@ mod tests {
     }
 
     #[test]
+    fn a_key_carries_its_purpose_from_v1_2_and_older_lines_still_parse() {
+        let line = r#"{"type":"key","key_id":"k1","account_id":"mm-7","scopes":["read","trade"],"ip_allowlist":[],"vendor_id":null,"purpose":"market_making"}"#;
+        let Record::Key { purpose, .. } = parse_line(line).unwrap() else { panic!("not a key record") };
+        assert_eq!(purpose.as_deref(), Some("market_making"));
+        let old =
+            r#"{"type":"key","key_id":"k1","account_id":"a1","scopes":["read"],"ip_allowlist":[],"vendor_id":null}"#;
+        let Record::Key { purpose, .. } = parse_line(old).unwrap() else { panic!("not a key record") };
+        assert_eq!(purpose, None, "a v1.1 key record has no purpose");
+        let empty = r#"{"type":"key","key_id":"k1","account_id":"a1","scopes":["read"],"purpose":""}"#;
+        assert!(matches!(parse_line(empty), Err(ParseError::Invalid { field: "purpose", .. })));
+    }
+
+    #[test]
     fn malformed_records_say_what_is_wrong() {
         let cases = [
             ("not json", "not a JSON object"),
@@ -1103,6 +1130,7 @@ mod tests {
             "segment",
             "gateway",
             "event_id",
+            "purpose",
         ])
     }
 

@@ -137,6 +137,11 @@ pub struct Account {
     pub declared_purpose: String,
     /// Jurisdictions the customer declared they operate from.
     pub declared_countries: Vec<CountryCode>,
+    /// When the customer's identity was last verified, when keysentinel recorded it (an
+    /// approved reinstatement: the owner re-verified); none for accounts recorded before.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schema(value_type = Option<String>)]
+    pub verified_at: Option<time::OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -117,6 +117,10 @@ string_id!(
     /// A keysentinel operator (a person or system with an admin-API token).
     OperatorId, "operator_id", 64
 );
+string_id!(
+    /// A party on an account's record: an owner, a representative, a named operator, a desk, a system.
+    PartyId, "party_id", 64
+);
 
 /// The public half of an API key: what the client sends with every request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]

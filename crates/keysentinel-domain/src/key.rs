@@ -3,16 +3,20 @@
 //! Status moves only along these edges (anything else is a `TransitionError`):
 //!
 //! ```text
-//!   active ──suspend──▶ suspended ──resume──▶ active
+//!   pending ──approve──▶ active ──suspend──▶ suspended ──resume──▶ active
 //!     │  ╲                 │
 //!     │   expire(time)     expire(time)
 //!     │        ╲           │
 //!     │         ▶ expired ◀┘
-//!     └──revoke──▶ revoked ◀── (from active, suspended or expired; never left)
+//!     └──revoke──▶ revoked ◀── (from pending, active, suspended or expired; never left)
 //! ```
+//!
+//! A key is created `pending` when its purpose needs an approval (`purpose.rs`): it is refused
+//! at verify until a compliance operator approves it; a pending key past its expiry is expired.
 
 use crate::allowlist::IpAllowlist;
 use crate::ids::{AccessKey, AccountId, OperatorId, VendorId};
+use crate::purpose::{Declared, KeyApproval, TermsAcceptance};
 use crate::scope::{Scope, ScopeSet};
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -23,6 +27,8 @@ use time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
+    /// Issued, awaiting the approval its purpose needs; refused at verify.
+    Pending,
     Active,
     Suspended,
     Expired,
@@ -32,6 +38,7 @@ pub enum KeyStatus {
 impl KeyStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            KeyStatus::Pending => "pending",
             KeyStatus::Active => "active",
             KeyStatus::Suspended => "suspended",
             KeyStatus::Expired => "expired",
@@ -50,13 +57,14 @@ impl std::str::FromStr for KeyStatus {
     type Err = crate::ValidationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "pending" => Ok(KeyStatus::Pending),
             "active" => Ok(KeyStatus::Active),
             "suspended" => Ok(KeyStatus::Suspended),
             "expired" => Ok(KeyStatus::Expired),
             "revoked" => Ok(KeyStatus::Revoked),
             _ => Err(crate::ValidationError::new(
                 "status",
-                format!("unknown status {s:?}; expected active, suspended, expired or revoked"),
+                format!("unknown status {s:?}; expected pending, active, suspended, expired or revoked"),
             )),
         }
     }
@@ -125,9 +133,34 @@ pub struct ApiKey {
     pub ip_allowlist: IpAllowlist,
     /// Set when the key belongs to a registered third-party tool.
     pub vendor_id: Option<VendorId>,
-    pub purpose: String,
+    /// The key policy's purpose it was issued for (`purpose`) and the owner's note
+    /// (`purpose_note`); `legacy` for keys issued before purposes.
+    #[serde(flatten)]
+    pub declared: Declared,
     /// Version of the no-sharing terms the owner accepted for this key.
     pub terms_version: String,
+    /// When and how the owner accepted them; none for keys issued before it was recorded.
+    #[serde(default)]
+    pub terms_acceptance: Option<TermsAcceptance>,
+    /// The approval its purpose needs (none when it needs none).
+    #[serde(default)]
+    pub approval: Option<KeyApproval>,
+    /// Set when the key policy brought the expiry forward because the key has no IP allowlist
+    /// (`unrestricted_lapse_days`): the key lapses then, and its owner is told before.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schema(value_type = Option<String>)]
+    pub unrestricted_lapse_at: Option<time::OffsetDateTime>,
+    /// The notice that told the owner of the coming lapse, once sent.
+    #[serde(default)]
+    pub lapse_notice_id: Option<String>,
+    /// A reinstated key waiting for its owner (`claim.rs`): pending, without a secret, until the
+    /// owner redeems the claim through the exchange's customer channel.
+    #[serde(default)]
+    pub claim: Option<crate::claim::KeyClaim>,
+    /// Who operates the key: a person, desk or system on the account's record, or its vendor;
+    /// none when not named (a retail owner operating their own key).
+    #[serde(default)]
+    pub operated_by: Option<crate::identity::OperatedBy>,
     pub origin: KeyOrigin,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
@@ -161,9 +194,42 @@ impl ApiKey {
     /// written that down, so enforcement never depends on the sweeper having run.
     pub fn effective_status(&self, now: Timestamp) -> KeyStatus {
         match self.status {
-            KeyStatus::Active | KeyStatus::Suspended if now >= self.expires_at => KeyStatus::Expired,
+            KeyStatus::Pending | KeyStatus::Active | KeyStatus::Suspended if now >= self.expires_at => {
+                KeyStatus::Expired
+            }
             status => status,
         }
+    }
+
+    /// The owner redeemed the key's claim: the pending key becomes valid. Whether the code was
+    /// right is the registry's question, asked before.
+    pub fn redeem_claim(&mut self, by: &str, now: Timestamp) -> Result<(), crate::claim::ClaimError> {
+        let pending = self.effective_status(now) == KeyStatus::Pending;
+        let claim = self.claim.as_mut().ok_or(crate::claim::ClaimError::None)?;
+        claim.open(now)?;
+        // Revoked while waiting, or past the key's own expiry: nothing to claim any more.
+        if !pending {
+            return Err(crate::claim::ClaimError::Expired);
+        }
+        claim.redeemed_at = Some(now);
+        self.set_status(KeyStatus::Active, "claimed by its owner", by, now);
+        Ok(())
+    }
+
+    /// Makes a pending key valid. Whether `approver` may (role, four eyes) is the registry's
+    /// question, asked before.
+    pub fn approve(&mut self, approver: &str, now: Timestamp) -> Result<(), TransitionError> {
+        match self.effective_status(now) {
+            KeyStatus::Pending => {}
+            KeyStatus::Revoked => return Err(TransitionError::AlreadyRevoked),
+            actual => return Err(TransitionError::WrongStatus { action: "an approval", actual, needed: "pending" }),
+        }
+        if let Some(a) = &mut self.approval {
+            a.approved_by = Some(approver.to_owned());
+            a.approved_at = Some(now);
+        }
+        self.set_status(KeyStatus::Active, "approved", approver, now);
+        Ok(())
     }
 
     /// Scopes usable at `now`: the base scopes plus sensitive grants that are approved and
@@ -208,9 +274,10 @@ impl ApiKey {
         dropped
     }
 
-    /// True while the key counts against the per-account limit.
+    /// True while the key counts against the per-account limit (a pending key does: it may
+    /// become valid at any moment).
     pub fn is_live(&self, now: Timestamp) -> bool {
-        matches!(self.effective_status(now), KeyStatus::Active | KeyStatus::Suspended)
+        matches!(self.effective_status(now), KeyStatus::Pending | KeyStatus::Active | KeyStatus::Suspended)
     }
 
     fn set_status(&mut self, status: KeyStatus, reason: &str, actor: &str, now: Timestamp) {
@@ -369,8 +436,17 @@ pub(crate) mod tests {
             grants: vec![],
             ip_allowlist: IpAllowlist::default(),
             vendor_id: None,
-            purpose: "own trading bot".into(),
+            declared: Declared {
+                purpose: crate::purpose::PurposeName::parse("own_bot").unwrap(),
+                note: "own trading bot".into(),
+            },
             terms_version: "2026-05".into(),
+            terms_acceptance: None,
+            approval: None,
+            unrestricted_lapse_at: None,
+            lapse_notice_id: None,
+            claim: None,
+            operated_by: None,
             origin: KeyOrigin::Generated,
             created_at: now,
             expires_at: now + Duration::days(365),
@@ -437,6 +513,30 @@ pub(crate) mod tests {
             key.approve_grant(Scope::Transfer, &approver, lapsed),
             Err(TransitionError::NoPendingGrant { .. })
         ));
+    }
+
+    #[test]
+    fn a_pending_key_is_approved_once_and_expires_like_others() {
+        let mut key = sample_key(T0);
+        key.status = KeyStatus::Pending;
+        key.approval = Some(KeyApproval {
+            needed: crate::purpose::Approval::Compliance,
+            requested_by: "alice".into(),
+            approved_by: None,
+            approved_at: None,
+        });
+        assert!(key.effective_scopes(T0).is_empty(), "a pending key has no usable scope");
+        assert!(key.is_live(T0), "a pending key counts against the account's limit");
+        assert!(matches!(key.suspend("x", "op", T0), Err(TransitionError::WrongStatus { .. })));
+        let late = key.clone();
+        assert_eq!(late.effective_status(late.expires_at), KeyStatus::Expired);
+        key.approve("carol", T0).unwrap();
+        assert_eq!(key.status, KeyStatus::Active);
+        assert_eq!(key.approval.as_ref().and_then(|a| a.approved_by.as_deref()), Some("carol"));
+        assert!(matches!(key.approve("carol", T0), Err(TransitionError::WrongStatus { .. })));
+        let mut gone = late;
+        gone.revoke("withdrawn", "alice", T0).unwrap();
+        assert_eq!(gone.approve("carol", T0), Err(TransitionError::AlreadyRevoked));
     }
 
     #[test]

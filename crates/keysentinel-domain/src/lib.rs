@@ -7,8 +7,10 @@
 
 pub mod account;
 pub mod allowlist;
+pub mod claim;
 pub mod counterparty;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod indicator;
 pub mod key;
@@ -16,6 +18,7 @@ pub mod notice;
 pub mod operator;
 pub mod outcome;
 pub mod policy;
+pub mod purpose;
 pub mod report;
 pub mod response;
 pub mod scheme;
@@ -24,14 +27,19 @@ pub mod vendor;
 
 pub use account::{Account, CountryCode, Segment, Verification};
 pub use allowlist::IpAllowlist;
+pub use claim::{ClaimError, KeyClaim};
 pub use counterparty::{Counterparty, CounterpartyKind, Ended, Principal, Symbol};
 pub use error::ValidationError;
-pub use ids::{AccessKey, AccountId, CounterpartyId, OperatorId, VendorId};
+pub use identity::{OperatedBy, OperatorKind, Party, PartyEnded, PartyKind};
+pub use ids::{AccessKey, AccountId, CounterpartyId, OperatorId, PartyId, VendorId};
 pub use indicator::{Indicator, Kind};
 pub use key::{ApiKey, GrantStatus, KeyAlgorithm, KeyOrigin, KeyStatus, SensitiveGrant, TransitionError};
 pub use notice::{Delivery, Notice, NoticeKind};
 pub use operator::{Operator, Permission, Role};
 pub use policy::{KeyPolicy, PolicyViolation, Rule, SegmentPolicy};
+pub use purpose::{
+    Approval, Declared, KeyApproval, PurposeName, PurposeRule, Requirement, TermsAcceptance, TermsChannel,
+};
 pub use report::{Jurisdiction, ReportAssessment, ReportDraft, ReportStatus, ReportStep, ReportingConfig};
 pub use response::{
     Action, AnswerChannel, Case, CaseCommand, CaseError, CaseEvent, CaseStatus, Escalation, Finding, Held, KeyBaseline,

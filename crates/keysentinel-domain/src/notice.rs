@@ -29,6 +29,10 @@ pub enum NoticeKind {
     VendorRestricted,
     /// The key's third-party tool (vendor) is no longer approved: the key is suspended.
     VendorSuspended,
+    /// The key has no IP allowlist and will lapse on a date the key policy set.
+    UnrestrictedLapse,
+    /// A reinstated key waits for its owner: the one-time code to claim it in the exchange's app.
+    KeyClaim,
 }
 
 impl NoticeKind {
@@ -40,6 +44,8 @@ impl NoticeKind {
             NoticeKind::Revoked => "revoked",
             NoticeKind::VendorRestricted => "vendor_restricted",
             NoticeKind::VendorSuspended => "vendor_suspended",
+            NoticeKind::UnrestrictedLapse => "unrestricted_lapse",
+            NoticeKind::KeyClaim => "key_claim",
         }
     }
 }
@@ -87,6 +93,11 @@ pub struct Notice {
     pub vendor_id: Option<VendorId>,
     pub ko: Text,
     pub en: Text,
+    /// For a `key_claim` notice: the one-time code, sealed under the master key (the outbox
+    /// must deliver it, retried, so it cannot be only a hash here; the claim keeps only a hash).
+    /// Opened only to deliver it; no operator view shows it opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_code: Option<String>,
     pub status: Delivery,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -172,9 +183,12 @@ impl Notice {
                     ),
                 },
             ),
-            // `Notice::vendor` names the tool and says what was done; a case never sends these,
-            // but the texts stay true if one does.
-            NoticeKind::VendorRestricted | NoticeKind::VendorSuspended => (
+            // `Notice::vendor` names the tool and says what was done, `Notice::unrestricted_lapse`
+            // the date; a case never sends these, but the texts stay true if one does.
+            NoticeKind::VendorRestricted
+            | NoticeKind::VendorSuspended
+            | NoticeKind::UnrestrictedLapse
+            | NoticeKind::KeyClaim => (
                 Text {
                     subject: format!("[안내] API 키 {key} 와 연결된 도구의 승인 종료"),
                     body: format!(
@@ -219,6 +233,7 @@ impl Notice {
             vendor_id: None,
             ko,
             en,
+            sealed_code: None,
             status: Delivery::Pending,
             attempts: 0,
             last_error: None,
@@ -287,6 +302,106 @@ impl Notice {
             vendor_id: Some(vendor_id.clone()),
             ko,
             en,
+            sealed_code: None,
+            status: Delivery::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now,
+            delivered_at: None,
+        }
+    }
+
+    /// A notice to the owner of `key_id`, which has no IP allowlist, that it lapses at
+    /// `lapses_at` (the key policy's `unrestricted_lapse_days`), and how to keep API access: a
+    /// new key with an allowlist. `case_id` is `lapse:<key>`.
+    pub fn unrestricted_lapse(
+        notice_id: String,
+        account_id: &AccountId,
+        key_id: &AccessKey,
+        lapses_at: Timestamp,
+        now: Timestamp,
+    ) -> Self {
+        let key = masked(key_id);
+        let reference = format!("lapse:{key_id}");
+        let date = lapses_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| lapses_at.unix_timestamp().to_string());
+        let ko = Text {
+            subject: format!("[안내] IP 제한이 없는 API 키 {key} 가 {date} 에 만료됩니다"),
+            body: format!(
+                "고객님의 API 키 {key} 에는 접속 IP 제한이 설정되어 있지 않아, 거래소 정책에 따라 {date} 에                  만료됩니다. 계속 이용하시려면 IP 제한을 설정한 새 키를 발급받으십시오. 문의 번호: {reference}"
+            ),
+        };
+        let en = Text {
+            subject: format!("[Notice] Your API key {key}, which has no IP restriction, lapses on {date}"),
+            body: format!(
+                "Your API key {key} has no IP allowlist, so under the exchange's policy it lapses on {date}. To keep                  using the API, issue a new key restricted to your IP addresses. Reference: {reference}"
+            ),
+        };
+        Self {
+            notice_id,
+            case_id: reference,
+            account_id: account_id.clone(),
+            key_id: key_id.clone(),
+            kind: NoticeKind::UnrestrictedLapse,
+            stage: None,
+            vendor_id: None,
+            ko,
+            en,
+            sealed_code: None,
+            status: Delivery::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now,
+            delivered_at: None,
+        }
+    }
+
+    /// A notice to the owner that their reinstated key `key_id` is ready to claim in the
+    /// exchange's app until `expires_at`, with the one-time code (sealed: `sealed_code`; the
+    /// texts name where it is, never the code itself).
+    pub fn key_claim(
+        notice_id: String,
+        case_id: &str,
+        account_id: &AccountId,
+        key_id: &AccessKey,
+        sealed_code: String,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Self {
+        let key = masked(key_id);
+        let until = expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| expires_at.unix_timestamp().to_string());
+        let ko = Text {
+            subject: format!("[안내] 새 API 키 {key} 를 앱에서 받으십시오"),
+            body: format!(
+                "재인증과 검토가 끝나 새 API 키 {key} 가 준비되었습니다. 거래소 앱에서 이 알림과 함께 전달된 \
+                 일회용 코드로 {until} 까지 받으실 수 있습니다. 코드는 누구에게도 알려주지 마십시오. 거래소 \
+                 직원도 코드를 묻지 않습니다. 문의 번호: {case_id}"
+            ),
+        };
+        let en = Text {
+            subject: format!("[Notice] Collect your new API key {key} in the app"),
+            body: format!(
+                "Your identity was re-verified and your new API key {key} is ready. Collect it in the exchange's \
+                 app with the one-time code delivered with this notice, until {until}. Never share the code: the \
+                 exchange's staff will never ask for it. Reference: {case_id}"
+            ),
+        };
+        Self {
+            notice_id,
+            case_id: case_id.to_owned(),
+            account_id: account_id.clone(),
+            key_id: key_id.clone(),
+            kind: NoticeKind::KeyClaim,
+            stage: None,
+            vendor_id: None,
+            ko,
+            en,
+            sealed_code: Some(sealed_code),
             status: Delivery::Pending,
             attempts: 0,
             last_error: None,

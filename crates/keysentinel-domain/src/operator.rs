@@ -21,6 +21,9 @@ pub enum Role {
     /// The compliance (reporting) officer: assesses, decides and files suspicious-matter
     /// reports, which no other role sees but the auditor.
     Compliance,
+    /// The exchange's own customer app, redeeming a reinstated key's claim for its owner with
+    /// the owner's one-time code; it can do nothing else (it reads nothing either).
+    CustomerChannel,
 }
 
 /// Everything the admin API lets an operator do, grouped by risk.
@@ -49,11 +52,22 @@ pub enum Permission {
     /// Record, change and end counterparties (mandates, broker arrangements, affiliates,
     /// sub-accounts).
     ManageCounterparties,
+    /// Approve a key its purpose issued pending (never one the approver asked for).
+    ApproveKeys,
+    /// Redeem a reinstated key's one-time claim for its owner (the customer channel only).
+    RedeemClaims,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] =
-        [Role::Admin, Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway, Role::Compliance];
+    pub const ALL: [Role; 7] = [
+        Role::Admin,
+        Role::Analyst,
+        Role::Approver,
+        Role::Auditor,
+        Role::Gateway,
+        Role::Compliance,
+        Role::CustomerChannel,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,6 +77,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Gateway => "gateway",
             Role::Compliance => "compliance",
+            Role::CustomerChannel => "customer_channel",
         }
     }
 
@@ -80,7 +95,14 @@ impl Role {
             // knows a report is considered, the more likely the owner is tipped off.
             // Approving a vendor is compliance's: the admin who registers it and records its
             // due diligence is the first pair of eyes, not the second.
-            Role::Admin => !matches!(permission, ApproveGrant | Verify | ReadReports | ReportMatters | ApproveVendors),
+            // Approving a pending key is compliance's: the admin who issues it is the first pair.
+            // Redeeming a claim is the owner's, through the customer channel: an operator who
+            // could redeem it could take the owner's new key.
+            Role::Admin => !matches!(
+                permission,
+                ApproveGrant | Verify | ReadReports | ReportMatters | ApproveVendors | ApproveKeys | RedeemClaims
+            ),
+            Role::CustomerChannel => matches!(permission, RedeemClaims),
             Role::Analyst => matches!(permission, ReadInventory | ContainKeys | RevokeKeys | ReadAudit),
             Role::Approver => matches!(permission, ReadInventory | ApproveGrant),
             Role::Auditor => matches!(permission, ReadInventory | ReadAudit | ReadReports),
@@ -94,6 +116,7 @@ impl Role {
                     | ManageVendors
                     | ApproveVendors
                     | ManageCounterparties
+                    | ApproveKeys
             ),
         }
     }
@@ -111,7 +134,9 @@ impl std::str::FromStr for Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
             ValidationError::new(
                 "role",
-                format!("unknown role {s:?}; expected admin, analyst, approver, auditor, gateway or compliance"),
+                format!(
+                    "unknown role {s:?}; expected admin, analyst, approver, auditor, gateway, compliance or customer_channel"
+                ),
             )
         })
     }
@@ -185,9 +210,19 @@ mod tests {
         assert!(Role::Admin.allows(ManageVendors) && !Role::Admin.allows(ApproveVendors));
         assert!(Role::Compliance.allows(ApproveVendors) && Role::Compliance.allows(ManageVendors));
         for role in [Role::Analyst, Role::Approver, Role::Auditor, Role::Gateway] {
-            for p in [ManageVendors, ApproveVendors, ManageCounterparties] {
+            for p in [ManageVendors, ApproveVendors, ManageCounterparties, ApproveKeys] {
                 assert!(!role.allows(p), "{role} {p:?}");
             }
+        }
+        // Keys a purpose issues pending: an admin issues them, compliance approves them.
+        assert!(Role::Compliance.allows(ApproveKeys) && !Role::Compliance.allows(IssueKeys));
+        assert!(!Role::Admin.allows(ApproveKeys));
+        // The customer channel redeems claims and nothing else; nobody else redeems them.
+        for role in Role::ALL {
+            assert_eq!(role.allows(RedeemClaims), role == Role::CustomerChannel, "{role}");
+        }
+        for p in [ReadInventory, ReadAudit, IssueKeys, Verify, ManageOperators, ApproveGrant] {
+            assert!(!Role::CustomerChannel.allows(p), "{p:?}");
         }
     }
 }

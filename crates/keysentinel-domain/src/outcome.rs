@@ -31,6 +31,8 @@ pub enum Code {
     /// No route rule matches the endpoint (deny by default).
     UnknownEndpoint,
     ScopeDenied,
+    /// The key awaits the approval its purpose needs (it is not valid yet).
+    Pending,
 }
 
 /// What a code says of the key's holder, for detection.
@@ -45,14 +47,14 @@ pub enum Class {
     IpNotAllowed,
     /// Refused by the key's other restrictions: scope, endpoint, scheme.
     Restricted,
-    /// Refused for the key's status: revoked, suspended, expired.
+    /// Refused for the key's status: revoked, suspended, expired, pending.
     Inactive,
     /// Missing or malformed credentials, an unknown key, a body the gateway did not show.
     Other,
 }
 
 impl Code {
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 17] = [
         Code::Valid,
         Code::MissingCredentials,
         Code::Malformed,
@@ -69,6 +71,7 @@ impl Code {
         Code::IpNotAllowed,
         Code::UnknownEndpoint,
         Code::ScopeDenied,
+        Code::Pending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +92,7 @@ impl Code {
             Code::IpNotAllowed => "IP_NOT_ALLOWED",
             Code::UnknownEndpoint => "UNKNOWN_ENDPOINT",
             Code::ScopeDenied => "SCOPE_DENIED",
+            Code::Pending => "PENDING",
         }
     }
 
@@ -106,7 +110,7 @@ impl Code {
             Code::StaleTimestamp | Code::Replayed => Class::Stale,
             Code::IpNotAllowed => Class::IpNotAllowed,
             Code::ScopeDenied | Code::UnknownEndpoint | Code::WrongScheme => Class::Restricted,
-            Code::Revoked | Code::Suspended | Code::Expired => Class::Inactive,
+            Code::Revoked | Code::Suspended | Code::Expired | Code::Pending => Class::Inactive,
             Code::MissingCredentials | Code::Malformed | Code::NotFound | Code::BodyRequired => Class::Other,
             Code::NonceUnavailable => return None,
         })

@@ -2,7 +2,9 @@
 //! The policy is a versioned TOML document (see `docs/policy.md`); every refusal names the rule.
 
 use crate::account::{Account, Segment, Verification};
+use crate::counterparty::{Counterparty, CounterpartyKind};
 use crate::key::{ApiKey, SensitiveGrant};
+use crate::purpose::{PurposeName, PurposeRule, Requirement};
 use crate::scope::Scope;
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,24 @@ pub enum Rule {
     SensitiveGrantSelfApproval,
     VendorNotRegistered,
     VendorNotApproved,
+    /// The key names no purpose of the policy (or `legacy`, which is never issued).
+    PurposeNotDefined,
+    /// The purpose is not one the account's segment may hold.
+    PurposeNotForSegment,
+    /// The key holds or asks for a scope its purpose does not allow.
+    PurposeScopeNotAllowed,
+    /// The purpose needs an approved vendor and the key names none.
+    VendorRequired,
+    /// The key names a vendor under a purpose that is not a vendor's.
+    VendorNotAllowed,
+    /// The purpose needs a market-making mandate of the account in effect.
+    MandateRequired,
+    /// The purpose needs a broker-client arrangement of the account in effect.
+    BrokerClientRequired,
+    /// The key names as its operator a party not on its account's record (or not in effect).
+    OperatorNotOnRecord,
+    /// The segment's keys must name who operates them (a party, or their vendor).
+    OperatorRequired,
 }
 
 impl Rule {
@@ -42,6 +62,15 @@ impl Rule {
             Rule::SensitiveGrantSelfApproval => "sensitive_grant_self_approval",
             Rule::VendorNotRegistered => "vendor_not_registered",
             Rule::VendorNotApproved => "vendor_not_approved",
+            Rule::PurposeNotDefined => "purpose_not_defined",
+            Rule::PurposeNotForSegment => "purpose_not_for_segment",
+            Rule::PurposeScopeNotAllowed => "purpose_scope_not_allowed",
+            Rule::VendorRequired => "vendor_required",
+            Rule::VendorNotAllowed => "vendor_not_allowed",
+            Rule::MandateRequired => "mandate_required",
+            Rule::BrokerClientRequired => "broker_client_required",
+            Rule::OperatorNotOnRecord => "operator_not_on_record",
+            Rule::OperatorRequired => "operator_required",
         }
     }
 }
@@ -73,6 +102,22 @@ pub struct SegmentPolicy {
     pub max_allowlist_entries: u32,
     /// Longest a withdraw or transfer grant may last once approved.
     pub sensitive_grant_max_hours: i64,
+    /// Keys without an IP allowlist lapse this many days after issuance (0: never). Exchanges
+    /// do this to keys anyone who learns them could use from anywhere (Binance 30, OKX 14,
+    /// Bybit 90 days).
+    #[serde(default)]
+    pub unrestricted_lapse_days: u32,
+    /// The owner is told this many days before such a lapse.
+    #[serde(default = "default_notice_days")]
+    pub unrestricted_notice_days: u32,
+    /// New keys must name who operates them: a person, desk or system on the account's record,
+    /// or their vendor (docs/registry.md).
+    #[serde(default)]
+    pub operator_required: bool,
+}
+
+fn default_notice_days() -> u32 {
+    7
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +128,9 @@ struct SegmentOverrides {
     allowlist_required: Option<bool>,
     max_allowlist_entries: Option<u32>,
     sensitive_grant_max_hours: Option<i64>,
+    unrestricted_lapse_days: Option<u32>,
+    unrestricted_notice_days: Option<u32>,
+    operator_required: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +142,9 @@ struct PolicyFile {
     defaults: SegmentPolicy,
     #[serde(default)]
     segments: BTreeMap<String, SegmentOverrides>,
+    /// Absent: the built-in purposes (the default policy's).
+    #[serde(default)]
+    purposes: Option<BTreeMap<String, PurposeRule>>,
 }
 
 /// The effective policy: defaults merged with each segment's overrides.
@@ -107,6 +158,9 @@ pub struct KeyPolicy {
     pub corporate: SegmentPolicy,
     pub broker: SegmentPolicy,
     pub market_maker: SegmentPolicy,
+    /// What keys may be issued for, by name.
+    #[schema(value_type = Object)]
+    pub purposes: BTreeMap<PurposeName, PurposeRule>,
 }
 
 #[derive(Debug, Error)]
@@ -140,7 +194,15 @@ impl KeyPolicy {
                 allowlist_required: o.allowlist_required.unwrap_or(d.allowlist_required),
                 max_allowlist_entries: o.max_allowlist_entries.unwrap_or(d.max_allowlist_entries),
                 sensitive_grant_max_hours: o.sensitive_grant_max_hours.unwrap_or(d.sensitive_grant_max_hours),
+                unrestricted_lapse_days: o.unrestricted_lapse_days.unwrap_or(d.unrestricted_lapse_days),
+                unrestricted_notice_days: o.unrestricted_notice_days.unwrap_or(d.unrestricted_notice_days),
+                operator_required: o.operator_required.unwrap_or(d.operator_required),
             };
+            if p.unrestricted_lapse_days > 3650 || p.unrestricted_notice_days > 365 {
+                return Err(PolicyFileError::Invalid(format!(
+                    "{name}: unrestricted_lapse_days must be 0..=3650 and unrestricted_notice_days 0..=365"
+                )));
+            }
             if p.max_lifetime_days < 1 || p.max_lifetime_days > 3650 {
                 return Err(PolicyFileError::Invalid(format!("{name}: max_lifetime_days must be 1..=3650")));
             }
@@ -159,7 +221,13 @@ impl KeyPolicy {
                 )));
             }
         }
+        let purposes = match file.purposes {
+            Some(p) => check_purposes(p)?,
+            // The default file defines them, so this does not recurse further.
+            None => Self::default_policy()?.purposes,
+        };
         Ok(KeyPolicy {
+            purposes,
             retail: merge("retail")?,
             corporate: merge("corporate")?,
             broker: merge("broker")?,
@@ -167,6 +235,104 @@ impl KeyPolicy {
             version: file.version,
             terms_version: file.terms_version,
         })
+    }
+
+    pub fn purpose(&self, name: &PurposeName) -> Option<&PurposeRule> {
+        self.purposes.get(name)
+    }
+
+    /// The purpose rules a new key must meet: its purpose is defined and open to the account's
+    /// segment, its scopes (held and asked for) are among the purpose's, it has an allowlist if
+    /// the purpose says so, it names a vendor exactly when the purpose needs one, and the
+    /// records the purpose needs are in effect at `now` among `counterparties` (the account's
+    /// own). Whether the vendor is approved is `check_vendor`'s. Returns the purpose's rule.
+    pub fn check_purpose(
+        &self,
+        account: &Account,
+        key: &ApiKey,
+        counterparties: &[Counterparty],
+        now: Timestamp,
+    ) -> Result<&PurposeRule, PolicyViolation> {
+        let name = &key.declared.purpose;
+        let rule = self.purpose(name).filter(|_| !name.is_legacy()).ok_or_else(|| {
+            let known: Vec<&str> = self.purposes.keys().map(PurposeName::as_str).collect();
+            self.violation(
+                Rule::PurposeNotDefined,
+                format!("purpose {name} is not one of the key policy's ({})", known.join(", ")),
+            )
+        })?;
+        if !rule.segments.contains(&account.segment) {
+            return Err(self.violation(
+                Rule::PurposeNotForSegment,
+                format!("purpose {name} is not issued to {} accounts", account.segment),
+            ));
+        }
+        if let Some(scope) = key.requested_scopes().iter().find(|s| !rule.scopes.contains(s)) {
+            return Err(self.violation(Rule::PurposeScopeNotAllowed, format!("purpose {name} does not allow {scope}")));
+        }
+        if rule.allowlist_required && key.ip_allowlist.is_empty() {
+            return Err(self.violation(Rule::AllowlistRequired, format!("keys for {name} must have an IP allowlist")));
+        }
+        let wants_vendor = rule.requires(Requirement::ApprovedVendor);
+        match (&key.vendor_id, wants_vendor) {
+            (None, true) => {
+                return Err(self.violation(
+                    Rule::VendorRequired,
+                    format!("purpose {name} needs the approved vendor whose tool runs the key (vendor_id)"),
+                ))
+            }
+            (Some(v), false) => {
+                return Err(self.violation(
+                    Rule::VendorNotAllowed,
+                    format!("the key names vendor {v}, but purpose {name} is not a vendor's; use a vendor purpose"),
+                ))
+            }
+            _ => {}
+        }
+        let in_effect = |kind: CounterpartyKind| {
+            counterparties.iter().any(|c| c.kind == kind && c.account_id == account.account_id && c.in_effect(now))
+        };
+        if rule.requires(Requirement::MmMandate) && !in_effect(CounterpartyKind::MmMandate) {
+            return Err(self.violation(
+                Rule::MandateRequired,
+                format!(
+                    "purpose {name} needs a market-making mandate (an mm_mandate counterparty) of account {} in effect",
+                    account.account_id
+                ),
+            ));
+        }
+        if rule.requires(Requirement::BrokerClient) && !in_effect(CounterpartyKind::BrokerClient) {
+            return Err(self.violation(
+                Rule::BrokerClientRequired,
+                format!(
+                    "purpose {name} needs a broker-client arrangement (a broker_client counterparty) of account {} in effect",
+                    account.account_id
+                ),
+            ));
+        }
+        Ok(rule)
+    }
+
+    /// A new key of a segment whose policy says so names who operates it (`operated_by`, set by
+    /// the registry from the party or vendor it names).
+    pub fn check_operator(&self, account: &Account, key: &ApiKey) -> Result<(), PolicyViolation> {
+        if self.for_segment(account.segment).operator_required && key.operated_by.is_none() {
+            return Err(self.violation(
+                Rule::OperatorRequired,
+                format!(
+                    "{} keys must name who operates them: a person, desk or system on the account's record (operated_by), or their vendor",
+                    account.segment
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// When a key issued at `now` lapses for having no IP allowlist, if the segment's policy
+    /// makes such keys lapse.
+    pub fn unrestricted_lapse(&self, segment: Segment, key: &ApiKey, now: Timestamp) -> Option<Timestamp> {
+        let days = self.for_segment(segment).unrestricted_lapse_days;
+        (days > 0 && key.ip_allowlist.is_empty()).then(|| now + Duration::days(i64::from(days)))
     }
 
     pub fn default_policy() -> Result<Self, PolicyFileError> {
@@ -182,7 +348,8 @@ impl KeyPolicy {
         }
     }
 
-    fn violation(&self, rule: Rule, message: impl Into<String>) -> PolicyViolation {
+    /// A refusal under `rule`, stamped with this policy's version.
+    pub fn violation(&self, rule: Rule, message: impl Into<String>) -> PolicyViolation {
         PolicyViolation { rule, policy_version: self.version.clone(), message: message.into() }
     }
 
@@ -327,6 +494,30 @@ impl KeyPolicy {
     }
 }
 
+/// Checks a file's purposes: names, and rules that say something.
+fn check_purposes(raw: BTreeMap<String, PurposeRule>) -> Result<BTreeMap<PurposeName, PurposeRule>, PolicyFileError> {
+    let mut out = BTreeMap::new();
+    for (name, rule) in raw {
+        let parsed =
+            PurposeName::parse(&name).map_err(|e| PolicyFileError::Invalid(format!("[purposes.{name}]: {e}")))?;
+        if parsed.is_legacy() {
+            return Err(PolicyFileError::Invalid(
+                "[purposes.legacy]: legacy names the keys issued before purposes and cannot be defined".into(),
+            ));
+        }
+        if rule.segments.is_empty() || rule.scopes.is_empty() {
+            return Err(PolicyFileError::Invalid(format!(
+                "[purposes.{name}]: segments and scopes must each name at least one"
+            )));
+        }
+        out.insert(parsed, rule);
+    }
+    if out.is_empty() {
+        return Err(PolicyFileError::Invalid("[purposes]: at least one purpose is needed to issue keys".into()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +534,7 @@ mod tests {
             verification: Verification::Verified,
             declared_purpose: "trading".into(),
             declared_countries: vec![],
+            verified_at: None,
             created_at: T0,
             updated_at: T0,
         }
@@ -430,6 +622,100 @@ mod tests {
         assert!(lapsed.message.contains("is lapsed"), "{}", lapsed.message);
     }
 
+    fn mandate_of(account: &str, from: Timestamp, until: Timestamp) -> Counterparty {
+        Counterparty {
+            counterparty_id: crate::CounterpartyId::parse("mm1").unwrap(),
+            kind: CounterpartyKind::MmMandate,
+            account_id: AccountId::parse(account).unwrap(),
+            related_accounts: vec![],
+            principal: Some(crate::Principal::Own),
+            issuer: None,
+            symbols: vec![],
+            countries: vec![],
+            ip_allowlist: IpAllowlist::default(),
+            omnibus: false,
+            effective_from: from,
+            effective_until: Some(until),
+            document_ref: "MM-1".into(),
+            version: 1,
+            created_by: "alice".into(),
+            created_at: from,
+            updated_at: from,
+            ended: None,
+        }
+    }
+
+    #[test]
+    fn purposes_name_their_rules() {
+        use crate::purpose::{Approval, PurposeName};
+        let p = KeyPolicy::default_policy().unwrap();
+        let named = |name: &str| {
+            let mut k = sample_key(T0);
+            k.declared.purpose = PurposeName::parse(name).unwrap();
+            k
+        };
+        let rule = |acct: &Account, key: &ApiKey, cps: &[Counterparty]| {
+            p.check_purpose(acct, key, cps, T0).err().map(|v| v.rule)
+        };
+        let retail = account(Segment::Retail);
+        assert_eq!(rule(&retail, &named("own_bot"), &[]), None);
+        assert_eq!(rule(&retail, &named("day_trading"), &[]), Some(Rule::PurposeNotDefined));
+        assert_eq!(rule(&retail, &named("legacy"), &[]), Some(Rule::PurposeNotDefined), "legacy is never issued");
+        assert_eq!(rule(&retail, &named("portfolio_read_only"), &[]), Some(Rule::PurposeScopeNotAllowed));
+        assert_eq!(rule(&retail, &named("market_making"), &[]), Some(Rule::PurposeNotForSegment));
+        assert_eq!(rule(&retail, &named("vendor_copy_trading"), &[]), Some(Rule::VendorRequired));
+        let mut vendor_bot = named("own_bot");
+        vendor_bot.vendor_id = Some(VendorId::parse("tradebot").unwrap());
+        assert_eq!(rule(&retail, &vendor_bot, &[]), Some(Rule::VendorNotAllowed));
+
+        let mut mm = account(Segment::MarketMaker);
+        mm.account_id = AccountId::parse("mm-7").unwrap();
+        let mut making = named("market_making");
+        making.account_id = mm.account_id.clone();
+        assert_eq!(rule(&mm, &making, &[]), Some(Rule::AllowlistRequired));
+        making.ip_allowlist = IpAllowlist::parse(&["198.51.100.0/24"]).unwrap();
+        assert_eq!(rule(&mm, &making, &[]), Some(Rule::MandateRequired));
+        let current = mandate_of("mm-7", T0 - Duration::days(1), T0 + Duration::days(90));
+        let ended = mandate_of("mm-7", T0 - Duration::days(90), T0);
+        let someone_elses = mandate_of("mm-8", T0 - Duration::days(1), T0 + Duration::days(90));
+        assert_eq!(rule(&mm, &making, &[ended, someone_elses]), Some(Rule::MandateRequired));
+        let ok = p.check_purpose(&mm, &making, &[current], T0).unwrap();
+        assert_eq!(ok.approval, Approval::Compliance);
+
+        let broker = account(Segment::Broker);
+        let mut exec = named("broker_execution");
+        exec.ip_allowlist = IpAllowlist::parse(&["198.51.100.0/24"]).unwrap();
+        assert_eq!(rule(&broker, &exec, &[]), Some(Rule::BrokerClientRequired));
+    }
+
+    #[test]
+    fn a_segment_may_require_keys_to_name_their_operator() {
+        let text = DEFAULT_POLICY_TOML.replace("[segments.broker]\n", "[segments.broker]\noperator_required = true\n");
+        let p = KeyPolicy::from_toml(&text).unwrap();
+        let mut key = sample_key(T0);
+        assert!(p.check_operator(&account(Segment::Retail), &key).is_ok(), "retail: not required");
+        let refused = p.check_operator(&account(Segment::Broker), &key).unwrap_err();
+        assert_eq!(refused.rule, Rule::OperatorRequired);
+        key.operated_by = Some(crate::identity::OperatedBy {
+            kind: crate::identity::OperatorKind::Desk,
+            party_id: None,
+            name: "desk".into(),
+        });
+        assert!(p.check_operator(&account(Segment::Broker), &key).is_ok());
+    }
+
+    #[test]
+    fn unrestricted_keys_lapse_when_the_policy_says() {
+        let text = DEFAULT_POLICY_TOML.replace("unrestricted_lapse_days = 0 ", "unrestricted_lapse_days = 30 ");
+        let p = KeyPolicy::from_toml(&text).unwrap();
+        let mut key = sample_key(T0);
+        assert_eq!(p.unrestricted_lapse(Segment::Retail, &key, T0), Some(T0 + Duration::days(30)));
+        key.ip_allowlist = IpAllowlist::parse(&["198.51.100.0/24"]).unwrap();
+        assert_eq!(p.unrestricted_lapse(Segment::Retail, &key, T0), None);
+        let off = KeyPolicy::default_policy().unwrap();
+        assert_eq!(off.unrestricted_lapse(Segment::Retail, &sample_key(T0), T0), None);
+    }
+
     #[test]
     fn four_eyes_on_sensitive_grants() {
         let p = KeyPolicy::default_policy().unwrap();
@@ -449,5 +735,11 @@ mod tests {
         let unknown_field = DEFAULT_POLICY_TOML.replace("max_keys_per_account = 10", "max_keys_per_acount = 10");
         assert!(matches!(KeyPolicy::from_toml(&unknown_field), Err(PolicyFileError::Parse(_))));
         assert!(KeyPolicy::from_toml("not toml [").is_err());
+        let legacy = format!("{DEFAULT_POLICY_TOML}\n[purposes.legacy]\nsegments = [\"retail\"]\nscopes = [\"read\"]\ndescription = \"x\"\n");
+        assert!(matches!(KeyPolicy::from_toml(&legacy), Err(PolicyFileError::Invalid(m)) if m.contains("legacy")));
+        let no_scopes = DEFAULT_POLICY_TOML.replace("scopes = [\"read\"]\n", "scopes = []\n");
+        assert!(matches!(KeyPolicy::from_toml(&no_scopes), Err(PolicyFileError::Invalid(_))));
+        let own: String = DEFAULT_POLICY_TOML.split("[purposes.").next().unwrap_or_default().to_owned();
+        assert_eq!(KeyPolicy::from_toml(&own).unwrap().purposes.len(), 6, "no [purposes]: the built-in ones");
     }
 }

@@ -34,37 +34,48 @@ pub struct AccountPatch {
     pub reason: String,
 }
 
+/// Records a new account within a transaction, with its entry.
+pub(crate) fn insert_account(
+    tx: &mut dyn keysentinel_store::WriteTx,
+    actor: Actor,
+    new: NewAccount,
+    reason: String,
+) -> Result<Account, RegistryError> {
+    let now = tx.now();
+    let account = Account {
+        account_id: new.account_id,
+        segment: new.segment,
+        verification: new.verification,
+        declared_purpose: new.declared_purpose,
+        declared_countries: new.declared_countries,
+        verified_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    account.validate()?;
+    if tx.account(&account.account_id)?.is_some() {
+        return Err(RegistryError::Conflict { what: "account", id: account.account_id.to_string() });
+    }
+    tx.insert_account(&account)?;
+    tx.append_audit(AuditDraft {
+        actor,
+        action: "account.create".into(),
+        target: account.account_id.to_string(),
+        reason,
+        policy_version: None,
+        details: json!({
+            "segment": account.segment,
+            "verification": account.verification,
+            "declared_purpose": account.declared_purpose,
+            "declared_countries": account.declared_countries,
+        }),
+    })?;
+    Ok(account)
+}
+
 impl Registry {
     pub async fn create_account(&self, actor: Actor, new: NewAccount) -> Result<Account, RegistryError> {
-        self.transact(move |tx| {
-            let now = tx.now();
-            let account = Account {
-                account_id: new.account_id,
-                segment: new.segment,
-                verification: new.verification,
-                declared_purpose: new.declared_purpose,
-                declared_countries: new.declared_countries,
-                created_at: now,
-                updated_at: now,
-            };
-            account.validate()?;
-            tx.insert_account(&account)?;
-            tx.append_audit(AuditDraft {
-                actor,
-                action: "account.create".into(),
-                target: account.account_id.to_string(),
-                reason: "account registered".into(),
-                policy_version: None,
-                details: json!({
-                    "segment": account.segment,
-                    "verification": account.verification,
-                    "declared_purpose": account.declared_purpose,
-                    "declared_countries": account.declared_countries,
-                }),
-            })?;
-            Ok(account)
-        })
-        .await
+        self.transact(move |tx| insert_account(tx, actor, new, "account registered".into())).await
     }
 
     pub async fn update_account(

@@ -29,6 +29,12 @@ pub enum RegistryError {
     /// A counterparty is not in the state the command needs (ended).
     #[error("not allowed: {0}")]
     CounterpartyState(String),
+    /// A party's record that cannot change (ended).
+    #[error("not allowed: {0}")]
+    PartyState(String),
+    /// A reinstated key's claim that cannot be redeemed (none, redeemed, expired, locked).
+    #[error("not allowed: {0}")]
+    ClaimState(keysentinel_domain::ClaimError),
     #[error("storage: {0}")]
     Store(StoreError),
     /// An error about one line of an imported batch (which was refused whole).
@@ -67,6 +73,8 @@ impl RegistryError {
             RegistryError::ReportState(_) => "invalid_report_state",
             RegistryError::VendorState(_) => "invalid_vendor_state",
             RegistryError::CounterpartyState(_) => "invalid_counterparty_state",
+            RegistryError::ClaimState(_) => "invalid_claim_state",
+            RegistryError::PartyState(_) => "invalid_party_state",
             RegistryError::Store(StoreError::Unaudited) => "unaudited_change",
             RegistryError::Store(StoreError::State(_)) => "state_mismatch",
             RegistryError::Store(_) => "storage_error",

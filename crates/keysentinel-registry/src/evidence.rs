@@ -65,6 +65,10 @@ impl Registry {
         // The entries about the case: the case itself, its key (and a reinstated key), its notices.
         let mut targets: Vec<String> = vec![case.case_id.clone(), case.key_id.to_string()];
         targets.extend(notices.iter().map(|n| n.notice_id.clone()));
+        // Who stands behind the account, as recorded (owners, representatives, operators), and
+        // the entries that recorded them.
+        let parties = self.store.parties(&case.account_id)?;
+        targets.extend(parties.iter().map(|p| p.party_id.to_string()));
         if let Some(k) = case.reinstatement.as_ref().and_then(|r| r.new_key.as_ref()) {
             targets.push(k.to_string());
         }
@@ -86,7 +90,7 @@ impl Registry {
                 break;
             }
         }
-        let body = json!({ "case": case, "notices": notices, "key": key, "audit_seqs": seqs });
+        let body = json!({ "case": case, "notices": notices, "key": key, "parties": parties, "audit_seqs": seqs });
         let digest = body_digest(&body);
         let details = json!({ "digest": digest, "entries": seqs.len() });
         let target = case_id.clone();

@@ -152,8 +152,19 @@ fn parse_line(line_no: usize, text: &str, terms_default: &str, now: OffsetDateTi
         grants: vec![],
         ip_allowlist,
         vendor_id,
-        purpose: raw.purpose,
+        // An imported key's free text is kept as its note; its purpose is `legacy` until the
+        // registry import of item 7 carries purposes (docs/import.md).
+        declared: keysentinel_domain::Declared {
+            purpose: keysentinel_domain::PurposeName::legacy(),
+            note: raw.purpose,
+        },
         terms_version: raw.terms_version.unwrap_or_else(|| terms_default.to_owned()),
+        terms_acceptance: None,
+        approval: None,
+        unrestricted_lapse_at: None,
+        lapse_notice_id: None,
+        claim: None,
+        operated_by: None,
         origin: KeyOrigin::Imported,
         created_at: raw.created_at,
         expires_at: raw.expires_at,

@@ -5,8 +5,9 @@ use ed25519_dalek::pkcs8::DecodePublicKey;
 use ed25519_dalek::VerifyingKey;
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::{
-    AccessKey, Account, AccountId, ApiKey, IpAllowlist, KeyAlgorithm, KeyOrigin, KeyStatus, OperatorId, Scope,
-    ScopeSet, SigningScheme, ValidationError, VendorId,
+    AccessKey, Account, AccountId, ApiKey, Approval, Declared, IpAllowlist, KeyAlgorithm, KeyApproval, KeyOrigin,
+    KeyStatus, OperatorId, PurposeName, Rule, Scope, ScopeSet, SigningScheme, TermsAcceptance, TermsChannel,
+    ValidationError, VendorId,
 };
 use keysentinel_secrets::{generate_api_secret, Keyring};
 use keysentinel_store::{KeyFilter, StoredKey, WriteTx};
@@ -41,12 +42,28 @@ pub struct NewKey {
     /// Lifetime in days; defaults to the segment's maximum.
     pub lifetime_days: Option<i64>,
     pub vendor_id: Option<VendorId>,
+    /// What the key is for: one of the key policy's purposes (`GET /v1/policy`), whose rules
+    /// the key must meet.
+    #[schema(value_type = String, example = "own_bot")]
+    pub purpose: PurposeName,
+    /// The owner's own words about it (free text, up to 500 characters).
     #[serde(default)]
-    pub purpose: String,
+    pub purpose_note: String,
     /// The version of the no-sharing terms the owner accepted.
     pub terms_version: String,
+    /// When the owner accepted them (RFC 3339; not in the future).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String)]
+    pub terms_accepted_at: OffsetDateTime,
+    /// Where the owner accepted them.
+    pub terms_channel: TermsChannel,
     /// How long sensitive grants last once approved; defaults to the segment's maximum.
     pub sensitive_grant_hours: Option<i64>,
+    /// Who operates the key: a party of the account's record in effect (a person, desk or
+    /// system; `POST /v1/accounts/{id}/parties`). A vendor key is operated by its vendor.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub operated_by: Option<keysentinel_domain::PartyId>,
 }
 
 /// A key as issued: the secret is present only in the response that created it.
@@ -128,9 +145,15 @@ pub(crate) fn key_details(key: &ApiKey) -> serde_json::Value {
         "pending_grants": key.grants.iter().map(|g| g.scope).collect::<Vec<_>>(),
         "ip_allowlist": key.ip_allowlist,
         "vendor_id": key.vendor_id,
-        "purpose": key.purpose,
+        "purpose": key.declared.purpose,
+        "purpose_note": key.declared.note,
         "terms_version": key.terms_version,
+        "terms_acceptance": key.terms_acceptance,
+        "status": key.status,
+        "approval": key.approval,
+        "operated_by": key.operated_by,
         "expires_at": key.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "unrestricted_lapse_at": key.unrestricted_lapse_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         "origin": key.origin,
     })
 }
@@ -138,6 +161,14 @@ pub(crate) fn key_details(key: &ApiKey) -> serde_json::Value {
 pub(crate) struct Material {
     algorithm: KeyAlgorithm,
     secret: Option<Zeroizing<String>>,
+}
+
+impl Material {
+    /// An HMAC key whose secret is generated later, when its owner claims it (`claims.rs`).
+    pub(crate) fn deferred_hmac(scheme: SigningScheme) -> Result<Self, RegistryError> {
+        scheme.check(&KeyAlgorithm::Hmac)?;
+        Ok(Material { algorithm: KeyAlgorithm::Hmac, secret: None })
+    }
 }
 
 fn material(algorithm: &NewKeyAlgorithm) -> Result<Material, RegistryError> {
@@ -167,7 +198,15 @@ fn seal(
 
 /// Checks a new key's request before its transaction: scopes, and the key material.
 pub(crate) fn prepare(new: &NewKey) -> Result<(ScopeSet, Material), RegistryError> {
-    keysentinel_domain::account::check_text("purpose", &new.purpose, 500)?;
+    let scopes = check_request(new)?;
+    let mat = material(&new.algorithm)?;
+    new.scheme.check(&mat.algorithm)?;
+    Ok((scopes, mat))
+}
+
+/// The request's own checks, without making key material: the note, the scopes.
+pub(crate) fn check_request(new: &NewKey) -> Result<ScopeSet, RegistryError> {
+    keysentinel_domain::account::check_text("purpose_note", &new.purpose_note, 500)?;
     let scopes: ScopeSet = new.scopes.iter().copied().collect();
     if scopes.is_empty() {
         return Err(ValidationError::new("scopes", "at least one scope is required").into());
@@ -175,9 +214,7 @@ pub(crate) fn prepare(new: &NewKey) -> Result<(ScopeSet, Material), RegistryErro
     if scopes.len() != new.scopes.len() {
         return Err(ValidationError::new("scopes", "a scope is listed twice").into());
     }
-    let mat = material(&new.algorithm)?;
-    new.scheme.check(&mat.algorithm)?;
-    Ok((scopes, mat))
+    Ok(scopes)
 }
 
 /// Issues a key within a transaction: the key policy is checked, the secret sealed, the
@@ -189,8 +226,10 @@ pub(crate) fn issue(
     keyring: &Keyring,
     actor: Actor,
     new: NewKey,
+    terms: Option<TermsAcceptance>,
     scopes: ScopeSet,
     mat: Material,
+    claim: Option<keysentinel_domain::KeyClaim>,
     reason: String,
 ) -> Result<IssuedKey, RegistryError> {
     let now = tx.now();
@@ -211,8 +250,14 @@ pub(crate) fn issue(
         grants: vec![],
         ip_allowlist: new.ip_allowlist,
         vendor_id: new.vendor_id,
-        purpose: new.purpose,
+        declared: Declared { purpose: new.purpose, note: new.purpose_note },
         terms_version: new.terms_version,
+        terms_acceptance: terms,
+        approval: None,
+        unrestricted_lapse_at: None,
+        lapse_notice_id: None,
+        claim: None,
+        operated_by: None,
         origin: KeyOrigin::Generated,
         created_at: now,
         expires_at: now + Duration::days(lifetime.min(3650)),
@@ -233,6 +278,23 @@ pub(crate) fn issue(
     let live = tx.live_key_count(&account.account_id, now)?;
     policy.check_new_key(&account, &key, live, now)?;
     check_vendor(tx, policy, &key, now)?;
+    key.operated_by = operator_of(tx, policy, &account, &key, new.operated_by.as_ref(), now)?;
+    policy.check_operator(&account, &key)?;
+    let approval = check_purpose(tx, policy, &account, &key, now)?;
+    if claim.is_some() {
+        // Held for its owner: valid once they claim it. The reinstatement's two approvers stand
+        // for any approval its purpose needs.
+        key.status = KeyStatus::Pending;
+        key.status_reason = "awaiting its owner's claim".into();
+        key.claim = claim;
+    } else if let Some(approval) = approval {
+        // Not valid until approved: the secret is issued now, the key is refused until then.
+        key.status = KeyStatus::Pending;
+        key.status_reason = format!("awaiting {} approval for purpose {}", approval.as_str(), key.declared.purpose);
+        key.approval =
+            Some(KeyApproval { needed: approval, requested_by: actor_name, approved_by: None, approved_at: None });
+    }
+    set_unrestricted_lapse(policy, &account, &mut key, now);
     let (sealed_secret, fingerprint) = seal(tx, keyring, &access_key, &mat.secret);
     tx.insert_key(&StoredKey { key: key.clone(), sealed_secret })?;
     let mut details = key_details(&key);
@@ -248,14 +310,164 @@ pub(crate) fn issue(
     Ok(IssuedKey { key, secret: mat.secret })
 }
 
+/// Who operates a new key: the party it names, which must be on its account's record, in effect
+/// and one that operates keys (rule `operator_not_on_record`); or its vendor.
+pub(crate) fn operator_of(
+    tx: &mut dyn WriteTx,
+    policy: &keysentinel_domain::KeyPolicy,
+    account: &Account,
+    key: &ApiKey,
+    party: Option<&keysentinel_domain::PartyId>,
+    now: OffsetDateTime,
+) -> Result<Option<keysentinel_domain::OperatedBy>, RegistryError> {
+    use keysentinel_domain::{OperatedBy, OperatorKind};
+    match (party, &key.vendor_id) {
+        (Some(_), Some(v)) => Err(ValidationError::new(
+            "operated_by",
+            format!("the key names vendor {v}, which operates it; name no party"),
+        )
+        .into()),
+        (None, Some(v)) => Ok(Some(OperatedBy { kind: OperatorKind::Vendor, party_id: None, name: v.to_string() })),
+        (None, None) => Ok(None),
+        (Some(id), None) => {
+            let p = tx
+                .party(id)?
+                .filter(|p| p.account_id == account.account_id && p.in_effect(now) && p.kind.operates_keys());
+            match p {
+                Some(p) => Ok(Some(OperatedBy::party(&p))),
+                None => Err(policy
+                    .violation(
+                        Rule::OperatorNotOnRecord,
+                        format!(
+                            "{id} is not a person, desk or system on account {}'s record in effect now",
+                            account.account_id
+                        ),
+                    )
+                    .into()),
+            }
+        }
+    }
+}
+
+/// The key policy's purpose rules, with the account's counterparties as they stand in this
+/// transaction. A legacy purpose (a key from before purposes, reinstated or rotated) has no
+/// rules to meet; `create_key` never issues one. Returns the approval the purpose needs.
+pub(crate) fn check_purpose(
+    tx: &mut dyn WriteTx,
+    policy: &keysentinel_domain::KeyPolicy,
+    account: &Account,
+    key: &ApiKey,
+    now: OffsetDateTime,
+) -> Result<Option<Approval>, RegistryError> {
+    if key.declared.purpose.is_legacy() {
+        return Ok(None);
+    }
+    let counterparties = tx.account_counterparties(&account.account_id)?;
+    let rule = policy.check_purpose(account, key, &counterparties, now)?;
+    Ok(match rule.approval {
+        Approval::None => None,
+        needed => Some(needed),
+    })
+}
+
+/// A key without an IP allowlist lapses when the segment's policy says (its expiry brought
+/// forward, never pushed back).
+pub(crate) fn set_unrestricted_lapse(
+    policy: &keysentinel_domain::KeyPolicy,
+    account: &Account,
+    key: &mut ApiKey,
+    now: OffsetDateTime,
+) {
+    key.unrestricted_lapse_at = policy.unrestricted_lapse(account.segment, key, now).filter(|t| *t < key.expires_at);
+    if let Some(t) = key.unrestricted_lapse_at {
+        key.expires_at = t;
+    }
+}
+
 impl Registry {
     pub async fn create_key(&self, actor: Actor, new: NewKey) -> Result<IssuedKey, RegistryError> {
         let (scopes, mat) = prepare(&new)?;
+        if new.purpose.is_legacy() {
+            return Err(self
+                .policy
+                .violation(
+                    Rule::PurposeNotDefined,
+                    "legacy names keys issued before purposes; name a purpose of the key policy",
+                )
+                .into());
+        }
+        keysentinel_domain::account::check_text("terms_version", &new.terms_version, 40)?;
+        if new.terms_accepted_at > self.now() {
+            return Err(ValidationError::new(
+                "terms_accepted_at",
+                "the owner cannot have accepted the terms in the future",
+            )
+            .into());
+        }
+        let terms = TermsAcceptance {
+            version: new.terms_version.clone(),
+            accepted_at: new.terms_accepted_at,
+            channel: new.terms_channel,
+        };
         let policy = self.policy.clone();
         let keyring = self.keyring.clone();
-        self.transact(move |tx| issue(tx, &policy, &keyring, actor, new, scopes, mat, "key issued".into()))
-            .await
-            .inspect(|issued| self.publish(std::slice::from_ref(&issued.key.access_key)))
+        self.transact(move |tx| {
+            issue(tx, &policy, &keyring, actor, new, Some(terms), scopes, mat, None, "key issued".into())
+        })
+        .await
+        .inspect(|issued| self.publish(std::slice::from_ref(&issued.key.access_key)))
+    }
+
+    /// Approves a key its purpose issued pending. The approver (the server lets only compliance
+    /// call this) is neither the requester nor in a chain of creation with them.
+    pub async fn approve_key(
+        &self,
+        actor: Actor,
+        access_key: AccessKey,
+        reason: String,
+    ) -> Result<ApiKey, RegistryError> {
+        check_reason(&reason)?;
+        let policy = self.policy.clone();
+        self.transact(move |tx| {
+            let now = tx.now();
+            let StoredKey { mut key, .. } = load_key(tx, &access_key)?;
+            let approver = operator_id(&actor)?;
+            // Only a key its purpose holds for an approval: a key awaiting its owner's claim is
+            // the owner's to release, nobody's to approve.
+            let Some(requested_by) = key.approval.as_ref().map(|a| a.requested_by.clone()) else {
+                return Err(keysentinel_domain::TransitionError::WrongStatus {
+                    action: "an approval",
+                    actual: key.effective_status(now),
+                    needed: "pending an approval its purpose needs",
+                }
+                .into());
+            };
+            if requested_by == approver.as_str() {
+                return Err(RegistryError::Forbidden(format!(
+                    "{approver} asked for this key and may not approve it; another compliance operator must"
+                )));
+            }
+            // Four eyes means two people: not one the requester created, nor one who created them.
+            if crate::operators::related(tx, approver.as_str(), &requested_by)? {
+                return Err(RegistryError::Forbidden(format!(
+                    "{approver} may not approve a key {requested_by} asked for: one of them created the other; another compliance operator must"
+                )));
+            }
+            key.approve(approver.as_str(), now)?;
+            tx.update_key(&key)?;
+            tx.append_audit(AuditDraft {
+                actor,
+                action: "key.approve".into(),
+                target: access_key.to_string(),
+                reason,
+                policy_version: Some(policy.version.clone()),
+                details: json!({ "account_id": key.account_id, "purpose": key.declared.purpose,
+                    "requested_by": requested_by, "to": key.status }),
+            })?;
+            Ok(key)
+        })
+        .await
+        .inspect(|key| self.publish(std::slice::from_ref(&key.access_key)))
     }
 
     /// Issues a successor with the same grants, and retires `access_key` after `overlap`.
@@ -309,10 +521,17 @@ impl Registry {
                 rotated_to: None,
                 ..old.clone()
             };
+            let mut new = new;
+            new.lapse_notice_id = None;
+            new.claim = None;
+            set_unrestricted_lapse(&policy, &account, &mut new, now);
             old.retire_after(overlap, &successor, &actor_name, now)?;
             // The key being retired does not count against the limit for its own successor.
             let live = tx.live_key_count(&account.account_id, now)?.saturating_sub(1);
             policy.check_new_key(&account, &new, live, now)?;
+            // The purpose's records must still stand (a mandate may have ended); an approval
+            // the predecessor holds carries over, it being the same key's use renewed.
+            check_purpose(tx, &policy, &account, &new, now)?;
             // A successor names the vendor afresh: a lapsed or suspended vendor's key is not
             // renewed by rotation.
             check_vendor(tx, &policy, &new, now)?;
@@ -428,6 +647,11 @@ impl Registry {
             let hours = hours.unwrap_or(policy.for_segment(account.segment).sensitive_grant_max_hours);
             let requester = operator_id(&actor)?;
             key.request_grant(scope, grant_ttl("hours", hours)?, &requester, now)?;
+            // A grant is a scope the key comes to hold: its purpose must allow it.
+            if !key.declared.purpose.is_legacy() {
+                let counterparties = tx.account_counterparties(&account.account_id)?;
+                policy.check_purpose(&account, &key, &counterparties, now)?;
+            }
             if let Some(grant) = key.pending_grant(scope) {
                 policy.check_grant_ttl(account.segment, grant)?;
             }
@@ -488,22 +712,34 @@ impl Registry {
     }
 
     /// Records the expiry of keys past their time (they are already refused: effective status).
+    /// A key whose expiry the key policy brought forward for want of an IP allowlist is
+    /// recorded as lapsed (`key.lapse`).
     pub async fn expire_due(&self) -> Result<usize, RegistryError> {
+        let policy_version = self.policy.version.clone();
         self.transact(move |tx| {
             let now = tx.now();
             let due = tx.keys_past_expiry(now, 500)?;
             let mut expired = Vec::new();
             for mut key in due.iter().cloned() {
                 if key.record_expiry(now) {
+                    let lapsed = key.unrestricted_lapse_at == Some(key.expires_at);
+                    let (component, action, reason, policy_version) = if lapsed {
+                        key.status_reason = "lapsed: no IP allowlist (key policy's unrestricted_lapse_days)".into();
+                        ("registry-sweep", "key.lapse", key.status_reason.clone(), Some(policy_version.clone()))
+                    } else {
+                        ("expiry", "key.expire", "reached its expiry time".to_owned(), None)
+                    };
+                    key.status_changed_by = format!("system:{component}");
                     tx.update_key(&key)?;
                     tx.append_audit(AuditDraft {
-                        actor: Actor::System { component: "expiry".into() },
-                        action: "key.expire".into(),
+                        actor: Actor::System { component: component.into() },
+                        action: action.into(),
                         target: key.access_key.to_string(),
-                        reason: "reached its expiry time".into(),
-                        policy_version: None,
+                        reason,
+                        policy_version,
                         details: json!({ "account_id": key.account_id, "expires_at":
-                            key.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }),
+                            key.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                            "lapse_notice_id": key.lapse_notice_id }),
                     })?;
                     expired.push(key.access_key);
                 }
@@ -515,6 +751,60 @@ impl Registry {
             self.publish(&expired);
             expired.len()
         })
+    }
+
+    /// The registry sweep's part for keys without an IP allowlist: tells each owner whose key
+    /// lapses within the segment's `unrestricted_notice_days` (once, through the outbox, the
+    /// notice recorded on the key), then records the lapses that are due (`expire_due`), the
+    /// gateway's snapshot told before this returns. Returns (notices, lapses recorded).
+    pub async fn sweep_unrestricted(&self) -> Result<(usize, usize), RegistryError> {
+        let policy = self.policy.clone();
+        let horizon = [&policy.retail, &policy.corporate, &policy.broker, &policy.market_maker]
+            .iter()
+            .map(|s| s.unrestricted_notice_days)
+            .max()
+            .unwrap_or(0);
+        let noticed = self
+            .transact(move |tx| {
+                let now = tx.now();
+                let soon = tx.keys_past_expiry(now + Duration::days(i64::from(horizon)), 1000)?;
+                let mut noticed = 0usize;
+                for mut key in soon {
+                    let Some(lapses_at) = key.unrestricted_lapse_at else { continue };
+                    if key.lapse_notice_id.is_some() || !key.is_live(now) || key.expires_at != lapses_at {
+                        continue;
+                    }
+                    let account = load_account(tx, &key.account_id)?;
+                    let days = policy.for_segment(account.segment).unrestricted_notice_days;
+                    if now < lapses_at - Duration::days(i64::from(days)) {
+                        continue;
+                    }
+                    let notice = keysentinel_domain::Notice::unrestricted_lapse(
+                        crate::cases::new_id("notice"),
+                        &key.account_id,
+                        &key.access_key,
+                        lapses_at,
+                        now,
+                    );
+                    tx.put_notice(&notice)?;
+                    key.lapse_notice_id = Some(notice.notice_id.clone());
+                    tx.update_key(&key)?;
+                    tx.append_audit(AuditDraft {
+                        actor: Actor::System { component: "registry-sweep".into() },
+                        action: "key.lapse_notice".into(),
+                        target: key.access_key.to_string(),
+                        reason: "the key has no IP allowlist and lapses soon".into(),
+                        policy_version: Some(policy.version.clone()),
+                        details: json!({ "account_id": key.account_id, "notice_id": notice.notice_id,
+                            "lapses_at": lapses_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }),
+                    })?;
+                    noticed += 1;
+                }
+                Ok(noticed)
+            })
+            .await?;
+        let lapsed = self.expire_due().await?;
+        Ok((noticed, lapsed))
     }
 
     pub fn key(&self, access_key: &AccessKey) -> Result<ApiKey, RegistryError> {

@@ -4,7 +4,9 @@
 
 mod accounts;
 mod audit;
+mod bulk;
 mod cases;
+mod claims;
 mod counterparties;
 mod error;
 mod evidence;
@@ -12,6 +14,7 @@ mod import;
 mod keys;
 mod observe;
 mod operators;
+mod parties;
 mod registry_import;
 mod reinstate;
 mod reports;
@@ -25,6 +28,7 @@ use keysentinel_store::{Outcome, Store, WriteOp, WriteTx};
 use std::sync::Arc;
 
 pub use accounts::{AccountPatch, NewAccount};
+pub use bulk::{BulkFormat, BulkImported, BulkReport, MAX_BULK_LINES};
 pub use cases::{CaseRef, LinkedAccount};
 pub use counterparties::{CounterpartyPatch, NewCounterparty};
 pub use error::RegistryError;
@@ -33,6 +37,7 @@ pub use import::{ImportIssue, ImportOptions, ImportReport};
 pub use keys::{IssuedKey, NewKey, NewKeyAlgorithm};
 pub use observe::KeyObserver;
 pub use operators::IssuedToken;
+pub use parties::{NewParty, PartyPatch};
 pub use registry_import::{parse_registry_line, ImportedRecord, RegistryImportReport, RegistryRecord};
 pub use reinstate::ReinstatementRequest;
 pub use vendors::{ApprovalInput, AttestationInput, DueDiligenceInput, KeyRestriction, NewVendor, VendorChange};

@@ -4,12 +4,13 @@
 //! same or tighter grants is issued in the same transaction as the last approval. The stopped
 //! key is revoked if it was only suspended, and never comes back. Every step is audited.
 
-use crate::keys::{issue, prepare, IssuedKey, NewKey, NewKeyAlgorithm};
+use crate::keys::{check_request, issue, prepare, IssuedKey, Material, NewKey, NewKeyAlgorithm};
 use crate::{check_reason, Registry, RegistryError};
 use keysentinel_audit::{Actor, AuditDraft};
 use keysentinel_domain::account::check_text;
 use keysentinel_domain::{
-    Case, IpAllowlist, KeyAlgorithm, KeyStatus, Reinstatement, ReinstatementStatus, Scope, Signoff, ValidationError,
+    Case, IpAllowlist, KeyAlgorithm, KeyClaim, KeyStatus, Reinstatement, ReinstatementStatus, Scope, Signoff,
+    ValidationError, Verification,
 };
 use keysentinel_store::WriteTx;
 use serde::Deserialize;
@@ -51,6 +52,28 @@ fn audit(tx: &mut dyn WriteTx, actor: Actor, action: &str, case: &Case, reason: 
         reason,
         policy_version: Some(case.policy_version.clone()),
         details: json!({ "key_id": case.key_id, "account_id": case.account_id, "reinstatement": case.reinstatement }),
+    })?;
+    Ok(())
+}
+
+/// The owner re-verified (the reinstatement rests on it): the account is verified as of now,
+/// audited with the case.
+fn reverified(tx: &mut dyn WriteTx, actor: Actor, case: &Case) -> Result<(), RegistryError> {
+    let now = tx.now();
+    let mut account = crate::keys::load_account(tx, &case.account_id)?;
+    let from = account.verification;
+    account.verification = Verification::Verified;
+    account.verified_at = Some(now);
+    account.updated_at = now;
+    tx.update_account(&account)?;
+    tx.append_audit(AuditDraft {
+        actor,
+        action: "account.reverify".into(),
+        target: account.account_id.to_string(),
+        reason: format!("identity re-verified for reinstatement ({})", case.case_id),
+        policy_version: Some(case.policy_version.clone()),
+        details: json!({ "from": from, "to": account.verification, "case_id": case.case_id,
+            "verified_at": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }),
     })?;
     Ok(())
 }
@@ -130,8 +153,9 @@ impl Registry {
         .await
     }
 
-    /// An approver's approval; the second issues the new key (its secret, for HMAC keys, is in
-    /// this answer only).
+    /// An approver's approval; the second issues the new key. An HMAC key is held for its owner
+    /// (pending, no secret yet): this answer carries no secret, the owner claims the key through
+    /// the customer channel with the code the outbox sends them (`redeem_claim`).
     pub async fn approve_reinstatement(
         &self,
         actor: Actor,
@@ -193,13 +217,39 @@ impl Registry {
                     ip_allowlist: IpAllowlist::parse(&r.ip_allowlist)?,
                     lifetime_days: None,
                     vendor_id: old.vendor_id.clone(),
-                    purpose: old.purpose.clone(),
+                    // The same purpose, under its rules as they stand now (a legacy key's has
+                    // none); a purpose needing approval makes the new key pending again.
+                    purpose: old.declared.purpose.clone(),
+                    purpose_note: old.declared.note.clone(),
                     terms_version: old.terms_version.clone(),
+                    // Not read: `issue` records the old key's acceptance as it is (none for a key
+                    // from before acceptances were recorded), passed beside.
+                    terms_accepted_at: old.created_at,
+                    terms_channel: keysentinel_domain::TermsChannel::Web,
                     sensitive_grant_hours: None,
+                    // The same operator, if still on the record (the rule holds again).
+                    operated_by: old.operated_by.as_ref().and_then(|o| o.party_id.clone()),
                 };
-                let (scopes, mat) = prepare(&new)?;
+                let scopes = check_request(&new)?;
                 let reason = format!("reinstated after re-verification ({})", case.case_id);
-                let issued = issue(tx, &policy, &keyring, actor.clone(), new, scopes, mat, reason.clone())?;
+                let terms = old.terms_acceptance.clone();
+                reverified(tx, actor.clone(), &case)?;
+                // An HMAC key reaches its owner only: no secret now, a claim the owner redeems
+                // with a one-time code the outbox delivers to them. An Ed25519 key has no
+                // secret to deliver (the owner holds its private half) and is issued at once.
+                let (mat, claim) = match &new.algorithm {
+                    NewKeyAlgorithm::Hmac {} => {
+                        let code = crate::claims::one_time_code();
+                        let hash = crate::claims::code_hash(tx, &code);
+                        (Material::deferred_hmac(new.scheme)?, Some((KeyClaim::new(&case.case_id, hash, now), code)))
+                    }
+                    NewKeyAlgorithm::Ed25519 { .. } => (prepare(&new)?.1, None),
+                };
+                let held = claim.as_ref().map(|(c, _)| c.clone());
+                let issued = issue(tx, &policy, &keyring, actor.clone(), new, terms, scopes, mat, held, reason.clone())?;
+                if let Some((claim, code)) = claim {
+                    crate::claims::open(tx, &keyring, actor.clone(), &issued.key, &claim, &code)?;
+                }
                 case.reinstated(issued.key.access_key.clone(), &by, now);
                 tx.put_case(&case)?;
                 audit(tx, actor, "reinstatement.issue", &case, reason)?;

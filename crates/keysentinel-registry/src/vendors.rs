@@ -201,20 +201,21 @@ pub(crate) fn restrict_keys(
     Ok(VendorChange { vendor: vendor.clone(), action: Some(action), shadowed, keys })
 }
 
+/// Registers a vendor's application within a transaction, with its entry.
+pub(crate) fn apply_in(tx: &mut dyn WriteTx, actor: Actor, new: NewVendor) -> Result<Vendor, RegistryError> {
+    if tx.vendor(&new.vendor_id)?.is_some() {
+        return Err(RegistryError::Conflict { what: "vendor", id: new.vendor_id.to_string() });
+    }
+    let vendor = Vendor::apply(new.vendor_id, new.legal_name, new.egress_cidrs, &actor.label(), tx.now())?;
+    let details = json!({ "legal_name": vendor.legal_name, "egress_cidrs": vendor.egress_cidrs });
+    record(tx, actor, &vendor, "vendor.apply", new.reason, details)?;
+    Ok(vendor)
+}
+
 impl Registry {
     pub async fn apply_vendor(&self, actor: Actor, new: NewVendor) -> Result<Vendor, RegistryError> {
         check_reason(&new.reason)?;
-        let vendor = self
-            .transact(move |tx| {
-                if tx.vendor(&new.vendor_id)?.is_some() {
-                    return Err(RegistryError::Conflict { what: "vendor", id: new.vendor_id.to_string() });
-                }
-                let vendor = Vendor::apply(new.vendor_id, new.legal_name, new.egress_cidrs, &actor.label(), tx.now())?;
-                let details = json!({ "legal_name": vendor.legal_name, "egress_cidrs": vendor.egress_cidrs });
-                record(tx, actor, &vendor, "vendor.apply", new.reason, details)?;
-                Ok(vendor)
-            })
-            .await?;
+        let vendor = self.transact(move |tx| apply_in(tx, actor, new)).await?;
         self.publish_vendor(&vendor.vendor_id);
         Ok(vendor)
     }

@@ -29,14 +29,17 @@ struct Env {
 }
 
 fn env() -> Env {
+    env_with(KeyPolicy::default_policy().unwrap())
+}
+
+fn env_with(policy: KeyPolicy) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ks.db");
     let clock = Arc::new(TestClock(Mutex::new(datetime!(2026-11-28 09:00 UTC))));
     let keyring = Arc::new(Keyring::new(MasterKey::generate(), vec![]));
     let (store, created) = SqliteStore::open(&db, &keyring, clock.clone()).unwrap();
     assert!(created);
-    let policy = Arc::new(KeyPolicy::default_policy().unwrap());
-    let reg = Registry::new(Arc::new(store), policy, keyring, clock.clone());
+    let reg = Registry::new(Arc::new(store), Arc::new(policy), keyring, clock.clone());
     Env { _dir: dir, db, clock, reg }
 }
 
@@ -71,9 +74,20 @@ fn new_key(account: &str, scopes: &[Scope], allowlist: &[&str]) -> NewKey {
         ip_allowlist: IpAllowlist::parse(allowlist).unwrap(),
         lifetime_days: None,
         vendor_id: None,
-        purpose: "bot".into(),
+        purpose: PurposeName::parse(if !allowlist.is_empty() {
+            "treasury"
+        } else if scopes.contains(&Scope::Trade) {
+            "own_bot"
+        } else {
+            "portfolio_read_only"
+        })
+        .unwrap(),
+        purpose_note: "bot".into(),
         terms_version: "2026-05".into(),
+        terms_accepted_at: datetime!(2026-05-01 00:00 UTC),
+        terms_channel: TermsChannel::Web,
         sensitive_grant_hours: None,
+        operated_by: None,
     }
 }
 
@@ -211,6 +225,72 @@ async fn sensitive_grants_need_a_second_person_and_expire() {
 }
 
 #[tokio::test]
+async fn a_key_without_an_allowlist_lapses_when_the_policy_says_its_owner_told_first() {
+    let text = keysentinel_domain::policy::DEFAULT_POLICY_TOML
+        .replace("unrestricted_lapse_days = 0 ", "unrestricted_lapse_days = 30 ")
+        .replace("unrestricted_notice_days = 7 ", "unrestricted_notice_days = 5 ");
+    let e = env_with(KeyPolicy::from_toml(&text).unwrap());
+    account(&e.reg, "acct", Segment::Retail).await;
+    let t0 = e.clock.now();
+    let open = e.reg.create_key(admin(), new_key("acct", &[Scope::Read], &[])).await.unwrap().key;
+    let bound = e.reg.create_key(admin(), new_key("acct", &[Scope::Read], &["198.51.100.0/24"])).await.unwrap().key;
+    assert_eq!((open.unrestricted_lapse_at, open.expires_at), (Some(t0 + Duration::days(30)), t0 + Duration::days(30)));
+    assert_eq!(
+        (bound.unrestricted_lapse_at, bound.expires_at),
+        (None, t0 + Duration::days(365)),
+        "an allowlist keeps the lifetime"
+    );
+
+    // Too early for the notice; then five days before, once.
+    *e.clock.0.lock().unwrap() += Duration::days(24);
+    assert_eq!(e.reg.sweep_unrestricted().await.unwrap(), (0, 0));
+    *e.clock.0.lock().unwrap() += Duration::days(1);
+    assert_eq!(e.reg.sweep_unrestricted().await.unwrap(), (1, 0));
+    assert_eq!(e.reg.sweep_unrestricted().await.unwrap(), (0, 0), "told once");
+    let notices = e.reg.notices(&format!("lapse:{}", open.access_key)).unwrap();
+    assert_eq!(notices.iter().map(|n| n.kind).collect::<Vec<_>>(), [NoticeKind::UnrestrictedLapse]);
+    assert!(notices[0].en.body.contains("no IP allowlist"), "{}", notices[0].en.body);
+    assert_eq!(e.reg.key(&open.access_key).unwrap().lapse_notice_id.as_deref(), Some(notices[0].notice_id.as_str()));
+
+    // The day comes: refused at once (its expiry), recorded as a lapse by the sweep.
+    *e.clock.0.lock().unwrap() += Duration::days(5);
+    assert_eq!(e.reg.key(&open.access_key).unwrap().effective_status(e.clock.now()), KeyStatus::Expired);
+    assert_eq!(e.reg.sweep_unrestricted().await.unwrap(), (0, 1));
+    let lapsed = e.reg.key(&open.access_key).unwrap();
+    assert_eq!((lapsed.status, lapsed.status_changed_by.as_str()), (KeyStatus::Expired, "system:registry-sweep"));
+    assert_eq!(e.reg.key(&bound.access_key).unwrap().status, KeyStatus::Active);
+    let log: Vec<AuditEntry> = e.reg.audit_entries(0, 1000).unwrap();
+    let of = |action: &str| log.iter().filter(|x| x.action == action).map(|x| x.target.clone()).collect::<Vec<_>>();
+    assert_eq!(of("key.lapse_notice"), [open.access_key.to_string()]);
+    assert_eq!(of("key.lapse"), [open.access_key.to_string()]);
+    assert!(of("key.expire").is_empty(), "a lapse is not recorded as an ordinary expiry");
+}
+
+#[tokio::test]
+async fn a_grant_is_a_scope_the_purpose_must_allow() {
+    let e = env();
+    account(&e.reg, "acct", Segment::Retail).await;
+    let mut nk = new_key("acct", &[Scope::Read], &["198.51.100.0/24"]);
+    nk.purpose = PurposeName::parse("portfolio_read_only").unwrap();
+    let ak = e.reg.create_key(admin(), nk).await.unwrap().key.access_key;
+    let refused = e.reg.request_grant(admin(), ak.clone(), Scope::Withdraw, Some(1), "payout".into()).await;
+    assert_eq!(rule(refused.unwrap_err()), Rule::PurposeScopeNotAllowed);
+    assert!(e.reg.key(&ak).unwrap().grants.is_empty(), "nothing written");
+    let mut legacy = new_key("acct", &[Scope::Read], &[]);
+    legacy.purpose = PurposeName::legacy();
+    assert_eq!(
+        rule(e.reg.create_key(admin(), legacy).await.unwrap_err()),
+        Rule::PurposeNotDefined,
+        "legacy is never issued"
+    );
+    let mut future = new_key("acct", &[Scope::Read], &[]);
+    future.terms_accepted_at = e.clock.now() + Duration::hours(1);
+    assert!(
+        matches!(e.reg.create_key(admin(), future).await, Err(RegistryError::Validation(v)) if v.field == "terms_accepted_at")
+    );
+}
+
+#[tokio::test]
 async fn expiry_is_enforced_then_recorded_by_the_sweeper() {
     let e = env();
     account(&e.reg, "acct", Segment::Retail).await;
@@ -291,6 +371,7 @@ async fn a_change_without_an_audit_entry_is_rolled_back() {
             verification: Verification::Verified,
             declared_purpose: String::new(),
             declared_countries: vec![],
+            verified_at: None,
             created_at: now,
             updated_at: now,
         };

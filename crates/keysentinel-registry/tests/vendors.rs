@@ -112,9 +112,13 @@ async fn vendor_key(e: &Env, account: &str, vendor: &VendorId) -> Result<IssuedK
         ip_allowlist: IpAllowlist::default(),
         lifetime_days: None,
         vendor_id: Some(vendor.clone()),
-        purpose: "copy trading".into(),
+        purpose: PurposeName::parse("vendor_copy_trading").unwrap(),
+        purpose_note: "copy trading".into(),
         terms_version: "2026-05".into(),
+        terms_accepted_at: datetime!(2026-05-01 00:00 UTC),
+        terms_channel: TermsChannel::Web,
         sensitive_grant_hours: None,
+        operated_by: None,
     };
     e.reg.create_key(op("alice", "admin"), new).await
 }

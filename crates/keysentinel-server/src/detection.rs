@@ -678,7 +678,7 @@ impl RecentIds {
     }
 }
 
-/// A key as the engine needs it: owner, allowlist, vendor.
+/// A key as the engine needs it: owner, allowlist, vendor, and what it was issued for.
 pub fn key_record(key: &ApiKey) -> Record<'static> {
     Record::Key {
         key_id: Cow::Owned(key.access_key.as_str().to_owned()),
@@ -687,6 +687,7 @@ pub fn key_record(key: &ApiKey) -> Record<'static> {
         ip_allowlist: key.ip_allowlist.networks().to_vec(),
         vendor_id: key.vendor_id.as_ref().map(|v| Cow::Owned(v.as_str().to_owned())),
         ts: None,
+        purpose: Some(Cow::Owned(key.declared.purpose.as_str().to_owned())),
     }
 }
 

@@ -69,6 +69,8 @@ fn status_of(e: &RegistryError) -> StatusCode {
         | RegistryError::ReportState(_)
         | RegistryError::VendorState(_)
         | RegistryError::CounterpartyState(_)
+        | RegistryError::ClaimState(_)
+        | RegistryError::PartyState(_)
         | RegistryError::OperatorState(_) => StatusCode::CONFLICT,
         RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
         RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,

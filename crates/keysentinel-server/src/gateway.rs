@@ -21,6 +21,12 @@ pub struct SnapshotObserver(pub Arc<KeySnapshot>);
 
 impl KeyObserver for SnapshotObserver {
     fn key_changed(&self, key: &ApiKey, secret: Option<&[u8]>) {
+        // A reinstated HMAC key held for its owner has no secret until claimed: nothing to
+        // verify with, and nothing wrong (verify answers NOT_FOUND until then).
+        if key.claim.as_ref().is_some_and(|c| c.redeemed_at.is_none()) && secret.is_none() {
+            self.0.remove(key.access_key.as_str());
+            return;
+        }
         match KeyEntry::new(key, secret) {
             Ok(entry) => self.0.upsert(entry),
             // A key we cannot verify is a key we refuse.
@@ -198,6 +204,7 @@ pub(crate) fn gateway_status(code: keysentinel_verify::Code) -> axum::http::Stat
         | Code::Revoked
         | Code::Suspended
         | Code::Expired
+        | Code::Pending
         | Code::BodyRequired
         | Code::IpNotAllowed
         | Code::UnknownEndpoint

@@ -250,7 +250,7 @@ pub fn record_line(record: &Record<'_>, event_id: Option<&str>) -> String {
             put("declared_countries", json!(declared_countries.iter().map(country).collect::<Vec<_>>()));
             put("declared_purpose", json!(declared_purpose));
         }
-        Record::Key { key_id, account_id, scopes, ip_allowlist, vendor_id, ts } => {
+        Record::Key { key_id, account_id, scopes, ip_allowlist, vendor_id, ts, purpose } => {
             put("type", json!("key"));
             put("key_id", json!(key_id));
             put("account_id", json!(account_id));
@@ -258,6 +258,9 @@ pub fn record_line(record: &Record<'_>, event_id: Option<&str>) -> String {
             put("ip_allowlist", json!(nets(ip_allowlist)));
             put("vendor_id", json!(vendor_id));
             put("ts", json!(ts.map(format_rfc3339_ms)));
+            if purpose.is_some() {
+                put("purpose", json!(purpose));
+            }
         }
         Record::Vendor { vendor_id, approved, egress_cidrs } => {
             put("type", json!("vendor"));

@@ -22,7 +22,7 @@ pub mod vendors;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use keysentinel_registry::Registry;
 use std::sync::Arc;
@@ -126,8 +126,9 @@ const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
     paths(
         routes::healthz, routes::readyz,
         routes::create_account, routes::list_accounts, routes::get_account, routes::update_account,
+        routes::create_party, routes::list_parties, routes::update_party, routes::end_party,
         routes::create_key, routes::list_keys, routes::get_key, routes::rotate_key, routes::suspend_key,
-        routes::resume_key, routes::revoke_key, routes::request_grant, routes::approve_grant, routes::import_keys,
+        routes::resume_key, routes::revoke_key, routes::approve_key, routes::redeem_claim, routes::request_grant, routes::approve_grant, routes::import_keys, routes::import_registry,
         routes::create_operator, routes::list_operators, routes::whoami, routes::disable_operator, routes::approve_operator,
         routes::get_policy, routes::audit_entries, routes::audit_checkpoint, routes::audit_proof,
         gateway::verify, gateway::forward_auth, gateway::metrics,
@@ -230,7 +231,10 @@ pub fn openapi_json() -> String {
 
 pub fn router(state: Arc<AppState>) -> Router {
     use routes::*;
-    let import = Router::new().route("/v1/keys/import", post(import_keys)).layer(DefaultBodyLimit::max(IMPORT_LIMIT));
+    let import = Router::new()
+        .route("/v1/keys/import", post(import_keys))
+        .route("/v1/registry/import", post(import_registry))
+        .layer(DefaultBodyLimit::max(IMPORT_LIMIT));
     let events = Router::new()
         .route("/v1/events", post(events::ingest_events))
         .layer(DefaultBodyLimit::max(events::EVENTS_LIMIT));
@@ -250,12 +254,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/accounts", post(create_account).get(list_accounts))
         .route("/v1/accounts/{account_id}", get(get_account).patch(update_account))
+        .route("/v1/accounts/{account_id}/parties", post(create_party).get(list_parties))
+        .route("/v1/parties/{party_id}", patch(update_party))
+        .route("/v1/parties/{party_id}/end", post(end_party))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{access_key}", get(get_key))
         .route("/v1/keys/{access_key}/rotate", post(rotate_key))
         .route("/v1/keys/{access_key}/suspend", post(suspend_key))
         .route("/v1/keys/{access_key}/resume", post(resume_key))
         .route("/v1/keys/{access_key}/revoke", post(revoke_key))
+        .route("/v1/keys/{access_key}/approve", post(approve_key))
+        .route("/v1/keys/{access_key}/claim", post(redeem_claim))
         .route("/v1/keys/{access_key}/grants", post(request_grant))
         .route("/v1/keys/{access_key}/grants/{scope}/approve", post(approve_grant))
         .route("/v1/operators", post(create_operator).get(list_operators))
@@ -312,7 +321,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// The registry's sweep: records the lapse of vendors past their recertification date (their
-/// keys restricted as `policy` says), and tells detection of the counterparties whose dates
+/// keys restricted as `policy` says), tells owners of keys without an IP allowlist of their
+/// coming lapse and records it when due (the key policy's `unrestricted_lapse_days`), and tells detection of the counterparties whose dates
 /// began or ended since the last round (time changes whether they are in effect; no write does).
 pub fn spawn_registry_sweeper(
     registry: Arc<Registry>,
@@ -332,6 +342,13 @@ pub fn spawn_registry_sweeper(
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "vendor lapse sweep failed"),
+            }
+            match registry.sweep_unrestricted().await {
+                Ok((0, 0)) => {}
+                Ok((notices, lapsed)) => {
+                    tracing::info!(notices, lapsed, "keys without an IP allowlist: owners told, lapses recorded")
+                }
+                Err(e) => tracing::error!(error = %e, "unrestricted-key sweep failed"),
             }
             let now = registry.now();
             let reg = registry.clone();

@@ -28,12 +28,19 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn payload(n: &Notice) -> serde_json::Value {
-    serde_json::json!({
+/// What the exchange's notification service receives. A `key_claim` notice carries the owner's
+/// one-time code (`claim`), opened here for delivery only: the exchange's app shows it to the
+/// owner, who types it back into the app's claim screen.
+fn payload(n: &Notice, code: Option<&str>) -> serde_json::Value {
+    let mut p = serde_json::json!({
         "notice_id": n.notice_id, "case_id": n.case_id, "account_id": n.account_id, "key_id": n.key_id,
         "kind": n.kind, "stage": n.stage, "created_at": n.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "messages": { "ko": n.ko, "en": n.en },
-    })
+    });
+    if let Some(code) = code {
+        p["claim"] = serde_json::json!({ "key_id": n.key_id, "code": code });
+    }
+    p
 }
 
 /// Polls the outbox and delivers what is due, one notice at a time, in order.
@@ -59,7 +66,8 @@ pub fn spawn_notifier(registry: Arc<Registry>, webhook: Webhook) -> tokio::task:
                 Err(_) => continue,
             };
             for notice in due {
-                let body = payload(&notice).to_string();
+                let code = registry.notice_code(&notice);
+                let body = payload(&notice, code.as_deref().map(|c| c.as_str())).to_string();
                 let t = registry.now().unix_timestamp();
                 let sent = http
                     .post(&webhook.url)

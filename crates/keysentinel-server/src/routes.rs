@@ -132,6 +132,73 @@ pub async fn update_account(
     Ok(axum::Json(account))
 }
 
+// ---- parties: who stands behind an account ----
+
+fn party_id(raw: &str) -> ApiResult<keysentinel_domain::PartyId> {
+    keysentinel_domain::PartyId::parse(raw).map_err(|e| ApiError::invalid("party_id", e.to_string()))
+}
+
+/// Records a beneficial owner or representative of the account or, for a corporate, broker or
+/// market-maker account, a person, desk or system that operates its keys.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/parties", tag = "accounts", params(("account_id" = String, Path)),
+    request_body = keysentinel_registry::NewParty, security(("bearer" = [])),
+    responses((status = 201, body = keysentinel_domain::Party), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_party(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<keysentinel_registry::NewParty>,
+) -> ApiResult<(StatusCode, axum::Json<keysentinel_domain::Party>)> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "record an account's parties").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok((StatusCode::CREATED, axum::Json(st.registry.create_party(who.actor(), account_id(&id)?, body).await?)))
+}
+
+/// The account's parties, ended ones too.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/parties", tag = "accounts", params(("account_id" = String, Path)),
+    security(("bearer" = [])), responses((status = 200, body = Vec<keysentinel_domain::Party>), (status = 404, body = ErrorBody)))]
+pub async fn list_parties(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+) -> ApiResult<axum::Json<Vec<keysentinel_domain::Party>>> {
+    let allowed = require(&st, &who, Permission::ReadInventory, "read an account's parties").await?;
+    let id = account_id(&path.open(&allowed)?)?;
+    Ok(axum::Json(read(&st, move |r| r.parties(&id)).await?))
+}
+
+/// A new version of the record (name, document, end date); the entry lists what changed.
+#[utoipa::path(patch, path = "/v1/parties/{party_id}", tag = "accounts", params(("party_id" = String, Path)),
+    request_body = keysentinel_registry::PartyPatch, security(("bearer" = [])),
+    responses((status = 200, body = keysentinel_domain::Party), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_party(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<keysentinel_registry::PartyPatch>,
+) -> ApiResult<axum::Json<keysentinel_domain::Party>> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "change an account's parties").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.update_party(who.actor(), party_id(&id)?, body).await?))
+}
+
+/// Ends the record now: keys may no longer name it as their operator.
+#[utoipa::path(post, path = "/v1/parties/{party_id}/end", tag = "accounts", params(("party_id" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = keysentinel_domain::Party), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn end_party(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<Reason>,
+) -> ApiResult<axum::Json<keysentinel_domain::Party>> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "end an account's parties").await?;
+    let id = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.end_party(who.actor(), party_id(&id)?, body.reason).await?))
+}
+
 // ---- keys ----
 
 /// Issues a key. For HMAC keys the response carries the secret: it is shown this once.
@@ -273,6 +340,54 @@ pub async fn revoke_key(
     Ok(axum::Json(st.registry.revoke_key(who.actor(), access_key(&ak)?, body.reason).await?))
 }
 
+/// Approves a key its purpose issued pending (market making: docs/policy.md). Compliance only,
+/// and never the operator who asked for the key nor one in a chain of creation with them (403).
+#[utoipa::path(post, path = "/v1/keys/{access_key}/approve", tag = "keys", params(("access_key" = String, Path)), request_body = Reason,
+    security(("bearer" = [])), responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve_key(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<Reason>,
+) -> ApiResult<axum::Json<ApiKey>> {
+    let allowed = require(&st, &who, Permission::ApproveKeys, "approve keys issued pending").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.approve_key(who.actor(), access_key(&ak)?, body.reason).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The owner's one-time code (8 digits), as the outbox notice delivered it to them.
+    pub code: String,
+}
+
+/// Debug never shows the code.
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimRequest { code: <redacted> }")
+    }
+}
+
+/// The owner claims their reinstated key, through the exchange's own app (the
+/// `customer_channel` role, which can do nothing else) with the one-time code the owner was sent:
+/// the key becomes valid and its secret is returned in this answer only. A claim is redeemed
+/// once, expires after 72 hours and locks after 5 wrong codes (403 names how many are left).
+#[utoipa::path(post, path = "/v1/keys/{access_key}/claim", tag = "keys", params(("access_key" = String, Path)), request_body = ClaimRequest,
+    security(("bearer" = [])), responses((status = 200, body = IssuedKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn redeem_claim(
+    State(st): S,
+    who: Authed,
+    path: Path<String>,
+    body: Json<ClaimRequest>,
+) -> ApiResult<axum::Json<IssuedKey>> {
+    let allowed = require(&st, &who, Permission::RedeemClaims, "redeem key claims").await?;
+    let ak = path.open(&allowed)?;
+    let body = body.open(&allowed).await?;
+    Ok(axum::Json(st.registry.redeem_claim(who.actor(), access_key(&ak)?, body.code).await?))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
@@ -344,6 +459,56 @@ pub async fn import_keys(
     }
     let options = ImportOptions { enforce_policy: q.enforce_policy, batch_size: q.batch_size.unwrap_or(500) };
     Ok(axum::Json(st.registry.import_keys(who.actor(), body, options).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryImportQuery {
+    /// Why the registry is imported (required; recorded in every entry).
+    pub reason: String,
+}
+
+/// Imports an existing registry — accounts, their parties, vendors' applications and
+/// counterparties — as NDJSON (`application/x-ndjson`, one object with a `type` per line) or CSV
+/// (`text/csv`, a header naming the fields), all or nothing: every bad line is named (400), a
+/// line refused by a rule names its line, and then nothing is imported (docs/registry.md).
+#[utoipa::path(post, path = "/v1/registry/import", tag = "accounts", params(RegistryImportQuery),
+    request_body(content = String, content_type = "application/x-ndjson"), security(("bearer" = [])),
+    responses((status = 200, body = keysentinel_registry::BulkReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_registry(
+    State(st): S,
+    who: Authed,
+    query: Query<RegistryImportQuery>,
+    body: Body,
+) -> ApiResult<axum::Json<keysentinel_registry::BulkReport>> {
+    let allowed = require(&st, &who, Permission::ManageAccounts, "import a registry").await?;
+    require(&st, &who, Permission::ManageVendors, "import a registry").await?;
+    require(&st, &who, Permission::ManageCounterparties, "import a registry").await?;
+    let q = query.open(&allowed)?;
+    let kind = body.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match kind.split(';').next().map(str::trim) {
+        Some("application/x-ndjson") => keysentinel_registry::BulkFormat::Ndjson,
+        Some("text/csv") => keysentinel_registry::BulkFormat::Csv,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_input",
+                "send the registry as application/x-ndjson or text/csv",
+            ))
+        }
+    };
+    let text = body.text(&allowed).await?;
+    let report = st.registry.bulk_import(who.actor(), text, format, q.reason).await?;
+    // Detection learns of the new accounts as it does of one created through the API.
+    for r in report.records.iter().filter(|r| r.kind == "account") {
+        if let Ok(id) = AccountId::parse(&r.id) {
+            if let Ok(a) = read(&st, move |reg| reg.account(&id)).await {
+                st.account_changed(&a);
+            }
+        }
+    }
+    Ok(axum::Json(report))
 }
 
 // ---- operators ----

@@ -174,7 +174,7 @@ async fn each_role_does_only_its_job_and_refusals_are_audited() {
         },
     );
     let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read", "withdraw"],
-        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "treasury" });
     for token in [&auditor, &gateway, &analyst, &approver] {
         let (s, v) = api.call(Method::POST, "/v1/keys", Some(token), Some(new_key.clone())).await;
         assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
@@ -227,7 +227,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let t = Some(api.admin.as_str());
     let key = |over: Value| {
         let mut k = json!({ "account_id": "corp", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
-            "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+            "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "treasury" });
         for (f, v) in over.as_object().unwrap() {
             k[f] = v.clone();
         }
@@ -244,7 +244,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
         ),
         (key(json!({ "scopes": ["read", "read"] })), StatusCode::BAD_REQUEST, "invalid_input", "twice"),
         (key(json!({ "scopes": [] })), StatusCode::BAD_REQUEST, "invalid_input", "at least one scope"),
-        (key(json!({ "purpose": "x".repeat(501) })), StatusCode::BAD_REQUEST, "invalid_input", "at most 500"),
+        (key(json!({ "purpose_note": "x".repeat(501) })), StatusCode::BAD_REQUEST, "invalid_input", "at most 500"),
         (key(json!({ "account_id": "nobody" })), StatusCode::NOT_FOUND, "not_found", "account nobody"),
         (key(json!({ "ip_allowlist": [] })), StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", "allowlist"),
         (
@@ -344,7 +344,7 @@ async fn eleventh_key_is_refused_and_imports_report_by_line() {
     let api = start().await;
     api.account("r1", "retail").await;
     let t = Some(api.admin.as_str());
-    let body = json!({ "account_id": "r1", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"], "terms_version": "2026-05" });
+    let body = json!({ "account_id": "r1", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "portfolio_read_only" });
     for _ in 0..10 {
         let (s, v) = api.call(Method::POST, "/v1/keys", t, Some(body.clone())).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -412,6 +412,7 @@ async fn the_openapi_document_is_valid_and_every_operation_is_served() {
                 .replace("{operator_id}", "nobody")
                 .replace("{vendor_id}", "nobody")
                 .replace("{counterparty_id}", "nobody")
+                .replace("{party_id}", "nobody")
                 .replace("{scope}", "withdraw")
                 .replace("{seq}", "0");
             let m = Method::from_bytes(method.as_str().as_bytes()).unwrap();
@@ -438,7 +439,7 @@ async fn a_revocation_is_enforced_on_the_very_next_verify() {
     api.account("trader", "retail").await;
     let gateway = api.operator("gw-1", Role::Gateway).await;
     let body = json!({ "account_id": "trader", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read", "trade"],
-        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "treasury" });
     let (_, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(body)).await;
     let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();
     let secret = issued["secret"].as_str().unwrap().to_owned();
@@ -504,7 +505,7 @@ async fn a_revocation_is_enforced_on_the_very_next_verify() {
 async fn keys_existing_at_start_are_loaded_into_the_verifier() {
     let api = start().await;
     api.account("early", "retail").await;
-    let body = json!({ "account_id": "early", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"], "terms_version": "2026-05" });
+    let body = json!({ "account_id": "early", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "portfolio_read_only" });
     let (_, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(body)).await;
     // A second server state over the same registry loads what is already committed.
     let state = test_state(api.reg.clone());
@@ -519,7 +520,7 @@ async fn a_legal_hold_keeps_a_keys_events_through_retention_until_compliance_lif
     let (analyst, mlro) = (api.operator("ana", Role::Analyst).await, api.operator("mlro", Role::Compliance).await);
     api.account("acct-h", "retail").await;
     let new_key = json!({ "account_id": "acct-h", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
-        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "treasury" });
     let (s, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
     assert_eq!(s, StatusCode::CREATED, "{issued}");
     let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();
@@ -573,7 +574,7 @@ async fn one_admin_cannot_supply_the_second_pair_of_eyes() {
     let api = start().await;
     api.account("acct", "retail").await;
     let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
-        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "treasury" });
     let (s, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
     assert_eq!(s, StatusCode::CREATED, "{issued}");
     let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();
@@ -631,11 +632,11 @@ async fn out_of_range_grant_hours_are_a_precise_400_and_writes_go_on() {
     api.account("acct", "retail").await;
     let huge = 2_562_047_788_015_216_i64;
     let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read", "withdraw"],
-        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "sensitive_grant_hours": huge });
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "treasury", "sensitive_grant_hours": huge });
     let (s, v) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("sensitive_grant_hours")), "{v}");
     let new_key = json!({ "account_id": "acct", "algorithm": {"kind": "hmac"}, "scheme": "binance", "scopes": ["read"],
-        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05" });
+        "ip_allowlist": ["203.0.113.0/24"], "terms_version": "2026-05", "terms_accepted_at": "2026-05-01T00:00:00Z", "terms_channel": "web", "purpose": "treasury" });
     let (s, issued) = api.call(Method::POST, "/v1/keys", Some(&api.admin), Some(new_key)).await;
     assert_eq!(s, StatusCode::CREATED, "{issued}");
     let ak = issued["key"]["access_key"].as_str().unwrap().to_owned();

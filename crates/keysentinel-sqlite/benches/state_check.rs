@@ -68,6 +68,7 @@ fn main() {
                 verification: Verification::Verified,
                 declared_purpose: String::new(),
                 declared_countries: vec![],
+                verified_at: None,
                 created_at: now,
                 updated_at: now,
             };

@@ -15,7 +15,7 @@ use expected::Expected;
 use keysentinel_audit::{Hash, LogVerifier};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, Case, Clock, Counterparty, CounterpartyId, KeyStatus, Notice, Operator,
-    ReportAssessment, Vendor, VendorId,
+    Party, PartyId, ReportAssessment, Vendor, VendorId,
 };
 use keysentinel_secrets::Keyring;
 use keysentinel_store::keys::{Meta, META_LOG_VERIFIER};
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_cases.sql"),
     include_str!("../migrations/0003_reports.sql"),
     include_str!("../migrations/0004_registry.sql"),
+    include_str!("../migrations/0005_identity.sql"),
 ];
 /// Most operations one commit takes; bounds how long one slow batch holds the write lock.
 const MAX_BATCH: usize = 512;
@@ -416,10 +417,11 @@ impl ReadStore for SqliteStore {
         // Effective status: stored active/suspended keys past expiry count as expired.
         let status_sql = match filter.status {
             None => "1",
+            Some(KeyStatus::Pending) => "(status = 'pending' AND expires_ms > ?4)",
             Some(KeyStatus::Active) => "(status = 'active' AND expires_ms > ?4)",
             Some(KeyStatus::Suspended) => "(status = 'suspended' AND expires_ms > ?4)",
             Some(KeyStatus::Expired) => {
-                "(status = 'expired' OR (status IN ('active','suspended') AND expires_ms <= ?4))"
+                "(status = 'expired' OR (status IN ('pending','active','suspended') AND expires_ms <= ?4))"
             }
             Some(KeyStatus::Revoked) => "(status = 'revoked')",
         };
@@ -459,6 +461,16 @@ impl ReadStore for SqliteStore {
         let after = filter.after.as_ref().map(|v| v.as_str().to_owned()).unwrap_or_default();
         self.read_rows(|c, j| {
             rows::docs(c, state::VENDORS, tail, params![after, filter.status.map(|s| s.as_str()), filter.limit], j)
+        })
+    }
+
+    fn party(&self, id: &PartyId) -> Result<Option<Party>, StoreError> {
+        self.read_rows(|c, j| rows::doc(c, state::PARTIES, "WHERE party_id = ?1", [id.as_str()], j))
+    }
+
+    fn parties(&self, account: &AccountId) -> Result<Vec<Party>, StoreError> {
+        self.read_rows(|c, j| {
+            rows::docs(c, state::PARTIES, "WHERE account_id = ?1 ORDER BY party_id", [account.as_str()], j)
         })
     }
 

@@ -38,6 +38,7 @@ pub const TABLES: &[Table] = &[
         id: "counterparty_id",
         columns: &["kind", "account_id", "from_ms", "until_ms", "doc"],
     },
+    Table { name: "parties", id: "party_id", columns: &["account_id", "kind", "doc"] },
 ];
 
 /// Positions of the tables in [`TABLES`].
@@ -49,6 +50,7 @@ pub const NOTICES: usize = 4;
 pub const REPORTS: usize = 5;
 pub const VENDORS: usize = 6;
 pub const COUNTERPARTIES: usize = 7;
+pub const PARTIES: usize = 8;
 
 pub fn table(name: &str) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.name == name)

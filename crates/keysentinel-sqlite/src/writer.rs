@@ -7,7 +7,7 @@ use crate::{db_err, ConnMeta};
 use keysentinel_audit::{Actor, AuditDraft, Checkpoint, Hash, LogState, RowState};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, Case, Clock, Counterparty, CounterpartyId, Notice, Operator, OperatorId,
-    ReportAssessment, Vendor, VendorId,
+    Party, PartyId, ReportAssessment, Vendor, VendorId,
 };
 use keysentinel_store::keys::Meta;
 use keysentinel_store::{LogKeys, Outcome, StoreError, StoredKey, WriteOp, WriteTx};
@@ -355,7 +355,7 @@ impl WriteTx for Tx<'_> {
     fn live_key_count(&mut self, account: &AccountId, now: OffsetDateTime) -> Result<u32, StoreError> {
         // The rows themselves, judged, rather than a count: a key made to look revoked in the
         // file must not free a place under the per-account limit.
-        let tail = "WHERE account_id = ?1 AND status IN ('active','suspended') AND expires_ms > ?2";
+        let tail = "WHERE account_id = ?1 AND status IN ('pending','active','suspended') AND expires_ms > ?2";
         let counted = self.judged(|j| {
             rows::select(self.conn, state::API_KEYS, tail, params![account.as_str(), ms(now)], j, |_| Ok(()))
         })?;
@@ -363,7 +363,7 @@ impl WriteTx for Tx<'_> {
     }
 
     fn keys_past_expiry(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
-        let tail = "WHERE status IN ('active','suspended') AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2";
+        let tail = "WHERE status IN ('pending','active','suspended') AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2";
         self.judged(|j| rows::docs(self.conn, state::API_KEYS, tail, params![ms(now), limit], j))
     }
 
@@ -417,6 +417,26 @@ impl WriteTx for Tx<'_> {
 
     fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError> {
         self.judged(|j| rows::doc(self.conn, state::COUNTERPARTIES, "WHERE counterparty_id = ?1", [id.as_str()], j))
+    }
+
+    fn party(&mut self, id: &PartyId) -> Result<Option<Party>, StoreError> {
+        self.judged(|j| rows::doc(self.conn, state::PARTIES, "WHERE party_id = ?1", [id.as_str()], j))
+    }
+
+    fn put_party(&mut self, p: &Party) -> Result<(), StoreError> {
+        self.exec(
+            "parties",
+            p.party_id.as_str(),
+            "INSERT INTO parties(party_id, account_id, kind, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(party_id) DO UPDATE SET doc = excluded.doc",
+            params![p.party_id.as_str(), p.account_id.as_str(), p.kind.as_str(), to_doc(p)?],
+        )?;
+        Ok(())
+    }
+
+    fn account_counterparties(&mut self, account: &AccountId) -> Result<Vec<Counterparty>, StoreError> {
+        let tail = "WHERE account_id = ?1 ORDER BY counterparty_id";
+        self.judged(|j| rows::docs(self.conn, state::COUNTERPARTIES, tail, params![account.as_str()], j))
     }
 
     fn put_counterparty(&mut self, c: &Counterparty) -> Result<(), StoreError> {

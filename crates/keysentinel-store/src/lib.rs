@@ -13,7 +13,7 @@ pub mod keys;
 use keysentinel_audit::{AuditDraft, Hash};
 use keysentinel_domain::{
     AccessKey, Account, AccountId, ApiKey, Case, CaseStatus, Counterparty, CounterpartyId, CounterpartyKind, KeyStatus,
-    Notice, Operator, OperatorId, ReportAssessment, Vendor, VendorId, VendorStatus,
+    Notice, Operator, OperatorId, Party, PartyId, ReportAssessment, Vendor, VendorId, VendorStatus,
 };
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -174,6 +174,12 @@ pub trait WriteTx {
     fn counterparty(&mut self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError>;
     /// Inserts the counterparty or replaces it whole.
     fn put_counterparty(&mut self, counterparty: &Counterparty) -> Result<(), StoreError>;
+    /// The counterparties whose own account is `account` (a market maker's mandates, a
+    /// broker's client arrangements), ended ones too: what a key's purpose may need.
+    fn account_counterparties(&mut self, account: &AccountId) -> Result<Vec<Counterparty>, StoreError>;
+    fn party(&mut self, id: &PartyId) -> Result<Option<Party>, StoreError>;
+    /// Inserts the party or replaces its document (its account and kind never change).
+    fn put_party(&mut self, party: &Party) -> Result<(), StoreError>;
 
     fn operator(&mut self, id: &OperatorId) -> Result<Option<Operator>, StoreError>;
     fn insert_operator(&mut self, operator: &Operator, token_hash: &[u8; 32]) -> Result<(), StoreError>;
@@ -225,6 +231,9 @@ pub trait ReadStore: Send + Sync {
     fn vendor(&self, id: &VendorId) -> Result<Option<Vendor>, StoreError>;
     /// By vendor id.
     fn vendors(&self, filter: &VendorFilter) -> Result<Vec<Vendor>, StoreError>;
+    fn party(&self, id: &PartyId) -> Result<Option<Party>, StoreError>;
+    /// The account's parties, ended ones too, by id.
+    fn parties(&self, account: &AccountId) -> Result<Vec<Party>, StoreError>;
     fn counterparty(&self, id: &CounterpartyId) -> Result<Option<Counterparty>, StoreError>;
     /// By counterparty id.
     fn counterparties(&self, filter: &CounterpartyFilter) -> Result<Vec<Counterparty>, StoreError>;

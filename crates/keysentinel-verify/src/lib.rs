@@ -184,6 +184,7 @@ impl Verifier {
             KeyStatus::Revoked => return Decision::deny(Code::Revoked, scheme, Some(key)),
             KeyStatus::Suspended => return Decision::deny(Code::Suspended, scheme, Some(key)),
             KeyStatus::Expired => return Decision::deny(Code::Expired, scheme, Some(key)),
+            KeyStatus::Pending => return Decision::deny(Code::Pending, scheme, Some(key)),
         }
         let fresh = match schemes::check(&cred, &key, req, &self.config) {
             Ok(f) => f,

@@ -91,7 +91,9 @@ impl KeyEntry {
     /// Status at `now_ms` (expiry is effective the instant it passes).
     pub fn status_at(&self, now_ms: i64) -> KeyStatus {
         match self.status {
-            KeyStatus::Active | KeyStatus::Suspended if now_ms >= self.expires_at_ms => KeyStatus::Expired,
+            KeyStatus::Pending | KeyStatus::Active | KeyStatus::Suspended if now_ms >= self.expires_at_ms => {
+                KeyStatus::Expired
+            }
             s => s,
         }
     }

@@ -94,6 +94,12 @@ pub fn create_key(data: &Path, url: &str, scheme: &str, account: &str, allow: &s
             allow,
             "--terms-version",
             "2026-05",
+            "--terms-accepted-at",
+            "2026-05-01T00:00:00Z",
+            "--terms-channel",
+            "web",
+            "--purpose",
+            "own_bot",
         ],
     );
     (created["key"]["access_key"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())

@@ -53,9 +53,13 @@ pub fn signed_key(
                 ip_allowlist: IpAllowlist::parse(&["203.0.113.0/24"]).unwrap(),
                 lifetime_days: None,
                 vendor_id: None,
-                purpose: String::new(),
+                purpose: keysentinel_domain::PurposeName::parse("portfolio_read_only").unwrap(),
+                purpose_note: String::new(),
                 terms_version: "2026-05".into(),
+                terms_accepted_at: reg.now(),
+                terms_channel: keysentinel_domain::TermsChannel::Web,
                 sensitive_grant_hours: None,
+                operated_by: None,
             },
         ))
         .unwrap();
