@@ -42,6 +42,9 @@ impl Expected for Indicator {
             Indicator::UnfamiliarClient => 0.60,
             // Someone else trading through a market maker's key trades their own markets.
             Indicator::OutsideMandate => 0.50,
+            // A key bought or borrowed for trading is used to trade, whatever it was issued for;
+            // a key handed to a tool runs from the tool's servers.
+            Indicator::OutsidePurpose => 0.20,
         }
     }
 
@@ -70,6 +73,9 @@ impl Expected for Indicator {
             Indicator::UnfamiliarClient => 0.03,
             // A desk quoting a market its mandate has not been amended for yet.
             Indicator::OutsideMandate => 0.01,
+            // An owner pointing the wrong key at their bot; an owner who moved their bot to a
+            // vendor without telling the exchange.
+            Indicator::OutsidePurpose => 0.005,
         }
     }
 }

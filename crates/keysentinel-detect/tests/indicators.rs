@@ -739,6 +739,42 @@ fn a_lightly_used_key_taken_over_is_a_takeover_but_an_owners_first_bot_is_not() 
     assert!(!fired(&after(false), "k", Indicator::ActorChange), "{:?}", after(false)["k"]);
 }
 
+// ---- declared purpose against behaviour ----
+
+#[test]
+fn a_key_used_against_its_purpose() {
+    let keyed = |purpose: &str, vendor: &str| {
+        vec![
+            r#"{"type":"vendor","vendor_id":"v","status":"approved","egress_cidrs":["3.1.1.0/24"]}"#.to_owned(),
+            r#"{"type":"account","account_id":"a","segment":"retail","declared_countries":["KR"]}"#.to_owned(),
+            format!(
+                r#"{{"type":"key","key_id":"k","account_id":"a","scopes":["read"],"ip_allowlist":[],"vendor_id":{vendor},"purpose":"{purpose}"}}"#
+            ),
+        ]
+    };
+    // A key issued for reading, used to trade: refused at the gateway, seen here.
+    let trade = |purpose: &str| {
+        let mut r = keyed(purpose, "null");
+        r.extend((0..10).map(|i| req(i * 4, "k", "211.1.1.1", "ccxt/4.5.90", "VALID")));
+        r.push(req(50, "k", "211.1.1.1", "ccxt/4.5.90", "SCOPE_DENIED"));
+        run(&r)
+    };
+    assert!(fired(&trade("portfolio_read_only"), "k", Indicator::OutsidePurpose));
+    assert!(
+        !fired(&trade("own_bot"), "k", Indicator::OutsidePurpose),
+        "a trading key's refusal is a scope, not a purpose"
+    );
+    // A key for the owner's own bot, run from an approved vendor's servers.
+    let from_vendor = |purpose: &str, vendor: &str| {
+        let mut r = keyed(purpose, vendor);
+        r.extend((0..10).map(|i| req(i * 4, "k", "3.1.1.1", "VendorBot/3.2", "VALID")));
+        run(&r)
+    };
+    assert!(fired(&from_vendor("own_bot", "null"), "k", Indicator::OutsidePurpose));
+    assert!(!fired(&from_vendor("vendor_copy_trading", r#""v""#), "k", Indicator::OutsidePurpose), "declared");
+    assert!(!fired(&from_vendor("legacy", "null"), "k", Indicator::OutsidePurpose), "no purpose to hold it to");
+}
+
 // ---- links between accounts ----
 
 #[test]

@@ -52,6 +52,8 @@ pub enum Indicator {
     UnfamiliarClient,
     #[serde(rename = "outside_mandate")]
     OutsideMandate,
+    #[serde(rename = "outside_purpose")]
+    OutsidePurpose,
 }
 
 /// Independent kinds of evidence. Indicators of one kind mostly stem from one fact (a new
@@ -96,7 +98,7 @@ impl Kind {
 }
 
 impl Indicator {
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
     pub const ALL: [Indicator; Indicator::COUNT] = [
         Indicator::ConcurrentUse,
         Indicator::AlternatingNetworks,
@@ -120,6 +122,7 @@ impl Indicator {
         Indicator::NewWithdrawalAddress,
         Indicator::UnfamiliarClient,
         Indicator::OutsideMandate,
+        Indicator::OutsidePurpose,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -146,6 +149,7 @@ impl Indicator {
             Indicator::NewWithdrawalAddress => "withdrawal_new_address_new_network",
             Indicator::UnfamiliarClient => "unfamiliar_client",
             Indicator::OutsideMandate => "outside_mandate",
+            Indicator::OutsidePurpose => "outside_purpose",
         }
     }
 
@@ -169,7 +173,8 @@ impl Indicator {
             | Indicator::OrderAnomaly
             | Indicator::ActorChange
             | Indicator::CoordinatedOrders
-            | Indicator::OutsideMandate => Kind::Behaviour,
+            | Indicator::OutsideMandate
+            | Indicator::OutsidePurpose => Kind::Behaviour,
             Indicator::LinkedAccounts => Kind::Links,
             Indicator::ProbedThenUsed
             | Indicator::BadSignatureBurst
@@ -224,6 +229,9 @@ impl Indicator {
             Indicator::UnfamiliarClient => "the program was far likelier for another person than for the key's owner",
             Indicator::OutsideMandate => {
                 "the market maker's key traded markets outside every market-making mandate the account has on file"
+            }
+            Indicator::OutsidePurpose => {
+                "the key was used against the purpose it was issued for: trading with a key for reading, or an own bot run from a vendor's servers"
             }
         }
     }

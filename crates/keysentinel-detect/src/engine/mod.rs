@@ -17,6 +17,7 @@ mod mandates;
 mod orders;
 mod owner;
 mod places;
+mod purposes;
 mod score;
 mod snapshot;
 mod state;
@@ -279,10 +280,11 @@ impl<'g> Engine<'g> {
                 self.accounts[a].segment = *segment;
                 self.accounts[a].declared = declared_countries.clone();
             }
-            Record::Key { key_id, account_id, ip_allowlist, vendor_id, .. } => {
+            Record::Key { key_id, account_id, ip_allowlist, vendor_id, purpose, .. } => {
                 let k = self.key(key_id, Some(account_id));
                 self.keys[k].allowlist = ip_allowlist.clone();
                 self.keys[k].vendor = vendor_id.as_ref().map(|v| v.to_string());
+                self.keys[k].declared = purposes::Declared::of(purpose.as_deref());
             }
             Record::Vendor { vendor_id, approved, egress_cidrs } => {
                 self.vendors.insert(vendor_id.to_string(), (*approved, egress_cidrs.clone()));
@@ -333,6 +335,7 @@ impl<'g> Engine<'g> {
                 let k = self.key(key_id, None);
                 if *action == OrderAction::Place {
                     self.order(k, *ts, symbol, *side == crate::event::Side::Buy, *notional);
+                    self.order_beyond_purpose(k, *ts, symbol);
                 }
             }
             Record::Withdrawal { ts, key_id, account_id, address, .. } => {
@@ -404,6 +407,7 @@ impl<'g> Engine<'g> {
         match class {
             Some(Class::BadSignature) => return self.bad_signature(k, ts, ip),
             Some(Class::Valid | Class::IpNotAllowed) => {}
+            Some(Class::Restricted) if outcome == Code::ScopeDenied => return self.beyond_scope(k, ts, ip),
             Some(Class::Stale | Class::Restricted | Class::Inactive | Class::Other) | None => return,
         }
         let place = self.place(ip, ts);
@@ -449,6 +453,7 @@ impl<'g> Engine<'g> {
         self.clients(&r);
         self.familiarity(&r);
         self.links(&r);
+        self.run_by_a_vendor(&r);
         self.takeover(&r);
         self.learn(&r);
     }

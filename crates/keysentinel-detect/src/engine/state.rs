@@ -302,6 +302,8 @@ pub struct KeyState {
     pub today: KeyDay,
     /// Habits, for change-points (from the end of learning).
     pub profile: Option<Box<Profile>>,
+    /// What the key's purpose lets its behaviour be held against.
+    pub declared: super::purposes::Declared,
 }
 
 impl KeyState {
@@ -336,6 +338,7 @@ impl KeyState {
             traded: None,
             today: KeyDay::new(i64::MIN),
             profile: None,
+            declared: super::purposes::Declared::Unknown,
         }
     }
 
