@@ -11,15 +11,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use std::process::Command;
 
 const REGISTRY: &str = r#"{"type":"account","account_id":"corp-9","segment":"corporate","verification":"verified","declared_countries":["KR"]}
 {"type":"party","account_id":"corp-9","party_id":"bo-9","kind":"beneficial_owner","name":"Park Jisoo","document_ref":"KYB-9"}

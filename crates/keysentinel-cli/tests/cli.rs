@@ -11,14 +11,6 @@ use std::process::{Command, Output};
 mod common;
 use common::*;
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Runs a scripted lifecycle and returns the data directory (server stopped).
 fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -535,11 +535,6 @@ fn wait_until<T>(f: impl Fn() -> Option<T>) -> T {
     panic!("timed out")
 }
 
-fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
-}
-
 fn cases(http: &Client, url: &str, token: &str, key: &str) -> Vec<Value> {
     let r = http.get(format!("{url}/v1/cases?key_id={key}")).bearer_auth(token).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);

@@ -14,14 +14,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn key_operated_by(data: &Path, u: &str, account: &str, party: &str) -> Output {
     ks(
         data,

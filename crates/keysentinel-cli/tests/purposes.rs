@@ -13,32 +13,6 @@ use common::*;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
-}
-
-/// The CLI as the operator holding `token`.
-fn ks_as(data: &Path, url: &str, token: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("KEYSENTINEL_URL", url)
-        .env("KEYSENTINEL_TOKEN", token)
-        .output()
-        .unwrap()
-}
 
 fn audit(data: &Path, url: &str) -> Vec<Value> {
     let mut all = Vec::new();

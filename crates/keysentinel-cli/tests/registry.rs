@@ -17,31 +17,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
-}
-
-/// The CLI as the operator holding `token`.
-fn ks_as(data: &Path, url: &str, token: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("KEYSENTINEL_URL", url)
-        .env("KEYSENTINEL_TOKEN", token)
-        .output()
-        .unwrap()
-}
-
 fn ok_as(data: &Path, url: &str, token: &str, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");

@@ -193,3 +193,28 @@ pub fn without_registry_records(path: &Path) {
     assert!(rest.len() < all.len(), "the simulation has registry records to leave out");
     std::fs::write(path, rest).unwrap();
 }
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// The CLI as the operator holding `token`.
+pub fn ks_as(data: &Path, url: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("KEYSENTINEL_URL", url)
+        .env("KEYSENTINEL_TOKEN", token)
+        .output()
+        .unwrap()
+}
