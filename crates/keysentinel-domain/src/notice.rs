@@ -155,13 +155,13 @@ impl Notice {
                 Text {
                     subject: format!("[제한] API 키 {key} 의 일부 권한이 중지되었습니다"),
                     body: format!(
-                        "고객님의 API 키 {key} 가 고객님 본인이 아닌 다른 사람에 의해 사용되고 있을 가능성이 있어,                          확인이 끝날 때까지 출금·이체 등 일부 권한을 중지했습니다. 조회는 계속 가능합니다. 본인의                          이용이 맞다면 고객센터를 통해 권한 복구를 신청하실 수 있습니다. 고객님의 자산은 이 조치로                          이동되지 않았습니다. 문의 번호: {case_id}"
+                        "고객님의 API 키 {key} 가 고객님 본인이 아닌 다른 사람에 의해 사용되고 있을 가능성이 있어, 확인이 끝날 때까지 출금·이체 등 일부 권한을 중지했습니다. 조회는 계속 가능합니다. 본인의 이용이 맞다면 고객센터를 통해 권한 복구를 신청하실 수 있습니다. 고객님의 자산은 이 조치로 이동되지 않았습니다. 문의 번호: {case_id}"
                     ),
                 },
                 Text {
                     subject: format!("[Restricted] Some rights of your API key {key} are paused"),
                     body: format!(
-                        "Your API key {key} may be used by someone other than you, so some of its rights (withdrawals,                          transfers, and possibly trading) are paused while we check. Reading your account still works.                          If the use is yours, you can ask support to restore them. No funds were moved by this action.                          Reference: {case_id}"
+                        "Your API key {key} may be used by someone other than you, so some of its rights (withdrawals, transfers, and possibly trading) are paused while we check. Reading your account still works. If the use is yours, you can ask support to restore them. No funds were moved by this action. Reference: {case_id}"
                     ),
                 },
             ),
@@ -283,13 +283,13 @@ impl Notice {
         let ko = Text {
             subject: format!("[안내] API 키 {key} 와 연결된 도구 {legal_name} 의 승인 종료"),
             body: format!(
-                "고객님의 API 키 {key} 와 연결된 외부 도구 {legal_name} ({vendor_id}) 의 거래소 {why_ko} 더 이상 승인된                  도구가 아닙니다. 이에 따라 {done_ko} 고객님의 자산은 이 조치로 이동되지 않았습니다. 문의 번호: {reference}"
+                "고객님의 API 키 {key} 와 연결된 외부 도구 {legal_name} ({vendor_id}) 의 거래소 {why_ko} 더 이상 승인된 도구가 아닙니다. 이에 따라 {done_ko} 고객님의 자산은 이 조치로 이동되지 않았습니다. 문의 번호: {reference}"
             ),
         };
         let en = Text {
             subject: format!("[Notice] The tool {legal_name} linked to your API key {key} is no longer approved"),
             body: format!(
-                "The third-party tool {legal_name} ({vendor_id}) linked to your API key {key} {why_en} and is no longer                  approved, {done_en} No funds were moved by this action. Reference: {reference}"
+                "The third-party tool {legal_name} ({vendor_id}) linked to your API key {key} {why_en} and is no longer approved, {done_en} No funds were moved by this action. Reference: {reference}"
             ),
         };
         Self {
@@ -330,13 +330,13 @@ impl Notice {
         let ko = Text {
             subject: format!("[안내] IP 제한이 없는 API 키 {key} 가 {date} 에 만료됩니다"),
             body: format!(
-                "고객님의 API 키 {key} 에는 접속 IP 제한이 설정되어 있지 않아, 거래소 정책에 따라 {date} 에                  만료됩니다. 계속 이용하시려면 IP 제한을 설정한 새 키를 발급받으십시오. 문의 번호: {reference}"
+                "고객님의 API 키 {key} 에는 접속 IP 제한이 설정되어 있지 않아, 거래소 정책에 따라 {date} 에 만료됩니다. 계속 이용하시려면 IP 제한을 설정한 새 키를 발급받으십시오. 문의 번호: {reference}"
             ),
         };
         let en = Text {
             subject: format!("[Notice] Your API key {key}, which has no IP restriction, lapses on {date}"),
             body: format!(
-                "Your API key {key} has no IP allowlist, so under the exchange's policy it lapses on {date}. To keep                  using the API, issue a new key restricted to your IP addresses. Reference: {reference}"
+                "Your API key {key} has no IP allowlist, so under the exchange's policy it lapses on {date}. To keep using the API, issue a new key restricted to your IP addresses. Reference: {reference}"
             ),
         };
         Self {
@@ -462,6 +462,25 @@ mod tests {
             }
             assert!(all.contains("vendor:tradebot") && all.contains("Tradebot Inc.") && !all.contains(key.as_str()));
             assert_eq!((n.stage, n.case_id.as_str()), (None, "vendor:tradebot"));
+        }
+        // Every text an owner reads is prose: no run of spaces left by a wrapped source line.
+        let mut texts = vec![Notice::unrestricted_lapse("n3".into(), &account, &key, now, now)];
+        texts.push(Notice::key_claim("n4".into(), "case-1", &account, &key, "sealed".into(), now, now));
+        for (kind, stage) in [
+            (NoticeKind::Warning, Stage::Warn),
+            (NoticeKind::Restricted, Stage::Reverify),
+            (NoticeKind::Suspended, Stage::Reverify),
+            (NoticeKind::Revoked, Stage::Invalidate),
+        ] {
+            texts.push(Notice::new("n1".into(), "case-1", &account, &key, kind, stage, now));
+        }
+        for (why, action) in [(VendorStatus::Lapsed, Action::ReadOnly), (VendorStatus::Suspended, Action::Suspend)] {
+            texts.push(Notice::vendor("n2".into(), &vendor, "Tradebot Inc.", why, action, &account, &key, now));
+        }
+        for n in &texts {
+            for t in [&n.ko.subject, &n.ko.body, &n.en.subject, &n.en.body] {
+                assert!(!t.contains("  "), "{:?}: {t:?}", n.kind);
+            }
         }
         let mut n = Notice::new("n1".into(), "case-1", &account, &key, NoticeKind::Warning, Stage::Warn, now);
         n.attempt_failed("503", now);
