@@ -45,24 +45,31 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn keys(list: &Value) {
+/// A table of a JSON array's items: one column per (header, field), each cell the field as text.
+pub fn columns(list: &Value, columns: &[(&str, &str)]) {
     let rows: Vec<Vec<String>> = list
         .as_array()
-        .map(|a| a.as_slice())
+        .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .map(|k| {
-            vec![
-                s(&k["access_key"]),
-                s(&k["account_id"]),
-                s(&k["status"]),
-                s(&k["scopes"]),
-                s(&k["expires_at"]),
-                s(&k["origin"]),
-            ]
-        })
+        .map(|item| columns.iter().map(|(_, field)| s(&item[*field])).collect())
         .collect();
-    table(&["ACCESS KEY", "ACCOUNT", "STATUS", "SCOPES", "EXPIRES", "ORIGIN"], &rows);
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    table(&headers, &rows);
+}
+
+pub fn keys(list: &Value) {
+    columns(
+        list,
+        &[
+            ("ACCESS KEY", "access_key"),
+            ("ACCOUNT", "account_id"),
+            ("STATUS", "status"),
+            ("SCOPES", "scopes"),
+            ("EXPIRES", "expires_at"),
+            ("ORIGIN", "origin"),
+        ],
+    );
 }
 
 pub fn key(k: &Value) {
@@ -131,22 +138,16 @@ pub fn key(k: &Value) {
 }
 
 pub fn accounts(list: &Value) {
-    let rows: Vec<Vec<String>> = list
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|a| {
-            vec![
-                s(&a["account_id"]),
-                s(&a["segment"]),
-                s(&a["verification"]),
-                s(&a["declared_countries"]),
-                s(&a["declared_purpose"]),
-            ]
-        })
-        .collect();
-    table(&["ACCOUNT", "SEGMENT", "VERIFICATION", "COUNTRIES", "PURPOSE"], &rows);
+    columns(
+        list,
+        &[
+            ("ACCOUNT", "account_id"),
+            ("SEGMENT", "segment"),
+            ("VERIFICATION", "verification"),
+            ("COUNTRIES", "declared_countries"),
+            ("PURPOSE", "declared_purpose"),
+        ],
+    );
 }
 
 pub fn account(a: &Value) {

@@ -213,14 +213,15 @@ fn vendor(v: &Value) {
 }
 
 fn vendors(list: &Value) {
-    let rows: Vec<Vec<String>> = list
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|v| vec![s(&v["vendor_id"]), s(&v["legal_name"]), s(&v["status"]), s(&v["recertification_due"])])
-        .collect();
-    output::table(&["VENDOR", "LEGAL NAME", "STATUS", "RECERTIFICATION DUE"], &rows);
+    output::columns(
+        list,
+        &[
+            ("VENDOR", "vendor_id"),
+            ("LEGAL NAME", "legal_name"),
+            ("STATUS", "status"),
+            ("RECERTIFICATION DUE", "recertification_due"),
+        ],
+    );
 }
 
 fn change(v: &Value) {
@@ -231,14 +232,10 @@ fn change(v: &Value) {
         s(&v["action"]),
         if v["shadowed"] == true { " (shadow mode: not taken)" } else { "" }
     );
-    let rows: Vec<Vec<String>> = v["keys"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|k| vec![s(&k["access_key"]), s(&k["account_id"]), s(&k["change"]), s(&k["notice_id"])])
-        .collect();
-    output::table(&["ACCESS KEY", "ACCOUNT", "CHANGE", "NOTICE"], &rows);
+    output::columns(
+        &v["keys"],
+        &[("ACCESS KEY", "access_key"), ("ACCOUNT", "account_id"), ("CHANGE", "change"), ("NOTICE", "notice_id")],
+    );
 }
 
 fn exposure(v: &Value) {
@@ -273,14 +270,16 @@ fn exposure(v: &Value) {
 }
 
 fn notices(list: &Value) {
-    let rows: Vec<Vec<String>> = list
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|n| vec![s(&n["notice_id"]), s(&n["key_id"]), s(&n["account_id"]), s(&n["kind"]), s(&n["status"])])
-        .collect();
-    output::table(&["NOTICE", "KEY", "ACCOUNT", "KIND", "DELIVERY"], &rows);
+    output::columns(
+        list,
+        &[
+            ("NOTICE", "notice_id"),
+            ("KEY", "key_id"),
+            ("ACCOUNT", "account_id"),
+            ("KIND", "kind"),
+            ("DELIVERY", "status"),
+        ],
+    );
 }
 
 fn counterparty(c: &Value) {
@@ -308,23 +307,17 @@ fn counterparty(c: &Value) {
 }
 
 fn counterparties(list: &Value) {
-    let rows: Vec<Vec<String>> = list
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| {
-            vec![
-                s(&c["counterparty_id"]),
-                s(&c["kind"]),
-                s(&c["account_id"]),
-                s(&c["related_accounts"]),
-                s(&c["effective_from"]),
-                s(&c["effective_until"]),
-            ]
-        })
-        .collect();
-    output::table(&["COUNTERPARTY", "KIND", "ACCOUNT", "RELATED", "FROM", "UNTIL"], &rows);
+    output::columns(
+        list,
+        &[
+            ("COUNTERPARTY", "counterparty_id"),
+            ("KIND", "kind"),
+            ("ACCOUNT", "account_id"),
+            ("RELATED", "related_accounts"),
+            ("FROM", "effective_from"),
+            ("UNTIL", "effective_until"),
+        ],
+    );
 }
 
 pub fn vendors_cmd(c: &Client, json_out: bool, cmd: &VendorsCmd) -> anyhow::Result<()> {
@@ -522,23 +515,17 @@ fn party(p: &Value) {
 }
 
 fn parties(list: &Value) {
-    let rows: Vec<Vec<String>> = list
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|p| {
-            vec![
-                s(&p["party_id"]),
-                s(&p["kind"]),
-                s(&p["name"]),
-                s(&p["effective_from"]),
-                s(&p["effective_until"]),
-                s(&p["version"]),
-            ]
-        })
-        .collect();
-    output::table(&["PARTY", "KIND", "NAME", "FROM", "UNTIL", "VERSION"], &rows);
+    output::columns(
+        list,
+        &[
+            ("PARTY", "party_id"),
+            ("KIND", "kind"),
+            ("NAME", "name"),
+            ("FROM", "effective_from"),
+            ("UNTIL", "effective_until"),
+            ("VERSION", "version"),
+        ],
+    );
 }
 
 pub fn parties_cmd(c: &Client, json_out: bool, cmd: &PartiesCmd) -> anyhow::Result<()> {
