@@ -14,19 +14,6 @@ use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::path::Path;
 
-fn audit(data: &Path, url: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    loop {
-        let from = all.len().to_string();
-        let page = ok_json(data, url, &["audit", "list", "--from", &from, "--limit", "1000"]);
-        let page = page.as_array().unwrap().clone();
-        if page.is_empty() {
-            return all;
-        }
-        all.extend(page);
-    }
-}
-
 /// A verify of a Binance order signed with `secret`, from inside the key's allowlist: its code.
 fn verify(url: &str, gateway: &str, key: &str, secret: &str) -> String {
     let body = json!({ "method": "POST", "path": "/api/v3/order", "query": binance_query(secret, "symbol=BTCUSDT"),

@@ -25,20 +25,6 @@ fn ok_as(data: &Path, url: &str, token: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Every audit entry, oldest first, as the admin reads them.
-fn audit(data: &Path, url: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    loop {
-        let from = all.len().to_string();
-        let page = ok_json(data, url, &["audit", "list", "--from", &from, "--limit", "1000"]);
-        let page = page.as_array().unwrap().clone();
-        if page.is_empty() {
-            return all;
-        }
-        all.extend(page);
-    }
-}
-
 fn entries<'a>(log: &'a [Value], action: &str, target: &str) -> Vec<&'a Value> {
     log.iter().filter(|e| e["action"] == action && e["target"] == target).collect()
 }

@@ -218,3 +218,17 @@ pub fn ks_as(data: &Path, url: &str, token: &str, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// The whole audit log, page by page, as the CLI lists it.
+pub fn audit(data: &Path, url: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let from = all.len().to_string();
+        let page = ok_json(data, url, &["audit", "list", "--from", &from, "--limit", "1000"]);
+        let page = page.as_array().unwrap().clone();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
