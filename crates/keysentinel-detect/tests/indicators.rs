@@ -546,6 +546,14 @@ fn a_withdrawal_to_a_new_address_from_a_new_network_goes_to_the_top() {
     r.push(req(130, "k", "211.1.2.1", "python-requests/2.31", "VALID"));
     r.push(withdraw(131, "bc1-new"));
     assert!(fired(&run(&r), "k", Indicator::NewWithdrawalAddress));
+    // Right after the owner's dual-stack home went over IPv6: the household's line, its own.
+    let mut r = history("k", "a");
+    for i in 0..6 {
+        r.push(req(117 + i, "k", if i % 2 == 0 { "2001:e60:1:100::1" } else { "211.1.1.1" }, "ccxt/4.5.90", "VALID"));
+    }
+    r.push(req(124, "k", "2001:e60:1:100::1", "ccxt/4.5.90", "VALID"));
+    r.push(withdraw(125, "bc1-new"));
+    assert!(!fired(&run(&r), "k", Indicator::NewWithdrawalAddress));
     // Hours after the key's last use, the withdrawal's origin is unknown: no evidence either way.
     let mut r = history("k", "a");
     r.push(req(130, "k", "211.1.2.1", "python-requests/2.31", "VALID"));

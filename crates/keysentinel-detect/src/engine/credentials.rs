@@ -70,7 +70,8 @@ impl Engine<'_> {
         }
         let Some(&ip) = self.keys[k].recent_ips.last() else { return };
         let place = self.place(ip, ts);
-        let site = self.site_of(&place, ip);
+        // A dual-stack household's IPv6 prefix is its line (state.rs, `household`).
+        let site = self.keys[k].household(self.site_of(&place, ip));
         let owners = self.sanctioned(k, ip) || self.attested(k, site, None, ts);
         // A fixed line is the key's own once used in sessions apart or while the key was
         // learned; sharing its ISP vouches for nothing (three ISPs serve most Korean homes). A

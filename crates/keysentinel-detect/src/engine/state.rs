@@ -354,8 +354,8 @@ impl KeyState {
     pub fn one_household(&mut self, site: Site, asn: Option<u32>, family: Option<u64>, ts: Millis) -> Site {
         let (Site::Line(ip), Some(asn), Some(family)) = (site, asn, family) else { return site };
         let operator = crate::geo::operator(asn);
-        if let Some(&(_, v4)) = self.twins.iter().find(|(v6, _)| *v6 == ip) {
-            return Site::Line(v4);
+        if self.household(site) != site {
+            return self.household(site);
         }
         let partner = |v6: bool| {
             move |e: &&Line| {
@@ -388,6 +388,14 @@ impl KeyState {
             Site::Line(v4)
         } else {
             site
+        }
+    }
+
+    /// The household line `site` is one with (itself, unless it is a known IPv6 twin).
+    pub fn household(&self, site: Site) -> Site {
+        match site {
+            Site::Line(ip) => self.twins.iter().find(|(v6, _)| *v6 == ip).map_or(site, |&(_, v4)| Site::Line(v4)),
+            other => other,
         }
     }
 
