@@ -57,6 +57,7 @@ impl Table {
         add("3.1.1.1", place("US", 39.04, -77.49, 16509, Network::Hosting));
         add("3.1.1.2", place("US", 45.84, -119.70, 16509, Network::Hosting));
         add("34.1.1.1", place("US", 41.26, -95.86, 15169, Network::Hosting));
+        add("110.1.1.1", place("KR", 37.40, 127.10, 23576, Network::Hosting)); // a Korean cloud
         let mut abroad = place("US", 40.7, -74.0, 9457, Network::Access); // a Korean office line the data places abroad
         abroad.plausible = false;
         add("61.1.1.1", abroad);
@@ -981,6 +982,42 @@ fn a_proxy_pool_sustained_for_hours_is_stopped_on_its_own_but_not_in_its_first_h
     assert!(kinds.iter().all(|k| *k == kinds[0]), "one kind of evidence: {why}");
     let (first_hour, _, why) = after(1);
     assert!(first_hour < Some(Stage::Invalidate), "{why}");
+}
+
+#[test]
+fn a_watcher_on_a_server_is_not_learned_as_the_owners_habit() {
+    // The owner uses the key from home every evening. From the second day a leaked copy is
+    // watched from a cloud server in Korea with another program, a few calls every two hours, and
+    // nothing else: no trading, no probing. Its server must stay a stranger's, not become a
+    // habit of the key's within a few visits: it returns episode after episode until forced
+    // expiry.
+    let watched = |vouched: bool| {
+        let mut r = quiet_population(4000, 3);
+        // Vouched: the owner's own new bot, whose address they allowed (an analyst confirming
+        // it on a dismissed case, or a login through it, would do the same).
+        r.extend(if vouched { registry_allow("k", "a", r#"["110.1.1.1"]"#) } else { registry("k", "a") });
+        for day in 0..3 {
+            r.extend((0..30).map(|i| req(day * 24 * HOUR + 600 + i * 4, "k", "211.1.1.1", "ccxt/4.5.90", "VALID")));
+        }
+        for visit in 0..20 {
+            let t = 24 * HOUR + visit * 2 * HOUR + 7;
+            r.extend((0..3).map(|i| req(t + i, "k", "110.1.1.1", "python-requests/2.31.0", "VALID")));
+        }
+        let (out, decisions) = run_with(Config::default(), &in_time_order(r));
+        let why = format!(
+            "{:?}",
+            decisions
+                .iter()
+                .filter(|d| d.key_id == "k")
+                .map(|d| (d.level, d.reasons.iter().map(|r| (r.indicator, r.episodes)).collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+        );
+        (level(&out, "k"), why)
+    };
+    let (stranger, why) = watched(false);
+    assert_eq!(stranger, Some(Stage::Invalidate), "{why}");
+    let (owners, why) = watched(true);
+    assert!(owners.is_none(), "{why}");
 }
 
 #[test]

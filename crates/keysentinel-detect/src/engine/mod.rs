@@ -26,7 +26,7 @@ mod takeover;
 use crate::config::Config;
 use crate::decision::{Baseline, Decision};
 use crate::event::{Class, Code, Millis, OrderAction, Record, RelationshipKind};
-use crate::geo::{Locate, Place};
+use crate::geo::{Locate, Network, Place};
 use crate::indicator::{Indicator, Stage};
 // ahash, randomly seeded: fast, and keys chosen by clients (IPs, device ids) cannot be picked to
 // collide. No map's iteration order reaches the output.
@@ -485,14 +485,14 @@ impl<'g> Engine<'g> {
 
     /// The key's history (and the population's) takes the request in.
     fn learn(&mut self, r: &Req<'_>) {
+        // The key's own history is the owner's own use: what its approved vendor or allowlisted
+        // servers do is sanctioned already, and an owner looking in by hand beside them is
+        // judged against the owner's habits, not against the vendor's.
+        let own = !r.sanctioned && !self.suspect_site(r);
         let st = &mut self.keys[r.k];
         st.requests = st.requests.saturating_add(1);
         st.first.get_or_insert(r.ts);
         st.last = Some(r.ts);
-        // The key's own history is the owner's own use: what its approved vendor or allowlisted
-        // servers do is sanctioned already, and an owner looking in by hand beside them is
-        // judged against the owner's habits, not against the vendor's.
-        let own = !r.sanctioned;
         if let Some(asn) = r.place.asn {
             if own {
                 st.asns.add(asn_key(asn));
@@ -511,6 +511,21 @@ impl<'g> Engine<'g> {
             }
             self.global_families.add(f);
         }
+    }
+
+    /// Whether the key stands warned on what came from `r`'s hosting or VPN network, and nothing
+    /// of the owner's speaks for it: a baseline must not learn the very actor it suspects, or
+    /// an intruder's server that merely keeps coming back becomes the owner's habit and the
+    /// suspicion fades. Households' and offices' lines are still learned: an owner's new place
+    /// is far more common there, and it is theirs until shown otherwise.
+    fn suspect_site(&self, r: &Req<'_>) -> bool {
+        if r.owner() || !matches!(r.place.network, Network::Hosting | Network::Vpn) {
+            return false;
+        }
+        let st = &self.keys[r.k];
+        let ttl = self.cfg.indicator_ttl_minutes * MINUTE;
+        st.level >= Some(Stage::Warn)
+            && st.fired.iter().any(|f| f.count > 0 && r.ts - f.last <= ttl && f.sites.contains(&r.site))
     }
 
     /// Where `ip` is, from the geo data the first time it is seen.
