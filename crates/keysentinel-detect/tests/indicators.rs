@@ -47,6 +47,7 @@ impl Table {
         add("2001:e60:1:100::1", place("KR", 37.56, 126.97, 3559, Network::Access));
         add("2001:e60:2:100::1", place("KR", 37.50, 127.03, 3559, Network::Access));
         add("106.1.1.1", place("KR", 37.52, 126.92, 17858, Network::Access)); // LG U+: homes and phones
+        add("175.1.1.1", place("KR", 37.56, 126.97, 4766, Network::Access)); // a KT home's next address
         add("59.1.1.1", place("KR", 35.18, 129.07, 9318, Network::Access)); // Busan, SK Broadband
         add("223.1.1.1", place("KR", 37.56, 126.97, 9644, Network::Mobile)); // SKT mobile
         add("113.1.1.1", place("VN", 21.03, 105.85, 45899, Network::Access)); // Hanoi
@@ -69,6 +70,10 @@ impl Table {
         for i in 0..12 {
             // Residential addresses, each another home.
             add(&format!("121.{i}.1.1"), place("KR", 37.4, 127.1, [4766, 9318, 17858][i % 3], Network::Access));
+            for x in 0..30 {
+                // Thirty proxy pools' homes.
+                add(&format!("122.{x}.{i}.1"), place("KR", 37.4, 127.1, [4766, 9318, 17858][i % 3], Network::Access));
+            }
         }
         Table(t)
     }
@@ -302,6 +307,44 @@ fn a_dual_stack_household_is_one_line_but_a_neighbour_on_ipv6_is_another() {
     for i in 0..6 {
         let (ip, ua) = if i % 2 == 0 { ("2001:e60:2:100::1", "okhttp/4.12") } else { ("211.1.1.1", "ccxt/4.5.90") };
         r.push(req(121 + i * 2, "k", ip, ua, "VALID"));
+    }
+    assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
+}
+
+#[test]
+fn a_dual_stack_household_given_a_new_ipv4_address_is_still_one_line() {
+    // The household above; after a router restart the ISP hands it another IPv4 address in
+    // another block, and its IPv6 prefix stays. Session after session the program goes on over
+    // both: the prefix follows the household to its new address.
+    let session = |r: &mut Vec<String>, at: i64, v4: &str| {
+        for i in 0..8 {
+            let ip = if i % 2 == 0 { "2001:e60:1:100::1" } else { v4 };
+            r.push(req(at + i, "k", ip, "ccxt/4.5.90", "VALID"));
+        }
+    };
+    let mut r = history("k", "a");
+    for at in [117, 200] {
+        session(&mut r, at, "211.1.1.1");
+    }
+    for at in [300, 360, 420, 480, 540] {
+        session(&mut r, at, "175.1.1.1");
+    }
+    let (_, d) = run_with(Config::default(), &r);
+    eprintln!(
+        "{:?}",
+        d.iter().map(|d| d.reasons.iter().map(|r| r.evidence.clone()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    );
+    let out = run(&r);
+    assert!(!fired(&out, "k", Indicator::AlternatingNetworks), "{:?}", out.get("k"));
+    // While the old address is still in use, the new one is another household's: the prefix
+    // stays where it was, and two lines take turns.
+    let mut r = history("k", "a");
+    session(&mut r, 117, "211.1.1.1");
+    for at in [200, 260, 320, 380] {
+        for i in 0..8 {
+            let ip = ["2001:e60:1:100::1", "175.1.1.1", "211.1.1.1", "175.1.1.1"][i % 4];
+            r.push(req(at + i as i64 * 3, "k", ip, "ccxt/4.5.90", "VALID"));
+        }
     }
     assert!(fired(&run(&r), "k", Indicator::AlternatingNetworks));
 }
@@ -1018,6 +1061,40 @@ fn a_watcher_on_a_server_is_not_learned_as_the_owners_habit() {
     assert_eq!(stranger, Some(Stage::Invalidate), "{why}");
     let (owners, why) = watched(true);
     assert!(owners.is_none(), "{why}");
+}
+
+#[test]
+fn keys_stopped_on_one_kind_of_evidence_do_not_teach_the_population_it_is_common() {
+    // Thirty keys go through proxy pools (each its own) for twelve hours a day, on days four
+    // to six, among four thousand quiet ones. Stopped on their rotation alone, they must not
+    // count among the exchange's ordinary keys: if they did, rotation persisting for days
+    // would look common by day six, and the same pool would be worth a mere warning.
+    let mut r = quiet_population(4000, 6);
+    for x in 0..30 {
+        r.extend(registry(&format!("x{x}"), &format!("ax{x}")));
+    }
+    for day in [3, 4, 5] {
+        let t = day * 24 * HOUR;
+        for x in 0..30 {
+            r.extend((0..30).map(|i| req(t + i * 4, &format!("x{x}"), &format!("20.{x}.1.1"), "ccxt/4.5.90", "VALID")));
+        }
+        for m in 0..12 * HOUR {
+            for x in 0..30 {
+                r.push(req(t + 130 + m, &format!("x{x}"), &format!("122.{x}.{}.1", m % 12), "ccxt/4.5.90", "VALID"));
+            }
+        }
+    }
+    let geo = Table::new();
+    let mut e = Engine::new(Config::default(), &geo);
+    for l in in_time_order(r) {
+        e.ingest(&parse_line(&l).unwrap());
+    }
+    let a = e.assessment("x0", T0 + (5 * 24 * HOUR + 130 + 12 * HOUR) * MIN).unwrap();
+    let why = format!(
+        "{:?}",
+        a.reasons.iter().map(|r| (r.indicator, r.episodes, r.llr, r.population_share, &r.evidence)).collect::<Vec<_>>()
+    );
+    assert_eq!(a.level, Some(Stage::Invalidate), "{why}");
 }
 
 #[test]

@@ -135,12 +135,14 @@ impl Engine<'_> {
 
     /// The key's record of `ts`'s day for the population's statistics; the record of an earlier
     /// day goes into them first. A key-day counts once the day is over, and only if the key was
-    /// not stopped (reverify or beyond) on corroborated evidence that day: the population's
-    /// rates are those of keys not shared, as far as the engine can tell, or the exchange's
-    /// sharers would teach it that sharing is normal. A kind's rates also leave out the days
-    /// the key's other kinds alone made it suspect (`suspect_without`). Not the keys merely
-    /// suspected on one kind: honest look-alikes left out would make their own pattern look
-    /// rarer, and the next such key more suspect.
+    /// not stopped (reverify or beyond) that day: the population's rates are those of keys not
+    /// shared, as far as the engine can tell, or the exchange's sharers would teach it that
+    /// sharing is normal — a proxy pool's key re-verified on its rotation alone, counted, made
+    /// rotation look common by the next day and let the key go back to a mere warning. A
+    /// kind's rates also leave out the days the key's other kinds alone made it suspect
+    /// (`suspect_without`). Not the keys merely warned: honest look-alikes left out would make
+    /// their own pattern look rarer, and the next such key more suspect (the honest keys that
+    /// reach re-verification are a few in a thousand, too few to bias the rates).
     pub(super) fn today(&mut self, k: usize, ts: Millis) -> &mut KeyDay {
         let day = ts.div_euclid(DAY);
         if self.keys[k].today.day != day {
@@ -343,7 +345,7 @@ impl Engine<'_> {
         let excluded = self.suspect_without(k, &a);
         let today = self.today(k, ts);
         today.excluded |= excluded;
-        if a.level >= Some(Stage::Reverify) && a.corroborated {
+        if a.level >= Some(Stage::Reverify) {
             today.suspected = true;
         }
         let st = &mut self.keys[k];

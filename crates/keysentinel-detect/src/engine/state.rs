@@ -188,6 +188,16 @@ pub struct Seen {
 /// How close in time a household's IPv4 and IPv6 requests must come to be paired as one line.
 pub const TWIN_WINDOW: Millis = 2 * MINUTE;
 
+/// A dual-stack household's IPv6 prefix and the IPv4 line it is one with.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Twin {
+    pub v6: IpAddr,
+    pub v4: IpAddr,
+    /// When a request last came from the IPv4 address itself (the line's own `last` counts the
+    /// prefix's requests too): once it is quiet, the household may have a new address.
+    pub v4_seen: Millis,
+}
+
 /// A fixed line a key is used from.
 #[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Line {
@@ -291,8 +301,8 @@ pub struct KeyState {
     /// Fixed lines lately used. A household's line is used again session after session; a
     /// phone's carrier-NAT address is not.
     pub lines: arrayvec::ArrayVec<Line, 8>,
-    /// Dual-stack households: (IPv6 line, the IPv4 line it is one with).
-    pub twins: arrayvec::ArrayVec<(IpAddr, IpAddr), 2>,
+    /// Dual-stack households: IPv6 prefixes and the IPv4 lines they are one with.
+    pub twins: arrayvec::ArrayVec<Twin, 2>,
     /// Per address range: the line last used there and when (for the ranges' statistics).
     pub ranges: arrayvec::ArrayVec<(u32, IpAddr, Millis), 4>,
     /// Orders placed through the key, by day (for a vendor's or a mandate's exposure); boxed,
@@ -350,13 +360,13 @@ impl KeyState {
     /// household's IPv6 prefix is its IPv4 line's site once one program used the two within
     /// [`TWIN_WINDOW`] of each other on one operator's network (a dual-stack line, or phone,
     /// sends each of a program's connections over either; a second household on the same ISP
-    /// runs its own program). Learns the pairing as it goes.
+    /// runs its own program). Learns the pairing as it goes, and follows the household when
+    /// its ISP hands it another IPv4 address (dynamic addresses change on a router's restart or
+    /// a lease's end; the prefix often stays): the prefix moves to the new address once the old
+    /// one has gone quiet, never while both are in use.
     pub fn one_household(&mut self, site: Site, asn: Option<u32>, family: Option<u64>, ts: Millis) -> Site {
         let (Site::Line(ip), Some(asn), Some(family)) = (site, asn, family) else { return site };
         let operator = crate::geo::operator(asn);
-        if self.household(site) != site {
-            return self.household(site);
-        }
         let partner = |v6: bool| {
             move |e: &&Line| {
                 matches!(e.site, Site::Line(a) if a.is_ipv6() == v6)
@@ -365,21 +375,49 @@ impl KeyState {
                     && ts - e.last <= TWIN_WINDOW
             }
         };
+        if ip.is_ipv4() {
+            self.twins.iter_mut().filter(|t| t.v4 == ip).for_each(|t| t.v4_seen = ts);
+        }
+        // A prefix's twin is current while its IPv4 address is in use; once quiet, another may
+        // take over.
+        let quiet = |t: &Twin| ts - t.v4_seen > TWIN_WINDOW;
         let pair = if ip.is_ipv6() {
-            self.lines.iter().filter(partner(false)).max_by_key(|e| e.last).map(|e| (site, e.site))
+            let twin = self.twins.iter().find(|t| t.v6 == ip);
+            match twin {
+                Some(t) if !quiet(t) => None,
+                _ => self
+                    .lines
+                    .iter()
+                    .filter(partner(false))
+                    .max_by_key(|e| e.last)
+                    .map(|e| (site, e.site))
+                    .filter(|(_, v4)| twin.is_none_or(|t| Site::Line(t.v4) != *v4)),
+            }
         } else {
             self.lines
                 .iter()
                 .filter(partner(true))
-                .filter(|e| !matches!(e.site, Site::Line(a) if self.twins.iter().any(|(v6, _)| *v6 == a)))
+                .filter(|e| match e.site {
+                    Site::Line(a) => self.twins.iter().find(|t| t.v6 == a).is_none_or(|t| t.v4 != ip && quiet(t)),
+                    Site::Network(_) => false,
+                })
                 .max_by_key(|e| e.last)
                 .map(|e| (e.site, site))
         };
-        let Some((Site::Line(v6), Site::Line(v4))) = pair else { return site };
+        let Some((Site::Line(v6), Site::Line(v4))) = pair else { return self.household(site) };
+        self.twins.retain(|t| t.v6 != v6);
         if self.twins.is_full() {
             self.twins.remove(0);
         }
-        self.twins.push((v6, v4));
+        self.twins.push(Twin {
+            v6,
+            v4,
+            v4_seen: if ip.is_ipv4() {
+                ts
+            } else {
+                self.lines.iter().find(|e| e.site == Site::Line(v4)).map_or(ts, |e| e.last)
+            },
+        });
         // What the window remembers of the prefix was the household's line all along.
         let (from, to) = (Site::Line(v6), Site::Line(v4));
         self.places.iter_mut().filter(|s| s.site == from).for_each(|s| s.site = to);
@@ -394,7 +432,7 @@ impl KeyState {
     /// The household line `site` is one with (itself, unless it is a known IPv6 twin).
     pub fn household(&self, site: Site) -> Site {
         match site {
-            Site::Line(ip) => self.twins.iter().find(|(v6, _)| *v6 == ip).map_or(site, |&(_, v4)| Site::Line(v4)),
+            Site::Line(ip) => self.twins.iter().find(|t| t.v6 == ip).map_or(site, |t| Site::Line(t.v4)),
             other => other,
         }
     }
