@@ -133,23 +133,12 @@ impl GeoData {
         let asn_v6 = load_asn(&dir.join("asn-ipv6.csv"), &mut orgs, &mut org_index, |s| {
             s.parse::<std::net::Ipv6Addr>().ok().map(u128::from)
         })?;
-        let networks = vec![Network::Access; orgs.len()];
+        // An organisation's name is read once, not at every lookup; the lists of ASNs are
+        // checked at the lookup (`networks::listed`), since one name can cover ASNs of several
+        // classes.
+        let networks = orgs.iter().map(|o| networks::named(o)).collect();
         let mut geo = GeoData { city, asn_v4, asn_v6, orgs, networks, home: HashMap::new() };
         geo.home = geo.home_countries();
-        // Classify once per (asn, organisation) pair rather than per lookup.
-        let mut classes = geo.networks.clone();
-        for table in geo.asn_v4.ranges.iter().map(|r| (r.2, r.3)).chain(geo.asn_v6.ranges.iter().map(|r| (r.2, r.3))) {
-            let (asn, org) = table;
-            if let Some(name) = geo.orgs.get(org as usize) {
-                let c = classify(asn, name);
-                if c != Network::Access {
-                    if let Some(slot) = classes.get_mut(org as usize) {
-                        *slot = c;
-                    }
-                }
-            }
-        }
-        geo.networks = classes;
         Ok(geo)
     }
 
@@ -205,7 +194,8 @@ impl GeoData {
         if let Some((asn, org, range)) = self.asn(ip) {
             place.asn = Some(asn);
             place.range = range;
-            place.network = self.networks.get(org as usize).copied().unwrap_or(Network::Access);
+            place.network = networks::listed(asn)
+                .unwrap_or_else(|| self.networks.get(org as usize).copied().unwrap_or(Network::Access));
             if let (Some(home), Some(c)) = (self.home.get(&asn), place.country) {
                 // A network that operates in one country, placed in another: the fixed and
                 // mobile lines of a domestic ISP do not travel.
@@ -328,5 +318,8 @@ mod real_data {
 
         assert_eq!((p.country_str(), p.asn), ("US", Some(15169)));
         assert!(p.lat_lon.is_some());
+        // Verizon's fixed lines (AS701) are registered under the name of its mobile AS22394.
+        let p = geo.locate("65.203.97.10".parse().unwrap());
+        assert_eq!((p.asn, p.network), (Some(701), Network::Access));
     }
 }

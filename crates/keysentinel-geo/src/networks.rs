@@ -54,16 +54,30 @@ const MOBILE: &[u32] = &[
     9808,  // China Mobile
 ];
 
+/// The class of a network: its ASN's, when the lists name it, or else its organisation's name's.
 pub fn classify(asn: u32, organisation: &str) -> Network {
+    listed(asn).unwrap_or_else(|| named(organisation))
+}
+
+/// The class the curated lists give an ASN. A list names ASNs, not organisations: one
+/// organisation often registers its fixed and mobile, or its cloud and corporate, networks
+/// under one name ("Verizon Business" is Verizon Wireless's AS22394 and fixed-line AS701 alike;
+/// "AT&T Enterprises" its mobile and wireline ASNs), and a fixed line taken for a carrier's NAT
+/// is never placed anywhere.
+pub fn listed(asn: u32) -> Option<Network> {
     if VPN.contains(&asn) {
-        return Network::Vpn;
+        Some(Network::Vpn)
+    } else if HOSTING.contains(&asn) {
+        Some(Network::Hosting)
+    } else if MOBILE.contains(&asn) {
+        Some(Network::Mobile)
+    } else {
+        None
     }
-    if HOSTING.contains(&asn) {
-        return Network::Hosting;
-    }
-    if MOBILE.contains(&asn) {
-        return Network::Mobile;
-    }
+}
+
+/// The class keywords in an organisation's name suggest, for the long tail of small hosts.
+pub fn named(organisation: &str) -> Network {
     let org = organisation.to_ascii_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| org.contains(w));
     if has(&["vpn", "proxy", "anonymi"]) {
@@ -99,5 +113,8 @@ mod tests {
         assert_eq!(classify(64500, "Example Hosting Ltd"), Network::Hosting);
         assert_eq!(classify(64501, "Fast VPN Services"), Network::Vpn);
         assert_eq!(classify(4766, "Korea Telecom"), Network::Access);
+        // One organisation's name, a mobile ASN and a fixed one: the list names the ASN only.
+        assert_eq!(classify(22394, "Verizon Business"), Network::Mobile);
+        assert_eq!(classify(701, "Verizon Business"), Network::Access);
     }
 }
