@@ -235,6 +235,22 @@ fn impossible_travel_fires_for_minutes_not_for_a_flight() {
 }
 
 #[test]
+fn the_owner_logged_in_at_home_while_the_key_is_used_abroad() {
+    // The key is used at home in the morning; that evening the owner logs in to the web site
+    // from the same home line, and ten minutes later the key is used from Hanoi: not the owner.
+    let mut r = history("k", "a");
+    r.push(login(600, "a", "211.1.1.1", "pc-1"));
+    r.push(req(610, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));
+    assert!(fired(&run(&r), "k", Indicator::ImpossibleTravel));
+    // A login from a carrier's address that is no line of the key's own — a phone abroad,
+    // routed home, looks like one — places nobody.
+    let mut r = history("k", "a");
+    r.push(login(600, "a", "39.7.3.9", "ph-1"));
+    r.push(req(610, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));
+    assert!(!fired(&run(&r), "k", Indicator::ImpossibleTravel));
+}
+
+#[test]
 fn concurrent_use_needs_alternation_not_a_move() {
     let mut r = history("k", "a");
     r.push(req(121, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));

@@ -104,6 +104,7 @@ impl Engine<'_> {
         if !known_site {
             self.take_back(a, site, ts);
         }
+        self.owner_at(a, ts, place, site);
         // Where the owner is counts into the history of the account's keys too, as in Freeman
         // et al.'s user model: their automation from where they live is then familiar.
         for k in self.accounts[a].keys.clone() {

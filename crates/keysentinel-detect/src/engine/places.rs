@@ -30,23 +30,51 @@ impl Engine<'_> {
         if physical {
             self.travel_and_concurrency(r);
             self.alternating_lines(r);
-            let window = self.cfg.concurrent_window_minutes.max(self.cfg.alternation_window_minutes) * MINUTE;
-            let st = &mut self.keys[r.k];
             let seen = Seen { ts: r.ts, place: r.place, site: r.site, sanctioned: r.sanctioned };
-            match st.places.back_mut() {
-                Some(last) if last.place == r.place && last.site == r.site => {
-                    last.ts = r.ts;
-                    last.sanctioned |= seen.sanctioned;
-                }
-                _ => st.places.push_back(seen),
-            }
-            while st.places.front().is_some_and(|s| r.ts - s.ts > window) || st.places.len() > 16 {
-                st.places.pop_front();
-            }
+            self.remember(r.k, seen);
         }
         self.rotation(r);
         self.new_hosting(r);
         self.outside_declared(r);
+    }
+
+    /// A located run on key `k`, for the travel, concurrency and turn-taking windows.
+    fn remember(&mut self, k: usize, seen: Seen) {
+        let window = self.cfg.concurrent_window_minutes.max(self.cfg.alternation_window_minutes) * MINUTE;
+        let st = &mut self.keys[k];
+        match st.places.back_mut() {
+            Some(last) if last.place == seen.place && last.site == seen.site => {
+                last.ts = seen.ts;
+                last.sanctioned |= seen.sanctioned;
+            }
+            _ => st.places.push_back(seen),
+        }
+        while st.places.front().is_some_and(|s| seen.ts - s.ts > window) || st.places.len() > 16 {
+            st.places.pop_front();
+        }
+    }
+
+    /// The owner seen in person: a login from a fixed line in the declared countries places
+    /// them there as surely as the key's own use from that line would, so the key used from a
+    /// line abroad minutes later is someone else (a key lent abroad while its owner stays home,
+    /// checking on it from their phone). Logins from a carrier, a VPN or abroad place no one: a
+    /// roaming phone's traffic comes home, and a traveller logs in from wherever they are.
+    /// Nor does a line the key does not know as its own.
+    pub(super) fn owner_at(&mut self, a: usize, ts: crate::event::Millis, place: crate::geo::Place, site: Site) {
+        let at_home = place.country.is_some_and(|c| self.accounts[a].declared.contains(&c));
+        let located = place.network == Network::Access && place.plausible && place.lat_lon.is_some();
+        if !(matches!(site, Site::Line(_)) && at_home && located) {
+            return;
+        }
+        for k in self.accounts[a].keys.clone() {
+            // Only from the key's own line (a household's, used session after session): a
+            // carrier that numbers phones and homes alike gives a roaming phone, routed home, an
+            // address that looks like a line in Korea.
+            let site = self.keys[k].household(site);
+            if self.keys[k].own_line(site, &self.cfg) {
+                self.remember(k, Seen { ts, place, site, sanctioned: false });
+            }
+        }
     }
 
     /// Whether a run was the owner's, as far as is known now: a login since may vouch for it.
