@@ -290,8 +290,15 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             // What the keys cost: the anonymous memory (the engine's state; not the geo data,
             // which is mapped from its files) grown over the run, per key.
             if let (Some(before), Some(after), keys @ 1..) = (anon_before, memory_kib("RssAnon:"), engine.keys()) {
-                let grown = after.saturating_sub(before) as f64;
-                text += &format!(", engine state {:.0} MiB = {:.2} KiB per key", grown / 1024.0, grown / keys as f64);
+                let grown = after.saturating_sub(before);
+                // Under a few MiB the allocator's reuse of what parsing freed hides the growth:
+                // a figure per key would be made up.
+                text += &if grown < 4 * 1024 {
+                    ", engine state too small here to measure per key".to_owned()
+                } else {
+                    let grown = grown as f64;
+                    format!(", engine state {:.0} MiB = {:.2} KiB per key", grown / 1024.0, grown / keys as f64)
+                };
             }
             text
         })
