@@ -269,6 +269,18 @@ fn reinstate(
     for operator in [filer, a2.as_str()] {
         assert_eq!(claim(operator, &code).0, 403, "only the customer channel claims keys");
     }
+    // The code sent as a number is refused without repeating it (an app logging error bodies
+    // would keep a live code), and is no try.
+    let as_number: u64 = code.parse().unwrap();
+    let r = http
+        .post(format!("{u}/v1/keys/{new_key}/claim"))
+        .bearer_auth(&channel)
+        .json(&json!({ "code": as_number }))
+        .send()
+        .unwrap();
+    let (status, refused) = (r.status().as_u16(), r.text().unwrap());
+    assert_eq!(status, 400, "{refused}");
+    assert!(!refused.contains(&as_number.to_string()), "the code is not echoed: {refused}");
     let wrong = if code == "00000000" { "11111111" } else { "00000000" };
     // Each wrong code counts, kept across calls (the fifth locks the claim).
     for left in ["4 attempts left", "3 attempts left"] {

@@ -125,9 +125,13 @@ fn csv_objects(text: &str) -> Result<Objects, RegistryError> {
     let records = csv_records(text).map_err(|(l, m)| bad(l, m))?;
     let mut rows = records.into_iter();
     let Some((_, header)) = rows.next() else { return Ok(Vec::new()) };
-    let header: Vec<String> = header.into_iter().map(|h| h.trim().to_owned()).collect();
+    // A spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+    let header: Vec<String> = header.into_iter().map(|h| h.trim_start_matches('\u{feff}').trim().to_owned()).collect();
     if !header.iter().any(|h| h == "type") {
         return Err(bad(1, "the header needs a `type` column".into()).into());
+    }
+    if let Some(twice) = header.iter().enumerate().find(|(i, h)| header[..*i].contains(h)).map(|(_, h)| h) {
+        return Err(bad(1, format!("column {twice:?} appears twice: which of its cells is meant?")).into());
     }
     Ok(rows
         .map(|(line, cells)| {
@@ -155,6 +159,65 @@ fn csv_objects(text: &str) -> Result<Objects, RegistryError> {
             (line, Ok(Value::Object(obj)))
         })
         .collect())
+}
+
+/// A JSON value whose objects, at any depth, name each field once. serde_json keeps the last
+/// of a repeated field without a word, and has no switch to refuse it (hence this, by hand); an
+/// import must not pick one of two values for the operator.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut obj = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if obj.contains_key(&name) {
+                return Err(serde::de::Error::custom(format!("field {name:?} appears twice")));
+            }
+            let Strict(v) = map.next_value()?;
+            obj.insert(name, v);
+        }
+        Ok(Value::Object(obj))
+    }
 }
 
 /// One object as the record its `type` names; `reason` fills in a record's missing reason.
@@ -194,7 +257,7 @@ fn read(text: &str, format: BulkFormat, reason: &str) -> Result<Vec<(usize, Bulk
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| (i + 1, serde_json::from_str::<Value>(l).map_err(|e| format!("not JSON: {e}"))))
+            .map(|(i, l)| (i + 1, serde_json::from_str::<Strict>(l).map(|s| s.0).map_err(|e| format!("not JSON: {e}"))))
             .collect(),
         BulkFormat::Csv => csv_objects(text)?,
     };
@@ -329,5 +392,19 @@ mod tests {
             .unwrap();
         let BulkRecord::Account(a) = &ok[0].1 else { panic!("an account") };
         assert_eq!(a.declared_countries.len(), 2);
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_not_one_of_them_kept() {
+        let text = "{\"type\":\"account\",\"account_id\":\"y-1\",\"segment\":\"broker\",\"segment\":\"retail\"}\n{\"type\":\"counterparty\",\"mandate\":{\"symbols\":[],\"symbols\":[]}}\n";
+        let Err(RegistryError::Validation(e)) = read(text, BulkFormat::Ndjson, "r") else { panic!("refused") };
+        assert!(e.message.contains("line 1: not JSON: field \"segment\" appears twice"), "{}", e.message);
+        assert!(e.message.contains("line 2: not JSON: field \"symbols\" appears twice"), "at any depth: {}", e.message);
+        let csv = "type,account_id,segment,segment\naccount,w-7,broker,retail\n";
+        let Err(RegistryError::Validation(e)) = read(csv, BulkFormat::Csv, "r") else { panic!("refused") };
+        assert!(e.message.contains("line 1: column \"segment\" appears twice"), "{}", e.message);
+        // A spreadsheet's byte-order mark before the header is not part of the first column's name.
+        let ok = read("\u{feff}type,account_id,segment\naccount,a1,retail\n", BulkFormat::Csv, "r").unwrap();
+        assert_eq!(ok.len(), 1);
     }
 }

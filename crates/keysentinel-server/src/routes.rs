@@ -360,7 +360,18 @@ pub async fn approve_key(
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// The owner's one-time code (8 digits), as the outbox notice delivered it to them.
+    #[serde(deserialize_with = "code_text")]
     pub code: String,
+}
+
+/// The code as a JSON string. Any other JSON type is refused without echoing the value: serde's
+/// own message would repeat a code sent as a number, and an app that logs error bodies would
+/// keep a live code.
+fn code_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(code) => Ok(code),
+        _ => Err(serde::de::Error::custom("`code` is the 8-digit code as a JSON string")),
+    }
 }
 
 /// Debug never shows the code.
