@@ -128,6 +128,12 @@ impl Registry {
                 self.publish(std::slice::from_ref(&issued.key.access_key));
                 Ok(*issued)
             }
+            Redeemed::WrongCode { left: 0 } => Err(RegistryError::Forbidden(
+                "the one-time code does not match; that was the last attempt: the claim is locked".into(),
+            )),
+            Redeemed::WrongCode { left: 1 } => Err(RegistryError::Forbidden(
+                "the one-time code does not match; 1 attempt left before the claim locks".into(),
+            )),
             Redeemed::WrongCode { left } => Err(RegistryError::Forbidden(format!(
                 "the one-time code does not match; {left} attempts left before the claim locks"
             ))),
