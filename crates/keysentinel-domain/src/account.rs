@@ -118,6 +118,17 @@ pub const MAX_COUNTRIES: usize = 50;
 
 /// Checks a free-text purpose: bounded, and no control characters (they end up in audit logs,
 /// tables and reports).
+/// Whether a text shows nothing: only whitespace, controls, and the zero-width and direction
+/// marks (U+200B and the like) — a name or a reason made of them is none.
+pub fn blank(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    })
+}
+
 pub fn check_text(field: &str, text: &str, max: usize) -> Result<(), ValidationError> {
     if text.chars().count() > max {
         return Err(ValidationError::new(field, format!("must be at most {max} characters")));

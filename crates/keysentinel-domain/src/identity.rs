@@ -3,7 +3,7 @@
 //! the people, desks and systems that operate its keys. Each is a dated, versioned record; a key
 //! may name the party that operates it (`ApiKey::operated_by`), or its vendor does.
 
-use crate::account::{check_text, Segment};
+use crate::account::{blank, check_text, Segment};
 use crate::error::ValidationError;
 use crate::ids::{AccountId, PartyId};
 use crate::Timestamp;
@@ -95,11 +95,11 @@ impl Party {
 
     /// The record's own rules, for an account of `segment`.
     pub fn validate(&self, segment: Segment) -> Result<(), ValidationError> {
-        if self.name.trim().is_empty() {
+        if blank(&self.name) {
             return Err(ValidationError::new("name", "is required"));
         }
         check_text("name", &self.name, 200)?;
-        if self.document_ref.trim().is_empty() {
+        if blank(&self.document_ref) {
             return Err(ValidationError::new("document_ref", "the document behind the record is required"));
         }
         check_text("document_ref", &self.document_ref, 200)?;
@@ -180,6 +180,10 @@ mod tests {
         let mut no_doc = party(PartyKind::Representative);
         no_doc.document_ref = " ".into();
         assert_eq!(no_doc.validate(Segment::Retail).unwrap_err().field, "document_ref");
+        // A name that shows nothing (zero-width characters) is no name.
+        let mut invisible = party(PartyKind::BeneficialOwner);
+        invisible.name = "\u{200B}\u{2060}".into();
+        assert_eq!(invisible.validate(Segment::Retail).unwrap_err().field, "name");
         let mut backwards = party(PartyKind::Operator);
         backwards.effective_until = Some(backwards.effective_from);
         assert_eq!(backwards.validate(Segment::Broker).unwrap_err().field, "effective_until");

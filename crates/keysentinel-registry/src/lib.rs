@@ -142,17 +142,9 @@ where
 }
 
 /// A reason is required for every state change, and bounded like any free text.
-/// Characters that show nothing: whitespace, controls, and the zero-width and direction marks.
-fn invisible(c: char) -> bool {
-    c.is_whitespace()
-        || c.is_control()
-        || matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
 pub(crate) fn check_reason(reason: &str) -> Result<(), RegistryError> {
     // A reason of only invisible characters (U+200B and the like) says nothing, either.
-    if reason.chars().all(invisible) {
+    if keysentinel_domain::account::blank(reason) {
         return Err(keysentinel_domain::ValidationError::new("reason", "a reason is required for every change").into());
     }
     keysentinel_domain::account::check_text("reason", reason, 1000)?;
