@@ -187,9 +187,7 @@ fn an_ipv4_mapped_allowlist_entry_is_its_ipv4_network_and_a_dual_stack_peer_matc
     let out = ks(
         &data,
         &u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -198,15 +196,9 @@ fn an_ipv4_mapped_allowlist_entry_is_its_ipv4_network_and_a_dual_stack_peer_matc
             "read",
             "--allow",
             "::/32",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "portfolio_read_only",
-        ],
+        ]),
     );
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("IPv4-mapped range"));

@@ -26,24 +26,16 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     let key = ok_json(
         &data,
         u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
             "retail-1",
             "--scopes",
             "read,trade",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "own_bot",
-        ],
+        ]),
     );
     let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
     assert!(key["secret"].as_str().unwrap().starts_with("kss_"));
@@ -61,33 +53,23 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     let corp = ks(
         &data,
         u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
             "corp-1",
             "--scopes",
             "read",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "portfolio_read_only",
-        ],
+        ]),
     );
     assert_eq!(code(&corp), 7, "{}", stderr(&corp));
     assert!(stderr(&corp).contains("allowlist_required"));
     let vendor = ks(
         &data,
         u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -98,15 +80,9 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
             "203.0.113.0/24",
             "--vendor",
             "bot-vendor",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "vendor_copy_trading",
-        ],
+        ]),
     );
     assert_eq!(code(&vendor), 7);
     assert!(stderr(&vendor).contains("vendor_key_sensitive_scope"), "{}", stderr(&vendor));
@@ -116,9 +92,7 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
     let bad_cidr = ks(
         &data,
         u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -127,15 +101,9 @@ fn scripted_lifecycle() -> (tempfile::TempDir, PathBuf) {
             "read",
             "--allow",
             "10.0.0.1/8",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "portfolio_read_only",
-        ],
+        ]),
     );
     assert_eq!(code(&bad_cidr), 3);
     assert!(stderr(&bad_cidr).contains("host bits"), "{}", stderr(&bad_cidr));
@@ -425,9 +393,7 @@ fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits
         ks(
             &data,
             &u,
-            &[
-                "keys",
-                "create",
+            &key_create(&[
                 "--scheme",
                 "binance",
                 "--account",
@@ -436,17 +402,11 @@ fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits
                 "read,withdraw",
                 "--allow",
                 "203.0.113.0/24",
-                "--terms-version",
-                "2026-05",
-                "--terms-accepted-at",
-                "2026-05-01T00:00:00Z",
-                "--terms-channel",
-                "web",
                 "--purpose",
                 "treasury",
                 "--grant-hours",
                 hours,
-            ],
+            ]),
         )
     };
     let out = create("2562047788015216");
@@ -455,9 +415,7 @@ fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits
     let key = ok_json(
         &data,
         &u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -466,15 +424,9 @@ fn an_overflowing_grant_is_a_400_and_a_node_whose_writer_stops_says_so_and_exits
             "read",
             "--allow",
             "203.0.113.0/24",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "portfolio_read_only",
-        ],
+        ]),
     );
     let ak = key["key"]["access_key"].as_str().unwrap().to_owned();
     let out = ks(

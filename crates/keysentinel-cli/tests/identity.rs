@@ -18,9 +18,7 @@ fn key_operated_by(data: &Path, u: &str, account: &str, party: &str) -> Output {
     ks(
         data,
         u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -31,16 +29,10 @@ fn key_operated_by(data: &Path, u: &str, account: &str, party: &str) -> Output {
             "198.51.100.0/24",
             "--purpose",
             "own_bot",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "paper",
             "--operated-by",
             party,
             "--json",
-        ],
+        ]),
     )
 }
 
@@ -86,9 +78,7 @@ fn an_accounts_parties_are_recorded_versioned_ended_and_name_who_operates_its_ke
     let unnamed = ks(
         &data,
         &u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -99,13 +89,7 @@ fn an_accounts_parties_are_recorded_versioned_ended_and_name_who_operates_its_ke
             "198.51.100.0/24",
             "--purpose",
             "portfolio_read_only",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "paper",
-        ],
+        ]),
     );
     assert_eq!(code(&unnamed), 7, "{}", stderr(&unnamed));
     assert!(stderr(&unnamed).contains("operator_required"), "{}", stderr(&unnamed));

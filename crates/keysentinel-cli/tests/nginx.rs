@@ -48,9 +48,7 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
     let read_only = ok_json(
         &data,
         &u,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -59,15 +57,9 @@ async fn nginx_auth_request_lets_only_verified_requests_reach_the_upstream() {
             "read",
             "--allow",
             "127.0.0.0/24",
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "portfolio_read_only",
-        ],
+        ]),
     );
     let (rk, rsecret) =
         (read_only["key"]["access_key"].as_str().unwrap().to_owned(), read_only["secret"].as_str().unwrap().to_owned());

@@ -92,9 +92,7 @@ fn vendor_key(data: &Path, url: &str, account: &str, vendor: &str) -> Output {
     ks(
         data,
         url,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             "binance",
             "--account",
@@ -103,16 +101,10 @@ fn vendor_key(data: &Path, url: &str, account: &str, vendor: &str) -> Output {
             "read,trade",
             "--vendor",
             vendor,
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "vendor_copy_trading",
             "--json",
-        ],
+        ]),
     )
 }
 

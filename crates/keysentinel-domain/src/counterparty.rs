@@ -194,7 +194,7 @@ pub struct Counterparty {
 impl Counterparty {
     /// Whether it holds at `at`: within its dates (an early end moves `effective_until`).
     pub fn in_effect(&self, at: Timestamp) -> bool {
-        self.effective_from <= at && self.effective_until.is_none_or(|u| at < u)
+        crate::dated::in_effect(self.effective_from, self.effective_until, at)
     }
 
     /// The pairs of accounts it relates, as detection's `relationship` records name them: the

@@ -90,7 +90,7 @@ pub struct Party {
 
 impl Party {
     pub fn in_effect(&self, at: Timestamp) -> bool {
-        self.effective_from <= at && self.effective_until.is_none_or(|u| at < u)
+        crate::dated::in_effect(self.effective_from, self.effective_until, at)
     }
 
     /// The record's own rules, for an account of `segment`.

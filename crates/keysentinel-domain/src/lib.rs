@@ -9,6 +9,7 @@ pub mod account;
 pub mod allowlist;
 pub mod claim;
 pub mod counterparty;
+pub mod dated;
 pub mod error;
 pub mod identity;
 pub mod ids;

@@ -167,7 +167,7 @@ pub(crate) fn end(
         return Err(RegistryError::CounterpartyState(format!("counterparty {id} has already been ended")));
     }
     let until_before = c.effective_until;
-    c.effective_until = Some(c.effective_until.map_or(now, |u| u.min(now)).max(c.effective_from));
+    c.effective_until = Some(keysentinel_domain::dated::ended_until(c.effective_from, c.effective_until, now));
     c.ended = Some(Ended { at: now, by: actor.label(), reason: reason.clone() });
     c.version += 1;
     c.updated_at = now;

@@ -167,7 +167,7 @@ impl Registry {
                 return Err(RegistryError::PartyState(format!("party {id} has been ended already")));
             }
             let before = p.effective_until;
-            p.effective_until = Some(p.effective_until.map_or(now, |u| u.min(now)).max(p.effective_from));
+            p.effective_until = Some(keysentinel_domain::dated::ended_until(p.effective_from, p.effective_until, now));
             p.ended = Some(PartyEnded { at: now, by: actor.label(), reason: reason.clone() });
             p.version += 1;
             p.updated_at = now;

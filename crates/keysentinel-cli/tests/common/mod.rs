@@ -76,14 +76,19 @@ pub fn ok_json(data: &Path, url: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `keys create` with `args`, the owner's acceptance of the terms against sharing included
+/// (required of every new key).
+pub fn key_create<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let terms = ["--terms-version", "2026-05", "--terms-accepted-at", "2026-05-01T00:00:00Z", "--terms-channel", "web"];
+    ["keys", "create"].into_iter().chain(args.iter().copied()).chain(terms).collect()
+}
+
 /// Issues a read+trade key on `scheme` for `account`, allowed from `allow`: (access key, secret).
 pub fn create_key(data: &Path, url: &str, scheme: &str, account: &str, allow: &str) -> (String, String) {
     let created = ok_json(
         data,
         url,
-        &[
-            "keys",
-            "create",
+        &key_create(&[
             "--scheme",
             scheme,
             "--account",
@@ -92,15 +97,9 @@ pub fn create_key(data: &Path, url: &str, scheme: &str, account: &str, allow: &s
             "read,trade",
             "--allow",
             allow,
-            "--terms-version",
-            "2026-05",
-            "--terms-accepted-at",
-            "2026-05-01T00:00:00Z",
-            "--terms-channel",
-            "web",
             "--purpose",
             "own_bot",
-        ],
+        ]),
     );
     (created["key"]["access_key"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
 }
