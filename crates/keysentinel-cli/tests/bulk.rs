@@ -46,6 +46,15 @@ fn an_existing_registry_is_imported_whole_or_not_at_all_with_every_bad_line_name
         "{}",
         stderr(&out)
     );
+    // A field given twice: refused, naming it, rather than one of the two values kept.
+    let twice = file(
+        "twice.ndjson",
+        "{\"type\":\"account\",\"account_id\":\"y-1\",\"segment\":\"broker\",\"segment\":\"retail\"}\n",
+    );
+    let out = import(&twice);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 1: not JSON: field \"segment\" appears twice"), "{}", stderr(&out));
+    assert_ne!(code(&ks(&data, &u, &["accounts", "show", "y-1"])), 0, "nothing imported");
     // A line a rule refuses (a desk on a retail account): named, and the batch goes with it.
     let refused = file(
         "refused.ndjson",
