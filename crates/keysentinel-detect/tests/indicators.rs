@@ -286,6 +286,40 @@ fn places_the_owner_logs_in_from_are_theirs() {
 }
 
 #[test]
+fn a_line_abroad_the_owners_own_laptop_reaches_from_home_is_a_tunnel_not_a_place() {
+    // The owner's laptop (known from a login at home) logs in through a line abroad — the
+    // head office's VPN, a provider the data does not name — two minutes after the key was
+    // used at home; the laptop's program then uses the key through it while the phone at home
+    // uses it on the home line. One person, one of the two lines a tunnel.
+    let tunnel = |device: &str| {
+        let mut r = history("k", "a");
+        r.insert(2, login(100, "a", "39.7.1.9", "pc-1"));
+        r.push(login(118, "a", "113.1.1.1", device));
+        for m in [121, 125, 129] {
+            r.push(req(m, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));
+            r.push(req(m + 2, "k", "211.1.1.1", "CoinPilot/5.2.3", "VALID"));
+        }
+        run(&r)
+    };
+    let out = tunnel("pc-1");
+    assert!(!fired(&out, "k", Indicator::ConcurrentUse), "{out:?}");
+    assert!(!fired(&out, "k", Indicator::ImpossibleTravel), "{out:?}");
+    // The same from a device the owner never used: someone in Hanoi with the owner's password.
+    let out = tunnel("pc-2");
+    assert!(fired(&out, "k", Indicator::ConcurrentUse), "{out:?}");
+    // The owner's laptop after a real flight is where it is: no tunnel, and a stranger's use
+    // of the home line while the owner is in Hanoi is someone else's.
+    let mut r = history("k", "a");
+    r.insert(2, login(100, "a", "39.7.1.9", "pc-1"));
+    r.push(login(120 + 5 * 60, "a", "113.1.1.1", "pc-1"));
+    for m in [120 + 5 * 60 + 2, 120 + 5 * 60 + 6] {
+        r.push(req(m, "k", "113.1.1.1", "ccxt/4.5.90", "VALID"));
+        r.push(req(m + 2, "k", "211.1.1.1", "CoinPilot/5.2.3", "VALID"));
+    }
+    assert!(fired(&run(&r), "k", Indicator::ConcurrentUse));
+}
+
+#[test]
 fn a_roaming_phone_routed_home_is_not_travel_but_a_stranger_abroad_is() {
     // Abroad after a flight: the hotel's line in Tokyo, and the phone on its KT carrier, which
     // routes it home — a new Korean address at every attach, a minute apart from the hotel.

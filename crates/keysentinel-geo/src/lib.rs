@@ -321,5 +321,8 @@ mod real_data {
         // Verizon's fixed lines (AS701) are registered under the name of its mobile AS22394.
         let p = geo.locate("65.203.97.10".parse().unwrap());
         assert_eq!((p.asn, p.network), (Some(701), Network::Access));
+        // A corporate security proxy's exit (Zscaler) is where nobody is.
+        let p = geo.locate("64.62.169.10".parse().unwrap());
+        assert_eq!((p.asn, p.network), (Some(53813), Network::Vpn));
     }
 }

@@ -30,7 +30,10 @@ const HOSTING: &[u32] = &[
     40021,  // Contabo US / NL hosts
 ];
 
-/// Commercial VPN and proxy networks.
+/// Commercial VPN and proxy networks; and the corporate security proxies (SASE, secure web
+/// gateways) that carry employees' traffic at work and on the laptop at home: their exits say
+/// nothing of where the person is (a worker in Seoul may leave through Zscaler in Frankfurt),
+/// and their names carry no keyword.
 const VPN: &[u32] = &[
     9009,   // M247
     60068,  // Datacamp (CDN77)
@@ -39,6 +42,17 @@ const VPN: &[u32] = &[
     136787, // TEFINCOM (NordVPN)
     209854, // Surfshark
     39351,  // 31173 Services (Mullvad)
+    22616, 53813, 53444, 62044, // Zscaler
+    36692, 25605, // Cisco Umbrella (OpenDNS)
+    54538, 396421, // Palo Alto Networks Prisma Access
+    55256,  // Netskope
+    13150, 138627, // Cato Networks
+    396253, 137922, 202276, // iboss
+    40934,  // Fortinet (FortiSASE)
+    62654,  // Menlo Security
+    44444, 13448,  // Forcepoint
+    213176, // Check Point SSE
+    400318, // Versa Networks
 ];
 
 /// Mobile carriers, whose addresses are shared by many subscribers (carrier-grade NAT).
@@ -113,6 +127,9 @@ mod tests {
         assert_eq!(classify(64500, "Example Hosting Ltd"), Network::Hosting);
         assert_eq!(classify(64501, "Fast VPN Services"), Network::Vpn);
         assert_eq!(classify(4766, "Korea Telecom"), Network::Access);
+        // A corporate security proxy's exit places nobody; its name says nothing of it.
+        assert_eq!(classify(22616, "ZSCALER, INC."), Network::Vpn);
+        assert_eq!(named("ZSCALER, INC."), Network::Access);
         // One organisation's name, a mobile ASN and a fixed one: the list names the ASN only.
         assert_eq!(classify(22394, "Verizon Business"), Network::Mobile);
         assert_eq!(classify(701, "Verizon Business"), Network::Access);

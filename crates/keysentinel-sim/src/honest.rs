@@ -25,6 +25,8 @@ pub const FAMILIES: &[(&str, u32)] = &[
     ("strategy_change", 3),
     ("cloud_bot", 5),
     ("multi_cloud_bot", 2),
+    ("hotspot_laptop", 4),
+    ("corporate_vpn", 4),
     ("market_maker", 1),
     ("corporate_desk", 1),
 ];
@@ -56,6 +58,39 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
             p.vpn = Some((Access::Vpn { asn }, g.rng.gen_range(0.3..1.0)));
         }
         "traveller" => p.plan_trip(g, 2 * HOUR),
+        "hotspot_laptop" => {
+            // A laptop, online through the phone's hotspot away from home: the carrier's
+            // network, under the same ASN as homes on KT and LG U+; a café's Wi-Fi now and then.
+            p.tethers = true;
+            if g.rng.gen_bool(0.5) {
+                p.hotspots = reg.hotspots.clone();
+            }
+        }
+        "corporate_vpn" => {
+            // An employee whose work traffic leaves through the employer's remote access: a
+            // security proxy's exit (anywhere in the world), the head office abroad, or the
+            // Korean office's own line; at home too, when the laptop is on the VPN.
+            let (egress, hq) = match g.rng.gen_range(0..10) {
+                0..=4 => {
+                    let asn = pick(&mut g.rng, world::CORPORATE_EDGE);
+                    (if g.rng.gen_bool(0.5) { Access::server(g, asn) } else { Access::line(g, asn) }, None)
+                }
+                5..=7 => {
+                    let dest = &world::ABROAD[g.rng.gen_range(0..world::ABROAD.len())];
+                    let asn = dest.networks[g.rng.gen_range(0..dest.networks.len())];
+                    (Access::fixed(g, asn), Some(dest.country))
+                }
+                _ => {
+                    let asn = pick(&mut g.rng, world::KR_OFFICE);
+                    (Access::fixed(g, asn), None)
+                }
+            };
+            p.office = Some(egress);
+            p.work_vpn = Some((egress, g.rng.gen_range(0.1..0.7)));
+            if let Some(c) = hq.filter(|_| g.rng.gen_bool(0.5)) {
+                declared.push(c);
+            }
+        }
         "expat" => {
             let dest = &world::ABROAD[g.rng.gen_range(0..world::ABROAD.len())];
             let asn = dest.networks[g.rng.gen_range(0..dest.networks.len())];
@@ -147,7 +182,7 @@ pub fn run(g: &mut Gen<'_>, reg: &mut Registry, family: &'static str, i: usize) 
 pub fn person_uses(g: &mut Gen<'_>, p: &Person, key: &str, family: &str, until: i64) {
     let pc = !matches!(family, "phone_only");
     let phone = matches!(family, "home_and_phone" | "phone_only" | "commuter" | "traveller") || g.rng.gen_bool(0.2);
-    let office_pc = matches!(family, "home_and_office" | "commuter");
+    let office_pc = matches!(family, "home_and_office" | "commuter" | "corporate_vpn");
     let change = moment(g, 0.3, 0.7, 6 * HOUR);
     if pc {
         let mut first = Use::by_hand(key, p.pc_client.clone(), p.hours, p.per_hour, Some(p.trading.clone()));
@@ -275,6 +310,50 @@ pub fn shared_nat(g: &mut Gen<'_>, reg: &mut Registry, group: usize) -> Vec<Trut
         person_uses(g, &p, &key, "home_and_office", g.end);
         p.logins(g, g.start, g.end);
         out.push(Truth::honest(&key, &account, "retail", "shared_nat"));
+    }
+    out
+}
+
+/// A household: two to four people, each with their own account and key, on one home line; the
+/// family PC (one device, often one program) that some of them share; one carrier's family plan;
+/// sometimes the same coins, talked over at dinner.
+pub fn household(g: &mut Gen<'_>, reg: &mut Registry, h: usize) -> Vec<Truth> {
+    let home = {
+        let asn = pick(&mut g.rng, world::KR_FIXED);
+        Access::line(g, asn)
+    };
+    let carrier = pick(&mut g.rng, world::KR_MOBILE);
+    let family_pc = client(world::BOT_CLIENTS, g.rng.gen_range(0..world::BOT_CLIENTS.len()), g.rng.gen_range(0..3));
+    let family_device = format!("pc-{:012x}", g.rng.gen::<u64>() & 0xffff_ffff_ffff);
+    let coins = g.rng.gen_bool(0.4).then(|| Trading::retail(&mut g.rng));
+    let mut out = Vec::new();
+    for m in 0..g.rng.gen_range(2..5) {
+        let account = format!("fam-{h:03}-{m}");
+        let key = format!("key-fam-{h:03}-{m}");
+        let mut p = Person::new(g, &account);
+        p.home = home;
+        if g.rng.gen_bool(0.7) {
+            p.carrier = carrier;
+        }
+        if g.rng.gen_bool(0.6) {
+            p.pc_client = family_pc.clone();
+            p.pc_device = family_device.clone();
+        }
+        if let Some(t) = &coins {
+            p.trading.symbols = t.symbols.clone();
+        }
+        let family = if g.rng.gen_bool(0.4) {
+            let asn = pick(&mut g.rng, world::KR_OFFICE);
+            p.office = Some(Access::fixed(g, asn));
+            "home_and_office"
+        } else {
+            "home_and_phone"
+        };
+        reg.account(&account, "retail", &["KR"]);
+        reg.key(&key, &account, &[], None);
+        person_uses(g, &p, &key, family, g.end);
+        p.logins(g, g.start, g.end);
+        out.push(Truth::honest(&key, &account, "retail", "family_pc"));
     }
     out
 }

@@ -105,7 +105,7 @@ impl Output {
 /// Every family the simulator draws, honest ones first.
 pub fn families() -> Vec<&'static str> {
     let mut all: Vec<&'static str> = honest::FAMILIES.iter().map(|(f, _)| *f).collect();
-    all.extend(["shared_nat", "broker_desk"]);
+    all.extend(["shared_nat", "family_pc", "broker_desk"]);
     all.extend(sharing::FAMILIES.iter().copied());
     all.extend(["affiliate_ring", "unregistered_vendor"]);
     all
@@ -195,6 +195,9 @@ pub fn simulate(p: &Params, book: &dyn AddressBook) -> Output {
     // Groups: offices and campuses behind one NAT, brokers with their clients, and rings.
     for n in 0..(p.accounts / 500).max(1) {
         keys.extend(honest::shared_nat(&mut g, &mut reg, n));
+    }
+    for h in 0..(p.accounts / 150).max(1) {
+        keys.extend(honest::household(&mut g, &mut reg, h));
     }
     for b in 0..(p.accounts / 700).max(1) {
         keys.extend(honest::broker(&mut g, &mut reg, b));

@@ -50,6 +50,11 @@ pub struct Person {
     pub per_hour: f64,
     /// A commercial VPN and the share of sessions through it.
     pub vpn: Option<(Access, f64)>,
+    /// The employer's remote access (a corporate VPN or security proxy) on the laptop at home,
+    /// and the share of home sessions through it.
+    pub work_vpn: Option<(Access, f64)>,
+    /// Out and about, the laptop goes online through the phone's hotspot (the carrier's network).
+    pub tethers: bool,
     /// Public Wi-Fi hotspots they pass through (subway, cafés), shared with everyone else.
     pub hotspots: Vec<IpAddr>,
     pub trip: Option<Trip>,
@@ -94,6 +99,8 @@ impl Person {
             trading: Trading::retail(&mut g.rng),
             per_hour: (g.rng.gen_range(-1.5..1.0f64)).exp(),
             vpn: None,
+            work_vpn: None,
+            tethers: false,
             hotspots: Vec::new(),
             trip: None,
             logins_per_day: g.rng.gen_range(0.5..6.0),
@@ -120,8 +127,17 @@ impl Person {
     /// The address a session on the PC (or laptop) at `at` comes from, if the PC is there.
     pub fn pc_addr(&self, g: &mut Gen<'_>, at: i64, office_pc: bool) -> Option<IpAddr> {
         let access = match self.whereabouts(at) {
-            Whereabouts::At(Loc::Home) => self.home,
+            Whereabouts::At(Loc::Home) => match self.work_vpn {
+                Some((work, share)) if g.rng.gen_bool(share) => return Some(g.session_addr(work, at)),
+                _ => self.home,
+            },
             Whereabouts::At(Loc::Office) if office_pc => self.office?,
+            Whereabouts::At(Loc::Out | Loc::Office) if self.tethers => {
+                if !self.hotspots.is_empty() && g.rng.gen_bool(0.3) {
+                    return Some(self.hotspots[g.rng.gen_range(0..self.hotspots.len())]);
+                }
+                Access::Phone { asn: self.carrier }
+            }
             Whereabouts::Abroad => self.trip?.hotel,
             _ => return None,
         };

@@ -38,6 +38,22 @@ pub const CLOUD: &[(u32, u32)] = &[
     (16276, 4),
     (45102, 3),
 ];
+/// Corporate remote access and security proxies (SASE): Zscaler, Cisco Umbrella, Palo Alto
+/// Prisma Access, Netskope, Cato, iboss, Fortinet, Menlo, Forcepoint. An employee's traffic
+/// leaves from the provider's exit, wherever that is, at work and on the laptop at home.
+pub const CORPORATE_EDGE: &[(u32, u32)] = &[
+    (22616, 25),
+    (53813, 10),
+    (62044, 5),
+    (36692, 10),
+    (54538, 10),
+    (55256, 8),
+    (13150, 5),
+    (396253, 5),
+    (40934, 5),
+    (62654, 3),
+    (44444, 3),
+];
 /// Commercial VPN providers, whose exits are in many countries.
 pub const VPN: &[(u32, u32)] = &[(9009, 40), (212238, 25), (60068, 15), (136787, 10), (147049, 10)];
 

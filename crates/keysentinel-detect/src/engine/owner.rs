@@ -8,7 +8,7 @@
 use super::state::{h64, line_of, vouch, vouched, Owner, Site, DAY, HOUR, MINUTE};
 use super::Engine;
 use crate::event::{Confirmer, Millis};
-use crate::geo::{Network, Place};
+use crate::geo::{distance_km, Network, Place};
 use std::net::IpAddr;
 
 /// A range whose addresses hop from session to session this often (hops to stays, with enough
@@ -93,6 +93,7 @@ impl Engine<'_> {
         let site = self.site_of(&place, ip);
         let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
         let device = device.map(|d| h64(d.as_bytes()));
+        let known_device = device.is_some_and(|d| vouched(&owner.devices, &d, ts, window));
         let known_site = vouched(&owner.sites, &site, ts, window);
         vouch(&mut owner.sites, site, ts);
         if let Some(c) = place.country {
@@ -100,6 +101,10 @@ impl Engine<'_> {
         }
         if let Some(d) = device {
             vouch(&mut owner.devices, d, ts);
+        }
+        if known_device && self.tunnel(a, ts, &place, site) {
+            let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
+            vouch(&mut owner.tunnels, site, ts);
         }
         if !known_site {
             self.take_back(a, site, ts);
@@ -164,6 +169,35 @@ impl Engine<'_> {
                 st.level = None;
             }
         }
+    }
+
+    /// Whether a login from a line abroad, on a device the owner used before, comes through a
+    /// tunnel: one of the account's keys was used from a line at home (in the declared
+    /// countries) too recently for anyone to have travelled since. The owner cannot be in both
+    /// places, and it is their device: the line abroad is a VPN's or an employer's exit that
+    /// the data does not name (a head office's own line, a small provider's), not a place.
+    fn tunnel(&self, a: usize, ts: Millis, place: &Place, site: Site) -> bool {
+        let account = &self.accounts[a];
+        let abroad = place.country.is_some_and(|c| !account.declared.is_empty() && !account.declared.contains(&c));
+        let (Some(here), Site::Line(_), Network::Access, true) = (place.lat_lon, site, place.network, abroad) else {
+            return false;
+        };
+        account.keys.iter().any(|&k| {
+            self.keys[k].places.iter().any(|s| {
+                let home = s.place.country.is_some_and(|c| account.declared.contains(&c));
+                s.place.lat_lon.is_some_and(|there| {
+                    let apart = distance_km(here, there) - place.accuracy_km - s.place.accuracy_km;
+                    let hours = (ts - s.ts).max(1) as f32 / HOUR as f32;
+                    home && apart > self.cfg.travel_min_km && apart / hours > self.cfg.travel_max_kmh
+                })
+            })
+        })
+    }
+
+    /// Whether `site` is a tunnel the owner's device was seen through (see [`Engine::tunnel`]).
+    pub(super) fn tunnelled(&self, k: usize, site: Site, ts: Millis) -> bool {
+        let Some(owner) = &self.accounts[self.keys[k].account_ix].owner else { return false };
+        vouched(&owner.tunnels, &site, ts, self.attestation_window())
     }
 
     /// Whether the owner vouched for a request from `site` (or on `device`) to key `k`.

@@ -26,7 +26,8 @@ impl Engine<'_> {
             }
             Site::Network(_) => false,
         };
-        let physical = r.place.network == Network::Access && line && r.place.plausible;
+        let physical =
+            r.place.network == Network::Access && line && r.place.plausible && !self.tunnelled(r.k, r.site, r.ts);
         if physical {
             self.travel_and_concurrency(r);
             self.alternating_lines(r);

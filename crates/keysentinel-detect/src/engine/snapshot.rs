@@ -41,7 +41,7 @@ use std::io::{Read, Write};
 use std::net::IpAddr;
 
 /// Raised whenever the serialised layout changes (see the module's documentation).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"KSDETSNP";
 /// Magic, version, fingerprint, body length.
 const HEADER: usize = 8 + 4 + 32 + 8;

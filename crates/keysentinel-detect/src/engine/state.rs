@@ -544,6 +544,9 @@ pub struct Owner {
     pub countries: arrayvec::ArrayVec<([u8; 2], Millis), 6>,
     pub devices: arrayvec::ArrayVec<(u64, Millis), 6>,
     pub clients: arrayvec::ArrayVec<(u64, Millis), 6>,
+    /// Lines abroad the owner's own device logged in from while the owner was at home: the
+    /// exits of a VPN or a corporate network the data does not name, which place nobody.
+    pub tunnels: arrayvec::ArrayVec<(Site, Millis), 4>,
 }
 
 /// Records `value` as seen at `ts` in a small list, replacing the stalest when full.
