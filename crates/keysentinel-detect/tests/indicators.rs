@@ -320,6 +320,32 @@ fn a_line_abroad_the_owners_own_laptop_reaches_from_home_is_a_tunnel_not_a_place
 }
 
 #[test]
+fn a_line_at_home_the_owners_laptop_logs_in_through_while_the_key_is_in_use_is_a_tunnel() {
+    // At home, in Seoul: the phone on the home line, the laptop on the office's VPN (another
+    // line, the office's), taking turns over two evenings. The laptop logs in through the VPN
+    // a minute after the phone used the key at home: one person, the office line a tunnel.
+    let evenings = |device: &str| {
+        let mut r = history_with("k", "a", "121.0.1.1", "ccxt/4.5.90");
+        r.insert(2, login(10, "a", "39.7.1.9", "pc-1"));
+        r.push(req(24 * HOUR, "k", "211.1.1.1", "CoinPilot/5.2.3", "VALID"));
+        r.push(login(24 * HOUR + 1, "a", "121.0.1.1", device));
+        for day in [1, 2] {
+            for m in [2, 40, 80, 120] {
+                let t = day * 24 * HOUR + m;
+                r.push(req(t, "k", "121.0.1.1", "ccxt/4.5.90", "VALID"));
+                r.push(req(t + 2, "k", "211.1.1.1", "CoinPilot/5.2.3", "VALID"));
+            }
+        }
+        run(&r)
+    };
+    let out = evenings("pc-1");
+    assert!(!fired(&out, "k", Indicator::AlternatingNetworks), "{out:?}");
+    // The same logins from a device the owner never used: two households taking turns.
+    let out = evenings("pc-2");
+    assert!(fired(&out, "k", Indicator::AlternatingNetworks), "{out:?}");
+}
+
+#[test]
 fn a_roaming_phone_routed_home_is_not_travel_but_a_stranger_abroad_is() {
     // Abroad after a flight: the hotel's line in Tokyo, and the phone on its KT carrier, which
     // routes it home — a new Korean address at every attach, a minute apart from the hotel.
@@ -614,6 +640,33 @@ fn the_same_place_outside_the_allowlist_day_after_day_is_one_fact_not_many() {
     assert!(level(&one_place, "k") < Some(Stage::Invalidate), "{:?}", one_place["k"]);
     let many = evenings(false);
     assert_eq!(level(&many, "k"), Some(Stage::Invalidate), "{:?}", many["k"]);
+}
+
+#[test]
+fn tries_from_the_owners_own_operator_at_home_stay_a_notice() {
+    // The owner logged in at home, on KT, once; their line is renumbered every day (Korean
+    // ISPs do), and each evening their laptop's requests are refused on the new line before
+    // they log in from it: one household, a notice, never a suspension. The same from another
+    // operator's homes, a new one each evening, is the secret in many hands.
+    let evenings = |own_operator: bool| {
+        let mut r = quiet_population(4000, 11);
+        r.extend(registry_allow("k", "a", r#"["3.1.1.1/32"]"#));
+        r.push(login(30, "a", "211.1.1.1", "pc-1"));
+        for day in 0..11 {
+            r.extend((0..40).map(|i| req(day * 24 * HOUR + 600 + i * 20, "k", "3.1.1.1", "ccxt/4.5.90", "VALID")));
+            if day > 0 {
+                let ip = if own_operator { format!("10.{}.1.1", 60 + day) } else { format!("20.{}.1.1", 60 + day) };
+                r.push(req(day * 24 * HOUR + 1200, "k", &ip, "PostmanRuntime/7.39", "IP_NOT_ALLOWED"));
+                r.push(req(day * 24 * HOUR + 1290, "k", &ip, "PostmanRuntime/7.39", "IP_NOT_ALLOWED"));
+            }
+        }
+        run(&in_time_order(r))
+    };
+    let home = evenings(true);
+    assert!(fired(&home, "k", Indicator::OutsideAllowlist));
+    assert_eq!(level(&home, "k"), Some(Stage::Warn), "{:?}", home["k"]);
+    let elsewhere = evenings(false);
+    assert_eq!(level(&elsewhere, "k"), Some(Stage::Invalidate), "{:?}", elsewhere["k"]);
 }
 
 #[test]

@@ -40,7 +40,16 @@ impl Engine<'_> {
             r.place.country_str(),
             asn_text(&r.place)
         );
-        self.fire(r.k, r.ts, Indicator::OutsideAllowlist, Some(r.site), evidence);
+        // From a consumer line at home on the operator the owner logs in from — Korean ISPs
+        // renumber homes every few days, and the owner logs in from the new line some days
+        // later — the tries are one place however many lines they come from: the owner's notice
+        // stands (a neighbour on that operator may hold the secret), but they never add up to
+        // a suspension on their own (score.rs, `sightings` and `persistent`).
+        let at = match (self.owners_operator(r.k, &r.place, r.ts), r.place.asn) {
+            (true, Some(asn)) => Site::Network(crate::geo::operator(asn)),
+            _ => r.site,
+        };
+        self.fire(r.k, r.ts, Indicator::OutsideAllowlist, Some(at), evidence);
     }
 
     /// A withdrawal: to an address the account never paid before, with the key last used from

@@ -8,13 +8,17 @@
 use super::state::{h64, line_of, vouch, vouched, Owner, Site, DAY, HOUR, MINUTE};
 use super::Engine;
 use crate::event::{Confirmer, Millis};
-use crate::geo::{distance_km, Network, Place};
+use crate::geo::{distance_km, operator, Network, Place};
 use std::net::IpAddr;
 
 /// A range whose addresses hop from session to session this often (hops to stays, with enough
 /// of them seen) is a dynamic pool — a carrier's phones under the same ASN as its homes — and
 /// its addresses say nothing of who is behind them.
 const POOL_MIN_HOPS: u32 = 4;
+
+/// A login on the owner's device this soon after the key's use from another line is on both
+/// lines at once (one of them a tunnel); a person moving between two places takes longer.
+const TUNNEL_WINDOW: Millis = 5 * MINUTE;
 
 /// What the engine has seen of an address range: how often a key's next session there came
 /// from another line (a hop) or the same one (a stay).
@@ -102,6 +106,11 @@ impl Engine<'_> {
         if let Some(d) = device {
             vouch(&mut owner.devices, d, ts);
         }
+        let at_home = place.country.is_some_and(|c| self.accounts[a].declared.contains(&c));
+        if let (Network::Access, true, Some(asn)) = (place.network, at_home, place.asn) {
+            let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
+            vouch(&mut owner.operators, operator(asn), ts);
+        }
         if known_device && self.tunnel(a, ts, &place, site) {
             let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
             vouch(&mut owner.tunnels, site, ts);
@@ -171,25 +180,29 @@ impl Engine<'_> {
         }
     }
 
-    /// Whether a login from a line abroad, on a device the owner used before, comes through a
-    /// tunnel: one of the account's keys was used from a line at home (in the declared
-    /// countries) too recently for anyone to have travelled since. The owner cannot be in both
-    /// places, and it is their device: the line abroad is a VPN's or an employer's exit that
-    /// the data does not name (a head office's own line, a small provider's), not a place.
+    /// Whether a login from a fixed line, on a device the owner used before, comes through a
+    /// tunnel: one of the account's keys was used from another line at the same time — minutes
+    /// before, or too recently for anyone to have travelled since. The owner cannot be on both
+    /// lines, and it is their device: the login's line is a VPN's or an employer's exit that the
+    /// data does not name (a head office's own line, a small provider's, a server of their own),
+    /// not a place where someone else is.
     fn tunnel(&self, a: usize, ts: Millis, place: &Place, site: Site) -> bool {
-        let account = &self.accounts[a];
-        let abroad = place.country.is_some_and(|c| !account.declared.is_empty() && !account.declared.contains(&c));
-        let (Some(here), Site::Line(_), Network::Access, true) = (place.lat_lon, site, place.network, abroad) else {
+        let (Some(here), Site::Line(_), Network::Access) = (place.lat_lon, site, place.network) else {
             return false;
         };
+        let account = &self.accounts[a];
         account.keys.iter().any(|&k| {
-            self.keys[k].places.iter().any(|s| {
+            let st = &self.keys[k];
+            let line = st.household(site);
+            st.places.iter().any(|s| {
+                let at_once = s.site != line && ts - s.ts <= TUNNEL_WINDOW;
                 let home = s.place.country.is_some_and(|c| account.declared.contains(&c));
-                s.place.lat_lon.is_some_and(|there| {
+                let flown = s.place.lat_lon.is_some_and(|there| {
                     let apart = distance_km(here, there) - place.accuracy_km - s.place.accuracy_km;
                     let hours = (ts - s.ts).max(1) as f32 / HOUR as f32;
-                    home && apart > self.cfg.travel_min_km && apart / hours > self.cfg.travel_max_kmh
-                })
+                    apart > self.cfg.travel_min_km && apart / hours > self.cfg.travel_max_kmh
+                });
+                home && (at_once || flown)
             })
         })
     }
@@ -198,6 +211,22 @@ impl Engine<'_> {
     pub(super) fn tunnelled(&self, k: usize, site: Site, ts: Millis) -> bool {
         let Some(owner) = &self.accounts[self.keys[k].account_ix].owner else { return false };
         vouched(&owner.tunnels, &site, ts, self.attestation_window())
+    }
+
+    /// Whether `place` is a consumer line at home on an operator the owner logs in from: their
+    /// household's line, maybe renumbered since their last login, or a neighbour's.
+    pub(super) fn owners_operator(&self, k: usize, place: &Place, ts: Millis) -> bool {
+        let account = &self.accounts[self.keys[k].account_ix];
+        let Some(owner) = &account.owner else { return false };
+        place.network == Network::Access
+            && place.country.is_some_and(|c| account.declared.contains(&c))
+            && place.asn.is_some_and(|a| vouched(&owner.operators, &operator(a), ts, self.attestation_window()))
+    }
+
+    /// Whether the owner logged in at home from operator `op` lately.
+    pub(super) fn owners_operator_asn(&self, k: usize, op: u32, ts: Millis) -> bool {
+        let Some(owner) = &self.accounts[self.keys[k].account_ix].owner else { return false };
+        vouched(&owner.operators, &op, ts, self.attestation_window())
     }
 
     /// Whether the owner vouched for a request from `site` (or on `device`) to key `k`.

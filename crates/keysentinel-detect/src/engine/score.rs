@@ -199,12 +199,16 @@ impl Engine<'_> {
             if llr > best[kind] {
                 (best[kind], best_at[kind], best_episodes[kind]) = (llr, reasons.len(), f.episodes);
             }
-            persistent |= f.episodes >= cfg.persistent_episodes && llr >= cfg.corroboration_llr;
+            // Refused tries from the owner's own operator at home alone stay a notice.
+            let homely = f.indicator == Indicator::OutsideAllowlist
+                && !f.sites.is_empty()
+                && f.sites.iter().all(|s| matches!(s, Site::Network(op) if self.owners_operator_asn(k, *op, ts)));
+            persistent |= f.episodes >= cfg.persistent_episodes && llr >= cfg.corroboration_llr && !homely;
             // Sustained is many sightings: from several places, or of a pattern that is not
             // one place's (a proxy pool). The same place seen again day after day is one fact
             // repeated — most often the owner's own, which the allowlist merely does not list.
             let sightings = f.sites.is_empty() || f.sites.len() >= 2;
-            sustained |= f.episodes >= cfg.sustained_episodes && llr >= cfg.sustained_llr && sightings;
+            sustained |= f.episodes >= cfg.sustained_episodes && llr >= cfg.sustained_llr && sightings && !homely;
             unambiguous |= f.indicator.unambiguous();
             // A change-point is several facts at once, but one episode of it is one moment: an
             // owner's new office, a new phone, a week's holiday. It corroborates itself once it
