@@ -964,6 +964,25 @@ fn one_address_driving_unrelated_accounts_with_one_program() {
     assert!(fired(&run(&r), "k2", Indicator::LinkedAccounts));
 }
 
+#[test]
+fn a_household_on_its_own_line_is_not_an_operator_driving_accounts() {
+    // Three people at home, each with their own account, trading through the family PC's one
+    // program in one evening, twenty minutes apart; an operator on a home line drives three
+    // accounts with one program within a minute.
+    let evening = |apart: i64| {
+        let mut r = Vec::new();
+        for m in 0..3 {
+            r.extend(registry(&format!("k{m}"), &format!("a{m}")));
+        }
+        for m in 0..3 {
+            r.push(req(m * apart, &format!("k{m}"), "211.1.1.1", "PyUpbit/0.2.33", "VALID"));
+        }
+        run(&r)
+    };
+    assert!(!fired(&evening(20), "k2", Indicator::LinkedAccounts), "a household");
+    assert!(fired(&evening(0), "k2", Indicator::LinkedAccounts), "an operator");
+}
+
 // ---- reports ----
 
 #[test]

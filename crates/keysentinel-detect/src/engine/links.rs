@@ -9,6 +9,9 @@ use crate::geo::Network;
 use crate::indicator::Indicator;
 use std::net::IpAddr;
 
+/// On a consumer line, how close together the accounts' uses must come to be one operator's.
+const HOUSEHOLD_WINDOW: Millis = 5 * super::state::MINUTE;
+
 pub(super) enum LinkKey<'a> {
     Ip(IpAddr),
     Device(&'a str),
@@ -32,7 +35,11 @@ impl Engine<'_> {
             || self.approved_egress.iter().any(|n| n.contains(&r.ip))
             || matches!(r.site, super::state::Site::Network(_));
         if !shared_ip && !r.owner() {
-            let n = self.link(LinkKey::Ip(host_of(r.ip)), r.ts, entry(account, r.family));
+            // A household's line: its members each trade from home, with the family PC's
+            // program, within the hour of an evening; an operator on a line of their own drives
+            // the accounts one after the other, within minutes.
+            let within = if r.place.network == Network::Access { HOUSEHOLD_WINDOW } else { i64::MAX };
+            let n = self.link(LinkKey::Ip(host_of(r.ip)), r.ts, entry(account, r.family), within);
             if n >= self.cfg.link_accounts {
                 let evidence = format!(
                     "{} drove keys of {n} unrelated accounts with one client within {} min",
@@ -42,7 +49,7 @@ impl Engine<'_> {
             }
         }
         if let Some(d) = r.device {
-            let n = self.link(LinkKey::Device(d), r.ts, entry(account, None));
+            let n = self.link(LinkKey::Device(d), r.ts, entry(account, None), i64::MAX);
             if n >= self.cfg.link_accounts {
                 self.fire(
                     r.k,
@@ -57,7 +64,8 @@ impl Engine<'_> {
 
     /// Records the entry for the address or device; returns how many unrelated accounts (one
     /// per relationship group) used it within the link window with the same client family.
-    fn link(&mut self, key: LinkKey<'_>, ts: Millis, value: u64) -> usize {
+    /// Accounts count only when seen there within `within` of `ts`, too.
+    fn link(&mut self, key: LinkKey<'_>, ts: Millis, value: u64, within: Millis) -> usize {
         let window = self.cfg.link_window_minutes * super::state::MINUTE;
         let recent = match key {
             LinkKey::Ip(ip) => match self.addresses.get_mut(&ip) {
@@ -83,8 +91,11 @@ impl Engine<'_> {
         if distinct(recent.values().map(|v| v >> 32)) >= 3 {
             return 0;
         }
-        let accounts: arrayvec::ArrayVec<u64, 16> =
-            recent.values().filter(|v| v >> 32 == family).map(|v| v & 0xffff_ffff).collect();
+        let accounts: arrayvec::ArrayVec<u64, 16> = recent
+            .entries()
+            .filter(|(v, t)| v >> 32 == family && ts - t <= within)
+            .map(|(v, _)| v & 0xffff_ffff)
+            .collect();
         let roots: arrayvec::ArrayVec<u64, 16> = accounts.into_iter().map(|a| self.root(a as usize) as u64).collect();
         distinct(roots.into_iter())
     }

@@ -112,7 +112,12 @@ impl MostlyOne {
     }
 
     pub fn values(&self) -> impl Iterator<Item = u64> + '_ {
-        self.one.iter().map(|(v, _)| *v).chain(self.more.iter().flat_map(|m| m.values()))
+        self.entries().map(|(v, _)| v)
+    }
+
+    /// The values with when each was last seen.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, Millis)> + '_ {
+        self.one.iter().copied().chain(self.more.iter().flat_map(|m| m.items.iter().copied()))
     }
 
     pub fn newest(&self) -> Option<Millis> {
