@@ -47,6 +47,8 @@ impl Table {
         add("2001:e60:1:100::1", place("KR", 37.56, 126.97, 3559, Network::Access));
         add("2001:e60:2:100::1", place("KR", 37.50, 127.03, 3559, Network::Access));
         add("106.1.1.1", place("KR", 37.52, 126.92, 17858, Network::Access)); // LG U+: homes and phones
+        add("2001:4430:1::1", place("KR", 37.52, 126.92, 17853, Network::Access)); // LG U+ phones' IPv6
+        add("2001:2d8:1::1", place("KR", 37.52, 126.92, 3786, Network::Access)); // LG U+ homes' IPv6
         add("175.1.1.1", place("KR", 37.56, 126.97, 4766, Network::Access)); // a KT home's next address
         add("59.1.1.1", place("KR", 35.18, 129.07, 9318, Network::Access)); // Busan, SK Broadband
         add("223.1.1.1", place("KR", 37.56, 126.97, 9644, Network::Mobile)); // SKT mobile
@@ -320,32 +322,6 @@ fn a_line_abroad_the_owners_own_laptop_reaches_from_home_is_a_tunnel_not_a_place
 }
 
 #[test]
-fn a_line_at_home_the_owners_laptop_logs_in_through_while_the_key_is_in_use_is_a_tunnel() {
-    // At home, in Seoul: the phone on the home line, the laptop on the office's VPN (another
-    // line, the office's), taking turns over two evenings. The laptop logs in through the VPN
-    // a minute after the phone used the key at home: one person, the office line a tunnel.
-    let evenings = |device: &str| {
-        let mut r = history_with("k", "a", "121.0.1.1", "ccxt/4.5.90");
-        r.insert(2, login(10, "a", "39.7.1.9", "pc-1"));
-        r.push(req(24 * HOUR, "k", "211.1.1.1", "CoinPilot/5.2.3", "VALID"));
-        r.push(login(24 * HOUR + 1, "a", "121.0.1.1", device));
-        for day in [1, 2] {
-            for m in [2, 40, 80, 120] {
-                let t = day * 24 * HOUR + m;
-                r.push(req(t, "k", "121.0.1.1", "ccxt/4.5.90", "VALID"));
-                r.push(req(t + 2, "k", "211.1.1.1", "CoinPilot/5.2.3", "VALID"));
-            }
-        }
-        run(&r)
-    };
-    let out = evenings("pc-1");
-    assert!(!fired(&out, "k", Indicator::AlternatingNetworks), "{out:?}");
-    // The same logins from a device the owner never used: two households taking turns.
-    let out = evenings("pc-2");
-    assert!(fired(&out, "k", Indicator::AlternatingNetworks), "{out:?}");
-}
-
-#[test]
 fn a_roaming_phone_routed_home_is_not_travel_but_a_stranger_abroad_is() {
     // Abroad after a flight: the hotel's line in Tokyo, and the phone on its KT carrier, which
     // routes it home — a new Korean address at every attach, a minute apart from the hotel.
@@ -517,6 +493,13 @@ fn rotating_through_many_homes_is_a_proxy_pool() {
         r.push(req(130 + i, "k", &format!("121.{}.1.1", i % 2), "ccxt/4.5.90", "VALID"));
     }
     assert!(!fired(&run(&r), "k", Indicator::IpRotation));
+    // A dual-stack phone on LG U+ and a home on KT: five AS numbers in an hour, two operators.
+    let mut r = history("k", "a");
+    let networks = ["106.1.1.1", "2001:4430:1::1", "2001:2d8:1::1", "211.1.1.1", "2001:e60:1:100::1"];
+    for i in 0..15 {
+        r.push(req(130 + i * 3, "k", networks[i as usize % 5], "ccxt/4.5.90", "VALID"));
+    }
+    assert!(!fired(&run(&r), "k", Indicator::IpRotation), "{:?}", run(&r).get("k"));
 }
 
 #[test]

@@ -16,10 +16,6 @@ use std::net::IpAddr;
 /// its addresses say nothing of who is behind them.
 const POOL_MIN_HOPS: u32 = 4;
 
-/// A login on the owner's device this soon after the key's use from another line is on both
-/// lines at once (one of them a tunnel); a person moving between two places takes longer.
-const TUNNEL_WINDOW: Millis = 5 * MINUTE;
-
 /// What the engine has seen of an address range: how often a key's next session there came
 /// from another line (a hop) or the same one (a stay).
 #[derive(Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -181,28 +177,27 @@ impl Engine<'_> {
     }
 
     /// Whether a login from a fixed line, on a device the owner used before, comes through a
-    /// tunnel: one of the account's keys was used from another line at the same time — minutes
-    /// before, or too recently for anyone to have travelled since. The owner cannot be on both
-    /// lines, and it is their device: the login's line is a VPN's or an employer's exit that the
-    /// data does not name (a head office's own line, a small provider's, a server of their own),
-    /// not a place where someone else is.
+    /// tunnel: one of the account's keys was used from a line at home (in the declared
+    /// countries) too recently for anyone to have travelled to the login's line since. The
+    /// owner cannot be in both places and it is their device: the far line is a VPN's or an
+    /// employer's exit that the data does not name (a head office's own line abroad, a small
+    /// provider's), not a place where someone else is. Only the far one: two lines at home in
+    /// use at once are as often the owner and someone on the owner's own machine (remote
+    /// desktop, a bought account's device) — which of them is the tunnel, nothing tells; tried
+    /// in session 12, it cost held-out sharing families recall.
     fn tunnel(&self, a: usize, ts: Millis, place: &Place, site: Site) -> bool {
         let (Some(here), Site::Line(_), Network::Access) = (place.lat_lon, site, place.network) else {
             return false;
         };
         let account = &self.accounts[a];
         account.keys.iter().any(|&k| {
-            let st = &self.keys[k];
-            let line = st.household(site);
-            st.places.iter().any(|s| {
-                let at_once = s.site != line && ts - s.ts <= TUNNEL_WINDOW;
+            self.keys[k].places.iter().any(|s| {
                 let home = s.place.country.is_some_and(|c| account.declared.contains(&c));
-                let flown = s.place.lat_lon.is_some_and(|there| {
+                home && s.place.lat_lon.is_some_and(|there| {
                     let apart = distance_km(here, there) - place.accuracy_km - s.place.accuracy_km;
                     let hours = (ts - s.ts).max(1) as f32 / HOUR as f32;
                     apart > self.cfg.travel_min_km && apart / hours > self.cfg.travel_max_kmh
-                });
-                home && (at_once || flown)
+                })
             })
         })
     }

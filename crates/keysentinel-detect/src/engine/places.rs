@@ -222,7 +222,8 @@ impl Engine<'_> {
         }
         let cfg = &self.cfg;
         let st = &mut self.keys[r.k];
-        let asns = r.place.asn.map_or(0, |asn| st.recent_asns.see(u64::from(asn), r.ts, HOUR));
+        // By operator: a dual-stack LG U+ phone is on AS17858, AS17853 and AS3786 in one hour.
+        let asns = r.place.asn.map_or(0, |asn| st.recent_asns.see(u64::from(operator(asn)), r.ts, HOUR));
         let lines = match r.site {
             Site::Line(_) => st.recent_lines.see(r.site.key(), r.ts, HOUR),
             Site::Network(_) => 0,

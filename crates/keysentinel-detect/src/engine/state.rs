@@ -549,9 +549,9 @@ pub struct Owner {
     pub countries: arrayvec::ArrayVec<([u8; 2], Millis), 6>,
     pub devices: arrayvec::ArrayVec<(u64, Millis), 6>,
     pub clients: arrayvec::ArrayVec<(u64, Millis), 6>,
-    /// Lines the owner's own device logged in from while the key was in use on another line
-    /// (at home): the exits of a VPN or a corporate network the data does not name, which
-    /// place nobody.
+    /// Lines the owner's own device logged in from while the key was in use at home too
+    /// recently for a flight: the exits of a VPN or a corporate network the data does not name,
+    /// which place nobody.
     pub tunnels: arrayvec::ArrayVec<(Site, Millis), 4>,
     /// Consumer operators (ASNs, IPv6 ones as their IPv4 operator) the owner logged in from at
     /// home, in the declared countries: a household's line renumbered stays on its operator.
