@@ -41,10 +41,9 @@ impl Engine<'_> {
             let within = if r.place.network == Network::Access { HOUSEHOLD_WINDOW } else { i64::MAX };
             let n = self.link(LinkKey::Ip(host_of(r.ip)), r.ts, entry(account, r.family), within);
             if n >= self.cfg.link_accounts {
-                let evidence = format!(
-                    "{} drove keys of {n} unrelated accounts with one client within {} min",
-                    r.ip, self.cfg.link_window_minutes
-                );
+                let minutes = within.min(self.cfg.link_window_minutes * super::state::MINUTE) / super::state::MINUTE;
+                let evidence =
+                    format!("{} drove keys of {n} unrelated accounts with one client within {minutes} min", r.ip);
                 self.fire(r.k, r.ts, Indicator::LinkedAccounts, None, evidence);
             }
         }

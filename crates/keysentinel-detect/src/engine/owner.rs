@@ -183,8 +183,8 @@ impl Engine<'_> {
     /// employer's exit that the data does not name (a head office's own line abroad, a small
     /// provider's), not a place where someone else is. Only the far one: two lines at home in
     /// use at once are as often the owner and someone on the owner's own machine (remote
-    /// desktop, a bought account's device) — which of them is the tunnel, nothing tells; tried
-    /// in session 12, it cost held-out sharing families recall.
+    /// desktop, a bought account's device) — which of them is the tunnel, nothing tells (tried:
+    /// it cost the held-out sharing families recall).
     fn tunnel(&self, a: usize, ts: Millis, place: &Place, site: Site) -> bool {
         let (Some(here), Site::Line(_), Network::Access) = (place.lat_lon, site, place.network) else {
             return false;
@@ -211,11 +211,10 @@ impl Engine<'_> {
     /// Whether `place` is a consumer line at home on an operator the owner logs in from: their
     /// household's line, maybe renumbered since their last login, or a neighbour's.
     pub(super) fn owners_operator(&self, k: usize, place: &Place, ts: Millis) -> bool {
-        let account = &self.accounts[self.keys[k].account_ix];
-        let Some(owner) = &account.owner else { return false };
+        let declared = &self.accounts[self.keys[k].account_ix].declared;
         place.network == Network::Access
-            && place.country.is_some_and(|c| account.declared.contains(&c))
-            && place.asn.is_some_and(|a| vouched(&owner.operators, &operator(a), ts, self.attestation_window()))
+            && place.country.is_some_and(|c| declared.contains(&c))
+            && place.asn.is_some_and(|a| self.owners_operator_asn(k, operator(a), ts))
     }
 
     /// Whether the owner logged in at home from operator `op` lately.
