@@ -232,3 +232,58 @@ fn replaying_in_two_parts_through_a_saved_state_gives_the_whole_replays_decision
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("corrupt"), "{err}");
 }
+
+/// Through the binary, on the real geo data: the owner's own laptop, known from a login on their
+/// phone's carrier, logs in through a line in the US (AS701) two minutes after the key was used
+/// from their home line in Korea, then uses the key through it while the phone uses it at home —
+/// a head office's VPN, which places nobody. A stranger logging in there on a device the owner
+/// never used, and using the key the same way, is someone in the US beside the owner.
+#[test]
+fn a_tunnel_needs_the_owners_own_device_a_stranger_abroad_is_still_seen() {
+    let Some(geo) = geo_dir() else { return };
+    let geo = Some(geo);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let at = |min: i64| format!("2026-12-01T{:02}:{:02}:00Z", min / 60, min % 60);
+    let req = |min: i64, ip: &str, ua: &str| {
+        format!(
+            r#"{{"type":"request","ts":"{}","key_id":"k","ip":"{ip}","user_agent":"{ua}","method":"GET","path":"/v1/accounts","outcome":"VALID"}}"#,
+            at(min)
+        )
+    };
+    let login = |min: i64, ip: &str, device: &str| {
+        format!(
+            r#"{{"type":"login","ts":"{}","account_id":"a","ip":"{ip}","user_agent":"Mozilla/5.0","device_id":"{device}"}}"#,
+            at(min)
+        )
+    };
+    let (home, abroad, phone) = ("210.216.119.41", "204.76.11.252", "27.160.10.10");
+    let indicators = |device: &str| {
+        let mut lines = vec![
+            r#"{"type":"account","account_id":"a","segment":"retail","declared_countries":["KR"]}"#.to_owned(),
+            r#"{"type":"key","key_id":"k","account_id":"a","scopes":["read","trade"],"ip_allowlist":[]}"#.to_owned(),
+            login(5, phone, "pc-laptop-1"),
+        ];
+        lines.extend((0..30).map(|i| req(i * 4, home, "ccxt/4.5.90")));
+        lines.push(login(118, abroad, device));
+        for m in [121, 125, 129] {
+            lines.push(req(m, abroad, "ccxt/4.5.90"));
+            lines.push(req(m + 2, home, "CoinPilot/5.2.3"));
+        }
+        std::fs::write(p("ev.ndjson"), lines.join("\n") + "\n").unwrap();
+        let run = ks(&["replay", &p("ev.ndjson"), "--out", &p("dec.ndjson"), "--trace", &p("trace.ndjson")], &geo);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        std::fs::read_to_string(p("trace.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["indicator"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let owner = indicators("pc-laptop-1");
+    assert!(
+        !owner.iter().any(|i| i == "concurrent_distant_use" || i == "impossible_travel"),
+        "the owner's own laptop through a tunnel: {owner:?}"
+    );
+    let stranger = indicators("pc-stranger");
+    assert!(stranger.iter().any(|i| i == "concurrent_distant_use"), "a stranger in the US: {stranger:?}");
+}
