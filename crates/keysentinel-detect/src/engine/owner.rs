@@ -109,7 +109,7 @@ impl Engine<'_> {
         }
         if known_device && self.tunnel(a, ts, &place, site) {
             let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
-            vouch(&mut owner.tunnels, site, ts);
+            vouch(owner.tunnels.get_or_insert_with(Box::default), site, ts);
         }
         if !known_site {
             self.take_back(a, site, ts);
@@ -205,7 +205,7 @@ impl Engine<'_> {
     /// Whether `site` is a tunnel the owner's device was seen through (see [`Engine::tunnel`]).
     pub(super) fn tunnelled(&self, k: usize, site: Site, ts: Millis) -> bool {
         let Some(owner) = &self.accounts[self.keys[k].account_ix].owner else { return false };
-        vouched(&owner.tunnels, &site, ts, self.attestation_window())
+        owner.tunnels.as_ref().is_some_and(|t| vouched(t, &site, ts, self.attestation_window()))
     }
 
     /// Whether `place` is a consumer line at home on an operator the owner logs in from: their

@@ -551,8 +551,8 @@ pub struct Owner {
     pub clients: arrayvec::ArrayVec<(u64, Millis), 6>,
     /// Lines the owner's own device logged in from while the key was in use at home too
     /// recently for a flight: the exits of a VPN or a corporate network the data does not name,
-    /// which place nobody.
-    pub tunnels: arrayvec::ArrayVec<(Site, Millis), 4>,
+    /// which place nobody. Few owners have one: boxed, so the others pay a pointer.
+    pub tunnels: Option<Box<arrayvec::ArrayVec<(Site, Millis), 4>>>,
     /// Consumer operators (ASNs, IPv6 ones as their IPv4 operator) the owner logged in from at
     /// home, in the declared countries: a household's line renumbered stays on its operator.
     pub operators: arrayvec::ArrayVec<(u32, Millis), 3>,
