@@ -91,6 +91,7 @@ impl Engine<'_> {
         let a = self.account(account_id);
         let place = self.place(ip, ts);
         let site = self.site_of(&place, ip);
+        let at_home = place.country.is_some_and(|c| self.accounts[a].declared.contains(&c));
         let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
         let device = device.map(|d| h64(d.as_bytes()));
         let known_device = device.is_some_and(|d| vouched(&owner.devices, &d, ts, window));
@@ -102,14 +103,13 @@ impl Engine<'_> {
         if let Some(d) = device {
             vouch(&mut owner.devices, d, ts);
         }
-        let at_home = place.country.is_some_and(|c| self.accounts[a].declared.contains(&c));
         if let (Network::Access, true, Some(asn)) = (place.network, at_home, place.asn) {
-            let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
             vouch(&mut owner.operators, operator(asn), ts);
         }
         if known_device && self.tunnel(a, ts, &place, site) {
-            let owner = self.accounts[a].owner.get_or_insert_with(Box::<Owner>::default);
-            vouch(owner.tunnels.get_or_insert_with(Box::default), site, ts);
+            if let Some(owner) = self.accounts[a].owner.as_mut() {
+                vouch(owner.tunnels.get_or_insert_with(Box::default), site, ts);
+            }
         }
         if !known_site {
             self.take_back(a, site, ts);
